@@ -1,0 +1,5 @@
+import sys
+
+from hipcheck.cli import main
+
+sys.exit(main())

@@ -1,0 +1,180 @@
+"""The ``hipcheck`` command line.
+
+Bad options exit with code 2 and a message that says what was wrong; a file that cannot be read exits with code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from hipcheck import __version__
+
+ACTIVITIES = ("walk", "hold", "stand", "sit", "sit-to-stand")
+
+# Plausible bounds for the simulator's options; beyond them the result would not be a human pelvis.
+_BOUNDS = {
+    "seconds": (1.0, 24 * 3600.0),
+    "fs": (10.0, 2000.0),
+    "drop_left": (-15.0, 25.0),
+    "drop_right": (-15.0, 25.0),
+    "sway_cm": (0.0, 30.0),
+    "tilt_deg": (-45.0, 45.0),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hipcheck",
+        description="Pelvic drop, hip sway and pelvic tilt from one IMU clipped over the sacrum.",
+    )
+    parser.add_argument("--version", action="version", version=f"hipcheck {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulate an activity and write the IMU trace (generic CSV) and its truth (JSON)",
+        description="Simulate pelvis motion and the IMU signals a sacral sensor would record, through a realistic "
+        "sensor model. Writes FILE.csv (docs/csv-format.md) and FILE.truth.json (docs/motion.md) and prints a "
+        "summary of the truth.",
+    )
+    simulate.add_argument("activity", choices=ACTIVITIES)
+    simulate.add_argument("-o", "--output", required=True, type=Path, metavar="FILE.csv", help="where to write")
+    simulate.add_argument("--seconds", type=float, default=60.0, help="duration in s (default 60)")
+    simulate.add_argument("--fs", type=float, default=100.0, help="sample rate in Hz (default 100)")
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    simulate.add_argument(
+        "--drop-left",
+        type=float,
+        metavar="DEG",
+        help="walk/hold: pelvic drop during LEFT stance, in degrees: the right side sinks this far below level "
+        "(walk default 4, healthy; larger = weak left hip abductors). For hold: a hold on the left leg.",
+    )
+    simulate.add_argument(
+        "--drop-right",
+        type=float,
+        metavar="DEG",
+        help="walk/hold: pelvic drop during RIGHT stance: the left side sinks this far (walk default 4). "
+        "For hold: a hold on the right leg.",
+    )
+    simulate.add_argument("--sway-cm", type=float, metavar="CM", help="walk: side-to-side sway, peak to peak")
+    simulate.add_argument("--tilt-deg", type=float, metavar="DEG", help="mean pelvic tilt, + = anterior")
+    simulate.add_argument("--side", choices=("left", "right"), help="hold: the stance leg (default right)")
+    simulate.add_argument("--ideal", action="store_true", help="no sensor errors (noise, bias, quantisation...)")
+    simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    simulate.set_defaults(run=run_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args, parser)
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck import motion
+    from hipcheck.imu_csv import write_imu_csv
+
+    _check_bounds(args, parser)
+    kwargs = _activity_kwargs(args, parser)
+    if args.output.suffix.lower() != ".csv":
+        parser.error(f"the output {args.output} should end in .csv (the truth goes beside it as .truth.json)")
+    if not args.output.parent.exists():
+        parser.error(f"the folder {args.output.parent} does not exist")
+
+    simulate = {
+        "walk": motion.simulate_walk,
+        "hold": motion.simulate_hold,
+        "stand": motion.simulate_stand,
+        "sit": motion.simulate_sit,
+        "sit-to-stand": motion.simulate_sit_to_stand,
+    }[args.activity]
+    sensor = motion.SensorModel.ideal() if args.ideal else motion.SensorModel.realistic(seed=args.seed)
+    started = time.perf_counter()
+    if args.seconds > 600:
+        print(f"simulating {args.seconds:.0f} s of {args.activity}...", file=sys.stderr, flush=True)
+    trace = simulate(duration_s=args.seconds, fs_hz=args.fs, seed=args.seed, sensor=sensor, **kwargs)
+    write_imu_csv(args.output, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    truth_path = args.output.with_name(args.output.stem + ".truth.json")
+    truth_path.write_text(json.dumps(trace.truth_dict(), separators=(",", ":")))
+    elapsed_s = time.perf_counter() - started
+
+    summary = trace.summary()
+    if args.json:
+        print(json.dumps({"csv": str(args.output), "truth": str(truth_path), **summary}, indent=2))
+    else:
+        print(_format_summary(args.activity, summary, len(trace.t_s), args.output, truth_path, elapsed_s))
+    return 0
+
+
+def _check_bounds(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    for name, (low, high) in _BOUNDS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if not low <= value <= high:
+            option = "--" + name.replace("_", "-")
+            parser.error(f"{option} {value:g} is out of range; use {low:g} to {high:g}")
+
+
+def _activity_kwargs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """Map CLI options onto the simulator's keyword arguments, refusing options that do not apply."""
+    allowed = {
+        "walk": {"drop_left", "drop_right", "sway_cm", "tilt_deg"},
+        "hold": {"drop_left", "drop_right", "tilt_deg", "side"},
+        "stand": {"tilt_deg"},
+        "sit": {"tilt_deg"},
+        "sit-to-stand": set(),
+    }[args.activity]
+    for name in ("drop_left", "drop_right", "sway_cm", "tilt_deg", "side"):
+        if getattr(args, name) is not None and name not in allowed:
+            parser.error(f"--{name.replace('_', '-')} does not apply to {args.activity}")
+
+    kwargs: dict = {}
+    if args.activity == "walk":
+        if args.drop_left is not None:
+            kwargs["drop_left_deg"] = args.drop_left
+        if args.drop_right is not None:
+            kwargs["drop_right_deg"] = args.drop_right
+        if args.sway_cm is not None:
+            kwargs["sway_cm"] = args.sway_cm
+        if args.tilt_deg is not None:
+            kwargs["tilt_mean_deg"] = args.tilt_deg
+    elif args.activity == "hold":
+        # A drop is named by the stance side, as in walking: --drop-right 6 is a hold on the right leg.
+        if args.drop_left is not None and args.drop_right is not None:
+            parser.error("a hold stands on one leg: give --drop-left or --drop-right, not both")
+        stance_from_drop = "left" if args.drop_left is not None else "right" if args.drop_right is not None else None
+        if args.side and stance_from_drop and args.side != stance_from_drop:
+            parser.error(f"--side {args.side} contradicts --drop-{stance_from_drop} (a drop names the stance side)")
+        kwargs["side"] = args.side or stance_from_drop or "right"
+        drop = args.drop_left if args.drop_left is not None else args.drop_right
+        if drop is not None:
+            kwargs["drop_deg"] = drop
+        if args.tilt_deg is not None:
+            kwargs["tilt_mean_deg"] = args.tilt_deg
+    elif args.tilt_deg is not None:
+        kwargs["tilt_mean_deg"] = args.tilt_deg
+    return kwargs
+
+
+def _format_summary(activity: str, summary: dict, n_samples: int, csv_path: Path, truth_path: Path, elapsed_s: float) -> str:
+    lines = [f"simulated {activity}: {n_samples} samples in {elapsed_s:.2f} s"]
+    for key, value in summary.items():
+        if isinstance(value, float):
+            value = f"{value:.2f}"
+        lines.append(f"  {key}: {value}")
+    lines.append(f"wrote {csv_path} and {truth_path}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

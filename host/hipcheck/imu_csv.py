@@ -1,0 +1,208 @@
+"""The generic IMU CSV format (docs/csv-format.md): how recordings from other sensors come in.
+
+A header row names the columns; ``t`` is in seconds, ``acc_x,acc_y,acc_z`` in m/s², ``gyr_x,gyr_y,gyr_z`` in rad/s and
+the optional ``mag_x,mag_y,mag_z`` in µT. Other units and axis orders are read through options, so a file is used as
+it was exported and nobody edits numbers by hand.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
+
+TIME_COLUMN = "t"
+ACC_COLUMNS = ("acc_x", "acc_y", "acc_z")
+GYR_COLUMNS = ("gyr_x", "gyr_y", "gyr_z")
+MAG_COLUMNS = ("mag_x", "mag_y", "mag_z")
+
+ACC_UNITS = {"m/s2": 1.0, "g": GRAVITY_M_S2}
+GYR_UNITS = {"rad/s": 1.0, "deg/s": RAD_PER_DEG}
+MAG_UNITS = {"uT": 1.0, "nT": 1e-3, "gauss": 100.0}
+
+# Beyond any MEMS gyroscope's range (±2000 °/s ≈ 34.9 rad/s): such a reading means the file is in °/s.
+_GYR_PLAUSIBLE_MAX_RAD_S = 40.0
+
+
+class ImuCsvError(ValueError):
+    """The file cannot be read as an IMU recording; the message says what is wrong and what to do."""
+
+
+@dataclass
+class ImuRecording:
+    """One recording in SI units and the sensor frame chosen by the axis mapping.
+
+    ``fs_hz`` is the nominal sample rate: given by the caller, else the median of the sample intervals.
+    """
+
+    t_s: np.ndarray
+    acc_m_s2: np.ndarray
+    gyr_rad_s: np.ndarray
+    mag_uT: np.ndarray | None
+    fs_hz: float
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+
+def parse_axes(spec: str | None) -> np.ndarray:
+    """Turn an axis mapping such as ``"x,-z,y"`` into a 3×3 matrix M with ``v_ours = M @ v_file``.
+
+    Entry i names the file axis, with its sign, that becomes our axis i. The mapping must be a proper rotation: a mirror
+    image (an odd number of sign flips and swaps) would turn every angle the wrong way round, so it is refused.
+    """
+    if spec is None or spec.strip() == "":
+        return np.eye(3)
+    parts = [p.strip().lower() for p in spec.split(",")]
+    if len(parts) != 3:
+        raise ImuCsvError(f"axis mapping {spec!r} must name three axes, e.g. 'x,-z,y'")
+    matrix = np.zeros((3, 3))
+    for row, part in enumerate(parts):
+        sign = -1.0 if part.startswith("-") else 1.0
+        name = part.lstrip("+-")
+        if name not in ("x", "y", "z"):
+            raise ImuCsvError(f"axis mapping {spec!r}: {part!r} is not one of x, y, z with an optional sign")
+        matrix[row, "xyz".index(name)] = sign
+    if sorted(abs(matrix).argmax(axis=1)) != [0, 1, 2]:
+        raise ImuCsvError(f"axis mapping {spec!r} uses a file axis twice: each of x, y, z must appear once")
+    if np.linalg.det(matrix) < 0:
+        raise ImuCsvError(
+            f"axis mapping {spec!r} is a mirror image (left-handed): flip the sign of one axis to make it a rotation"
+        )
+    return matrix
+
+
+def read_imu_csv(
+    path: str | Path,
+    *,
+    acc_unit: str = "m/s2",
+    gyr_unit: str = "rad/s",
+    mag_unit: str = "uT",
+    axes: str | None = None,
+    fs_hz: float | None = None,
+    check_units: bool = True,
+) -> ImuRecording:
+    """Read a generic IMU CSV file into SI units.
+
+    ``axes`` maps the file's axes onto ours (see ``parse_axes``); it applies to all three sensors. With ``check_units``
+    the magnitudes are checked against gravity and the range of real gyroscopes, so that a file in g or °/s read
+    with the default units fails with a hint instead of giving silently wrong angles.
+    """
+    path = Path(path)
+    acc_scale = _unit_scale(acc_unit, ACC_UNITS, "--acc-unit")
+    gyr_scale = _unit_scale(gyr_unit, GYR_UNITS, "--gyr-unit")
+    mag_scale = _unit_scale(mag_unit, MAG_UNITS, "--mag-unit")
+    rotation = parse_axes(axes)
+    if fs_hz is not None and not (math.isfinite(fs_hz) and fs_hz > 0):
+        raise ImuCsvError(f"sample rate {fs_hz} Hz is not a positive number")
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ImuCsvError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ImuCsvError(f"{path}: cannot be read as text ({error})") from None
+
+    header_line, _, body = text.partition("\n")
+    columns = [c.strip().lower() for c in header_line.split(",")]
+    wanted = (TIME_COLUMN, *ACC_COLUMNS, *GYR_COLUMNS)
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise ImuCsvError(
+            f"{path}: the header lacks {', '.join(missing)}; found {', '.join(columns) or 'nothing'}. "
+            f"The first line must name the columns: {','.join(wanted)}[,{','.join(MAG_COLUMNS)}]"
+        )
+    has_mag = all(c in columns for c in MAG_COLUMNS)
+    used = list(wanted) + (list(MAG_COLUMNS) if has_mag else [])
+    indices = [columns.index(c) for c in used]
+
+    try:
+        table = np.loadtxt(io.StringIO(body), delimiter=",", usecols=indices, ndmin=2, dtype=np.float64)
+    except ValueError:
+        raise ImuCsvError(f"{path}: {_describe_bad_line(body, indices)}") from None
+    if len(table) < 2:
+        raise ImuCsvError(f"{path}: holds {len(table)} sample(s); a recording needs at least two")
+
+    t_s = table[:, 0].copy()
+    if not np.all(np.isfinite(t_s)):
+        bad = int(np.flatnonzero(~np.isfinite(t_s))[0])
+        raise ImuCsvError(f"{path}: line {bad + 2}: the time column is not a finite number")
+    steps = np.diff(t_s)
+    if np.any(steps <= 0):
+        bad = int(np.flatnonzero(steps <= 0)[0])
+        raise ImuCsvError(
+            f"{path}: line {bad + 3}: time goes from {t_s[bad]} to {t_s[bad + 1]} s; it must increase from line to line"
+        )
+
+    acc = table[:, 1:4] @ rotation.T * acc_scale
+    gyr = table[:, 4:7] @ rotation.T * gyr_scale
+    mag = table[:, 7:10] @ rotation.T * mag_scale if has_mag else None
+    if check_units:
+        _check_units(path, acc, gyr, acc_unit, gyr_unit)
+    nominal_fs_hz = fs_hz if fs_hz is not None else 1.0 / float(np.median(steps))
+    return ImuRecording(t_s, acc, gyr, mag, float(nominal_fs_hz), str(path))
+
+
+def write_imu_csv(
+    path: str | Path,
+    t_s: np.ndarray,
+    acc_m_s2: np.ndarray,
+    gyr_rad_s: np.ndarray,
+    mag_uT: np.ndarray | None = None,
+) -> None:
+    """Write a recording in the generic CSV format, SI units, enough digits to read back what was written."""
+    columns = [t_s[:, None], acc_m_s2, gyr_rad_s] + ([mag_uT] if mag_uT is not None else [])
+    table = np.hstack(columns)
+    header = ",".join((TIME_COLUMN, *ACC_COLUMNS, *GYR_COLUMNS, *(MAG_COLUMNS if mag_uT is not None else ())))
+    formats = ["%.6f"] + ["%.9g"] * (table.shape[1] - 1)
+    np.savetxt(path, table, delimiter=",", header=header, comments="", fmt=formats)
+
+
+def _describe_bad_line(body: str, indices: list[int]) -> str:
+    """Find the first data line numpy refused, to name it (only runs on the error path)."""
+    for number, line in enumerate(body.splitlines(), start=2):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if len(cells) <= max(indices):
+            return f"line {number} has {len(cells)} values; the header names more columns"
+        for index in indices:
+            try:
+                float(cells[index])
+            except ValueError:
+                return f"line {number}, column {index + 1}: {cells[index].strip()!r} is not a number"
+    return "a data line could not be read as numbers"
+
+
+def _unit_scale(unit: str, table: dict[str, float], option: str) -> float:
+    try:
+        return table[unit]
+    except KeyError:
+        raise ImuCsvError(f"unknown unit {unit!r} for {option}; use one of {', '.join(table)}") from None
+
+
+def _check_units(path: Path, acc: np.ndarray, gyr: np.ndarray, acc_unit: str, gyr_unit: str) -> None:
+    finite = np.all(np.isfinite(acc), axis=1)
+    if finite.any():
+        gravity = float(np.median(np.linalg.norm(acc[finite], axis=1)))
+        if 0.5 < gravity < 2.0 and acc_unit != "g":
+            raise ImuCsvError(
+                f"{path}: gravity reads {gravity:.2f} m/s²: the file seems to be in g; pass --acc-unit g"
+            )
+        if 5.0 * GRAVITY_M_S2 < gravity < 15.0 * GRAVITY_M_S2 and acc_unit == "g":
+            raise ImuCsvError(
+                f"{path}: gravity reads {gravity / GRAVITY_M_S2:.2f} g: the file seems to be in m/s²; "
+                "pass --acc-unit m/s2"
+            )
+    peak = float(np.nanmax(np.abs(gyr))) if np.isfinite(gyr).any() else 0.0
+    if peak > _GYR_PLAUSIBLE_MAX_RAD_S and gyr_unit == "rad/s":
+        raise ImuCsvError(
+            f"{path}: the angular rate reaches {peak:.0f} rad/s, beyond any IMU's range: "
+            "the file seems to be in °/s; pass --gyr-unit deg/s"
+        )
