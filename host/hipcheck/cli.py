@@ -101,7 +101,10 @@ def run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     started = time.perf_counter()
     if args.seconds > 600:
         print(f"simulating {args.seconds:.0f} s of {args.activity}...", file=sys.stderr, flush=True)
-    trace = simulate(duration_s=args.seconds, fs_hz=args.fs, seed=args.seed, sensor=sensor, **kwargs)
+    try:
+        trace = simulate(duration_s=args.seconds, fs_hz=args.fs, seed=args.seed, sensor=sensor, **kwargs)
+    except ValueError as error:  # settings the simulator cannot honour, e.g. a walk too short for two strides
+        parser.error(str(error))
     write_imu_csv(args.output, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
     truth_path = args.output.with_name(args.output.stem + ".truth.json")
     truth_path.write_text(json.dumps(trace.truth_dict(), separators=(",", ":")))

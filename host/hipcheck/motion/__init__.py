@@ -1,0 +1,91 @@
+"""Synthetic pelvis motion with ground truth, and the IMU signals it produces through a sensor model.
+
+    from hipcheck.motion import simulate_walk, SensorModel
+    trace = simulate_walk(duration_s=60, drop_right_deg=8, sensor=SensorModel.ideal(), seed=1)
+    trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.truth.angles_pelvis_deg, trace.summary()
+
+Frames, signs and every parameter are described in docs/motion.md.
+"""
+
+from hipcheck.motion.kinematics import (
+    HoldSettings,
+    PelvisMotion,
+    SitSettings,
+    SitToStandSettings,
+    StandSettings,
+    WalkSettings,
+)
+from hipcheck.motion.rotation import (
+    angles_from_matrix,
+    angles_from_quat,
+    body_rate_from_angle_rates,
+    matrix_from_angles,
+    matrix_from_quat,
+    quat_angle_rad,
+    quat_conjugate,
+    quat_from_angles,
+    quat_from_matrix,
+    quat_from_rotvec,
+    quat_multiply,
+    quat_normalize,
+    quat_rotate,
+    rotvec_from_quat,
+)
+from hipcheck.motion.sensor import SensorErrors, SensorModel
+from hipcheck.motion.simulate import (
+    simulate_hold,
+    simulate_sit,
+    simulate_sit_to_stand,
+    simulate_stand,
+    simulate_walk,
+)
+from hipcheck.motion.trace import (
+    PHASE_DOUBLE_SUPPORT,
+    PHASE_LEFT_SINGLE_SUPPORT,
+    PHASE_OTHER,
+    PHASE_RIGHT_SINGLE_SUPPORT,
+    GaitEvent,
+    Interval,
+    Stride,
+    Trace,
+    Truth,
+)
+
+__all__ = [
+    "simulate_walk",
+    "simulate_hold",
+    "simulate_stand",
+    "simulate_sit",
+    "simulate_sit_to_stand",
+    "SensorModel",
+    "SensorErrors",
+    "Trace",
+    "Truth",
+    "GaitEvent",
+    "Stride",
+    "Interval",
+    "PelvisMotion",
+    "WalkSettings",
+    "HoldSettings",
+    "StandSettings",
+    "SitSettings",
+    "SitToStandSettings",
+    "PHASE_DOUBLE_SUPPORT",
+    "PHASE_LEFT_SINGLE_SUPPORT",
+    "PHASE_RIGHT_SINGLE_SUPPORT",
+    "PHASE_OTHER",
+    "quat_multiply",
+    "quat_conjugate",
+    "quat_normalize",
+    "quat_rotate",
+    "matrix_from_quat",
+    "quat_from_matrix",
+    "quat_from_rotvec",
+    "rotvec_from_quat",
+    "quat_angle_rad",
+    "quat_from_angles",
+    "matrix_from_angles",
+    "angles_from_matrix",
+    "angles_from_quat",
+    "body_rate_from_angle_rates",
+]
