@@ -170,13 +170,13 @@ def _activity_kwargs(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 
 def _format_summary(activity: str, summary: dict, n_samples: int, csv_path: Path, truth_path: Path, elapsed_s: float) -> str:
-    lines = [f"simulated {activity}: {n_samples} samples in {elapsed_s:.2f} s"]
+    lines = [f"simulated {activity}: {n_samples} samples in {elapsed_s:.2f} s; its ground truth:"]
     for key, value in summary.items():
-        if isinstance(value, float):
-            value = f"{value:.2f}"
-        lines.append(f"  {key}: {value}")
-    lines.append(f"wrote {csv_path} and {truth_path}")
-    return "\n".join(lines)
+        lines.append(f"  {key}: {value:.2f}" if isinstance(value, float) else f"  {key}: {value}")
+    lines.append("  (drops are named by the stance side: drop_right_stance = the left side sinking while on the right leg)"
+                 if "drop_right_stance_deg_mean" in summary else "")
+    lines.append(f"wrote {csv_path} (IMU trace, docs/csv-format.md) and {truth_path} (truth, docs/motion.md)")
+    return "\n".join(line for line in lines if line)
 
 
 if __name__ == "__main__":
