@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hipcheck.imu_csv import ImuCsvError, parse_axes, read_imu_csv, write_imu_csv
 from hipcheck.units import GRAVITY_M_S2
@@ -147,3 +149,19 @@ def test_given_sample_rate_wins(tmp_path):
     t_s, acc, gyr, _ = _recording()
     write_imu_csv(tmp_path / "rec.csv", t_s, acc, gyr)
     assert read_imu_csv(tmp_path / "rec.csv", fs_hz=102.4).fs_hz == 102.4
+
+
+HEADER = "t,acc_x,acc_y,acc_z,gyr_x,gyr_y,gyr_z\n"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.text(alphabet="0123456789.,-e\nnaNx ", max_size=300), with_header=st.booleans())
+def test_any_text_is_read_or_refused_with_imu_csv_error(tmp_path, body, with_header):
+    path = tmp_path / "fuzz.csv"
+    path.write_text((HEADER if with_header else "") + body)
+    try:
+        rec = read_imu_csv(path, check_units=False)
+    except ImuCsvError:
+        return
+    assert len(rec) >= 2 and np.all(np.diff(rec.t_s) > 0)
+    assert rec.acc_m_s2.shape == rec.gyr_rad_s.shape == (len(rec), 3)

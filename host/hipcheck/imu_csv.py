@@ -122,6 +122,8 @@ def read_imu_csv(
     used = list(wanted) + (list(MAG_COLUMNS) if has_mag else [])
     indices = [columns.index(c) for c in used]
 
+    if not body.strip():
+        raise ImuCsvError(f"{path}: holds no samples after the header line")
     try:
         table = np.loadtxt(io.StringIO(body), delimiter=",", usecols=indices, ndmin=2, dtype=np.float64)
     except ValueError:
