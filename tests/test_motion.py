@@ -12,6 +12,13 @@ from hipcheck.motion import (
     PHASE_OTHER,
     PHASE_RIGHT_SINGLE_SUPPORT,
     SensorModel,
+    simulate_hold,
+    simulate_sit,
+    simulate_sit_to_stand,
+    simulate_stand,
+    simulate_walk,
+)
+from hipcheck.rotation import (
     angles_from_quat,
     body_rate_from_angle_rates,
     matrix_from_angles,
@@ -24,11 +31,6 @@ from hipcheck.motion import (
     quat_multiply,
     quat_rotate,
     rotvec_from_quat,
-    simulate_hold,
-    simulate_sit,
-    simulate_sit_to_stand,
-    simulate_stand,
-    simulate_walk,
 )
 from hipcheck.motion.sensor import apply_sensor
 from hipcheck.protocol import ACC_LSB_M_S2, GYR_LSB_RAD_S

@@ -15,22 +15,6 @@ from hipcheck.motion.kinematics import (
     StandSettings,
     WalkSettings,
 )
-from hipcheck.motion.rotation import (
-    angles_from_matrix,
-    angles_from_quat,
-    body_rate_from_angle_rates,
-    matrix_from_angles,
-    matrix_from_quat,
-    quat_angle_rad,
-    quat_conjugate,
-    quat_from_angles,
-    quat_from_matrix,
-    quat_from_rotvec,
-    quat_multiply,
-    quat_normalize,
-    quat_rotate,
-    rotvec_from_quat,
-)
 from hipcheck.motion.sensor import SensorErrors, SensorModel
 from hipcheck.motion.simulate import (
     simulate_hold,
@@ -74,18 +58,4 @@ __all__ = [
     "PHASE_LEFT_SINGLE_SUPPORT",
     "PHASE_RIGHT_SINGLE_SUPPORT",
     "PHASE_OTHER",
-    "quat_multiply",
-    "quat_conjugate",
-    "quat_normalize",
-    "quat_rotate",
-    "matrix_from_quat",
-    "quat_from_matrix",
-    "quat_from_rotvec",
-    "rotvec_from_quat",
-    "quat_angle_rad",
-    "quat_from_angles",
-    "matrix_from_angles",
-    "angles_from_matrix",
-    "angles_from_quat",
-    "body_rate_from_angle_rates",
 ]

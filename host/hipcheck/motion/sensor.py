@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hipcheck.motion.rotation import quat_from_rotvec, quat_multiply
+from hipcheck.rotation import quat_from_rotvec, quat_multiply
 from hipcheck.protocol import ACC_FULL_SCALE_G, ACC_LSB_M_S2, GYR_FULL_SCALE_DPS, GYR_LSB_RAD_S
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 

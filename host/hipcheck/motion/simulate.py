@@ -17,7 +17,7 @@ from hipcheck.motion.kinematics import (
     Walk,
     WalkSettings,
 )
-from hipcheck.motion.rotation import (
+from hipcheck.rotation import (
     body_rate_from_angle_rates,
     matrix_from_angles,
     matrix_from_quat,
