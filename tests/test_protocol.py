@@ -725,3 +725,19 @@ def test_deframer_ignores_idle_delimiters():
     deframer = p.Deframer()
     assert deframer.feed(b"\x00\x00" + stream.replace(b"\x00", b"\x00\x00")) == packets
     assert deframer.bytes_dropped == 0 and deframer.cobs_errors == 0
+
+
+def test_data_layout_matches_the_documented_byte_table():
+    """Built by hand from the table in docs/protocol.md with struct, independently of the numpy dtypes."""
+    import struct
+
+    quat, acc, gyr, flags = (16384, -1, 2, -3), (0, 100, 2048), (-32768, 32767, 5), 0b0000_1100
+    by_hand = struct.pack("<BBIIH", 0x21, 1, 0x01020304, 0xFFFFFFF0, 10_000) + struct.pack(
+        "<4h3h3hB", *quat, *acc, *gyr, flags
+    )
+    assert len(by_hand) == 12 + 21
+    assert p.encode_data(0x01020304, 0xFFFFFFF0, 10_000, [quat], [acc], [gyr], [flags]) == by_hand
+    compact_by_hand = struct.pack("<H3h3h3h", 0xBEEF, *quat[1:], *acc, *gyr)
+    assert p.encode_compact(0x1234BEEF, (16383, *quat[1:]), acc, gyr) == compact_by_hand
+    command_by_hand = struct.pack("<BBBBBB", 0x22, 0x04, 9, 80, 1, 2) + bytes([10, 5, 20, 0])
+    assert p.encode_command(p.Opcode.VIBRATE, 9, intensity_pct=80, repeat=1, steps=[(10, 5), (20, 0)]) == command_by_hand
