@@ -567,6 +567,11 @@ def saturation_flags(acc_raw: np.ndarray, gyr_raw: np.ndarray) -> np.ndarray:
     return (acc_sat * np.uint8(SampleFlag.ACC_SATURATED)) | (gyr_sat * np.uint8(SampleFlag.GYR_SATURATED))
 
 
+def to_raw(values, lsb: float) -> np.ndarray:
+    """Physical values to int16 wire integers of step `lsb`: rounded to nearest (ties to even), clipped to int16."""
+    return np.clip(np.rint(np.asarray(values, dtype=np.float64) / lsb), INT16_MIN, INT16_MAX).astype(np.int16)
+
+
 def to_wire(quat, acc_m_s2, gyr_rad_s) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Physical samples (..., 4), (..., 3), (..., 3) to wire integers: (quat_q14, acc_raw, gyr_raw, flags).
 
@@ -579,9 +584,9 @@ def to_wire(quat, acc_m_s2, gyr_rad_s) -> tuple[np.ndarray, np.ndarray, np.ndarr
     for name, a in (("quat", quat), ("acc_m_s2", acc), ("gyr_rad_s", gyr)):
         if not np.isfinite(a).all():
             raise BadFieldError(f"to_wire: {name} holds NaN or infinity; the wire has no code for it")
-    quat_q14 = np.clip(np.rint(quat * QUAT_ONE_Q14), INT16_MIN, INT16_MAX).astype(np.int16)
-    acc_raw = np.clip(np.rint(acc / ACC_LSB_M_S2), INT16_MIN, INT16_MAX).astype(np.int16)
-    gyr_raw = np.clip(np.rint(gyr / GYR_LSB_RAD_S), INT16_MIN, INT16_MAX).astype(np.int16)
+    quat_q14 = to_raw(quat, 1.0 / QUAT_ONE_Q14)
+    acc_raw = to_raw(acc, ACC_LSB_M_S2)
+    gyr_raw = to_raw(gyr, GYR_LSB_RAD_S)
     return quat_q14, acc_raw, gyr_raw, saturation_flags(acc_raw, gyr_raw)
 
 

@@ -35,11 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hipcheck.rotation import quat_from_rotvec, quat_multiply
-from hipcheck.protocol import ACC_FULL_SCALE_G, ACC_LSB_M_S2, GYR_FULL_SCALE_DPS, GYR_LSB_RAD_S
+from hipcheck.protocol import ACC_FULL_SCALE_G, ACC_LSB_M_S2, GYR_FULL_SCALE_DPS, GYR_LSB_RAD_S, to_raw
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
-
-_INT16_MIN, _INT16_MAX = -32768, 32767
-
 
 @dataclass(frozen=True)
 class SensorModel:
@@ -184,5 +181,5 @@ def _digitise(x: np.ndarray, full_scale: float | None, lsb: float | None) -> np.
     if full_scale is not None:
         x = np.clip(x, -full_scale, full_scale)
     if lsb is not None:
-        x = np.clip(np.round(x / lsb), _INT16_MIN, _INT16_MAX) * lsb
+        x = to_raw(x, lsb) * lsb  # exactly what the wire format carries
     return x
