@@ -67,7 +67,44 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--ideal", action="store_true", help="no sensor errors (noise, bias, quantisation...)")
     simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
     simulate.set_defaults(run=run_simulate)
+
+    orient = commands.add_parser(
+        "orient",
+        help="orientation of a sensor from an IMU CSV file",
+        description="Estimate the sensor's orientation (6D: accelerometer and gyroscope) and write t,qw,qx,qy,qz: "
+        "the quaternion that maps the sensor frame into an earth frame with z up (heading arbitrary).",
+    )
+    orient.add_argument("input", type=Path, metavar="FILE.csv", help="generic IMU CSV (docs/csv-format.md)")
+    orient.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.csv", help="where to write")
+    orient.add_argument("--offline", action="store_true",
+                        help="use the whole recording (non-causal filter, for review); default: causal, as live")
+    _add_input_options(orient)
+    orient.set_defaults(run=run_orient)
+
+    analyze = commands.add_parser(
+        "analyze",
+        help="gait events, per-stride pelvic metrics, alerts and single-leg holds from an IMU CSV file",
+        description="Analyse a recording of a sensor worn over the sacrum: initial and final contacts with side, "
+        "per-stride pelvic drop (named by the stance side), sway, tilt and rotation, the detectors' decisions and "
+        "single-leg holds. Sensor axes: x anterior, y left, z superior (remap others with --axes).",
+    )
+    analyze.add_argument("input", type=Path, metavar="FILE.csv", help="generic IMU CSV (docs/csv-format.md)")
+    analyze.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    analyze.add_argument("--offline", action="store_true",
+                         help="orientation from the non-causal filter (review); default: causal, as the live alerts")
+    _add_input_options(analyze)
+    analyze.set_defaults(run=run_analyze)
     return parser
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    from hipcheck.imu_csv import ACC_UNITS, GYR_UNITS
+
+    parser.add_argument("--fs", type=float, metavar="HZ", help="sample rate (default: from the time column)")
+    parser.add_argument("--acc-unit", choices=tuple(ACC_UNITS), default="m/s2", help="accelerometer unit")
+    parser.add_argument("--gyr-unit", choices=tuple(GYR_UNITS), default="rad/s", help="gyroscope unit")
+    parser.add_argument("--axes", metavar="SPEC",
+                        help="map the file's axes onto ours (x anterior, y left, z superior), e.g. 'z,-y,x'")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +152,77 @@ def run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         print(json.dumps({"csv": str(args.output), "truth": str(truth_path), **summary}, indent=2))
     else:
         print(_format_summary(args.activity, summary, len(trace.t_s), args.output, truth_path, elapsed_s))
+    return 0
+
+
+def _read_input(args: argparse.Namespace):
+    """The input CSV in SI units and our axes; exits 1 with the reader's message when it cannot be used."""
+    from hipcheck.imu_csv import ImuCsvError, read_imu_csv
+
+    try:
+        return read_imu_csv(args.input, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit, axes=args.axes,
+                            fs_hz=args.fs)
+    except ImuCsvError as error:
+        print(f"hipcheck: {error}", file=sys.stderr)
+        return None
+
+
+def run_orient(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import numpy as np
+
+    from hipcheck.fusion import orient
+    from hipcheck.inputs import InputError, check_imu
+
+    if args.output.suffix.lower() != ".csv":
+        parser.error(f"the output {args.output} should end in .csv")
+    recording = _read_input(args)
+    if recording is None:
+        return 1
+    try:
+        report = check_imu(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz)
+    except InputError as error:
+        print(f"hipcheck: {args.input}: {error}", file=sys.stderr)
+        return 1
+    for warning in report.warnings():
+        print(f"hipcheck: warning: {warning}", file=sys.stderr)
+    quat = orient(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline)
+    table = np.column_stack([recording.t_s, quat])
+    np.savetxt(args.output, table, delimiter=",", header="t,qw,qx,qy,qz", comments="", fmt="%.9g")
+    print(f"wrote {len(quat)} orientations ({'offline' if args.offline else 'causal'} filter) to {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck import detect, report
+    from hipcheck.inputs import InputError
+    from hipcheck.pipeline import analyze
+
+    recording = _read_input(args)
+    if recording is None:
+        return 1
+    try:
+        analysis = analyze(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline)
+    except InputError as error:
+        print(f"hipcheck: {args.input}: {error}", file=sys.stderr)
+        return 1
+    threshold = detect.DEFAULT_DROP_THRESHOLD_DEG
+    result = report.analysis_to_dict(analysis, threshold, detect.DECISION_NAMES, detect.HOLD_NAMES)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.input}: {result['duration_s']} s at {result['fs']:g} Hz, {len(result['initial_contacts'])} "
+          f"initial contacts")
+    for stride in analysis.strides:
+        print(report.stride_line(stride, analysis.fs_hz))
+    for decision in result["decisions"]:
+        print(f"{decision['t_s']:7.2f} s  alert {decision['kind']} {decision['side'] or ''} "
+              f"{decision['value']} (threshold {decision['threshold']})")
+    for hold in result.get("holds", []):
+        print(f"hold: {hold}")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
+    print(report.summary_text(result["summary"]))
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hipcheck.inputs import unit_problem
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
 TIME_COLUMN = "t"
@@ -24,9 +25,6 @@ MAG_COLUMNS = ("mag_x", "mag_y", "mag_z")
 ACC_UNITS = {"m/s2": 1.0, "g": GRAVITY_M_S2}
 GYR_UNITS = {"rad/s": 1.0, "deg/s": RAD_PER_DEG}
 MAG_UNITS = {"uT": 1.0, "nT": 1e-3, "gauss": 100.0}
-
-# Beyond any MEMS gyroscope's range (±2000 °/s ≈ 34.9 rad/s): such a reading means the file is in °/s.
-_GYR_PLAUSIBLE_MAX_RAD_S = 40.0
 
 
 class ImuCsvError(ValueError):
@@ -190,21 +188,6 @@ def _unit_scale(unit: str, table: dict[str, float], option: str) -> float:
 
 
 def _check_units(path: Path, acc: np.ndarray, gyr: np.ndarray, acc_unit: str, gyr_unit: str) -> None:
-    finite = np.all(np.isfinite(acc), axis=1)
-    if finite.any():
-        gravity = float(np.median(np.linalg.norm(acc[finite], axis=1)))
-        if 0.5 < gravity < 2.0 and acc_unit != "g":
-            raise ImuCsvError(
-                f"{path}: gravity reads {gravity:.2f} m/s²: the file seems to be in g; pass --acc-unit g"
-            )
-        if 5.0 * GRAVITY_M_S2 < gravity < 15.0 * GRAVITY_M_S2 and acc_unit == "g":
-            raise ImuCsvError(
-                f"{path}: gravity reads {gravity / GRAVITY_M_S2:.2f} g: the file seems to be in m/s²; "
-                "pass --acc-unit m/s2"
-            )
-    peak = float(np.nanmax(np.abs(gyr))) if np.isfinite(gyr).any() else 0.0
-    if peak > _GYR_PLAUSIBLE_MAX_RAD_S and gyr_unit == "rad/s":
-        raise ImuCsvError(
-            f"{path}: the angular rate reaches {peak:.0f} rad/s, beyond any IMU's range: "
-            "the file seems to be in °/s; pass --gyr-unit deg/s"
-        )
+    problem = unit_problem(acc, gyr, acc_unit, gyr_unit)
+    if problem:
+        raise ImuCsvError(f"{path}: {problem}")

@@ -1,0 +1,136 @@
+"""The measuring pipeline: IMU samples in, orientation, pelvic angles, gait events, strides and decisions out.
+
+``Pipeline`` composes the stages of docs/pipeline.md (fusion ▶ gait events ▶ pelvis ▶ strides ▶ detectors and
+the single-leg-hold analyser) for live blocks; ``analyze`` runs the same pipeline over a whole recording. Both give
+identical results whatever blocks a recording arrives in, because every stage is a streaming state machine that
+counts samples from the start of the stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hipcheck.detect import DECISION_DTYPE, Detectors, HOLD_DTYPE, HoldAnalyzer
+from hipcheck.fusion import Fusion, orient
+from hipcheck.gait import EVENT_DTYPE, STRIDE_DTYPE
+from hipcheck.gait.events import EventDetector
+from hipcheck.gait.strides import StrideAnalyzer
+from hipcheck.inputs import InputReport, check_imu
+from hipcheck.pelvis import PelvisTracker
+
+# Shorter than two strides at a slow cadence plus the stages' start-up leaves nothing to measure.
+MIN_ANALYSIS_S = 3.0
+
+
+@dataclass
+class Block:
+    """What the pipeline made of one block of samples. Per-sample arrays have one row per input sample; records
+    (events, strides, decisions, holds) are those settled during this block, which may refer to earlier samples."""
+
+    first_sample: int
+    q_sensor_to_earth: np.ndarray
+    angles_pelvis_deg: np.ndarray
+    acc_level_m_s2: np.ndarray
+    events: np.ndarray
+    strides: np.ndarray
+    decisions: np.ndarray
+    holds: np.ndarray
+
+
+class Pipeline:
+    """Streaming pipeline for one sensor. ``update(acc, gyr)`` for each block, in order.
+
+    alignment: a calibrated q_sensor_to_pelvis (hipcheck.calibration.mounting), else found automatically.
+    detector_settings: passed to hipcheck.detect.Detectors (thresholds, baseline mode).
+    """
+
+    def __init__(self, fs_hz: float, *, alignment: np.ndarray | None = None, detector_settings: dict | None = None,
+                 fusion_settings: dict | None = None):
+        self.fs_hz = float(fs_hz)
+        self.fusion = Fusion(self.fs_hz, **(fusion_settings or {}))
+        self.events = EventDetector(self.fs_hz)
+        self.pelvis = PelvisTracker(self.fs_hz, alignment=alignment)
+        self.strides = StrideAnalyzer(self.fs_hz)
+        self.detectors = Detectors(self.fs_hz, detector_settings)
+        self.holds = HoldAnalyzer(self.fs_hz)
+        self.n_samples = 0
+
+    def update(self, acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray,
+               q_sensor_to_earth: np.ndarray | None = None) -> Block:
+        """Process the next block. Pass ``q_sensor_to_earth`` to use an orientation found elsewhere (the offline
+        fusion of a review); otherwise the causal fusion runs."""
+        acc = np.ascontiguousarray(acc_sensor_m_s2, dtype=np.float64)
+        gyr = np.ascontiguousarray(gyr_sensor_rad_s, dtype=np.float64)
+        if q_sensor_to_earth is None:
+            quat = self.fusion.update(acc, gyr)
+        else:
+            quat = np.ascontiguousarray(q_sensor_to_earth, dtype=np.float64)
+        events = self.events.update(acc, gyr, quat)
+        angles, acc_level = self.pelvis.update(quat, acc)
+        strides = self.strides.update(angles, acc_level, events)
+        decisions = self.detectors.update(angles, strides)
+        holds = self.holds.update(angles, acc_level)
+        block = Block(self.n_samples, quat, angles, acc_level, events, strides, decisions, holds)
+        self.n_samples += len(acc)
+        return block
+
+
+@dataclass
+class Analysis:
+    """A whole recording analysed: per-sample arrays and all records, with the input's flaws."""
+
+    fs_hz: float
+    q_sensor_to_earth: np.ndarray
+    angles_pelvis_deg: np.ndarray
+    acc_level_m_s2: np.ndarray
+    events: np.ndarray
+    strides: np.ndarray
+    decisions: np.ndarray
+    holds: np.ndarray
+    alignment: np.ndarray | None
+    input_report: InputReport
+    offline: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def analyze(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: float, *, offline: bool = False,
+            alignment: np.ndarray | None = None, detector_settings: dict | None = None,
+            block_size: int | None = None) -> Analysis:
+    """Analyse a whole recording (sensor frame: x anterior, y left, z superior; SI units).
+
+    offline: orientation from the non-causal filter (review), instead of the causal one the live alerts use.
+    block_size: feed the pipeline in blocks of this size (results are identical; for tests and progress).
+    Raises ``hipcheck.inputs.InputError`` for data that cannot be analysed.
+    """
+    report = check_imu(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz, min_seconds=MIN_ANALYSIS_S)
+    acc = np.ascontiguousarray(acc_sensor_m_s2, dtype=np.float64)
+    gyr = np.ascontiguousarray(gyr_sensor_rad_s, dtype=np.float64)
+    pipeline = Pipeline(fs_hz, alignment=alignment, detector_settings=detector_settings)
+    quat_all = orient(acc, gyr, fs_hz, offline=True) if offline else None
+    n = len(acc)
+    step = n if block_size is None else max(1, int(block_size))
+    blocks = []
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        quat = None if quat_all is None else quat_all[start:stop]
+        blocks.append(pipeline.update(acc[start:stop], gyr[start:stop], quat))
+    return Analysis(
+        fs_hz=float(fs_hz),
+        q_sensor_to_earth=np.concatenate([b.q_sensor_to_earth for b in blocks]),
+        angles_pelvis_deg=np.concatenate([b.angles_pelvis_deg for b in blocks]),
+        acc_level_m_s2=np.concatenate([b.acc_level_m_s2 for b in blocks]),
+        events=_concat([b.events for b in blocks], EVENT_DTYPE),
+        strides=_concat([b.strides for b in blocks], STRIDE_DTYPE),
+        decisions=_concat([b.decisions for b in blocks], DECISION_DTYPE),
+        holds=_concat([b.holds for b in blocks], HOLD_DTYPE),
+        alignment=pipeline.pelvis.alignment,
+        input_report=report,
+        offline=offline,
+        notes=report.warnings(),
+    )
+
+
+def _concat(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)

@@ -1,0 +1,134 @@
+"""Reports of an analysis: the JSON object of ``hipcheck analyze --json``, per-stride lines and the summary.
+
+Records become plain dicts named with units (``drop_right_stance_deg``, ``sway_pp_cm``); sides and kinds become
+their names; NaN becomes null. The summary names the weak side from the drops per stance side: a drop during right
+single support (the left side sinking) points at weak right hip abductors (Trendelenburg sign).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hipcheck.gait import FC, IC, SIDE_NAMES
+
+# A side is named weak when its median stance drop exceeds the drop threshold and the other side's by this much:
+# the step-to-step variability of pelvic obliquity in healthy walking is about 1° (SD), so 2° is a real difference.
+WEAK_SIDE_MARGIN_DEG = 2.0
+
+
+def record_to_dict(record: np.void, names: dict[str, tuple[str, ...]] | None = None) -> dict:
+    """One structured record as a JSON-ready dict; fields listed in ``names`` map their codes to names."""
+    names = names or {}
+    out = {}
+    for field in record.dtype.names:
+        value = record[field].item()
+        if field in names:
+            code = int(value)
+            value = names[field][code] if 0 <= code < len(names[field]) else None
+        elif isinstance(value, float):
+            value = None if not math.isfinite(value) else round(value, 4)
+        out[field] = value
+    return out
+
+
+def events_to_list(events: np.ndarray, kind: int) -> list[dict]:
+    return [{"sample": int(e["sample"]), "side": SIDE_NAMES[int(e["side"])]} for e in events if e["kind"] == kind]
+
+
+def summarize(strides: np.ndarray, drop_threshold_deg: float) -> dict:
+    """Medians over the steady strides (all strides if none is steady) and the weak side, if any."""
+    use = strides[strides["steady"]] if np.any(strides["steady"]) else strides
+    summary: dict = {"strides": int(len(strides)), "steady_strides": int(np.sum(strides["steady"]))}
+    if len(use) == 0:
+        summary["weak_side"] = None
+        return summary
+    for name in ("cadence_spm", "stride_time_s", "drop_right_stance_deg", "drop_left_stance_deg",
+                 "obliquity_range_deg", "tilt_mean_deg", "tilt_range_deg", "rotation_range_deg", "sway_pp_cm",
+                 "vertical_excursion_cm", "step_time_symmetry"):
+        values = use[name][np.isfinite(use[name])]
+        summary[f"{name}_median"] = round(float(np.median(values)), 3) if len(values) else None
+    right = summary["drop_right_stance_deg_median"]
+    left = summary["drop_left_stance_deg_median"]
+    summary["weak_side"] = weak_side(right, left, drop_threshold_deg)
+    return summary
+
+
+def weak_side(drop_right_stance_deg: float | None, drop_left_stance_deg: float | None,
+              drop_threshold_deg: float) -> str | None:
+    """'right' when the drop in right stance is over the threshold and clearly larger than in left stance."""
+    if drop_right_stance_deg is None or drop_left_stance_deg is None:
+        return None
+    if drop_right_stance_deg > drop_threshold_deg and \
+            drop_right_stance_deg - drop_left_stance_deg >= WEAK_SIDE_MARGIN_DEG:
+        return "right"
+    if drop_left_stance_deg > drop_threshold_deg and \
+            drop_left_stance_deg - drop_right_stance_deg >= WEAK_SIDE_MARGIN_DEG:
+        return "left"
+    return None
+
+
+def analysis_to_dict(analysis, drop_threshold_deg: float, decision_names: dict, hold_names: dict) -> dict:
+    """The JSON object of ``hipcheck analyze --json`` (keys described in docs/validation.md and the CLI help)."""
+    fs = analysis.fs_hz
+    stride_names = {"side": SIDE_NAMES}
+    strides = []
+    for s in analysis.strides:
+        entry = record_to_dict(s, stride_names)
+        entry["t_s"] = round(int(s["start_sample"]) / fs, 4)
+        strides.append(entry)
+    decisions = []
+    for d in analysis.decisions:
+        entry = record_to_dict(d, decision_names)
+        entry["t_s"] = round(int(d["sample"]) / fs, 4)
+        decisions.append(entry)
+    out = {
+        "fs": fs,
+        "n_samples": int(len(analysis.q_sensor_to_earth)),
+        "duration_s": round(len(analysis.q_sensor_to_earth) / fs, 3),
+        "orientation": "offline" if analysis.offline else "causal",
+        "alignment_q_sensor_to_pelvis": None if analysis.alignment is None
+        else [round(float(v), 6) for v in analysis.alignment],
+        "initial_contacts": events_to_list(analysis.events, IC),
+        "final_contacts": events_to_list(analysis.events, FC),
+        "strides": strides,
+        "decisions": decisions,
+        "summary": summarize(analysis.strides, drop_threshold_deg),
+        "warnings": list(analysis.notes),
+        "signs": {
+            "obliquity_deg": "+ = left side higher",
+            "tilt_deg": "+ = anterior tilt, against neutral standing",
+            "rotation_deg": "+ = pelvis turned left (right side forward)",
+            "drop_<side>_stance_deg": "+ = the free side sank below level while standing on <side>; "
+                                      "<side> is the weak side",
+        },
+    }
+    if len(analysis.holds):
+        out["holds"] = [record_to_dict(h, hold_names) for h in analysis.holds]
+    return out
+
+
+def stride_line(stride: np.void, fs_hz: float) -> str:
+    """One human-readable line per stride."""
+    def fmt(value: float, spec: str) -> str:
+        return format(value, spec) if math.isfinite(value) else "  -  "
+
+    return (f"{int(stride['start_sample']) / fs_hz:7.2f} s  {SIDE_NAMES[int(stride['side'])]:>5}  "
+            f"stride {fmt(stride['stride_time_s'], '.2f')} s  cadence {fmt(stride['cadence_spm'], '5.1f')}  "
+            f"drop R-stance {fmt(stride['drop_right_stance_deg'], '4.1f')}°  "
+            f"L-stance {fmt(stride['drop_left_stance_deg'], '4.1f')}°  "
+            f"sway {fmt(stride['sway_pp_cm'], '4.1f')} cm  tilt {fmt(stride['tilt_mean_deg'], '+5.1f')}°")
+
+
+def summary_text(summary: dict) -> str:
+    lines = [f"{summary['strides']} strides ({summary['steady_strides']} steady)"]
+    if summary["strides"]:
+        lines.append(f"  cadence {summary['cadence_spm_median']} steps/min, sway {summary['sway_pp_cm_median']} cm "
+                     f"peak to peak, mean tilt {summary['tilt_mean_deg_median']}° (+ = anterior)")
+        lines.append(f"  pelvic drop (median): {summary['drop_right_stance_deg_median']}° in right stance, "
+                     f"{summary['drop_left_stance_deg_median']}° in left stance")
+    side = summary.get("weak_side")
+    lines.append(f"  weak side: {side} (hip abductors; the pelvis drops while standing on the {side} leg)" if side
+                 else "  weak side: none found (drops within the threshold or symmetric)")
+    return "\n".join(lines)
