@@ -68,7 +68,8 @@ def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m
         if not low <= gravity <= high:
             return (f"gravity reads {gravity:.3g} m/s² (expected about {GRAVITY_M_S2:.2f}): check the "
                     "accelerometer's unit and scale")
-    peak = float(np.nanmax(np.abs(gyr_rad_s))) if np.isfinite(gyr_rad_s).any() else 0.0
+    finite_gyr = np.abs(gyr_rad_s[np.isfinite(gyr_rad_s)])
+    peak = float(finite_gyr.max()) if finite_gyr.size else 0.0
     if peak > GYR_PLAUSIBLE_MAX_RAD_S and gyr_unit == "rad/s":
         return (f"the angular rate reaches {peak:.0f} rad/s, beyond any IMU's range: the data seems to be in °/s; "
                 "pass --gyr-unit deg/s")
