@@ -1,0 +1,288 @@
+"""Initial contacts from one lower-back IMU on the mobgap lab data: hipcheck.gait.events against mobgap's detectors.
+
+Run: .venv/bin/python benchmarks/gait.py [--data DIR] [--json PATH]   (default DIR: /work/shared/data/mobgap-lab)
+
+Evaluation as mobgap does it: inside each reference walking bout, only the contacts inside the bout count, matched
+one to one with the reference (closest pairs first) within a tolerance; precision, recall and F1 pooled over all
+recordings; mean absolute time error over the matched pairs at that tolerance; side accuracy of the matched pairs.
+Rows:
+- ``hipcheck (whole rec.)``: our detector run over the whole recording (it finds the walking itself), its contacts
+  then kept inside the reference bouts — the figure that answers the target;
+- ``hipcheck (bout cut)``: our detector run on each bout's samples alone, as mobgap's detectors are (it loses the
+  first steps, which fall inside its start-up);
+- ``IcdIonescu``, ``IcdShinImproved``, ``IcdHKLeeImproved``: mobgap 1.2, default settings, body-frame data per bout;
+- ``hipcheck (all contacts)``: our detector on the whole recording, every contact it reports against every reference
+  contact (no bouts given): its false alarms outside walking count here (and so do real steps that the reference left
+  out of its bouts: HA-002's Test5 trials have no INDIP bouts at all);
+- ``Stereophoto as detector``: the optical reference's contacts scored like ours against INDIP (recordings that have
+  both): how far the two reference systems agree, the practical ceiling of a figure against INDIP.
+Also per-side timing bias of ours against each reference, and the leave-one-subject-out figures.
+Also a leave-one-subject-out check of ``ic_offset_s`` (the one constant fitted to this data). Results on this data
+come from the Mobilise-D project's mobgap example data (Apache-2.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from hipcheck.gait import IC, RIGHT
+from hipcheck.gait.events import DEFAULT_SETTINGS, detect_events
+
+TOLERANCES_S = (0.1, 0.25, 0.5)
+SYSTEMS = ("INDIP", "Stereophoto")
+
+
+def load(path: Path) -> dict:
+    d = np.load(path, allow_pickle=True)
+    fs_hz = float(d["fs"])
+    # mobgap's lower-back axes (x superior, y right, z anterior) -> ours (x anterior, y left, z superior)
+    acc = d["acc"][:, [2, 1, 0]] * [1.0, -1.0, 1.0]
+    gyr = np.radians(d["gyr_dps"][:, [2, 1, 0]]) * [1.0, -1.0, 1.0]
+    rec = {"name": path.stem, "fs_hz": fs_hz, "acc": acc, "gyr": gyr, "acc_mobgap": d["acc"],
+           "gyr_dps_mobgap": d["gyr_dps"]}
+    for system in SYSTEMS:
+        if f"{system}_ic" in d.files:
+            rec[system] = {"ic": d[f"{system}_ic"].astype(np.int64), "lr": d[f"{system}_ic_lr"].astype(str),
+                           "wb": d[f"{system}_wb"].astype(np.int64).reshape(-1, 2)}
+    return rec
+
+
+def orientation(acc, gyr, fs_hz):
+    """q_sensor_to_earth: hipcheck.fusion when it exists, else VQF (6D, causal)."""
+    try:
+        from hipcheck.fusion import orient
+    except ImportError:
+        import vqf
+        return vqf.VQF(1.0 / fs_hz).updateBatch(np.ascontiguousarray(gyr), np.ascontiguousarray(acc))["quat6D"]
+    return orient(acc, gyr, fs_hz)
+
+
+def match(detected: np.ndarray, reference: np.ndarray, tolerance: float) -> np.ndarray:
+    """(k, 2) index pairs, one to one, closest first, |difference| ≤ tolerance."""
+    if len(detected) == 0 or len(reference) == 0:
+        return np.zeros((0, 2), dtype=int)
+    distance = np.abs(detected[:, None] - reference[None, :]).astype(float)
+    pairs, used_d, used_r = [], set(), set()
+    for i, j in zip(*np.unravel_index(np.argsort(distance, axis=None, kind="stable"), distance.shape)):
+        if distance[i, j] > tolerance:
+            break
+        if i not in used_d and j not in used_r:
+            used_d.add(i)
+            used_r.add(j)
+            pairs.append((i, j))
+    return np.array(pairs, dtype=int).reshape(-1, 2)
+
+
+class Tally:
+    """Pooled counts over recordings for one method, system and tolerance."""
+
+    def __init__(self):
+        self.tp = self.fp = self.fn = 0
+        self.errors_s: list[float] = []
+        self.side_ok: list[bool] = []
+
+    def add(self, samples, sides, ref_samples, ref_lr, fs_hz, tolerance_s):
+        pairs = match(samples, ref_samples, tolerance_s * fs_hz)
+        self.tp += len(pairs)
+        self.fp += len(samples) - len(pairs)
+        self.fn += len(ref_samples) - len(pairs)
+        self.errors_s += list((samples[pairs[:, 0]] - ref_samples[pairs[:, 1]]) / fs_hz)
+        if sides is not None:
+            self.side_ok += list((sides[pairs[:, 0]] == RIGHT) == (ref_lr[pairs[:, 1]] == "right"))
+
+    def figures(self) -> dict:
+        precision = self.tp / max(self.tp + self.fp, 1)
+        recall = self.tp / max(self.tp + self.fn, 1)
+        errors = np.array(self.errors_s)
+        return {
+            "precision": precision, "recall": recall,
+            "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+            "mae_ms": float(np.abs(errors).mean() * 1e3) if len(errors) else float("nan"),
+            "bias_ms": float(errors.mean() * 1e3) if len(errors) else float("nan"),
+            "side_accuracy": float(np.mean(self.side_ok)) if self.side_ok else float("nan"),
+            "tp": self.tp, "fp": self.fp, "fn": self.fn,
+        }
+
+
+def inside(samples: np.ndarray, bouts: np.ndarray) -> np.ndarray:
+    keep = np.zeros(len(samples), dtype=bool)
+    for start, end in bouts:
+        keep |= (samples >= start) & (samples <= end)
+    return keep
+
+
+def ours_whole(rec, **settings):
+    q = orientation(rec["acc"], rec["gyr"], rec["fs_hz"])
+    events = detect_events(rec["acc"], rec["gyr"], q, rec["fs_hz"], **settings)
+    ic = events[events["kind"] == IC]
+    return ic["sample"], ic["side"]
+
+
+def stereophoto_as_detector(rec):
+    ref = rec.get("Stereophoto")
+    if ref is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int8)
+    return ref["ic"], np.where(ref["lr"] == "right", RIGHT, 1 - RIGHT).astype(np.int8)
+
+
+def side_bias(recs) -> dict:
+    """Mean time error (ms) of ours per side of the matched reference contact, inside the bouts, at 0.25 s."""
+    out = {}
+    for system in SYSTEMS:
+        errors = {"left": [], "right": []}
+        for rec in recs:
+            ref = rec.get(system)
+            if ref is None or len(ref["wb"]) == 0:
+                continue
+            samples, _ = ours_whole(rec)
+            samples = samples[inside(samples, ref["wb"])]
+            pairs = match(samples, ref["ic"], 0.25 * rec["fs_hz"])
+            for i, j in pairs:
+                errors[ref["lr"][j]].append((samples[i] - ref["ic"][j]) / rec["fs_hz"] * 1e3)
+        out[system] = {side: float(np.mean(e)) for side, e in errors.items()}
+    return out
+
+
+def ours_cut(rec, start, end):
+    acc, gyr = rec["acc"][start:end + 1], rec["gyr"][start:end + 1]
+    events = detect_events(acc, gyr, orientation(acc, gyr, rec["fs_hz"]), rec["fs_hz"])
+    ic = events[events["kind"] == IC]
+    return ic["sample"] + start, ic["side"]
+
+
+def mobgap_cut(detector_type, rec, start, end):
+    import pandas as pd
+    from mobgap.utils.conversions import to_body_frame
+
+    frame = pd.DataFrame(np.hstack([rec["acc_mobgap"][start:end + 1], rec["gyr_dps_mobgap"][start:end + 1]]),
+                         columns=["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = detector_type().detect(to_body_frame(frame), sampling_rate_hz=rec["fs_hz"]).ic_list_
+    return found["ic"].to_numpy(dtype=np.int64) + start, None
+
+
+def evaluate(recs, methods) -> dict:
+    """figures[method][system][tolerance] pooled over the recordings."""
+    out = {}
+    for label, (kind, fn) in methods.items():
+        out[label] = {}
+        for system in SYSTEMS:
+            tallies = {tol: Tally() for tol in TOLERANCES_S}
+            for rec in recs:
+                ref = rec.get(system)
+                if ref is None or len(ref["wb"]) == 0 and kind != "all":
+                    continue
+                if kind == "whole":
+                    samples, sides = fn(rec)
+                    keep = inside(samples, ref["wb"])
+                    for tol, tally in tallies.items():
+                        tally.add(samples[keep], sides[keep], ref["ic"], ref["lr"], rec["fs_hz"], tol)
+                elif kind == "all":
+                    samples, sides = fn(rec)
+                    for tol, tally in tallies.items():
+                        tally.add(samples, sides, ref["ic"], ref["lr"], rec["fs_hz"], tol)
+                else:  # per bout, on the bout's samples alone
+                    for start, end in ref["wb"]:
+                        samples, sides = fn(rec, start, end)
+                        keep = (samples >= start) & (samples <= end)
+                        in_bout = inside(ref["ic"], [(start, end)])
+                        for tol, tally in tallies.items():
+                            tally.add(samples[keep], None if sides is None else sides[keep], ref["ic"][in_bout],
+                                      ref["lr"][in_bout], rec["fs_hz"], tol)
+            out[label][system] = {str(tol): tally.figures() for tol, tally in tallies.items()}
+    return out
+
+
+def leave_one_subject_out(recs) -> dict:
+    """Fit ic_offset_s on two subjects (median error vs INDIP at 0.25 s), test on the third."""
+    result = {}
+    subjects = sorted({rec["name"][:6] for rec in recs})
+    raw = {rec["name"]: ours_whole(rec, ic_offset_s=0.0) for rec in recs}
+    for held_out in subjects:
+        errors = []
+        for rec in recs:
+            if rec["name"].startswith(held_out) or len(rec["INDIP"]["wb"]) == 0:
+                continue
+            samples, _ = raw[rec["name"]]
+            samples = samples[inside(samples, rec["INDIP"]["wb"])]
+            pairs = match(samples, rec["INDIP"]["ic"], 0.25 * rec["fs_hz"])
+            errors += list((samples[pairs[:, 0]] - rec["INDIP"]["ic"][pairs[:, 1]]) / rec["fs_hz"])
+        offset_s = -float(np.median(errors))
+        tally = Tally()
+        for rec in recs:
+            if rec["name"].startswith(held_out):
+                samples, sides = ours_whole(rec, ic_offset_s=offset_s)
+                keep = inside(samples, rec["INDIP"]["wb"])
+                tally.add(samples[keep], sides[keep], rec["INDIP"]["ic"], rec["INDIP"]["lr"], rec["fs_hz"], 0.25)
+        result[held_out] = {"fitted_ic_offset_s": offset_s, **tally.figures()}
+    return result
+
+
+def print_table(figures: dict, system: str) -> None:
+    ours = figures["hipcheck (whole rec.)"][system]
+    print(f"\nvs {system}: precision / recall / F1 at each tolerance; MAE = mean |time error| of the matches at 0.25 s; "
+          f"ratio = F1 (0.25 s) / ours\n")
+    head = "| method | " + " | ".join(f"P {t} | R {t} | F1 {t}" for t in TOLERANCES_S)
+    print(head + " | MAE ms | bias ms | L/R acc | F1 ratio | MAE ratio |")
+    print("| --- " * (1 + 3 * len(TOLERANCES_S) + 5) + "|")
+    for label, per_system in figures.items():
+        if label.startswith(system):
+            continue  # a reference against itself
+        f = per_system[system]
+        cells = " | ".join(f"{f[str(t)]['precision']:.3f} | {f[str(t)]['recall']:.3f} | {f[str(t)]['f1']:.3f}"
+                           for t in TOLERANCES_S)
+        mid = f["0.25"]
+        side = f"{mid['side_accuracy']:.3f}" if np.isfinite(mid["side_accuracy"]) else "—"
+        print(f"| {label} | {cells} | {mid['mae_ms']:.0f} | {mid['bias_ms']:+.0f} | {side} "
+              f"| {mid['f1'] / ours['0.25']['f1']:.2f} | {mid['mae_ms'] / ours['0.25']['mae_ms']:.2f} |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/mobgap-lab"))
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--no-mobgap", action="store_true", help="skip mobgap's detectors (faster)")
+    args = parser.parse_args(argv)
+    paths = sorted(args.data.glob("*.npz"))
+    if not paths:
+        print(f"no .npz recordings in {args.data}; pass --data DIR", file=sys.stderr)
+        return 2
+    recs = [load(p) for p in paths]
+    methods = {"hipcheck (whole rec.)": ("whole", ours_whole), "hipcheck (bout cut)": ("cut", ours_cut)}
+    if not args.no_mobgap:
+        from mobgap.initial_contacts import IcdHKLeeImproved, IcdIonescu, IcdShinImproved
+        for detector_type in (IcdIonescu, IcdShinImproved, IcdHKLeeImproved):
+            methods[detector_type.__name__] = ("cut", lambda rec, s, e, d=detector_type: mobgap_cut(d, rec, s, e))
+    methods["hipcheck (all contacts)"] = ("all", ours_whole)
+    methods["Stereophoto as detector"] = ("whole", stereophoto_as_detector)
+    figures = evaluate(recs, methods)
+    print(f"Initial contacts on {args.data} ({len(recs)} recordings, {sum(len(r['acc']) for r in recs) / 100:.0f} s)")
+    for system in SYSTEMS:
+        print_table(figures, system)
+    loso = leave_one_subject_out(recs)
+    print(f"\nic_offset_s = {DEFAULT_SETTINGS['ic_offset_s']} (fitted on all recordings); leave one subject out, "
+          f"vs INDIP at 0.25 s:\n")
+    print("| held out | fitted offset ms | F1 | MAE ms | bias ms |\n| --- | --- | --- | --- | --- |")
+    for subject, f in loso.items():
+        if isinstance(f, dict):
+            print(f"| {subject} | {f['fitted_ic_offset_s'] * 1e3:+.0f} | {f['f1']:.3f} | {f['mae_ms']:.0f} "
+                  f"| {f['bias_ms']:+.0f} |")
+    bias = side_bias(recs)
+    print("\nmean time error of ours by side (ms, inside the bouts, at 0.25 s): " + "; ".join(
+        f"vs {system} left {b['left']:+.0f}, right {b['right']:+.0f}" for system, b in bias.items()))
+    if args.json:
+        args.json.write_text(json.dumps({"figures": figures, "leave_one_subject_out": loso, "side_bias_ms": bias,
+                                         "settings": DEFAULT_SETTINGS}, indent=1))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

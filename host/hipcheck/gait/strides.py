@@ -1,0 +1,292 @@
+"""Strides and per-stride metrics from contact events and the pelvis stage's per-sample outputs.
+
+A stride runs from an initial contact (IC) of one foot to its next IC and is named by that foot; strides of both
+feet are reported (they overlap by a step). Inside a stride the other foot's IC splits it into two steps, and the
+two single-support phases give one pelvic drop each, named by the **stance** side (docs/pipeline.md):
+
+- stance on the starting foot s: from the other foot's final contact (FC) to its IC (if that FC was missed, from
+  the stride's first IC: the step after the IC, whose double support adds a level pelvis and no extreme);
+- stance on the other foot: from s's FC to the stride's closing IC (or from the other foot's IC if s's FC was
+  missed).
+
+``drop_right_stance_deg`` = −(lowest obliquity) during right single support: how far the free left side sank below
+the level (neutral) pelvis, + = sank, − = hiked; ``drop_left_stance_deg`` = +(highest obliquity) during left single
+support, for the free right side (obliquity + = left side higher). A weak gluteus medius on the stance side lets the
+free side drop: the Trendelenburg sign.
+
+Sway and vertical excursion come from double integration of the level-frame acceleration over the stride, with the
+integration constants fixed by periodicity: a steady stride starts and ends at the same lateral (vertical) velocity
+and position, so the mean acceleration is removed before the first integration and the mean velocity before the
+second (the stride-by-stride integration of Zijlstra & Hof 1997, "Displacement of the pelvis during human walking:
+experimental data and model predictions", Gait & Posture 6:249-262; and 2003, "Assessment of spatio-temporal gait
+parameters from trunk accelerations during human walking", Gait & Posture 18(2):1-10, who note that a high-pass
+filter near the stride frequency distorts the excursion: none is used here). An accelerometer offset and the
+drift of integration are a linear trend of velocity over one stride and are removed exactly.
+
+Steady: the stride has both steps, finite samples, a stride time within 15 % of the previous stride's, and no turn:
+the heading change over the stride, estimated as twice the mean rotation (the pelvis stage measures rotation
+against the heading averaged over the last stride, which in a turn lags by half a stride), is under 10°.
+
+Streaming: ``StrideAnalyzer.update`` keeps the last ``buffer_s`` (10 s) of samples, because contact events arrive
+after their samples (a detector's look-ahead, up to ~1 s); a stride is reported in the call in which its closing IC
+and all of its samples have arrived, so the concatenated output does not depend on block sizes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT, STRIDE_DTYPE
+
+__all__ = ["StrideAnalyzer", "analyze_strides"]
+
+_NAN_METRICS = (np.nan, -1, np.nan, -1, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan)
+
+
+@njit(cache=True)
+def _extreme(ring, lo, hi, column, sign):
+    """max over samples lo..hi (stream indices, inclusive) of sign · ring[:, column]: (value, sample); NaN if any
+    sample is not finite."""
+    n = ring.shape[0]
+    best = -np.inf
+    where = -1
+    for k in range(lo, hi + 1):
+        x = sign * ring[k % n, column]
+        if not math.isfinite(x):
+            return np.nan, -1
+        if x > best:
+            best = x
+            where = k
+    return best, where
+
+
+@njit(cache=True)
+def _excursion_cm(ring, lo, hi, column, dt):
+    """Peak-to-peak displacement (cm) over samples lo..hi from acceleration ring[:, column] (m/s²).
+
+    Trapezoid double integration; the velocity's end-to-end change is removed as a linear trend (= the mean
+    acceleration, an offset) and the position's likewise (= the mean velocity), so that the stride starts and ends
+    at the same velocity and position. Three passes, nothing allocated.
+    """
+    n = ring.shape[0]
+    m = hi - lo
+    if m < 2:
+        return np.nan
+    v = 0.0
+    for k in range(lo + 1, hi + 1):  # pass 1: velocity gained over the stride
+        v += 0.5 * (ring[(k - 1) % n, column] + ring[k % n, column]) * dt
+    v_end = v
+    v = 0.0
+    v_prev = 0.0
+    p = 0.0
+    for k in range(lo + 1, hi + 1):  # pass 2: position with the velocity trend removed
+        v += 0.5 * (ring[(k - 1) % n, column] + ring[k % n, column]) * dt
+        vk = v - v_end * (k - lo) / m
+        p += 0.5 * (v_prev + vk) * dt
+        v_prev = vk
+    p_end = p
+    v = 0.0
+    v_prev = 0.0
+    p = 0.0
+    top = 0.0
+    bottom = 0.0
+    for k in range(lo + 1, hi + 1):  # pass 3: extremes of the detrended position
+        v += 0.5 * (ring[(k - 1) % n, column] + ring[k % n, column]) * dt
+        vk = v - v_end * (k - lo) / m
+        p += 0.5 * (v_prev + vk) * dt
+        v_prev = vk
+        pk = p - p_end * (k - lo) / m
+        top = max(top, pk)
+        bottom = min(bottom, pk)
+    if not math.isfinite(top - bottom):
+        return np.nan
+    return 100.0 * (top - bottom)
+
+
+@njit(cache=True)
+def stride_metrics(ring, start, end, right_lo, right_hi, left_lo, left_hi, fs_hz):
+    """Metrics of the stride start..end (stream sample indices, inclusive) from the ring of per-sample rows
+    (rotation, obliquity, tilt in deg; acc_level x, y, z in m/s²), row k at ring[k % len(ring)].
+
+    right_lo..right_hi, left_lo..left_hi: the single-support windows (−1 = unknown).
+    Returns (drop_right_stance_deg, its sample, drop_left_stance_deg, its sample, obliquity_range_deg,
+    tilt_mean_deg, tilt_range_deg, rotation_range_deg, sway_pp_cm, vertical_excursion_cm, rotation_mean_deg).
+    """
+    n = ring.shape[0]
+    drop_r, drop_r_at = np.nan, -1
+    drop_l, drop_l_at = np.nan, -1
+    if right_lo >= 0:
+        drop_r, drop_r_at = _extreme(ring, right_lo, right_hi, 1, -1.0)  # the left side at its lowest
+    if left_lo >= 0:
+        drop_l, drop_l_at = _extreme(ring, left_lo, left_hi, 1, 1.0)  # the right side at its lowest
+    obl_hi, _ = _extreme(ring, start, end, 1, 1.0)
+    obl_lo, _ = _extreme(ring, start, end, 1, -1.0)
+    tilt_hi, _ = _extreme(ring, start, end, 2, 1.0)
+    tilt_lo, _ = _extreme(ring, start, end, 2, -1.0)
+    # Rotation against the line joining its two ends: a heading drift or slow turn is not pelvic rotation.
+    r0 = ring[start % n, 0]
+    r1 = ring[end % n, 0]
+    m = end - start
+    rot_hi = -np.inf
+    rot_lo = np.inf
+    tilt_sum = 0.0
+    rot_sum = 0.0
+    for k in range(start, end):
+        rot = ring[k % n, 0] - (r0 + (r1 - r0) * (k - start) / m)
+        rot_hi = max(rot_hi, rot)
+        rot_lo = min(rot_lo, rot)
+        tilt_sum += ring[k % n, 2]
+        rot_sum += ring[k % n, 0]
+    dt = 1.0 / fs_hz
+    sway = _excursion_cm(ring, start, end, 4, dt)
+    vertical = _excursion_cm(ring, start, end, 5, dt)
+    return (drop_r, drop_r_at, drop_l, drop_l_at, obl_hi + obl_lo, tilt_sum / m,
+            tilt_hi + tilt_lo, rot_hi - rot_lo, sway, vertical, rot_sum / m)
+
+
+class StrideAnalyzer:
+    """Streaming strides stage: ``update(angles_pelvis_deg (n, 3), acc_level_m_s2 (n, 3), events)`` →
+    ``STRIDE_DTYPE`` array of the strides completed in this call.
+
+    events: ``EVENT_DTYPE`` (sample, kind IC/FC, side), in sample order, any time after their samples (up to
+    ``buffer_s`` minus the longest stride). Strides shorter than ``min_stride_s`` or longer than ``max_stride_s``
+    (a pause, or missed contacts) are not formed. Readable state: ``samples_seen``, ``strides_lost`` (strides
+    whose start had already left the buffer when their closing contact arrived).
+    """
+
+    def __init__(self, fs_hz: float, *, buffer_s: float = 10.0, min_stride_s: float = 0.5,
+                 max_stride_s: float = 2.5, steady_time_change: float = 0.15, steady_turn_deg: float = 10.0):
+        if not (np.isfinite(fs_hz) and fs_hz > 0):
+            raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
+        if buffer_s < max_stride_s + 1.0:
+            raise ValueError(f"buffer_s={buffer_s}: keep at least max_stride_s + 1 s ({max_stride_s + 1.0} s) so "
+                             "that late events still find their samples")
+        self.fs_hz = float(fs_hz)
+        self.min_stride_samples = int(round(min_stride_s * fs_hz))
+        self.max_stride_samples = int(round(max_stride_s * fs_hz))
+        self.steady_time_change = steady_time_change
+        self.steady_turn_deg = steady_turn_deg
+        self._ring = np.full((int(round(buffer_s * fs_hz)), 6), np.nan)
+        self.samples_seen = 0
+        self.strides_lost = 0
+        self._events = np.zeros(0, EVENT_DTYPE)  # recent events, sorted by sample
+        self._waiting: list[tuple[int, int]] = []  # (closing IC sample, side) whose samples have not all arrived
+        self._previous_stride_s = np.nan
+
+    def update(self, angles_pelvis_deg, acc_level_m_s2, events=None) -> np.ndarray:
+        angles = np.asarray(angles_pelvis_deg, dtype=np.float64)
+        acc = np.asarray(acc_level_m_s2, dtype=np.float64)
+        if angles.ndim != 2 or angles.shape[1] != 3 or acc.shape != angles.shape:
+            raise ValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape}: expected two "
+                             "(n, 3) arrays, one row per sample")
+        if events is not None and len(events):
+            self._add_events(events)
+        # Settle each stride as soon as its closing sample is in, so that a long block (a whole recording) never
+        # pushes a stride's samples out of the ring before it is measured: the results do not depend on blocks.
+        settled = [self._settle()]
+        pos = 0
+        while pos < len(angles):
+            upcoming = [end for end, _ in self._waiting if end >= self.samples_seen]
+            take = len(angles) - pos
+            if upcoming:
+                take = min(take, min(upcoming) - self.samples_seen + 1)
+            self._append_samples(angles[pos:pos + take], acc[pos:pos + take])
+            pos += take
+            settled.append(self._settle())
+        return np.concatenate(settled)
+
+    # -- internals
+
+    def _append_samples(self, angles, acc):
+        n = len(angles)
+        size = len(self._ring)
+        if n >= size:  # only the newest samples can matter
+            angles, acc = angles[-size:], acc[-size:]
+            self.samples_seen += n - size
+            n = size
+        idx = (self.samples_seen + np.arange(n)) % size
+        self._ring[idx, :3] = angles
+        self._ring[idx, 3:] = acc
+        self.samples_seen += n
+
+    def _add_events(self, events):
+        events = np.asarray(events)
+        if events.dtype != EVENT_DTYPE:
+            names = events.dtype.names or ()
+            if not {"sample", "kind", "side"} <= set(names):
+                raise ValueError(f"events have dtype {events.dtype}: use hipcheck.gait.EVENT_DTYPE "
+                                 "(sample, kind, side)")
+            events = np.array([(e["sample"], e["kind"], e["side"]) for e in events], dtype=EVENT_DTYPE)
+        bad = ~np.isin(events["kind"], (IC, FC)) | ~np.isin(events["side"], (LEFT, RIGHT)) | (events["sample"] < 0)
+        if np.any(bad):
+            raise ValueError(f"{int(bad.sum())} event(s) with a kind other than IC/FC, a side other than "
+                             "LEFT/RIGHT or a negative sample")
+        events = np.sort(events, order="sample", kind="stable")
+        for ic in events[events["kind"] == IC]:
+            self._waiting.append((int(ic["sample"]), int(ic["side"])))
+        self._events = np.concatenate([self._events, events])
+        # Keep what a stride still waiting could need: back to the longest stride before the oldest open end.
+        horizon = min([s for s, _ in self._waiting] + [self.samples_seen]) - self.max_stride_samples - 1
+        self._events = self._events[self._events["sample"] >= horizon]
+
+    def _settle(self) -> np.ndarray:
+        out = []
+        keep = []
+        for end, side in self._waiting:
+            if end >= self.samples_seen:
+                keep.append((end, side))
+                continue
+            stride = self._stride(end, side)
+            if stride is not None:
+                out.append(stride)
+        self._waiting = keep
+        return np.array(out, dtype=STRIDE_DTYPE) if out else np.zeros(0, STRIDE_DTYPE)
+
+    def _stride(self, end: int, side: int):
+        ev = self._events
+        same = ev[(ev["kind"] == IC) & (ev["side"] == side) & (ev["sample"] < end)]
+        if not len(same):
+            return None
+        start = int(same["sample"][-1])
+        length = end - start
+        if not self.min_stride_samples <= length <= self.max_stride_samples:
+            return None
+        if start < self.samples_seen - len(self._ring):
+            self.strides_lost += 1
+            return None
+        other = 1 - side
+        inside = ev[(ev["sample"] > start) & (ev["sample"] < end)]
+        opposite_ics = inside[(inside["kind"] == IC) & (inside["side"] == other)]["sample"]
+        opposite = int(opposite_ics[0]) if len(opposite_ics) == 1 else -1
+        windows = {RIGHT: (-1, -1), LEFT: (-1, -1)}
+        if opposite >= 0:
+            fc_other = inside[(inside["kind"] == FC) & (inside["side"] == other) & (inside["sample"] < opposite)]
+            fc_same = inside[(inside["kind"] == FC) & (inside["side"] == side) & (inside["sample"] > opposite)]
+            windows[side] = (int(fc_other["sample"][0]) if len(fc_other) else start, opposite)
+            windows[other] = (int(fc_same["sample"][0]) if len(fc_same) else opposite, end)
+        m = stride_metrics(self._ring, start, end, windows[RIGHT][0], windows[RIGHT][1], windows[LEFT][0],
+                           windows[LEFT][1], self.fs_hz)
+        (drop_r, drop_r_at, drop_l, drop_l_at, obl_range, tilt_mean, tilt_range, rot_range, sway, vertical,
+         rot_mean) = m
+        stride_s = length / self.fs_hz
+        step_s = (opposite - start) / self.fs_hz if opposite >= 0 else np.nan
+        next_step_s = (end - opposite) / self.fs_hz if opposite >= 0 else np.nan
+        regular = (np.isfinite(self._previous_stride_s)
+                   and abs(stride_s - self._previous_stride_s) <= self.steady_time_change * self._previous_stride_s)
+        straight = np.isfinite(rot_mean) and abs(2.0 * rot_mean) < self.steady_turn_deg
+        finite = all(np.isfinite(x) for x in (drop_r, drop_l, obl_range, tilt_range, sway, vertical))
+        self._previous_stride_s = stride_s
+        return (start, end, side, opposite, stride_s, step_s, next_step_s, 120.0 / stride_s,
+                drop_r, drop_r_at, drop_l, drop_l_at, obl_range, tilt_mean, tilt_range, rot_range, sway, vertical,
+                min(step_s, next_step_s) / max(step_s, next_step_s) if opposite >= 0 else np.nan,
+                drop_r - drop_l, bool(regular and straight and finite and opposite >= 0))
+
+
+def analyze_strides(angles_pelvis_deg, acc_level_m_s2, events, fs_hz: float) -> np.ndarray:
+    """Whole-array strides stage: every stride of a recording (the same code as StrideAnalyzer, in one call)."""
+    angles = np.asarray(angles_pelvis_deg, dtype=np.float64)
+    analyzer = StrideAnalyzer(fs_hz, buffer_s=max(10.0, len(angles) / fs_hz + 1.0))
+    return analyzer.update(angles, acc_level_m_s2, events)

@@ -1,0 +1,485 @@
+"""Single-leg hold: found in the signal, timed, and scored for the "cheats" a therapist watches for.
+
+No events are given. A hold is recognised from the lower-back motion alone (docs/detectors.md):
+
+- **Lift-off** is the weight shift toward the stance leg: the pelvis moves several cm sideways in about half a
+  second. It shows as one pulse of lateral velocity (the level-frame lateral acceleration, its slow mean removed,
+  integrated with a leak); the pulse's area is the shift (cm, its sign the stance side) and its centroid — the
+  middle of the shift — is the start of the hold. Only from quiet two-leg stance (no walking for
+  ``quiet_before_s``), so that steps never start a hold.
+- **Lowering** is a shift back toward the free side of at least ``end_fraction`` of the lift shift, confirmed when
+  the sway settles afterwards: the horizontal acceleration RMS over the next ``confirm_s`` is below ``quiet_ratio``
+  times that of the hold (a sway swing or a touchdown is followed by more one-leg sway). The end is the centroid of
+  that shift.
+- **Touchdowns** (the free foot tapping down) are quick transients of horizontal acceleration, far faster than
+  postural sway: energy above ``touchdown_hp_hz`` over ``touchdown_m_s2``. They are counted, and the samples around
+  them are left out of the metrics.
+- Walking (vertical acceleration RMS over ``walk_m_s2``) aborts a hold that is not ending, and a hold shorter than
+  ``min_hold_s`` is not one.
+
+Metrics, over the hold without ``settle_s`` after lift-off and before lowering and without touchdowns:
+
+- drop: mean obliquity against the two-leg baseline (mean over the ``quiet_before_s`` before the lift shift), signed
+  for the free side: + = the free side sank (the stance hip's abductors give way, Trendelenburg), − = hiked.
+- tilt drift: mean tilt over the last ``drift_window_s`` minus the first (+ = drifted anterior).
+- sway of the horizontal acceleration after the low-pass of 3.5 Hz used by Mancini et al. (2012, "ISway: a
+  sensitive, valid and reliable measure of postural control", J NeuroEng Rehabil 9:59): RMS about the mean, JERK
+  = ½ ∫ |d a/dt|² dt (their definition, m²/s⁵) and its duration-free form jerk_rms_m_s3, PATH = the length of the
+  acceleration trajectory (m/s²), and the 95 % confidence ellipse area 2π·F·√(s_ap² s_ml² − s_apml²) with
+  F = F.05[2, n−2] ≈ 3.00 for long records (Prieto et al. 1996, "Measures of postural steadiness: differences
+  between healthy young and elderly adults", IEEE Trans Biomed Eng 43:956–966; applied to acceleration as in
+  Mancini 2012).
+
+Inputs: ``angles_pelvis_deg`` (n, 3: rotation, obliquity + = left side higher, tilt + = anterior) and
+``acc_level_m_s2`` (n, 3: specific force minus gravity in a level frame, x forward and y left along the pelvis,
+z up). A hold is reported once its end is confirmed, about ``confirm_s`` after the lowering shift.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from hipcheck.gait import LEFT, RIGHT
+
+__all__ = ["HOLD_DTYPE", "HOLD_SETTINGS_DTYPE", "HoldAnalyzer", "analyze_holds", "default_hold_settings"]
+
+HOLD_DTYPE = np.dtype([
+    ("start_sample", np.int64),  # middle of the lift-off weight shift
+    ("end_sample", np.int64),  # middle of the lowering weight shift
+    ("side", np.int8),  # the STANCE leg, LEFT or RIGHT
+    ("hold_time_s", np.float64),
+    ("shift_cm", np.float64),  # lateral weight shift toward the stance leg at lift-off
+    ("baseline_obliquity_deg", np.float64),  # two-leg stance before lift-off, + = left side higher
+    ("baseline_tilt_deg", np.float64),  # + = anterior
+    ("drop_deg", np.float64),  # free side against the two-leg baseline: + = dropped, − = hiked
+    ("tilt_drift_deg", np.float64),  # tilt at the end minus at the start of the hold, + = toward anterior
+    ("sway_rms_m_s2", np.float64),  # RMS of the horizontal acceleration about its mean (2D)
+    ("sway_rms_ml_m_s2", np.float64),  # medio-lateral part
+    ("sway_rms_ap_m_s2", np.float64),  # antero-posterior part
+    ("jerk_m2_s5", np.float64),  # Mancini 2012 JERK: ½ ∫ |da/dt|² dt
+    ("jerk_rms_m_s3", np.float64),  # √ mean |da/dt|²
+    ("path_m_s2", np.float64),  # length of the acceleration trajectory
+    ("ellipse_95_m2_s4", np.float64),  # 95 % confidence ellipse of the acceleration (Prieto 1996)
+    ("sway_ratio", np.float64),  # sway_rms_m_s2 over that of the two-leg baseline
+    ("touchdowns", np.int32),  # brief foot-down during the hold
+    ("capped", np.bool_),  # the hold reached max_hold_s and was cut there
+])
+
+HOLD_SETTINGS_DTYPE = np.dtype([
+    ("fs_hz", np.float64),
+    ("shift_min_cm", np.float64),  # least lateral shift that counts as a lift-off
+    ("shift_velocity_min_m_s", np.float64),  # least peak lateral velocity of a lift or lowering shift
+    ("end_fraction", np.float64),  # a lowering shift is at least this fraction of the lift shift
+    ("min_hold_s", np.float64),
+    ("max_hold_s", np.float64),  # longest hold kept (the buffer); a longer one is cut and marked capped
+    ("quiet_before_s", np.float64),  # quiet two-leg stance needed before lift-off; the baseline window
+    ("walk_m_s2", np.float64),  # vertical acceleration RMS above this is walking or stepping
+    ("confirm_s", np.float64),  # how long the sway must settle after a lowering shift
+    ("quiet_ratio", np.float64),  # settled = horizontal RMS below this fraction of the hold's
+    ("settle_s", np.float64),  # left out of the metrics after lift-off, before lowering
+    ("drift_window_s", np.float64),  # tilt averaged over this at the start and at the end
+    ("touchdown_hp_hz", np.float64),
+    ("touchdown_m_s2", np.float64),
+    ("touchdown_pad_s", np.float64),  # left out of the metrics around each touchdown transient
+    ("sway_lowpass_hz", np.float64),
+    ("bias_tau_s", np.float64),  # slow mean of the acceleration removed (levelling error, bias)
+    ("velocity_tau_s", np.float64),  # leak of the lateral velocity
+])
+
+_DEFAULTS = dict(
+    shift_min_cm=2.5,
+    shift_velocity_min_m_s=0.08,
+    end_fraction=0.5,
+    min_hold_s=2.0,
+    max_hold_s=120.0,
+    quiet_before_s=1.0,
+    walk_m_s2=0.6,
+    confirm_s=2.0,
+    quiet_ratio=0.5,
+    settle_s=0.4,
+    drift_window_s=1.0,
+    touchdown_hp_hz=4.0,
+    touchdown_m_s2=1.0,
+    touchdown_pad_s=0.4,
+    sway_lowpass_hz=3.5,
+    bias_tau_s=5.0,
+    velocity_tau_s=2.0,
+)
+
+QUIET = 0  # two-leg stance, walking, anything but a hold
+HOLDING = 1
+AFTER_CAP = 2  # a capped hold was reported; waiting for the lowering shift
+
+# Ring-buffer columns, per sample.
+_OBL, _TILT, _AX, _AY, _EXCLUDED = 0, 1, 2, 3, 4
+_N_COLS = 5
+_EXTRA_BUFFER_S = 10.0  # baseline before, confirmation after
+
+_STATE_DTYPE = np.dtype([
+    ("next_sample", np.int64),
+    ("mode", np.int8),  # QUIET, HOLDING, AFTER_CAP
+    ("bias", np.float64, (3,)),  # slow mean of acc_level
+    ("lp", np.float64, (2, 4)),  # low-pass biquad memory (x1, x2, y1, y2) for x and y
+    ("hp", np.float64, (2, 4)),  # high-pass biquad memory
+    ("hf_energy", np.float64),  # smoothed square of the high-passed horizontal acceleration
+    ("z_energy", np.float64),  # smoothed square of the vertical acceleration
+    ("velocity_y", np.float64),  # leaky lateral velocity, m/s, + = left
+    ("pulse_start", np.int64),
+    ("pulse_area", np.float64),  # m, + = left
+    ("pulse_moment", np.float64),  # Σ v·sample·dt, for the centroid
+    ("pulse_peak", np.float64),
+    ("quiet_since", np.int64),  # first sample after the last walking (or the last hold's end)
+    ("in_burst", np.int8),
+    ("start", np.int64),
+    ("side", np.int8),
+    ("shift_m", np.float64),
+    ("baseline_obl", np.float64),
+    ("baseline_tilt", np.float64),
+    ("baseline_rms", np.float64),
+    ("touchdowns", np.int32),
+    ("last_burst", np.int64),
+    ("exclude_until", np.int64),
+    ("pending", np.int8),
+    ("pending_start", np.int64),
+    ("pending_centroid", np.int64),
+    ("pending_area", np.float64),
+])
+
+
+def default_hold_settings(fs_hz: float, **overrides) -> np.ndarray:
+    """One settings record (HOLD_SETTINGS_DTYPE) with the documented defaults; overrides by field name."""
+    unknown = sorted(set(overrides) - set(HOLD_SETTINGS_DTYPE.names))
+    if unknown:
+        raise TypeError(f"unknown hold setting(s) {', '.join(unknown)}; "
+                        f"the settings are: {', '.join(HOLD_SETTINGS_DTYPE.names)}")
+    if not fs_hz > 0:
+        raise ValueError(f"fs_hz={fs_hz}: the sample rate must be positive")
+    settings = np.zeros(1, dtype=HOLD_SETTINGS_DTYPE)
+    for name, value in {**_DEFAULTS, **overrides}.items():
+        settings[name] = value
+    settings["fs_hz"] = fs_hz
+    for name in ("sway_lowpass_hz", "touchdown_hp_hz"):
+        if not 0 < settings[name][0] < 0.5 * fs_hz:
+            raise ValueError(f"{name}={settings[name][0]:g} must lie between 0 and the Nyquist frequency "
+                             f"({0.5 * fs_hz:g} Hz)")
+    return settings
+
+
+def _biquad_coefficients(fc_hz: float, fs_hz: float, highpass: bool) -> np.ndarray:
+    """Second-order Butterworth (bilinear transform, prewarped): b0, b1, b2, a1, a2."""
+    k = math.tan(math.pi * fc_hz / fs_hz)
+    q = math.sqrt(2.0)
+    norm = 1.0 / (1.0 + q * k + k * k)
+    if highpass:
+        b = (norm, -2.0 * norm, norm)
+    else:
+        b = (k * k * norm, 2.0 * k * k * norm, k * k * norm)
+    return np.array([*b, 2.0 * (k * k - 1.0) * norm, (1.0 - q * k + k * k) * norm])
+
+
+# ------------------------------------------------------------------------------------------------ numba kernel
+
+
+@numba.njit(cache=True)
+def _biquad(c, mem, x):
+    y = c[0] * x + c[1] * mem[0] + c[2] * mem[1] - c[3] * mem[2] - c[4] * mem[3]
+    mem[1] = mem[0]
+    mem[0] = x
+    mem[3] = mem[2]
+    mem[2] = y
+    return y
+
+
+@numba.njit(cache=True)
+def _window_mean(buffer, column, lo, hi):
+    """Mean of a buffer column over samples [lo, hi), skipping excluded samples; NaN if none."""
+    n_rows = buffer.shape[0]
+    total = 0.0
+    n = 0
+    for s in range(lo, hi):
+        row = s % n_rows
+        if buffer[row, _EXCLUDED] == 0.0 and math.isfinite(buffer[row, column]):
+            total += buffer[row, column]
+            n += 1
+    return total / n if n > 0 else math.nan
+
+
+@numba.njit(cache=True)
+def _window_rms(buffer, lo, hi):
+    """RMS about the mean of the 2D horizontal acceleration over [lo, hi), skipping excluded samples."""
+    mx = _window_mean(buffer, _AX, lo, hi)
+    my = _window_mean(buffer, _AY, lo, hi)
+    n_rows = buffer.shape[0]
+    total = 0.0
+    n = 0
+    for s in range(lo, hi):
+        row = s % n_rows
+        if buffer[row, _EXCLUDED] == 0.0:
+            total += (buffer[row, _AX] - mx) ** 2 + (buffer[row, _AY] - my) ** 2
+            n += 1
+    return math.sqrt(total / n) if n > 0 else math.nan
+
+
+@numba.njit(cache=True)
+def _finish(settings, st, buffer, end, capped, out, n_out):
+    """Write the hold that ends at sample end into out[n_out]; returns the new count."""
+    fs = settings["fs_hz"]
+    start = st["start"]
+    settle = int(round(settings["settle_s"] * fs))
+    lo = start + settle
+    hi = max(lo + 1, end - settle)
+    n_rows = buffer.shape[0]
+    rec = out[n_out]
+    rec["start_sample"] = start
+    rec["end_sample"] = end
+    rec["side"] = st["side"]
+    rec["hold_time_s"] = (end - start) / fs
+    rec["shift_cm"] = 100.0 * abs(st["shift_m"])
+    rec["baseline_obliquity_deg"] = st["baseline_obl"]
+    rec["baseline_tilt_deg"] = st["baseline_tilt"]
+    # Obliquity + = left side higher: on the right leg the free (left) side sinks as the obliquity falls.
+    toward_free = 1.0 if st["side"] == LEFT else -1.0
+    rec["drop_deg"] = toward_free * (_window_mean(buffer, _OBL, lo, hi) - st["baseline_obl"])
+    window = max(1, int(round(settings["drift_window_s"] * fs)))
+    rec["tilt_drift_deg"] = (_window_mean(buffer, _TILT, max(lo, hi - window), hi)
+                             - _window_mean(buffer, _TILT, lo, min(hi, lo + window)))
+    # Sway: moments of the low-passed horizontal acceleration, differences only between neighbouring kept samples.
+    mx = _window_mean(buffer, _AX, lo, hi)
+    my = _window_mean(buffer, _AY, lo, hi)
+    sxx = syy = sxy = 0.0
+    jerk_sq = 0.0
+    path = 0.0
+    n = 0
+    n_diff = 0
+    for s in range(lo, hi):
+        row = s % n_rows
+        if buffer[row, _EXCLUDED] != 0.0:
+            continue
+        dx = buffer[row, _AX] - mx
+        dy = buffer[row, _AY] - my
+        sxx += dx * dx
+        syy += dy * dy
+        sxy += dx * dy
+        n += 1
+        prev = (s - 1) % n_rows
+        if s > lo and buffer[prev, _EXCLUDED] == 0.0:
+            step_x = buffer[row, _AX] - buffer[prev, _AX]
+            step_y = buffer[row, _AY] - buffer[prev, _AY]
+            path += math.sqrt(step_x * step_x + step_y * step_y)
+            jerk_sq += (step_x * step_x + step_y * step_y) * fs * fs
+            n_diff += 1
+    if n > 2:
+        var_ap = sxx / (n - 1)
+        var_ml = syy / (n - 1)
+        cov = sxy / (n - 1)
+        rec["sway_rms_m_s2"] = math.sqrt((sxx + syy) / n)
+        rec["sway_rms_ap_m_s2"] = math.sqrt(sxx / n)
+        rec["sway_rms_ml_m_s2"] = math.sqrt(syy / n)
+        # Prieto 1996: area = 2π F.05[2, n−2] √(s_ap² s_ml² − s_apml²), F → 3.00 for long records.
+        rec["ellipse_95_m2_s4"] = 2.0 * math.pi * 3.00 * math.sqrt(max(0.0, var_ap * var_ml - cov * cov))
+    else:
+        rec["sway_rms_m_s2"] = rec["sway_rms_ap_m_s2"] = rec["sway_rms_ml_m_s2"] = math.nan
+        rec["ellipse_95_m2_s4"] = math.nan
+    rec["path_m_s2"] = path
+    rec["jerk_m2_s5"] = 0.5 * jerk_sq / fs
+    rec["jerk_rms_m_s3"] = math.sqrt(jerk_sq / n_diff) if n_diff > 0 else math.nan
+    rec["sway_ratio"] = rec["sway_rms_m_s2"] / st["baseline_rms"] if st["baseline_rms"] > 0 else math.nan
+    rec["touchdowns"] = st["touchdowns"]
+    rec["capped"] = capped
+    return n_out + 1
+
+
+@numba.njit(cache=True)
+def _update(settings_array, state_array, lp_c, hp_c, buffer, angles_pelvis_deg, acc_level_m_s2, out):
+    """Hold analysis over one block; writes completed holds into out and returns how many."""
+    settings = settings_array[0]
+    st = state_array[0]
+    fs = settings["fs_hz"]
+    dt = 1.0 / fs
+    n_rows = buffer.shape[0]
+    bias_gain = dt / settings["bias_tau_s"]
+    leak = dt / settings["velocity_tau_s"]
+    hf_gain = dt / 0.1  # 0.1 s smoothing: a touchdown transient lasts about that
+    z_gain = dt / 1.0  # 1 s: steps at any cadence
+    quiet_before = int(round(settings["quiet_before_s"] * fs))
+    min_hold = int(round(settings["min_hold_s"] * fs))
+    max_hold = int(round(settings["max_hold_s"] * fs))
+    confirm = int(round(settings["confirm_s"] * fs))
+    pad = int(round(settings["touchdown_pad_s"] * fs))
+    settle = int(round(settings["settle_s"] * fs))
+    n_out = 0
+    for i in range(angles_pelvis_deg.shape[0]):
+        sample = st["next_sample"] + i
+        a = acc_level_m_s2[i]
+        ok = math.isfinite(a[0]) and math.isfinite(a[1]) and math.isfinite(a[2])
+        ax = a[0] - st["bias"][0] if ok else 0.0
+        ay = a[1] - st["bias"][1] if ok else 0.0
+        az = a[2] - st["bias"][2] if ok else 0.0
+        if ok:
+            for k in range(3):
+                st["bias"][k] += bias_gain * (a[k] - st["bias"][k])
+        ax_lp = _biquad(lp_c, st["lp"][0], ax)
+        ay_lp = _biquad(lp_c, st["lp"][1], ay)
+        hx = _biquad(hp_c, st["hp"][0], ax)
+        hy = _biquad(hp_c, st["hp"][1], ay)
+        st["hf_energy"] += hf_gain * (hx * hx + hy * hy - st["hf_energy"])
+        st["z_energy"] += z_gain * (az * az - st["z_energy"])
+        row = sample % n_rows
+        buffer[row, _OBL] = angles_pelvis_deg[i, 1]
+        buffer[row, _TILT] = angles_pelvis_deg[i, 2]
+        buffer[row, _AX] = ax_lp
+        buffer[row, _AY] = ay_lp
+        buffer[row, _EXCLUDED] = 1.0 if (not ok or sample < st["exclude_until"]) else 0.0
+        walking = math.sqrt(st["z_energy"]) > settings["walk_m_s2"]
+        if walking:
+            st["quiet_since"] = sample + 1
+
+        # Lateral velocity pulses: each run of one sign is one sideways movement.
+        v_new = st["velocity_y"] + ay * dt - leak * st["velocity_y"]
+        pulse_closed = (v_new > 0.0) != (st["velocity_y"] > 0.0)
+        area = st["pulse_area"]
+        peak = st["pulse_peak"]
+        pulse_start = st["pulse_start"]
+        centroid = int(round(st["pulse_moment"] / area)) if area != 0.0 else sample
+        if pulse_closed:
+            st["pulse_start"] = sample
+            st["pulse_area"] = 0.0
+            st["pulse_moment"] = 0.0
+            st["pulse_peak"] = 0.0
+        st["velocity_y"] = v_new
+        st["pulse_area"] += v_new * dt
+        st["pulse_moment"] += v_new * dt * sample
+        st["pulse_peak"] = max(st["pulse_peak"], abs(v_new))
+        big_enough = peak >= settings["shift_velocity_min_m_s"]
+
+        if st["mode"] == QUIET:
+            if (pulse_closed and big_enough and abs(area) >= 0.01 * settings["shift_min_cm"]
+                    and pulse_start - quiet_before >= st["quiet_since"] and pulse_start - quiet_before >= 0
+                    and not walking):
+                st["mode"] = HOLDING
+                st["start"] = centroid
+                st["side"] = LEFT if area > 0.0 else RIGHT  # +y is left: moved over the left leg
+                st["shift_m"] = area
+                st["baseline_obl"] = _window_mean(buffer, _OBL, pulse_start - quiet_before, pulse_start)
+                st["baseline_tilt"] = _window_mean(buffer, _TILT, pulse_start - quiet_before, pulse_start)
+                st["baseline_rms"] = _window_rms(buffer, pulse_start - quiet_before, pulse_start)
+                st["touchdowns"] = 0
+                st["last_burst"] = -(1 << 40)
+                st["pending"] = 0
+        elif st["mode"] == AFTER_CAP:
+            if pulse_closed and big_enough and area * st["shift_m"] < 0.0 \
+                    and abs(area) >= settings["end_fraction"] * abs(st["shift_m"]):
+                st["mode"] = QUIET
+                st["quiet_since"] = sample + 1
+        else:
+            toward_stance = area * st["shift_m"] > 0.0
+            if walking:
+                if st["pending"] and st["pending_centroid"] - st["start"] >= min_hold:
+                    n_out = _finish(settings, st, buffer, st["pending_centroid"], False, out, n_out)
+                st["mode"] = QUIET
+                continue_hold = False
+            else:
+                continue_hold = True
+            if continue_hold:
+                # Touchdown: a quick transient, well inside the hold.
+                burst = math.sqrt(st["hf_energy"]) > settings["touchdown_m_s2"]
+                if burst:
+                    if not st["in_burst"] and sample - st["last_burst"] > 2 * pad and sample - st["start"] > settle:
+                        st["touchdowns"] += 1
+                        for s in range(max(sample - pad, st["start"]), sample + 1):
+                            buffer[s % n_rows, _EXCLUDED] = 1.0
+                    st["last_burst"] = sample
+                    st["exclude_until"] = sample + pad
+                st["in_burst"] = 1 if burst else 0
+                if (pulse_closed and big_enough and centroid - st["start"] > settle and not toward_stance
+                        and abs(area) >= settings["end_fraction"] * abs(st["shift_m"])):
+                    if not st["pending"] or abs(area) > abs(st["pending_area"]):
+                        st["pending"] = 1
+                        st["pending_start"] = pulse_start
+                        st["pending_centroid"] = centroid
+                        st["pending_area"] = area
+                if st["pending"] and sample - st["pending_centroid"] >= confirm:
+                    after = _window_rms(buffer, st["pending_centroid"] + settle, sample + 1)
+                    during = _window_rms(buffer, st["start"] + settle, st["pending_start"])
+                    if after < settings["quiet_ratio"] * during:
+                        end = st["pending_centroid"]
+                        if end - st["start"] >= min_hold:
+                            # A foot contact at the lowering itself is the end, not a touchdown.
+                            if st["touchdowns"] > 0 and abs(st["last_burst"] - end) <= 2 * pad:
+                                st["touchdowns"] -= 1
+                            n_out = _finish(settings, st, buffer, end, False, out, n_out)
+                        st["mode"] = QUIET
+                        st["quiet_since"] = sample + 1
+                    st["pending"] = 0
+                elif st["mode"] == HOLDING and sample - st["start"] >= max_hold:
+                    n_out = _finish(settings, st, buffer, sample, True, out, n_out)
+                    st["mode"] = AFTER_CAP
+    st["next_sample"] += angles_pelvis_deg.shape[0]
+    return n_out
+
+
+# ------------------------------------------------------------------------------------------------ Python faces
+
+
+class HoldAnalyzer:
+    """Single-leg holds from live blocks: ``update(angles_pelvis_deg, acc_level_m_s2)`` returns the holds whose end
+    was confirmed in this call (HOLD_DTYPE).
+
+    Live state for a timer: ``holding`` (a hold is under way), ``hold_time_s`` (since its start), ``stance_side``
+    (LEFT, RIGHT or None), ``touchdowns`` so far. A hold is known to have started about half a second after the
+    middle of the lift-off shift (when the shift ends); ``hold_time_s`` counts from that middle.
+    """
+
+    def __init__(self, fs_hz: float, settings=None):
+        if settings is None:
+            settings = default_hold_settings(fs_hz)
+        elif isinstance(settings, dict):
+            settings = default_hold_settings(fs_hz, **settings)
+        else:
+            settings = np.array(settings, dtype=HOLD_SETTINGS_DTYPE).reshape(1)
+        self.fs_hz = float(fs_hz)
+        self.settings = settings
+        s = settings[0]
+        self._lp = _biquad_coefficients(s["sway_lowpass_hz"], fs_hz, highpass=False)
+        self._hp = _biquad_coefficients(s["touchdown_hp_hz"], fs_hz, highpass=True)
+        rows = int(math.ceil((s["max_hold_s"] + _EXTRA_BUFFER_S + s["quiet_before_s"] + s["confirm_s"]) * fs_hz))
+        self._buffer = np.zeros((rows, _N_COLS))
+        self.state = np.zeros(1, dtype=_STATE_DTYPE)
+        self.state["exclude_until"] = -1
+
+    def update(self, angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarray) -> np.ndarray:
+        angles = np.ascontiguousarray(angles_pelvis_deg, dtype=np.float64)
+        acc = np.ascontiguousarray(acc_level_m_s2, dtype=np.float64)
+        if angles.ndim != 2 or angles.shape[1] != 3 or acc.shape != angles.shape:
+            raise ValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape} must both be (n, 3)")
+        # At most one hold ends per min_hold_s; a block of n samples cannot finish more than this.
+        out = np.zeros(2 + int(len(angles) / (self.settings["min_hold_s"][0] * self.fs_hz)), dtype=HOLD_DTYPE)
+        n = _update(self.settings, self.state, self._lp, self._hp, self._buffer, angles, acc, out)
+        return out[:n].copy()
+
+    @property
+    def holding(self) -> bool:
+        return bool(self.state["mode"][0] == HOLDING)
+
+    @property
+    def hold_time_s(self) -> float:
+        if not self.holding:
+            return 0.0
+        return (int(self.state["next_sample"][0]) - 1 - int(self.state["start"][0])) / self.fs_hz
+
+    @property
+    def stance_side(self) -> int | None:
+        return int(self.state["side"][0]) if self.holding else None
+
+    @property
+    def touchdowns(self) -> int:
+        return int(self.state["touchdowns"][0]) if self.holding else 0
+
+
+def analyze_holds(angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarray, fs_hz: float,
+                  settings=None) -> np.ndarray:
+    """Whole-array form of :class:`HoldAnalyzer`: every hold of a recording (HOLD_DTYPE), in time order."""
+    return HoldAnalyzer(fs_hz, settings).update(angles_pelvis_deg, acc_level_m_s2)

@@ -1,0 +1,223 @@
+"""hipcheck.gait.events: contacts and sides against the simulator's truth and a real-data excerpt, block invariance,
+no contacts when not walking, bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT
+from hipcheck.gait.events import EventDetector, detect_events
+from hipcheck.motion import SensorModel, simulate_hold, simulate_sit, simulate_stand, simulate_walk
+from hipcheck.rotation import quat_from_rotvec, quat_multiply, quat_rotate
+
+vqf = pytest.importorskip("vqf")  # the orientation input, until hipcheck.fusion lands
+
+DATA = Path(__file__).parent / "data" / "mobgap"
+
+
+def orientation(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz):
+    """q_sensor_to_earth (6D, causal), as the pipeline's fusion stage would provide it."""
+    try:
+        from hipcheck.fusion import orient
+    except ImportError:
+        f = vqf.VQF(1.0 / fs_hz)
+        return f.updateBatch(np.ascontiguousarray(gyr_sensor_rad_s), np.ascontiguousarray(acc_sensor_m_s2))["quat6D"]
+    return orient(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz)
+
+
+def run(trace, **settings):
+    q = orientation(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    return detect_events(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, q, trace.fs_hz, **settings)
+
+
+@pytest.fixture(scope="module")
+def walk():
+    return simulate_walk(duration_s=60, seed=1, drop_right_deg=8,
+                         sensor=SensorModel.realistic(seed=1, mounting_rpy_deg=(5, -15, 10)))
+
+
+def nearest_truth(trace, events, kind_name):
+    truth = [e for e in trace.truth.events if e.kind == kind_name]
+    samples = np.array([e.sample_index for e in truth])
+    nearest = np.abs(events["sample"][:, None] - samples[None, :]).argmin(axis=1)
+    return truth, samples, nearest
+
+
+def test_initial_contacts_match_simulated_truth_with_the_right_side(walk):
+    events = run(walk)
+    assert events.dtype == EVENT_DTYPE
+    assert np.all(np.diff(events["sample"]) > 0)
+    ic = events[events["kind"] == IC]
+    truth, samples, nearest = nearest_truth(walk, ic, "IC")
+    assert len(ic) == len(truth)  # every step found, none added
+    assert len(set(nearest)) == len(truth)
+    error_s = (ic["sample"] - samples[nearest]) / walk.fs_hz
+    assert np.abs(error_s).max() <= 0.03
+    sides = np.array([RIGHT if truth[j].side == "right" else LEFT for j in nearest])
+    assert np.array_equal(ic["side"], sides)  # the side must always be right
+
+
+def test_final_contacts_follow_the_truth_with_the_opposite_foot(walk):
+    events = run(walk)
+    fc = events[events["kind"] == FC]
+    truth, samples, nearest = nearest_truth(walk, fc, "FC")
+    assert len(fc) == len(truth)
+    error_s = (fc["sample"] - samples[nearest]) / walk.fs_hz
+    assert np.abs(error_s).max() <= 0.08  # toe off is less sharp than heel strike: about −40 ms here
+    sides = np.array([RIGHT if truth[j].side == "right" else LEFT for j in nearest])
+    assert np.array_equal(fc["side"], sides)
+
+
+@pytest.mark.parametrize("simulate", [simulate_stand, simulate_sit, simulate_hold])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_contacts_when_not_walking(simulate, seed):
+    trace = simulate(duration_s=30, seed=seed)
+    detector = EventDetector(trace.fs_hz)
+    q = orientation(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    events = detector.update(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, q)
+    assert len(events) == 0 and len(detector.flush()) == 0
+    assert not detector.walking_per_sample.any()
+
+
+def test_no_contacts_when_turning_on_the_spot():
+    """Standing while the body turns 2 × 360° about the vertical (through the sensor): no steps, no contacts."""
+    trace = simulate_stand(duration_s=20, seed=3)
+    fs_hz = trace.fs_hz
+    t_s = np.arange(len(trace.acc_sensor_m_s2)) / fs_hz
+    turning = (t_s >= 5) & (t_s < 15)
+    yaw_rate_rad_s = np.where(turning, 4 * np.pi / 5 * np.sin(np.pi * (t_s - 5) / 10) ** 2, 0.0)  # 720° in 10 s
+    q_stand = trace.truth.q_sensor_to_earth
+    yaw_rad = np.cumsum(yaw_rate_rad_s) / fs_hz
+    q = quat_multiply(quat_from_rotvec(np.outer(yaw_rad, [0.0, 0.0, 1.0])), q_stand)
+    # The turn adds its rate, seen in the sensor frame, to the gyro; the specific force stays (turn about the sensor).
+    gyr = trace.gyr_sensor_rad_s + quat_rotate(q * np.array([1, -1, -1, -1]), np.outer(yaw_rate_rad_s, [0, 0, 1.0]))
+    assert len(detect_events(trace.acc_sensor_m_s2, gyr, q, fs_hz)) == 0
+
+
+def test_fast_trunk_tilt_vetoes_the_steps_around_it(walk):
+    """A postural transition (here: 4 rad/s of pitch for 0.4 s added to the gyroscope) drops the steps within
+    transition_window_s of it and leaves the others as they were."""
+    q = orientation(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, walk.fs_hz)
+    plain = detect_events(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, q, walk.fs_hz)
+    gyr = walk.gyr_sensor_rad_s.copy()
+    start, stop = 3000, 3040
+    gyr[start:stop, 1] += 4.0
+    tilted = detect_events(walk.acc_sensor_m_s2, gyr, q, walk.fs_hz)
+    window = 0.5 * walk.fs_hz + 0.25 * walk.fs_hz  # the veto window plus anchor-to-contact spacing and margin
+    near = (plain["sample"] > start - window) & (plain["sample"] < stop + window)
+    far = (plain["sample"] < start - 2 * window) | (plain["sample"] > stop + 2 * window)
+    ic = tilted[tilted["kind"] == IC]["sample"]
+    assert not ((ic > start - 0.3 * walk.fs_hz) & (ic < stop + 0.3 * walk.fs_hz)).any()
+    assert near.sum() >= 2
+    assert np.array_equal(plain[far], tilted[(tilted["sample"] < start - 2 * window) |
+                                             (tilted["sample"] > stop + 2 * window)])
+
+
+def test_block_size_does_not_change_the_events(walk):
+    q = orientation(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, walk.fs_hz)
+    whole = detect_events(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, q, walk.fs_hz)
+    rng = np.random.default_rng(7)
+    detector = EventDetector(walk.fs_hz)
+    parts, vertical, start = [], [], 0
+    n = len(q)
+    while start < n:
+        stop = min(n, start + int(rng.integers(1, 501)))
+        parts.append(detector.update(walk.acc_sensor_m_s2[start:stop], walk.gyr_sensor_rad_s[start:stop],
+                                     q[start:stop]))
+        vertical.append(detector.vertical_acc_m_s2)
+        start = stop
+    parts.append(detector.flush())
+    blocks = np.concatenate(parts)
+    blocks = blocks[blocks["sample"] < n]
+    assert np.array_equal(whole, blocks)
+    assert len(whole) > 150
+    one_go = EventDetector(walk.fs_hz)
+    one_go.update(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, q)
+    assert np.array_equal(np.concatenate(vertical), one_go.vertical_acc_m_s2)
+
+
+def test_events_are_reported_within_the_fixed_delay(walk):
+    q = orientation(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, walk.fs_hz)
+    detector = EventDetector(walk.fs_hz)
+    assert detector.delay_samples <= walk.fs_hz  # ≤ 1 s
+    latest_lag = 0
+    for i in range(0, len(q), 10):
+        for e in detector.update(walk.acc_sensor_m_s2[i:i + 10], walk.gyr_sensor_rad_s[i:i + 10], q[i:i + 10]):
+            latest_lag = max(latest_lag, detector.samples_seen - 1 - e["sample"])
+    assert latest_lag <= detector.delay_samples + 0.15 * walk.fs_hz
+
+
+def _load_excerpt(name):
+    d = np.load(DATA / name)
+    acc = d["acc"].astype(float)[:, [2, 1, 0]] * [1, -1, 1]  # mobgap (x sup, y right, z ant) -> ours (z, -y, x)
+    gyr = np.radians(d["gyr_dps"].astype(float))[:, [2, 1, 0]] * [1, -1, 1]
+    return acc, gyr, float(d["fs"]), d["INDIP_ic"], d["INDIP_ic_lr"], d["INDIP_wb"]
+
+
+def _match(detected, reference, tolerance):
+    """One-to-one matches within tolerance, closest pairs first (as mobgap's evaluation)."""
+    distance = np.abs(detected[:, None] - reference[None, :])
+    pairs, used_d, used_r = [], set(), set()
+    for i, j in zip(*np.unravel_index(np.argsort(distance, axis=None, kind="stable"), distance.shape)):
+        if distance[i, j] > tolerance:
+            break
+        if i not in used_d and j not in used_r:
+            used_d.add(i)
+            used_r.add(j)
+            pairs.append((i, j))
+    return np.array(pairs, dtype=int).reshape(-1, 2)
+
+
+@pytest.mark.parametrize("name, f1_floor", [("HA-001-Test5-Trial1.npz", 0.9),
+                                            ("MS-001-Test11-Trial1-12000-15000.npz", 0.8)])
+def test_real_lower_back_data_against_indip(name, f1_floor):
+    acc, gyr, fs_hz, ic_ref, lr_ref, wb_ref = _load_excerpt(name)
+    events = detect_events(acc, gyr, orientation(acc, gyr, fs_hz), fs_hz)
+    ic = events[events["kind"] == IC]
+    inside = np.zeros(len(ic), dtype=bool)
+    for start, end in wb_ref:
+        inside |= (ic["sample"] >= start) & (ic["sample"] <= end)
+    ic = ic[inside]
+    pairs = _match(ic["sample"], ic_ref, 0.25 * fs_hz)
+    precision, recall = len(pairs) / max(len(ic), 1), len(pairs) / len(ic_ref)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+    assert f1 >= f1_floor
+    error_s = (ic["sample"][pairs[:, 0]] - ic_ref[pairs[:, 1]]) / fs_hz
+    assert np.abs(error_s).mean() <= 0.07
+    sides_ok = (ic["side"][pairs[:, 0]] == RIGHT) == (lr_ref[pairs[:, 1]] == "right")
+    assert sides_ok.mean() >= 0.9
+
+
+def test_nan_samples_do_not_crash_or_leak(walk):
+    q = orientation(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, walk.fs_hz)
+    acc = walk.acc_sensor_m_s2.copy()
+    acc[1000:1040] = np.nan
+    q = q.copy()
+    q[3000:3005] = np.nan
+    events = detect_events(acc, walk.gyr_sensor_rad_s, q, walk.fs_hz)
+    assert len(events) > 100
+    assert np.all((events["sample"] >= 0) & (events["sample"] < len(acc)))
+    assert np.all(np.diff(events["sample"]) > 0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 50])
+def test_too_short_input_gives_no_events(n):
+    acc = np.tile([0.0, 0.0, 9.81], (n, 1))
+    q = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
+    events = detect_events(acc, np.zeros((n, 3)), q, 100.0)
+    assert events.dtype == EVENT_DTYPE and len(events) == 0
+
+
+def test_bad_shapes_and_settings_are_refused():
+    detector = EventDetector(100.0)
+    with pytest.raises(ValueError, match="expected"):
+        detector.update(np.zeros((10, 2)), np.zeros((10, 3)), np.zeros((10, 4)))
+    with pytest.raises(ValueError, match="differ in length"):
+        detector.update(np.zeros((10, 3)), np.zeros((9, 3)), np.zeros((10, 4)))
+    with pytest.raises(TypeError, match="unknown"):
+        EventDetector(100.0, threshold=3)
+    with pytest.raises(ValueError, match="sample rate"):
+        EventDetector(0.0)
+    with pytest.raises(ValueError, match="delay_s"):
+        EventDetector(100.0, delay_s=0.1)
