@@ -76,6 +76,16 @@ class Pipeline:
         self.n_samples += len(acc)
         return block
 
+    def finish(self) -> Block:
+        """End of the stream: settle what the stages still hold back (the contacts within the event detector's
+        look-ahead, a hold still open) and return the records that completes. No samples are added."""
+        no_vectors = np.zeros((0, 3))
+        events = self.events.flush()
+        strides = self.strides.update(no_vectors, no_vectors, events)
+        decisions = self.detectors.update(no_vectors, strides)
+        holds = self.holds.flush() if hasattr(self.holds, "flush") else np.zeros(0, dtype=HOLD_DTYPE)
+        return Block(self.n_samples, np.zeros((0, 4)), no_vectors, no_vectors, events, strides, decisions, holds)
+
 
 @dataclass
 class Analysis:
@@ -116,6 +126,7 @@ def analyze(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: fl
         stop = min(n, start + step)
         quat = None if quat_all is None else quat_all[start:stop]
         blocks.append(pipeline.update(acc[start:stop], gyr[start:stop], quat))
+    blocks.append(pipeline.finish())
     return Analysis(
         fs_hz=float(fs_hz),
         q_sensor_to_earth=np.concatenate([b.q_sensor_to_earth for b in blocks]),
@@ -123,13 +134,19 @@ def analyze(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: fl
         acc_level_m_s2=np.concatenate([b.acc_level_m_s2 for b in blocks]),
         events=_concat([b.events for b in blocks], EVENT_DTYPE),
         strides=_concat([b.strides for b in blocks], STRIDE_DTYPE),
-        decisions=_concat([b.decisions for b in blocks], DECISION_DTYPE),
+        decisions=sort_decisions(_concat([b.decisions for b in blocks], DECISION_DTYPE)),
         holds=_concat([b.holds for b in blocks], HOLD_DTYPE),
         alignment=pipeline.pelvis.alignment,
         input_report=report,
         offline=offline,
         notes=report.warnings(),
     )
+
+
+def sort_decisions(decisions: np.ndarray) -> np.ndarray:
+    """Decisions in sample order (kind, then side, break ties). A per-stride decision is settled when its stride
+    ends, so it can arrive after a per-sample decision with a later sample."""
+    return decisions[np.lexsort((decisions["side"], decisions["kind"], decisions["sample"]))]
 
 
 def _concat(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:

@@ -32,6 +32,9 @@ __all__ = [
     "angles_from_matrix",
     "angles_from_quat",
     "body_rate_from_angle_rates",
+    "orientation_error_earth",
+    "inclination_error_rad",
+    "heading_error_rad",
 ]
 
 
@@ -210,3 +213,27 @@ def body_rate_from_angle_rates(angles_rad: np.ndarray, angle_rates_rad_s: np.nda
         ],
         axis=-1,
     )
+
+
+def orientation_error_earth(q_est_to_earth: np.ndarray, q_ref_to_earth: np.ndarray) -> np.ndarray:
+    """Error quaternion in the earth frame, q_e = q_est ⊗ q_ref⁻¹ (..., 4): the rotation that takes the reference
+    orientation to the estimate, expressed in earth coordinates (BROAD's definition: Laidig et al. 2021, Data
+    6(7):72). NaN where either input is NaN."""
+    return quat_multiply(q_est_to_earth, quat_conjugate(q_ref_to_earth))
+
+
+def inclination_error_rad(q_est_to_earth: np.ndarray, q_ref_to_earth: np.ndarray) -> np.ndarray:
+    """Inclination (tilt) part of the orientation error, rad in [0, π]: 2·acos(√(w² + z²)) of q_e.
+
+    What is left of the error after its rotation about the vertical (earth z, which must point up in both); this
+    is the only fair measure of a 6D filter, whose heading is arbitrary. Unit quaternions expected."""
+    q = orientation_error_earth(q_est_to_earth, q_ref_to_earth)
+    return 2.0 * np.arccos(np.clip(np.sqrt(q[..., 0] ** 2 + q[..., 3] ** 2), 0.0, 1.0))
+
+
+def heading_error_rad(q_est_to_earth: np.ndarray, q_ref_to_earth: np.ndarray) -> np.ndarray:
+    """Heading part of the orientation error, rad in (-π, π]: 2·atan2(z, w) of q_e, the rotation about the
+    vertical (+ = estimate turned counter-clockwise seen from above)."""
+    q = orientation_error_earth(q_est_to_earth, q_ref_to_earth)
+    angle = 2.0 * np.arctan2(q[..., 3], q[..., 0])
+    return np.where(angle > np.pi, angle - 2.0 * np.pi, np.where(angle <= -np.pi, angle + 2.0 * np.pi, angle))

@@ -1,0 +1,778 @@
+"""Orientation of the sensor from accelerometer and gyroscope: a VQF-class filter in numba, causal, for live use.
+
+Based on Laidig & Seel (2023), "VQF: Highly accurate IMU orientation estimation with bias estimation and magnetic
+disturbance rejection", Information Fusion 91:187-204. Written from the paper, not from its code. As in the paper:
+
+- **Strapdown integration** of the bias-corrected gyroscope into ``q_sensor_to_inertial`` (an "almost inertial"
+  frame I that only drifts as slowly as the gyroscope's residual bias allows).
+- **Inclination correction in I**: the accelerometer, rotated into I, is low-pass filtered there (second-order
+  Butterworth, time constant ``tau_acc_s``, cut-off √2/(2π·tau)); ``q_inertial_to_earth`` is then turned so that
+  this filtered gravity points straight up. Filtering in I rather than in the sensor frame removes the lag that a
+  low-pass in the sensor frame would add during rotation: only the slow drift of I is filtered.
+- **Rest detection**: gyroscope and accelerometer stay close to their own low-pass (``rest_tau_s``) for
+  ``rest_min_s``.
+- **Gyroscope bias** by a 3-state Kalman filter: at rest from the low-pass gyroscope, in motion from the
+  inclination corrections (a constant bias makes I drift, which the corrections undo; the measurement model uses
+  the low-pass filtered rotation matrix because the corrections come through the same low-pass). The noise
+  parameters are the paper's: each sigma is the standard deviation the estimate converges to, and the
+  measurement variances follow from it and the forgetting time (w = p²/v + p, the steady state of a scalar
+  Kalman filter), which keeps the behaviour independent of the sample rate.
+
+What we changed:
+
+- **Two rates** (the usual structure of strapdown algorithms, Savage 1998, "Strapdown inertial navigation
+  integration algorithm design", J. Guid. Control Dyn. 21(1)): gyroscope integration, output and the accumulation of
+  window means run for every sample; the low-pass filters, the inclination correction, rest detection and the bias
+  Kalman filter run once per window of ``window_samples`` samples (``correction_rate_hz``, 50 Hz by default) on the
+  window means. The window mean is the anti-aliasing pre-filter of that slower rate; every filter it feeds has its
+  cut-off below 0.5 Hz, so this changes the estimate by far less than its error and makes the filter fast
+  (target ≥ 10 M samples/s on one core). Windows are counted from the start of the stream, so a recording fed
+  whole or in blocks of any size gives bit-identical output.
+- Rest detection compares each sample with the low-pass value of the previous window (the paper: of the same
+  sample), and the lp-filtered gyroscope must lie within ``bias_clip_rad_s``.
+- Gyroscope integration uses a 4th-order series of the quaternion exponential (|ω|·Ts < 0.2 rad in practice: error
+  < 1e-9) and a first-order renormalisation, so no trigonometry and no square root per sample.
+- Robust input: a sample with a non-finite gyroscope value holds the orientation (no integration); a non-finite,
+  saturated (any axis at ``acc_saturation_m_s2``) or implausible accelerometer sample (norm farther than
+  ``acc_reject_m_s2`` from gravity) is left out of the inclination and rest filters. Each case is flagged per
+  sample (``FLAG_*``) and counted. The norm check is off by default: during translation it keeps the samples
+  whose free acceleration happens to be horizontal (norm ≈ g) and so biases the inclination (on BROAD's fast
+  translation trial a 5 m/s² gate raised the error from 0.5° to 50°); saturation is always checked.
+- ``output_lead_s`` (default 0) turns the output ahead by the current rate to compensate a known sensor latency.
+- The first valid accelerometer sample sets the inclination at once; the low-pass filters start as the running mean
+  of their input until ``tau`` has passed (then continue as Butterworth from that value), so the estimate settles
+  in about one time constant instead of drifting in from a guess.
+- 6D only: a magnetometer is refused with a clear error (heading is arbitrary and drifts slowly).
+
+Frames: ``q_sensor_to_earth`` (w, x, y, z), earth z up, heading arbitrary (the I frame starts at the sensor's first
+heading). See ``hipcheck.fusion_offline`` for the non-causal variant used in review.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from hipcheck.protocol import ACC_FULL_SCALE_G
+from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
+
+__all__ = [
+    "SETTINGS_DTYPE",
+    "STATE_DTYPE",
+    "DEFAULTS",
+    "FLAG_GYR_INVALID",
+    "FLAG_ACC_INVALID",
+    "FLAG_ACC_REJECTED",
+    "FLAG_AT_REST",
+    "FLAG_INITIALISING",
+    "make_settings",
+    "make_state",
+    "fusion_update",
+    "Fusion",
+    "orient",
+]
+
+# Per-sample flags (uint8, OR-ed).
+FLAG_GYR_INVALID = 1  # gyroscope sample not finite: orientation held
+FLAG_ACC_INVALID = 2  # accelerometer sample not finite: left out
+FLAG_ACC_REJECTED = 4  # accelerometer saturated or its norm implausible: left out of the inclination
+FLAG_AT_REST = 8  # rest detected (bias taken from the still gyroscope)
+FLAG_INITIALISING = 16  # inclination not yet set, or its low-pass still in its first time constant
+
+# User settings and their defaults. Those of the paper keep its values (Laidig & Seel 2023, Table 1).
+DEFAULTS = dict(
+    tau_acc_s=3.0,  # time constant of the accelerometer low-pass in the almost-inertial frame
+    correction_rate_hz=50.0,  # rate of the correction/bias/rest step (windows of fs/rate samples)
+    rest_tau_s=0.5,  # low-pass of the rest detector
+    rest_min_s=1.5,  # stillness needed before rest is declared
+    rest_gyr_th_rad_s=2.0 * RAD_PER_DEG,  # max deviation of the gyroscope from its low-pass at rest
+    rest_acc_th_m_s2=0.5,  # max deviation of the accelerometer from its low-pass at rest
+    bias_sigma_init_rad_s=0.5 * RAD_PER_DEG,  # prior uncertainty of the gyroscope bias (and its ceiling)
+    bias_forgetting_s=100.0,  # time in which the uncertainty grows back to bias_sigma_init without information
+    bias_sigma_motion_rad_s=0.1 * RAD_PER_DEG,  # uncertainty the estimate converges to in motion
+    bias_sigma_rest_rad_s=0.03 * RAD_PER_DEG,  # ... at rest
+    bias_vertical_forgetting=1e-4,  # pulls the unobservable vertical bias component slowly to zero in motion
+    bias_clip_rad_s=2.0 * RAD_PER_DEG,  # bias estimate and its per-step disagreement are clipped to ±this
+    motion_bias_est=True,
+    rest_bias_est=True,
+    acc_saturation_m_s2=0.98 * ACC_FULL_SCALE_G * GRAVITY_M_S2,  # any axis at or beyond: saturated, rejected
+    acc_reject_m_s2=math.inf,  # reject a sample whose norm differs from gravity by more (inf: never)
+    gravity_m_s2=GRAVITY_M_S2,
+    # Latency compensation: the output is turned ahead by the current angular rate times this (s), to make up for
+    # the sensor's internal filter delay or a known timing offset. 0: none. (On BROAD, half a sample, 1.75 ms,
+    # lowers every filter's error by a quarter: see benchmarks/fusion.py; not a default, since it is a property
+    # of that recording set, not of the filter.)
+    output_lead_s=0.0,
+)
+
+SETTINGS_DTYPE = np.dtype([(name, np.bool_ if isinstance(v, bool) else np.float64) for name, v in DEFAULTS.items()] + [
+    # Derived in make_settings; the kernel reads only these and the flags above.
+    ("fs_hz", np.float64),
+    ("dt_s", np.float64),  # sample period
+    ("window_samples", np.int64),
+    ("dt_window_s", np.float64),
+    ("acc_lp_c", np.float64, 3),  # Butterworth coefficients (state-variable form) at the window rate, tau_acc_s
+    ("acc_lp_warmup_windows", np.int64),
+    ("rest_lp_c", np.float64, 3),
+    ("rest_lp_warmup_windows", np.int64),
+    ("rest_min_windows", np.int64),
+    ("bias_p0", np.float64),  # prior variance, (rad/s)²
+    ("bias_v", np.float64),  # process noise per window
+    ("bias_w_motion", np.float64),
+    ("bias_w_rest", np.float64),
+    ("acc_norm_min2", np.float64),  # accepted range of |acc|², (m/s²)²
+    ("acc_norm_max2", np.float64),
+])
+
+# Low-pass channels of the accelerometer path (same filter, same warm-up): the accelerometer in I (0..2), the
+# rotation matrix R_sensor_to_earth (3..11, row-major) and R·bias_hat, x and y (12, 13), for the bias measurement.
+_N_LP = 14
+_LP_ACC, _LP_R, _LP_RB = 0, 3, 12
+
+STATE_DTYPE = np.dtype([
+    ("q_sensor_to_inertial", np.float64, 4),  # gyroscope strapdown
+    ("q_inertial_to_earth", np.float64, 4),  # inclination correction
+    ("bias_rad_s", np.float64, 3),  # gyroscope bias estimate, sensor frame
+    ("bias_p", np.float64, (3, 3)),  # its covariance, (rad/s)²
+    ("lp_state", np.float64, (_N_LP, 2)),  # Butterworth direct form II transposed
+    ("lp_out", np.float64, _N_LP),
+    ("lp_windows", np.int64),  # windows fed to the accelerometer-path low-pass (warm-up counter)
+    ("rest_lp_state", np.float64, (6, 2)),  # gyroscope (0..2) and accelerometer (3..5), sensor frame
+    ("rest_gyr_lp_rad_s", np.float64, 3),
+    ("rest_acc_lp_m_s2", np.float64, 3),
+    ("rest_lp_windows", np.int64),
+    ("rest_windows", np.int64),  # consecutive still windows
+    ("at_rest", np.bool_),
+    ("initialised", np.bool_),  # inclination set from a first valid accelerometer sample
+    # Accumulators of the current window (sums over its samples).
+    ("window_phase", np.int64),  # samples of the current window seen so far
+    ("sum_acc_inertial", np.float64, 3),
+    ("n_acc", np.int64),
+    ("sum_qq", np.float64, 9),  # xx yy zz xy xz yz wx wy wz of q_sensor_to_earth: the mean R is linear in them
+    ("n_qq", np.int64),
+    ("sum_gyr", np.float64, 3),
+    ("sum_acc", np.float64, 3),
+    ("n_rest", np.int64),
+    ("max_dev_gyr2", np.float64),  # largest squared deviation from the rest low-pass in this window
+    ("max_dev_acc2", np.float64),
+    # Scratch of the slow step (no meaning between calls; kept here so that the kernel allocates nothing).
+    ("r_mean", np.float64, 9),  # mean R_sensor_to_earth of the last window, row-major
+    ("kf_h", np.float64, (3, 3)),
+    ("kf_e", np.float64, 3),
+    ("kf_w", np.float64, 3),
+    ("kf_work", np.float64, (4, 3, 3)),
+    # What the last window did, for plots and tests.
+    ("acc_earth", np.float64, 3),  # filtered gravity direction in earth before its correction (unit)
+    ("correction_rad", np.float64),  # angle of the last inclination correction
+    # Counters.
+    ("n_samples", np.int64),
+    ("n_gyr_invalid", np.int64),
+    ("n_acc_invalid", np.int64),
+    ("n_acc_rejected", np.int64),
+])
+
+
+@njit(cache=True)
+def _butter2(tau_s: float, dt_s: float, c_out: np.ndarray) -> None:
+    """Second-order Butterworth low-pass, cut-off √2/(2π·tau) as in the paper, by the bilinear transform (prewarped),
+    in the state-variable form of Simper (2013, "Linear trapezoidal integrated state variable filter", Cytomic
+    technical paper): same response as the direct form, but its second state is the output itself, so that it
+    starts (or restarts) at a given value without a transient."""
+    fc_hz = math.sqrt(2.0) / (2.0 * math.pi * tau_s)
+    g = math.tan(math.pi * min(fc_hz * dt_s, 0.49))  # capped below Nyquist
+    a1 = 1.0 / (1.0 + g * (g + math.sqrt(2.0)))
+    c_out[0], c_out[1], c_out[2] = a1, g * a1, g * g * a1
+
+
+def make_settings(fs_hz: float, **settings) -> np.ndarray:
+    """One settings record (shape (1,), SETTINGS_DTYPE) for a sample rate; keyword overrides of DEFAULTS."""
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown fusion setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    if not (np.isfinite(fs_hz) and fs_hz > 0):
+        raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number")
+    values = {**DEFAULTS, **settings}
+    for name in ("tau_acc_s", "correction_rate_hz", "rest_tau_s", "bias_sigma_init_rad_s", "bias_forgetting_s",
+                 "bias_sigma_motion_rad_s", "bias_sigma_rest_rad_s", "bias_vertical_forgetting", "gravity_m_s2"):
+        if not values[name] > 0:
+            raise ValueError(f"{name}={values[name]}: must be positive")
+    s = np.zeros(1, SETTINGS_DTYPE)
+    r = s[0]
+    for name, v in values.items():
+        r[name] = v
+    dt_s = 1.0 / fs_hz
+    n_win = max(1, int(round(fs_hz / values["correction_rate_hz"])))
+    dt_win = n_win * dt_s
+    r["fs_hz"], r["dt_s"], r["window_samples"], r["dt_window_s"] = fs_hz, dt_s, n_win, dt_win
+    _butter2(values["tau_acc_s"], dt_win, r["acc_lp_c"])
+    r["acc_lp_warmup_windows"] = max(1, int(math.ceil(values["tau_acc_s"] / dt_win)))
+    _butter2(values["rest_tau_s"], dt_win, r["rest_lp_c"])
+    r["rest_lp_warmup_windows"] = max(1, int(math.ceil(values["rest_tau_s"] / dt_win)))
+    r["rest_min_windows"] = max(1, int(math.ceil(values["rest_min_s"] / dt_win)))
+    p0 = values["bias_sigma_init_rad_s"] ** 2
+    v = p0 * dt_win / values["bias_forgetting_s"]
+    r["bias_p0"], r["bias_v"] = p0, v
+    # Variance that makes the scalar Kalman filter settle at sigma² (steady state: w = p²/v + p).
+    for key, sigma in (("bias_w_motion", values["bias_sigma_motion_rad_s"]),
+                       ("bias_w_rest", values["bias_sigma_rest_rad_s"])):
+        r[key] = sigma**4 / v + sigma**2
+    g = values["gravity_m_s2"]
+    dev = values["acc_reject_m_s2"]
+    r["acc_norm_min2"] = max(g - dev, 0.0) ** 2 if math.isfinite(dev) else 0.0
+    r["acc_norm_max2"] = (g + dev) ** 2 if math.isfinite(dev) else math.inf
+    return s
+
+
+def make_state(settings: np.ndarray) -> np.ndarray:
+    """A fresh state record (shape (1,), STATE_DTYPE): identity orientation, zero bias with its prior variance."""
+    st = np.zeros(1, STATE_DTYPE)
+    r = st[0]
+    r["q_sensor_to_inertial"] = (1.0, 0.0, 0.0, 0.0)
+    r["q_inertial_to_earth"] = (1.0, 0.0, 0.0, 0.0)
+    r["bias_p"] = np.eye(3) * settings[0]["bias_p0"]
+    r["acc_earth"] = (0.0, 0.0, 1.0)
+    return st
+
+
+@njit(cache=True, inline="always")
+def _lp_step(x: float, c: np.ndarray, state: np.ndarray) -> float:
+    """One step of the state-variable Butterworth (coefficients c from _butter2); state (2,) updated in place."""
+    v3 = x - state[1]
+    v1 = c[0] * state[0] + c[1] * v3
+    v2 = state[1] + c[1] * state[0] + c[2] * v3
+    state[0] = 2.0 * v1 - state[0]
+    state[1] = 2.0 * v2 - state[1]
+    return v2
+
+
+@njit(cache=True, inline="always")
+def _lp_warm(x: float, n_fed: int, n_warmup: int, c: np.ndarray, state: np.ndarray, out: float) -> float:
+    """Low-pass with warm-up: the running mean of the first n_warmup inputs (n_fed counts this one), then the
+    Butterworth filter started in its steady state at that mean."""
+    if n_fed <= n_warmup:
+        y = out + (x - out) / n_fed
+        if n_fed == n_warmup:
+            state[0] = 0.0
+            state[1] = y
+        return y
+    return _lp_step(x, c, state)
+
+
+@njit(cache=True, inline="always")
+def _swing_to_up(ax: float, ay: float, az: float) -> tuple[float, float, float, float]:
+    """The smallest rotation that turns the unit vector (ax, ay, az) onto +z (axis a × z), as (w, x, y, z)."""
+    if az > -0.999999:
+        w = 1.0 + az
+        k = 1.0 / math.sqrt(2.0 * w)  # |(1 + az, ay, -ax, 0)|² = 2(1 + az) for a unit vector
+        return w * k, ay * k, -ax * k, 0.0
+    return 0.0, 1.0, 0.0, 0.0  # upside down: any horizontal axis will do
+
+
+@njit(cache=True)
+def _end_window(s, st) -> None:
+    """The slow step, once per window: low-pass filters, inclination correction, rest detection, bias update."""
+    dt_win = s.dt_window_s
+    bias = st.bias_rad_s
+
+    # Rest detection on the sensor-frame signals (window means feed the low-pass; each sample was compared with
+    # the previous window's low-pass).
+    if st.n_rest > 0:
+        inv = 1.0 / st.n_rest
+        st.rest_lp_windows += 1
+        for i in range(3):
+            st.rest_gyr_lp_rad_s[i] = _lp_warm(st.sum_gyr[i] * inv, st.rest_lp_windows, s.rest_lp_warmup_windows,
+                                               s.rest_lp_c, st.rest_lp_state[i], st.rest_gyr_lp_rad_s[i])
+            st.rest_acc_lp_m_s2[i] = _lp_warm(st.sum_acc[i] * inv, st.rest_lp_windows, s.rest_lp_warmup_windows,
+                                              s.rest_lp_c, st.rest_lp_state[3 + i],
+                                              st.rest_acc_lp_m_s2[i])
+        g = st.rest_gyr_lp_rad_s
+        # Counted from the first window: during warm-up the low-pass is the running mean, a fair reference already.
+        still = (st.max_dev_gyr2 < s.rest_gyr_th_rad_s**2 and st.max_dev_acc2 < s.rest_acc_th_m_s2**2
+                 and abs(g[0]) < s.bias_clip_rad_s and abs(g[1]) < s.bias_clip_rad_s
+                 and abs(g[2]) < s.bias_clip_rad_s)
+        st.rest_windows = st.rest_windows + 1 if still else 0
+    else:
+        st.rest_windows = 0  # no valid sample in the window: cannot claim stillness
+    st.at_rest = st.rest_windows >= s.rest_min_windows
+
+    # Inclination: low-pass of the accelerometer in I, then turn I→E so that it points up.
+    motion_measurement = False
+    ex = ey = 0.0
+    if st.n_acc > 0 and st.initialised:
+        inv = 1.0 / st.n_acc
+        st.lp_windows += 1
+        n_fed = st.lp_windows
+        c, nw = s.acc_lp_c, s.acc_lp_warmup_windows
+        lo = st.lp_out
+        for i in range(3):
+            lo[_LP_ACC + i] = _lp_warm(st.sum_acc_inertial[i] * inv, n_fed, nw, c, st.lp_state[_LP_ACC + i],
+                                       lo[_LP_ACC + i])
+        # Mean R_sensor_to_earth of the window from the mean outer product of its quaternions (R is linear in them).
+        k = 1.0 / st.n_qq
+        q = st.sum_qq
+        xx, yy, zz, xy, xz, yz = q[0] * k, q[1] * k, q[2] * k, q[3] * k, q[4] * k, q[5] * k
+        wx, wy, wz = q[6] * k, q[7] * k, q[8] * k
+        rm = st.r_mean
+        rm[0], rm[1], rm[2] = 1.0 - 2.0 * (yy + zz), 2.0 * (xy - wz), 2.0 * (xz + wy)
+        rm[3], rm[4], rm[5] = 2.0 * (xy + wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz - wx)
+        rm[6], rm[7], rm[8] = 2.0 * (xz - wy), 2.0 * (yz + wx), 1.0 - 2.0 * (xx + yy)
+        for i in range(9):
+            lo[_LP_R + i] = _lp_warm(rm[i], n_fed, nw, c, st.lp_state[_LP_R + i], lo[_LP_R + i])
+        for i in range(2):
+            rb = rm[3 * i] * bias[0] + rm[3 * i + 1] * bias[1] + rm[3 * i + 2] * bias[2]
+            lo[_LP_RB + i] = _lp_warm(rb, n_fed, nw, c, st.lp_state[_LP_RB + i], lo[_LP_RB + i])
+
+        # The filtered gravity, rotated into E, normalised; then the rotation that turns it up.
+        qa = st.q_inertial_to_earth
+        vx, vy, vz = lo[_LP_ACC], lo[_LP_ACC + 1], lo[_LP_ACC + 2]
+        w, ux, uy, uz = qa[0], qa[1], qa[2], qa[3]
+        tx = 2.0 * (uy * vz - uz * vy)
+        ty = 2.0 * (uz * vx - ux * vz)
+        tz = 2.0 * (ux * vy - uy * vx)
+        ax = vx + w * tx + uy * tz - uz * ty
+        ay = vy + w * ty + uz * tx - ux * tz
+        az = vz + w * tz + ux * ty - uy * tx
+        norm = math.sqrt(ax * ax + ay * ay + az * az)
+        if norm > 0.0:
+            ax, ay, az = ax / norm, ay / norm, az / norm
+            st.acc_earth[0], st.acc_earth[1], st.acc_earth[2] = ax, ay, az
+            c0, c1, c2, _ = _swing_to_up(ax, ay, az)
+            st.correction_rad = 2.0 * math.atan2(math.sqrt(c1 * c1 + c2 * c2), c0)
+            # q_inertial_to_earth ← corr ⊗ q_inertial_to_earth (corr has no z part)
+            n0 = c0 * w - c1 * ux - c2 * uy
+            n1 = c0 * ux + c1 * w + c2 * uz
+            n2 = c0 * uy - c1 * uz + c2 * w
+            n3 = c0 * uz + c1 * uy - c2 * ux
+            k = 1.0 / math.sqrt(n0 * n0 + n1 * n1 + n2 * n2 + n3 * n3)
+            qa[0], qa[1], qa[2], qa[3] = n0 * k, n1 * k, n2 * k, n3 * k
+            if n_fed > nw:
+                # A bias b turns E at R·b; the corrections undo it: lp(R)·b = -ω_corr + lp(R·b_hat), with
+                # ω_corr = (ay, -ax, 0)/dt the correction's rotation vector per unit time.
+                ex = -ay / dt_win + lo[_LP_RB] - (lo[_LP_R] * bias[0] + lo[_LP_R + 1] * bias[1]
+                                                  + lo[_LP_R + 2] * bias[2])
+                ey = ax / dt_win + lo[_LP_RB + 1] - (lo[_LP_R + 3] * bias[0] + lo[_LP_R + 4] * bias[1]
+                                                     + lo[_LP_R + 5] * bias[2])
+                motion_measurement = True
+
+    # Gyroscope bias: Kalman filter, state = bias (sensor frame), covariance bias_p, measurement e = y - H·b_hat.
+    p = st.bias_p
+    for i in range(3):
+        if p[i, i] < s.bias_p0:  # uncertainty grows with time, up to its prior
+            p[i, i] += s.bias_v
+    h, e, w_diag = st.kf_h, st.kf_e, st.kf_w
+    if st.at_rest and s.rest_bias_est:
+        for i in range(3):
+            for j in range(3):
+                h[i, j] = 1.0 if i == j else 0.0
+            e[i] = st.rest_gyr_lp_rad_s[i] - bias[i]
+            w_diag[i] = s.bias_w_rest
+    elif motion_measurement and s.motion_bias_est:
+        for i in range(3):
+            for j in range(3):
+                h[i, j] = st.lp_out[_LP_R + 3 * i + j]
+        e[0], e[1] = ex, ey
+        # Pseudo-measurement "vertical bias component = 0", very uncertain: it only keeps that unobservable
+        # component (and its variance) from wandering.
+        e[2] = -(h[2, 0] * bias[0] + h[2, 1] * bias[1] + h[2, 2] * bias[2])
+        w_diag[0] = w_diag[1] = s.bias_w_motion
+        w_diag[2] = s.bias_w_motion / s.bias_vertical_forgetting
+    else:
+        return
+    _kalman_update(p, bias, h, e, w_diag, s.bias_clip_rad_s, st.kf_work)
+
+
+@njit(cache=True)
+def _kalman_update(p, x, h, e, w_diag, clip, work) -> None:
+    """x += K·clip(e), P -= K·H·P with K = P·Hᵀ·(H·P·Hᵀ + W)⁻¹; 3 states, 3 measurements, W diagonal.
+
+    work is (4, 3, 3) scratch; nothing is allocated."""
+    pht, s_mat, s_inv, kg = work[0], work[1], work[2], work[3]
+    for i in range(3):
+        e[i] = min(max(e[i], -clip), clip)
+        for j in range(3):
+            pht[i, j] = p[i, 0] * h[j, 0] + p[i, 1] * h[j, 1] + p[i, 2] * h[j, 2]
+    for i in range(3):
+        for j in range(3):
+            s_mat[i, j] = h[i, 0] * pht[0, j] + h[i, 1] * pht[1, j] + h[i, 2] * pht[2, j]
+        s_mat[i, i] += w_diag[i]
+    _inv3(s_mat, s_inv)
+    for i in range(3):
+        for j in range(3):
+            kg[i, j] = pht[i, 0] * s_inv[0, j] + pht[i, 1] * s_inv[1, j] + pht[i, 2] * s_inv[2, j]
+    for i in range(3):
+        x[i] = min(max(x[i] + kg[i, 0] * e[0] + kg[i, 1] * e[1] + kg[i, 2] * e[2], -clip), clip)
+    # P -= K (H P) = K (P Hᵀ)ᵀ; symmetric by construction, averaged against round-off
+    for i in range(3):
+        for j in range(3):
+            s_mat[i, j] = kg[i, 0] * pht[j, 0] + kg[i, 1] * pht[j, 1] + kg[i, 2] * pht[j, 2]
+    for i in range(3):
+        for j in range(i, 3):
+            d = 0.5 * (s_mat[i, j] + s_mat[j, i])
+            p[i, j] -= d
+            if j != i:
+                p[j, i] = p[i, j]
+
+
+@njit(cache=True)
+def _inv3(m, out) -> None:
+    """Inverse of a 3x3 matrix by its adjugate (symmetric positive definite here), written to out."""
+    out[0, 0] = m[1, 1] * m[2, 2] - m[1, 2] * m[2, 1]
+    out[0, 1] = m[0, 2] * m[2, 1] - m[0, 1] * m[2, 2]
+    out[0, 2] = m[0, 1] * m[1, 2] - m[0, 2] * m[1, 1]
+    out[1, 0] = m[1, 2] * m[2, 0] - m[1, 0] * m[2, 2]
+    out[1, 1] = m[0, 0] * m[2, 2] - m[0, 2] * m[2, 0]
+    out[1, 2] = m[0, 2] * m[1, 0] - m[0, 0] * m[1, 2]
+    out[2, 0] = m[1, 0] * m[2, 1] - m[1, 1] * m[2, 0]
+    out[2, 1] = m[0, 1] * m[2, 0] - m[0, 0] * m[2, 1]
+    out[2, 2] = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
+    inv_det = 1.0 / (m[0, 0] * out[0, 0] + m[0, 1] * out[1, 0] + m[0, 2] * out[2, 0])
+    for i in range(3):
+        for j in range(3):
+            out[i, j] *= inv_det
+
+
+@njit(cache=True)
+def fusion_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, quat_out, flags_out, bias_out,
+                  bias_var_out) -> None:
+    """Run the filter over n samples; writes q_sensor_to_earth (n, 4) to quat_out. Allocates nothing.
+
+    settings, state: one-record arrays (SETTINGS_DTYPE, STATE_DTYPE); state is updated in place, so calling this
+    on consecutive blocks equals one call on the whole recording, bit for bit. acc (n, 3) m/s², gyr (n, 3) rad/s,
+    float64. Traces for plots and for the offline smoother: flags_out (n,) uint8 gets the FLAG_* of each sample,
+    bias_out (n, 3) the bias estimate in use at each sample (rad/s), bias_var_out (n, 3) its variance (diagonal,
+    (rad/s)²); pass arrays of length 0 to skip any of them.
+    """
+    s = settings[0]
+    st = state[0]
+    n = acc_sensor_m_s2.shape[0]
+    write_flags = flags_out.shape[0] > 0
+    write_bias = bias_out.shape[0] > 0
+    write_bias_var = bias_var_out.shape[0] > 0
+    p = st.bias_p
+    dt = s.dt_s
+    n_win = s.window_samples
+    sat = s.acc_saturation_m_s2
+    norm_min2, norm_max2 = s.acc_norm_min2, s.acc_norm_max2
+    lead = s.output_lead_s != 0.0
+    lead_half = 0.5 * s.output_lead_s / dt  # times θ = (ω - b)·dt gives half the lead angle
+
+    # Hot state in locals (float64 scalars); written back at window ends and on return.
+    g0, g1, g2, g3 = (st.q_sensor_to_inertial[0], st.q_sensor_to_inertial[1], st.q_sensor_to_inertial[2],
+                      st.q_sensor_to_inertial[3])
+    e0, e1, e2, e3 = (st.q_inertial_to_earth[0], st.q_inertial_to_earth[1], st.q_inertial_to_earth[2],
+                      st.q_inertial_to_earth[3])
+    bx, by, bz = st.bias_rad_s[0], st.bias_rad_s[1], st.bias_rad_s[2]
+    lgx, lgy, lgz = st.rest_gyr_lp_rad_s[0], st.rest_gyr_lp_rad_s[1], st.rest_gyr_lp_rad_s[2]
+    lax, lay, laz = st.rest_acc_lp_m_s2[0], st.rest_acc_lp_m_s2[1], st.rest_acc_lp_m_s2[2]
+    sx, sy, sz = st.sum_acc_inertial[0], st.sum_acc_inertial[1], st.sum_acc_inertial[2]
+    n_acc = st.n_acc
+    qq0, qq1, qq2, qq3, qq4, qq5, qq6, qq7, qq8 = (st.sum_qq[0], st.sum_qq[1], st.sum_qq[2], st.sum_qq[3],
+                                                   st.sum_qq[4], st.sum_qq[5], st.sum_qq[6], st.sum_qq[7],
+                                                   st.sum_qq[8])
+    sgx, sgy, sgz = st.sum_gyr[0], st.sum_gyr[1], st.sum_gyr[2]
+    sax, say, saz = st.sum_acc[0], st.sum_acc[1], st.sum_acc[2]
+    n_rest = st.n_rest
+    max_dg2, max_da2 = st.max_dev_gyr2, st.max_dev_acc2
+    phase = st.window_phase
+    initialised = st.initialised
+    slow_flags = _slow_flags(s, st)
+    n_gyr_invalid, n_acc_invalid, n_acc_rejected = st.n_gyr_invalid, st.n_acc_invalid, st.n_acc_rejected
+
+    for k in range(n):
+        flag = slow_flags
+        gx, gy, gz = gyr_sensor_rad_s[k, 0], gyr_sensor_rad_s[k, 1], gyr_sensor_rad_s[k, 2]
+        gyr_ok = (gx + gy + gz) - (gx + gy + gz) == 0.0  # false for NaN and ±inf
+        if gyr_ok:
+            # q_sensor_to_inertial ← q ⊗ exp(θ/2), θ = (ω - b)·dt; series of cos(|θ|/2) and sin(|θ|/2)/|θ|.
+            tx, ty, tz = (gx - bx) * dt, (gy - by) * dt, (gz - bz) * dt
+            t2 = tx * tx + ty * ty + tz * tz
+            c = 1.0 - t2 * (0.125 - t2 * (1.0 / 384.0))
+            sk = 0.5 - t2 * (1.0 / 48.0 - t2 * (1.0 / 3840.0))
+            dx, dy, dz = sk * tx, sk * ty, sk * tz
+            h0 = g0 * c - g1 * dx - g2 * dy - g3 * dz
+            h1 = g0 * dx + g1 * c + g2 * dz - g3 * dy
+            h2 = g0 * dy - g1 * dz + g2 * c + g3 * dx
+            h3 = g0 * dz + g1 * dy - g2 * dx + g3 * c
+            f = 1.5 - 0.5 * (h0 * h0 + h1 * h1 + h2 * h2 + h3 * h3)  # first-order renormalisation
+            g0, g1, g2, g3 = h0 * f, h1 * f, h2 * f, h3 * f
+            lx, ly, lz = tx * lead_half, ty * lead_half, tz * lead_half
+        else:
+            lx = ly = lz = 0.0
+            flag |= FLAG_GYR_INVALID
+            n_gyr_invalid += 1
+
+        ax, ay, az = acc_sensor_m_s2[k, 0], acc_sensor_m_s2[k, 1], acc_sensor_m_s2[k, 2]
+        na2 = ax * ax + ay * ay + az * az
+        acc_ok = na2 - na2 == 0.0
+        acc_use = False
+        if not acc_ok:
+            flag |= FLAG_ACC_INVALID
+            n_acc_invalid += 1
+        elif max(abs(ax), abs(ay), abs(az)) >= sat or na2 < norm_min2 or na2 > norm_max2:
+            flag |= FLAG_ACC_REJECTED
+            n_acc_rejected += 1
+        else:
+            acc_use = True
+            # acc in I: v + 2w(u×v) + 2u×(u×v), u = vector part of q_sensor_to_inertial
+            ux = 2.0 * (g2 * az - g3 * ay)
+            uy = 2.0 * (g3 * ax - g1 * az)
+            uz = 2.0 * (g1 * ay - g2 * ax)
+            vx = ax + g0 * ux + g2 * uz - g3 * uy
+            vy = ay + g0 * uy + g3 * ux - g1 * uz
+            vz = az + g0 * uz + g1 * uy - g2 * ux
+            if not initialised:
+                # First valid sample: inclination from this sample alone (heading of the sensor kept).
+                inv_norm = 1.0 / math.sqrt(na2)
+                e0, e1, e2, e3 = _swing_to_up(vx * inv_norm, vy * inv_norm, vz * inv_norm)
+                initialised = True
+                flag |= FLAG_INITIALISING
+            sx += vx
+            sy += vy
+            sz += vz
+            n_acc += 1
+
+        # Output: q_sensor_to_earth = q_inertial_to_earth ⊗ q_sensor_to_inertial
+        o0 = e0 * g0 - e1 * g1 - e2 * g2 - e3 * g3
+        o1 = e0 * g1 + e1 * g0 + e2 * g3 - e3 * g2
+        o2 = e0 * g2 - e1 * g3 + e2 * g0 + e3 * g1
+        o3 = e0 * g3 + e1 * g2 - e2 * g1 + e3 * g0
+        if lead:  # output turned ahead by (ω - b)·output_lead_s: o ⊗ (1, l), l = half that angle, renormalised
+            p0 = o0 - o1 * lx - o2 * ly - o3 * lz
+            p1 = o0 * lx + o1 + o2 * lz - o3 * ly
+            p2 = o0 * ly - o1 * lz + o2 + o3 * lx
+            p3 = o0 * lz + o1 * ly - o2 * lx + o3
+            f = 1.0 / math.sqrt(p0 * p0 + p1 * p1 + p2 * p2 + p3 * p3)
+            quat_out[k, 0] = p0 * f
+            quat_out[k, 1] = p1 * f
+            quat_out[k, 2] = p2 * f
+            quat_out[k, 3] = p3 * f
+        else:
+            quat_out[k, 0] = o0
+            quat_out[k, 1] = o1
+            quat_out[k, 2] = o2
+            quat_out[k, 3] = o3
+        if acc_use:  # the window's mean rotation matrix, over the same samples as its mean acceleration
+            qq0 += o1 * o1
+            qq1 += o2 * o2
+            qq2 += o3 * o3
+            qq3 += o1 * o2
+            qq4 += o1 * o3
+            qq5 += o2 * o3
+            qq6 += o0 * o1
+            qq7 += o0 * o2
+            qq8 += o0 * o3
+        if gyr_ok and acc_ok:  # rest detector: sums for the low-pass, largest deviation from it
+            sgx += gx
+            sgy += gy
+            sgz += gz
+            sax += ax
+            say += ay
+            saz += az
+            n_rest += 1
+            d2 = (gx - lgx) ** 2 + (gy - lgy) ** 2 + (gz - lgz) ** 2
+            max_dg2 = max(max_dg2, d2)
+            d2 = (ax - lax) ** 2 + (ay - lay) ** 2 + (az - laz) ** 2
+            max_da2 = max(max_da2, d2)
+        if write_flags:
+            flags_out[k] = flag
+        if write_bias:
+            bias_out[k, 0] = bx
+            bias_out[k, 1] = by
+            bias_out[k, 2] = bz
+        if write_bias_var:
+            bias_var_out[k, 0] = p[0, 0]
+            bias_var_out[k, 1] = p[1, 1]
+            bias_var_out[k, 2] = p[2, 2]
+
+        phase += 1
+        if phase == n_win:
+            # Slow step: hand the window over to _end_window through the state record, take back what changed.
+            st.q_inertial_to_earth[0], st.q_inertial_to_earth[1] = e0, e1
+            st.q_inertial_to_earth[2], st.q_inertial_to_earth[3] = e2, e3
+            st.sum_acc_inertial[0], st.sum_acc_inertial[1], st.sum_acc_inertial[2] = sx, sy, sz
+            st.n_acc = n_acc
+            st.sum_qq[0], st.sum_qq[1], st.sum_qq[2], st.sum_qq[3], st.sum_qq[4] = qq0, qq1, qq2, qq3, qq4
+            st.sum_qq[5], st.sum_qq[6], st.sum_qq[7], st.sum_qq[8] = qq5, qq6, qq7, qq8
+            st.n_qq = n_acc
+            st.sum_gyr[0], st.sum_gyr[1], st.sum_gyr[2] = sgx, sgy, sgz
+            st.sum_acc[0], st.sum_acc[1], st.sum_acc[2] = sax, say, saz
+            st.n_rest = n_rest
+            st.max_dev_gyr2, st.max_dev_acc2 = max_dg2, max_da2
+            st.initialised = initialised
+            _end_window(s, st)
+            e0, e1, e2, e3 = (st.q_inertial_to_earth[0], st.q_inertial_to_earth[1], st.q_inertial_to_earth[2],
+                              st.q_inertial_to_earth[3])
+            bx, by, bz = st.bias_rad_s[0], st.bias_rad_s[1], st.bias_rad_s[2]
+            lgx, lgy, lgz = st.rest_gyr_lp_rad_s[0], st.rest_gyr_lp_rad_s[1], st.rest_gyr_lp_rad_s[2]
+            lax, lay, laz = st.rest_acc_lp_m_s2[0], st.rest_acc_lp_m_s2[1], st.rest_acc_lp_m_s2[2]
+            sx = sy = sz = 0.0
+            qq0 = qq1 = qq2 = qq3 = qq4 = qq5 = qq6 = qq7 = qq8 = 0.0
+            sgx = sgy = sgz = sax = say = saz = 0.0
+            max_dg2 = max_da2 = 0.0
+            n_acc = n_rest = 0
+            phase = 0
+            slow_flags = _slow_flags(s, st)
+
+    st.q_sensor_to_inertial[0], st.q_sensor_to_inertial[1] = g0, g1
+    st.q_sensor_to_inertial[2], st.q_sensor_to_inertial[3] = g2, g3
+    st.q_inertial_to_earth[0], st.q_inertial_to_earth[1] = e0, e1
+    st.q_inertial_to_earth[2], st.q_inertial_to_earth[3] = e2, e3
+    st.sum_acc_inertial[0], st.sum_acc_inertial[1], st.sum_acc_inertial[2] = sx, sy, sz
+    st.n_acc = n_acc
+    st.sum_qq[0], st.sum_qq[1], st.sum_qq[2], st.sum_qq[3], st.sum_qq[4] = qq0, qq1, qq2, qq3, qq4
+    st.sum_qq[5], st.sum_qq[6], st.sum_qq[7], st.sum_qq[8] = qq5, qq6, qq7, qq8
+    st.n_qq = n_acc
+    st.sum_gyr[0], st.sum_gyr[1], st.sum_gyr[2] = sgx, sgy, sgz
+    st.sum_acc[0], st.sum_acc[1], st.sum_acc[2] = sax, say, saz
+    st.n_rest = n_rest
+    st.max_dev_gyr2, st.max_dev_acc2 = max_dg2, max_da2
+    st.window_phase = phase
+    st.initialised = initialised
+    st.n_samples += n
+    st.n_gyr_invalid, st.n_acc_invalid, st.n_acc_rejected = n_gyr_invalid, n_acc_invalid, n_acc_rejected
+
+
+@njit(cache=True, inline="always")
+def _slow_flags(s, st) -> int:
+    """Flags that hold for a whole window: rest, and inclination not yet settled."""
+    flag = 0
+    if st.at_rest:
+        flag |= FLAG_AT_REST
+    if not st.initialised or st.lp_windows < s.acc_lp_warmup_windows:
+        flag |= FLAG_INITIALISING
+    return flag
+
+
+_NO_FLAGS = np.empty(0, np.uint8)
+_NO_TRACE = np.empty((0, 3))
+
+
+def _as_samples(name: str, x, n: int | None = None) -> np.ndarray:
+    """(n, 3) float64 C-contiguous view (or copy if it must), with a clear error otherwise."""
+    a = np.ascontiguousarray(x, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 3:
+        raise ValueError(f"{name}: expected shape (n, 3), got {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name}: {a.shape[0]} samples, but the accelerometer has {n}; pass blocks of equal length")
+    return a
+
+
+def _refuse_magnetometer(mag) -> None:
+    if mag is not None:
+        raise NotImplementedError("hipcheck.fusion is 6D (accelerometer + gyroscope) for now: pass mag_sensor_uT=None;"
+                                  " the heading of its output is arbitrary and drifts slowly")
+
+
+class Fusion:
+    """Causal orientation filter for live blocks (and whole arrays): see the module docstring.
+
+        fusion = Fusion(fs_hz=100.0)            # keyword overrides of DEFAULTS, e.g. tau_acc_s=3.0
+        q_sensor_to_earth = fusion.update(acc_sensor_m_s2, gyr_sensor_rad_s)   # (n, 4), per block
+        fusion.bias_rad_s, fusion.at_rest, fusion.flags                         # why it did what it did
+
+    Blocks of any size give the same result as one call on the whole recording, bit for bit.
+    """
+
+    def __init__(self, fs_hz: float, **settings):
+        self.settings = make_settings(fs_hz, **settings)
+        self.state = make_state(self.settings)
+        self.flags = _NO_FLAGS  # FLAG_* per sample of the last block (uint8)
+        self.bias_trace_rad_s = _NO_TRACE  # bias in use per sample of the last block, if trace=True
+
+    @property
+    def fs_hz(self) -> float:
+        return float(self.settings[0]["fs_hz"])
+
+    def reset(self) -> None:
+        """Forget everything (orientation, bias, rest); settings are kept."""
+        self.state = make_state(self.settings)
+
+    def update(self, acc_sensor_m_s2, gyr_sensor_rad_s, mag_sensor_uT=None, *, out: np.ndarray | None = None,
+               trace: bool = False) -> np.ndarray:
+        """Feed a block of n samples; returns q_sensor_to_earth (n, 4) (written into ``out`` if given).
+
+        Also sets ``self.flags`` (n,) and, with trace=True, ``self.bias_trace_rad_s`` (n, 3)."""
+        _refuse_magnetometer(mag_sensor_uT)
+        acc = _as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
+        gyr = _as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
+        n = len(acc)
+        if out is None:
+            out = np.empty((n, 4))
+        elif out.shape != (n, 4) or out.dtype != np.float64 or not out.flags.c_contiguous:
+            raise ValueError(f"out: expected a C-contiguous float64 array of shape {(n, 4)}, got {out.dtype} "
+                             f"{out.shape}")
+        if len(self.flags) != n:
+            self.flags = np.empty(n, np.uint8)
+        bias_trace = _NO_TRACE
+        if trace:
+            if len(self.bias_trace_rad_s) != n:
+                self.bias_trace_rad_s = np.empty((n, 3))
+            bias_trace = self.bias_trace_rad_s
+        fusion_update(self.settings, self.state, acc, gyr, out, self.flags, bias_trace, _NO_TRACE)
+        return out
+
+    # Internal states, for the live plot and tests.
+    @property
+    def bias_rad_s(self) -> np.ndarray:
+        """Gyroscope bias estimate (3,), sensor frame, rad/s (a copy)."""
+        return self.state[0]["bias_rad_s"].copy()
+
+    @property
+    def bias_sigma_rad_s(self) -> np.ndarray:
+        """Standard deviation of the bias estimate per sensor axis (3,), rad/s."""
+        return np.sqrt(np.diag(self.state[0]["bias_p"]))
+
+    @property
+    def at_rest(self) -> bool:
+        return bool(self.state[0]["at_rest"])
+
+    @property
+    def initialised(self) -> bool:
+        """Inclination set from the accelerometer (and its low-pass past its first time constant)."""
+        r = self.state[0]
+        return bool(r["initialised"]) and r["lp_windows"] >= self.settings[0]["acc_lp_warmup_windows"]
+
+    @property
+    def acc_earth(self) -> np.ndarray:
+        """Direction of the filtered gravity in the earth frame before the last correction (unit, (3,))."""
+        return self.state[0]["acc_earth"].copy()
+
+    @property
+    def correction_deg(self) -> float:
+        """Angle of the last inclination correction (one per window), degrees."""
+        return math.degrees(self.state[0]["correction_rad"])
+
+    @property
+    def counts(self) -> dict:
+        """Samples seen, and those with an invalid gyroscope, invalid or rejected accelerometer."""
+        r = self.state[0]
+        return {k: int(r[k]) for k in ("n_samples", "n_gyr_invalid", "n_acc_invalid", "n_acc_rejected")}
+
+
+def _check_acc_units(acc: np.ndarray, gravity_m_s2: float) -> None:
+    """A whole recording in g instead of m/s² would give a filter that never trusts its accelerometer."""
+    norm = np.linalg.norm(acc, axis=1)
+    norm = norm[np.isfinite(norm)]
+    if len(norm) and np.median(norm) < 0.2 * gravity_m_s2:
+        raise ValueError(f"the accelerometer's median norm is {np.median(norm):.3g}: the data seems to be in g, "
+                         f"not m/s²; multiply it by {gravity_m_s2}")
+
+
+def orient(acc_m_s2, gyr_rad_s, fs_hz: float, mag_uT=None, offline: bool = False, **settings) -> np.ndarray:
+    """q_sensor_to_earth (n, 4), earth z up, of a whole recording; acc (n, 3) m/s², gyr (n, 3) rad/s.
+
+    offline=False: the causal filter (what a live session sees). offline=True: the non-causal variant for review
+    (``hipcheck.fusion_offline``), which uses the whole recording. settings: keyword overrides of DEFAULTS (and,
+    offline, of fusion_offline.OFFLINE_DEFAULTS).
+    """
+    _refuse_magnetometer(mag_uT)
+    acc = _as_samples("acc_m_s2", acc_m_s2)
+    gyr = _as_samples("gyr_rad_s", gyr_rad_s, len(acc))
+    _check_acc_units(acc, settings.get("gravity_m_s2", GRAVITY_M_S2))
+    if offline:
+        from hipcheck.fusion_offline import orient_offline
+
+        return orient_offline(acc, gyr, fs_hz, **settings)
+    return Fusion(fs_hz, **settings).update(acc, gyr)

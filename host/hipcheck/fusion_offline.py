@@ -1,0 +1,203 @@
+"""Orientation of a whole recording, non-causal, for review: the filter of ``hipcheck.fusion`` run forward and
+backward, with its gyroscope bias smoothed over the whole record and its inclination low-pass made zero-phase.
+
+The causal filter (Laidig & Seel 2023, "VQF", Information Fusion 91:187-204; see ``hipcheck.fusion``) has two
+sources of error that knowing the future removes:
+
+1. **Bias.** Its estimate only uses the past, so it is poor until the first rest and lags changes. Here the causal
+   filter runs forward, and again over the time-reversed recording (angular rate negated, so its bias estimate is
+   the negated bias); the two estimates are combined sample by sample weighted by their inverse variances. That is
+   the two-filter smoother of Fraser & Potter (1969, "The optimum linear smoother as a combination of two optimum
+   linear filters", IEEE Trans. Autom. Control 14(4):387-390), applied per axis to the diagonal of the bias
+   covariance: at every sample the bias is as well known as the whole recording allows.
+2. **Lag of the inclination.** The causal filter low-passes the accelerometer in the almost-inertial frame I, and a
+   low-pass lags the slow drift of I by about its time constant. Here the gyroscope is integrated once with the
+   smoothed bias, the accelerometer is rotated into that I frame, and filtered forward and then backward (the
+   second-order Butterworth of the paper, applied twice in opposite directions: zero phase, as scipy's filtfilt,
+   Gustafsson 1996, "Determining the initial states in forward-backward filtering", IEEE Trans. Signal Process.
+   44(4):988-992, for the idea of starting each pass in its steady state). Samples the causal filter would reject
+   (non-finite, saturated, implausible norm) get weight 0: the filtered weight divides the filtered weighted
+   accelerometer (normalised convolution, Knutsson & Westin 1993, CVPR), so gaps do not pull the estimate to zero.
+   Then, per sample, the smallest rotation that turns this filtered gravity straight up maps I to the earth frame.
+
+The result keeps the heading of the sensor's first sample (6D: heading is arbitrary). Not for live use: it needs
+the whole recording and allocates arrays of its length.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from hipcheck.fusion import (
+    DEFAULTS,
+    _as_samples,
+    _butter2,
+    _lp_step,
+    _swing_to_up,
+    fusion_update,
+    make_settings,
+    make_state,
+)
+
+__all__ = ["OFFLINE_DEFAULTS", "orient_offline", "smoothed_bias"]
+
+OFFLINE_DEFAULTS = dict(
+    tau_offline_s=3.0,  # time constant of each of the two (forward, backward) passes of the inclination low-pass
+)
+
+
+def smoothed_bias(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: float,
+                  **settings) -> tuple[np.ndarray, np.ndarray]:
+    """Gyroscope bias (n, 3) rad/s from forward and backward causal passes, and its variance (n, 3) (rad/s)²."""
+    acc = _as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
+    gyr = _as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
+    n = len(acc)
+    s = make_settings(fs_hz, **settings)
+    quat = np.empty((n, 4))
+    no_flags = np.empty(0, np.uint8)
+    bias_f, var_f = np.empty((n, 3)), np.empty((n, 3))
+    fusion_update(s, make_state(s), acc, gyr, quat, no_flags, bias_f, var_f)
+    bias_b, var_b = np.empty((n, 3)), np.empty((n, 3))
+    acc_rev = np.ascontiguousarray(acc[::-1])
+    gyr_rev = np.ascontiguousarray(-gyr[::-1])  # time reversed: the body turns the other way, the bias flips sign
+    fusion_update(s, make_state(s), acc_rev, gyr_rev, quat, no_flags, bias_b, var_b)
+    bias_b, var_b = -bias_b[::-1], var_b[::-1]
+    w_f, w_b = 1.0 / var_f, 1.0 / var_b
+    return (w_f * bias_f + w_b * bias_b) / (w_f + w_b), 1.0 / (w_f + w_b)
+
+
+@njit(cache=True)
+def _strapdown(gyr, bias, dt, q0, q_out) -> None:
+    """q_sensor_to_inertial per sample from q0 (same integration as the causal kernel); non-finite gyro: hold."""
+    g0, g1, g2, g3 = q0[0], q0[1], q0[2], q0[3]
+    for k in range(gyr.shape[0]):
+        gx, gy, gz = gyr[k, 0], gyr[k, 1], gyr[k, 2]
+        if (gx + gy + gz) - (gx + gy + gz) == 0.0:
+            tx, ty, tz = (gx - bias[k, 0]) * dt, (gy - bias[k, 1]) * dt, (gz - bias[k, 2]) * dt
+            t2 = tx * tx + ty * ty + tz * tz
+            c = 1.0 - t2 * (0.125 - t2 * (1.0 / 384.0))
+            sk = 0.5 - t2 * (1.0 / 48.0 - t2 * (1.0 / 3840.0))
+            dx, dy, dz = sk * tx, sk * ty, sk * tz
+            h0 = g0 * c - g1 * dx - g2 * dy - g3 * dz
+            h1 = g0 * dx + g1 * c + g2 * dz - g3 * dy
+            h2 = g0 * dy - g1 * dz + g2 * c + g3 * dx
+            h3 = g0 * dz + g1 * dy - g2 * dx + g3 * c
+            f = 1.0 / math.sqrt(h0 * h0 + h1 * h1 + h2 * h2 + h3 * h3)
+            g0, g1, g2, g3 = h0 * f, h1 * f, h2 * f, h3 * f
+        q_out[k, 0], q_out[k, 1], q_out[k, 2], q_out[k, 3] = g0, g1, g2, g3
+
+
+@njit(cache=True)
+def _acc_inertial(q_si, acc, saturation, norm_min2, norm_max2, out) -> None:
+    """out (n, 4): the accelerometer rotated into I, times its weight (1 usable, 0 not), and the weight."""
+    for k in range(acc.shape[0]):
+        ax, ay, az = acc[k, 0], acc[k, 1], acc[k, 2]
+        na2 = ax * ax + ay * ay + az * az
+        if (na2 - na2 != 0.0 or max(abs(ax), abs(ay), abs(az)) >= saturation
+                or na2 < norm_min2 or na2 > norm_max2):
+            out[k, 0] = out[k, 1] = out[k, 2] = out[k, 3] = 0.0
+            continue
+        w, x, y, z = q_si[k, 0], q_si[k, 1], q_si[k, 2], q_si[k, 3]
+        tx = 2.0 * (y * az - z * ay)
+        ty = 2.0 * (z * ax - x * az)
+        tz = 2.0 * (x * ay - y * ax)
+        out[k, 0] = ax + w * tx + y * tz - z * ty
+        out[k, 1] = ay + w * ty + z * tx - x * tz
+        out[k, 2] = az + w * tz + x * ty - y * tx
+        out[k, 3] = 1.0
+
+
+@njit(cache=True)
+def _filtfilt(x, c) -> None:
+    """Zero-phase low-pass of the columns of x (n, m) in place: forward, then backward, each pass started in its
+    steady state at the first usable sample (column 3 > 0) of its direction."""
+    n, m = x.shape
+    state = np.zeros(2)
+    first = 0
+    while first < n - 1 and x[first, 3] == 0.0:
+        first += 1
+    for j in range(m):
+        state[0], state[1] = 0.0, x[first, j]
+        for k in range(n):
+            x[k, j] = _lp_step(x[k, j], c, state)
+        state[0], state[1] = 0.0, x[n - 1, j]
+        for k in range(n - 1, -1, -1):
+            x[k, j] = _lp_step(x[k, j], c, state)
+
+
+@njit(cache=True)
+def _lead(q, gyr, bias, lead_s) -> None:
+    """q ← q ⊗ exp((ω - b)·lead_s / 2) in place (first order, renormalised; hipcheck.fusion's output_lead_s)."""
+    for k in range(q.shape[0]):
+        lx, ly, lz = ((gyr[k, 0] - bias[k, 0]) * 0.5 * lead_s, (gyr[k, 1] - bias[k, 1]) * 0.5 * lead_s,
+                      (gyr[k, 2] - bias[k, 2]) * 0.5 * lead_s)
+        if (lx + ly + lz) - (lx + ly + lz) != 0.0:
+            continue
+        o0, o1, o2, o3 = q[k, 0], q[k, 1], q[k, 2], q[k, 3]
+        p0 = o0 - o1 * lx - o2 * ly - o3 * lz
+        p1 = o0 * lx + o1 + o2 * lz - o3 * ly
+        p2 = o0 * ly - o1 * lz + o2 + o3 * lx
+        p3 = o0 * lz + o1 * ly - o2 * lx + o3
+        f = 1.0 / math.sqrt(p0 * p0 + p1 * p1 + p2 * p2 + p3 * p3)
+        q[k, 0], q[k, 1], q[k, 2], q[k, 3] = p0 * f, p1 * f, p2 * f, p3 * f
+
+
+@njit(cache=True)
+def _level(q_si, g_weighted, q_out) -> None:
+    """q_sensor_to_earth = swing(filtered gravity in I → up) ⊗ q_sensor_to_inertial, per sample."""
+    e0, e1, e2 = 1.0, 0.0, 0.0  # held where the filtered weight vanishes (no usable sample near)
+    for k in range(q_si.shape[0]):
+        gx, gy, gz = g_weighted[k, 0], g_weighted[k, 1], g_weighted[k, 2]
+        norm = math.sqrt(gx * gx + gy * gy + gz * gz)
+        if g_weighted[k, 3] > 1e-6 and norm > 0.0:
+            e0, e1, e2, _ = _swing_to_up(gx / norm, gy / norm, gz / norm)
+        g0, g1, g2, g3 = q_si[k, 0], q_si[k, 1], q_si[k, 2], q_si[k, 3]
+        q_out[k, 0] = e0 * g0 - e1 * g1 - e2 * g2
+        q_out[k, 1] = e0 * g1 + e1 * g0 + e2 * g3
+        q_out[k, 2] = e0 * g2 - e1 * g3 + e2 * g0
+        q_out[k, 3] = e0 * g3 + e1 * g2 - e2 * g1
+
+
+def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) -> np.ndarray:
+    """q_sensor_to_earth (n, 4) of a whole recording, non-causal (see the module docstring).
+
+    settings: keyword overrides of hipcheck.fusion.DEFAULTS (used by the forward and backward passes and for the
+    rejection of accelerometer samples) and of OFFLINE_DEFAULTS.
+    """
+    offline = {k: settings.pop(k) for k in list(settings) if k in OFFLINE_DEFAULTS}
+    offline = {**OFFLINE_DEFAULTS, **offline}
+    acc = _as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
+    gyr = _as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
+    n = len(acc)
+    q_out = np.empty((n, 4))
+    if n == 0:
+        return q_out
+    s = make_settings(fs_hz, **settings)[0]
+    bias, _ = smoothed_bias(acc, gyr, fs_hz, **settings)
+
+    # Start I level with the first usable accelerometer sample, so that gravity in I stays near +z (the swing to
+    # up is singular only for gravity pointing straight down).
+    q0 = np.array([1.0, 0.0, 0.0, 0.0])
+    norms = np.linalg.norm(acc, axis=1)
+    usable = np.flatnonzero(np.isfinite(norms) & (norms > 0))
+    if len(usable):
+        a = acc[usable[0]] / norms[usable[0]]
+        q0 = np.array(_swing_to_up(a[0], a[1], a[2]))
+    q_si = np.empty((n, 4))
+    _strapdown(gyr, bias, 1.0 / fs_hz, q0, q_si)
+
+    g = np.empty((n, 4))
+    _acc_inertial(q_si, acc, s["acc_saturation_m_s2"], s["acc_norm_min2"], s["acc_norm_max2"], g)
+    c = np.empty(3)
+    _butter2(offline["tau_offline_s"], 1.0 / fs_hz, c)
+    _filtfilt(g, c)
+    _level(q_si, g, q_out)
+    if s["output_lead_s"] != 0.0:
+        _lead(q_out, gyr, bias, s["output_lead_s"])
+    return q_out
+
+
+assert set(OFFLINE_DEFAULTS).isdisjoint(DEFAULTS)
