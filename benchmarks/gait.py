@@ -54,12 +54,9 @@ def load(path: Path) -> dict:
 
 
 def orientation(acc, gyr, fs_hz):
-    """q_sensor_to_earth: hipcheck.fusion when it exists, else VQF (6D, causal)."""
-    try:
-        from hipcheck.fusion import orient
-    except ImportError:
-        import vqf
-        return vqf.VQF(1.0 / fs_hz).updateBatch(np.ascontiguousarray(gyr), np.ascontiguousarray(acc))["quat6D"]
+    """q_sensor_to_earth from our causal fusion, as the pipeline feeds the detector."""
+    from hipcheck.fusion import orient
+
     return orient(acc, gyr, fs_hz)
 
 

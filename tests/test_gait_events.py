@@ -7,22 +7,16 @@ import numpy as np
 import pytest
 
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT
+from hipcheck.fusion import orient
 from hipcheck.gait.events import EventDetector, detect_events
 from hipcheck.motion import SensorModel, simulate_hold, simulate_sit, simulate_stand, simulate_walk
 from hipcheck.rotation import quat_from_rotvec, quat_multiply, quat_rotate
-
-vqf = pytest.importorskip("vqf")  # the orientation input, until hipcheck.fusion lands
 
 DATA = Path(__file__).parent / "data" / "mobgap"
 
 
 def orientation(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz):
-    """q_sensor_to_earth (6D, causal), as the pipeline's fusion stage would provide it."""
-    try:
-        from hipcheck.fusion import orient
-    except ImportError:
-        f = vqf.VQF(1.0 / fs_hz)
-        return f.updateBatch(np.ascontiguousarray(gyr_sensor_rad_s), np.ascontiguousarray(acc_sensor_m_s2))["quat6D"]
+    """q_sensor_to_earth (6D, causal), as the pipeline's fusion stage provides it."""
     return orient(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz)
 
 

@@ -1,12 +1,13 @@
 """Pelvis stage: automatic alignment and Baker angles against the simulator's truth, signs, streaming, bad input.
 
 Orientation input: the simulator's true q_sensor_to_earth (isolates this stage's errors) and a real filter
-(hipcheck.fusion if present, else VQF 6D) for the end-to-end figure.
+(hipcheck.fusion, causal) for the end-to-end figure.
 """
 
 import numpy as np
 import pytest
 
+from hipcheck.fusion import orient
 from hipcheck.motion import PHASE_OTHER, SensorModel, simulate_hold, simulate_stand, simulate_walk
 from hipcheck.pelvis import PelvisTracker, pelvis_angles
 from hipcheck.rotation import matrix_from_quat, quat_from_angles, quat_multiply
@@ -14,14 +15,7 @@ from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
 
 def real_filter(trace) -> np.ndarray:
-    """q_sensor_to_earth from our fusion if it exists yet, else VQF (6D, causal)."""
-    try:
-        from hipcheck.fusion import orient
-    except ImportError:
-        vqf = pytest.importorskip("vqf")
-        out = vqf.VQF(1.0 / trace.fs_hz).updateBatch(np.ascontiguousarray(trace.gyr_sensor_rad_s),
-                                                     np.ascontiguousarray(trace.acc_sensor_m_s2))
-        return out["quat6D"]
+    """q_sensor_to_earth from our causal fusion, as the pipeline feeds it."""
     return orient(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
 
 
