@@ -34,6 +34,7 @@ and all of its samples have arrived, so the concatenated output does not depend 
 
 from __future__ import annotations
 
+import collections
 import math
 
 import numpy as np
@@ -173,7 +174,8 @@ class StrideAnalyzer:
         self.samples_seen = 0
         self.strides_lost = 0
         self._events = np.zeros(0, EVENT_DTYPE)  # recent events, sorted by sample
-        self._waiting: list[tuple[int, int]] = []  # (closing IC sample, side) whose samples have not all arrived
+        # Closing ICs (sample, side) not yet measured, in sample order (events arrive in sample order).
+        self._waiting: collections.deque[tuple[int, int]] = collections.deque()
         self._previous_stride_s = np.nan
 
     def update(self, angles_pelvis_deg, acc_level_m_s2, events=None) -> np.ndarray:
@@ -186,17 +188,17 @@ class StrideAnalyzer:
             self._add_events(events)
         # Settle each stride as soon as its closing sample is in, so that a long block (a whole recording) never
         # pushes a stride's samples out of the ring before it is measured: the results do not depend on blocks.
-        settled = [self._settle()]
+        settled = self._settle()
         pos = 0
         while pos < len(angles):
-            upcoming = [end for end, _ in self._waiting if end >= self.samples_seen]
             take = len(angles) - pos
-            if upcoming:
-                take = min(take, min(upcoming) - self.samples_seen + 1)
+            if self._waiting:
+                take = min(take, self._waiting[0][0] - self.samples_seen + 1)
             self._append_samples(angles[pos:pos + take], acc[pos:pos + take])
             pos += take
-            settled.append(self._settle())
-        return np.concatenate(settled)
+            settled += self._settle()
+        self._forget_old_events()
+        return np.array(settled, dtype=STRIDE_DTYPE) if settled else np.zeros(0, STRIDE_DTYPE)
 
     # -- internals
 
@@ -225,29 +227,33 @@ class StrideAnalyzer:
             raise ValueError(f"{int(bad.sum())} event(s) with a kind other than IC/FC, a side other than "
                              "LEFT/RIGHT or a negative sample")
         events = np.sort(events, order="sample", kind="stable")
-        for ic in events[events["kind"] == IC]:
-            self._waiting.append((int(ic["sample"]), int(ic["side"])))
+        if len(self._events) and events["sample"][0] < self._events["sample"][-1]:
+            raise ValueError("events must arrive in sample order across calls")
+        ics = events[events["kind"] == IC]
+        self._waiting.extend(zip(ics["sample"].tolist(), ics["side"].tolist()))
         self._events = np.concatenate([self._events, events])
-        # Keep what a stride still waiting could need: back to the longest stride before the oldest open end.
-        horizon = min([s for s, _ in self._waiting] + [self.samples_seen]) - self.max_stride_samples - 1
+
+    def _forget_old_events(self) -> None:
+        """Keep what a stride still waiting could need: back to the longest stride before the oldest open end."""
+        oldest_end = self._waiting[0][0] if self._waiting else self.samples_seen
+        horizon = min(oldest_end, self.samples_seen) - self.max_stride_samples - 1
         self._events = self._events[self._events["sample"] >= horizon]
 
-    def _settle(self) -> np.ndarray:
+    def _settle(self) -> list[tuple]:
+        """Measure the waiting strides whose samples have all arrived."""
         out = []
-        keep = []
-        for end, side in self._waiting:
-            if end >= self.samples_seen:
-                keep.append((end, side))
-                continue
+        while self._waiting and self._waiting[0][0] < self.samples_seen:
+            end, side = self._waiting.popleft()
             stride = self._stride(end, side)
             if stride is not None:
                 out.append(stride)
-        self._waiting = keep
-        return np.array(out, dtype=STRIDE_DTYPE) if out else np.zeros(0, STRIDE_DTYPE)
+        return out
 
     def _stride(self, end: int, side: int):
-        ev = self._events
-        same = ev[(ev["kind"] == IC) & (ev["side"] == side) & (ev["sample"] < end)]
+        # Only the events of the longest possible stride before ``end`` matter (events are sorted by sample).
+        samples = self._events["sample"]
+        ev = self._events[np.searchsorted(samples, end - self.max_stride_samples):np.searchsorted(samples, end)]
+        same = ev[(ev["kind"] == IC) & (ev["side"] == side)]
         if not len(same):
             return None
         start = int(same["sample"][-1])
