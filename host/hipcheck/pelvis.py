@@ -82,6 +82,8 @@ VERTICAL_NAMES = ("none", "stand", "walking", "given")
 
 STATE_DTYPE = np.dtype([
     ("n", np.int64),  # samples seen (finite ones)
+    ("samples", np.int64),  # samples seen, all of them: the stream's sample index
+    ("aligned_since", np.int64),  # first sample with the full alignment (forward from walking or given); -1
     ("acc_ema", np.float64, (3,)),  # stillness reference, sensor frame
     ("still_run", np.int64),
     ("still_sum", np.float64, (3,)),  # the same over the current still run
@@ -197,6 +199,8 @@ def pelvis_update(settings, state, ring_acc, rzz, ring_heading, q_sensor_to_eart
     a_earth = np.empty(3)
     dev = np.empty(3)
     for i in range(q_sensor_to_earth.shape[0]):
+        sample = st.samples
+        st.samples += 1
         qw, qx, qy, qz = q_sensor_to_earth[i, 0], q_sensor_to_earth[i, 1], q_sensor_to_earth[i, 2], \
             q_sensor_to_earth[i, 3]
         f0, f1, f2 = acc_sensor_m_s2[i, 0], acc_sensor_m_s2[i, 1], acc_sensor_m_s2[i, 2]
@@ -318,6 +322,8 @@ def pelvis_update(settings, state, ring_acc, rzz, ring_heading, q_sensor_to_eart
         had_alignment = st.vertical_source != VERTICAL_NONE or s.given == 2
         psi_before = _heading(R, st.left) if had_alignment else 0.0
         _update_alignment(s, st)
+        if st.aligned_since < 0 and (s.given == 2 or (st.vertical_source != VERTICAL_NONE and st.yaw_from_walk)):
+            st.aligned_since = sample
         if st.vertical_source == VERTICAL_NONE and s.given != 2:
             for k in range(3):
                 angles_pelvis_deg[i, k] = np.nan
@@ -428,6 +434,7 @@ class PelvisTracker:
             s["given_up"] = up / np.linalg.norm(up)
         self._settings = s
         self._state = np.zeros(1, STATE_DTYPE)
+        self._state["aligned_since"] = 0 if alignment is not None else -1
         if alignment is not None:
             st = self._state[0]
             A = matrix_from_quat(quat_normalize(np.asarray(alignment, dtype=float)))
@@ -468,6 +475,12 @@ class PelvisTracker:
         if self._settings[0]["given"] == 2:
             return True
         return bool(st["vertical_source"] != VERTICAL_NONE and st["yaw_from_walk"])
+
+    @property
+    def aligned_since(self) -> int:
+        """Sample index from which the full alignment was in use (-1: not yet). Angles before it used the nominal
+        forward axis or no vertical, so strides that start earlier are not measured on the final frame."""
+        return int(self._state[0]["aligned_since"])
 
     @property
     def vertical_source(self) -> str:

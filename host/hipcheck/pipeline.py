@@ -69,20 +69,28 @@ class Pipeline:
             quat = np.ascontiguousarray(q_sensor_to_earth, dtype=np.float64)
         events = self.events.update(acc, gyr, quat)
         angles, acc_level = self.pelvis.update(quat, acc)
-        strides = self.strides.update(angles, acc_level, events)
-        decisions = self.detectors.update(angles, strides)
+        strides = self._mark_aligned(self.strides.update(angles, acc_level, events))
+        decisions = self.detectors.update(angles, strides[strides["aligned"]])
         holds = self.holds.update(angles, acc_level)
         block = Block(self.n_samples, quat, angles, acc_level, events, strides, decisions, holds)
         self.n_samples += len(acc)
         return block
+
+    def _mark_aligned(self, strides: np.ndarray) -> np.ndarray:
+        """Strides that began before the pelvis alignment settled were measured on a provisional frame: marked,
+        kept out of the per-stride detectors and the summary. A stride is reported only after all its samples
+        went through the pelvis stage, so the mark does not depend on block sizes."""
+        since = self.pelvis.aligned_since
+        strides["aligned"] = (since >= 0) & (strides["start_sample"] >= since)
+        return strides
 
     def finish(self) -> Block:
         """End of the stream: settle what the stages still hold back (the contacts within the event detector's
         look-ahead, a hold still open) and return the records that completes. No samples are added."""
         no_vectors = np.zeros((0, 3))
         events = self.events.flush()
-        strides = self.strides.update(no_vectors, no_vectors, events)
-        decisions = self.detectors.update(no_vectors, strides)
+        strides = self._mark_aligned(self.strides.update(no_vectors, no_vectors, events))
+        decisions = self.detectors.update(no_vectors, strides[strides["aligned"]])
         holds = self.holds.flush() if hasattr(self.holds, "flush") else np.zeros(0, dtype=HOLD_DTYPE)
         return Block(self.n_samples, np.zeros((0, 4)), no_vectors, no_vectors, events, strides, decisions, holds)
 

@@ -38,9 +38,11 @@ def events_to_list(events: np.ndarray, kind: int) -> list[dict]:
 
 
 def summarize(strides: np.ndarray, drop_threshold_deg: float) -> dict:
-    """Medians over the steady strides (all strides if none is steady) and the weak side, if any."""
-    use = strides[strides["steady"]] if np.any(strides["steady"]) else strides
-    summary: dict = {"strides": int(len(strides)), "steady_strides": int(np.sum(strides["steady"]))}
+    """Medians over the steady strides measured on the settled alignment (all aligned strides if none is
+    steady) and the weak side, if any."""
+    aligned = strides[strides["aligned"]]
+    use = aligned[aligned["steady"]] if np.any(aligned["steady"]) else aligned
+    summary: dict = {"strides": int(len(strides)), "steady_strides": int(np.sum(aligned["steady"]))}
     if len(use) == 0:
         summary["weak_side"] = None
         return summary

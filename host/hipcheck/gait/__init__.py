@@ -48,4 +48,5 @@ STRIDE_DTYPE = np.dtype([
     ("step_time_symmetry", np.float64),  # min/max of the two step times: 1 = symmetric
     ("drop_symmetry_deg", np.float64),  # drop_right_stance_deg - drop_left_stance_deg: + = right weaker
     ("steady", np.bool_),  # a steady, straight stride (no turn, not gait initiation or stop)
+    ("aligned", np.bool_),  # the sensor-to-pelvis alignment was settled when the stride began (pipeline sets it)
 ])

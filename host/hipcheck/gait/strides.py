@@ -288,7 +288,7 @@ class StrideAnalyzer:
         return (start, end, side, opposite, stride_s, step_s, next_step_s, 120.0 / stride_s,
                 drop_r, drop_r_at, drop_l, drop_l_at, obl_range, tilt_mean, tilt_range, rot_range, sway, vertical,
                 min(step_s, next_step_s) / max(step_s, next_step_s) if opposite >= 0 else np.nan,
-                drop_r - drop_l, bool(regular and straight and finite and opposite >= 0))
+                drop_r - drop_l, bool(regular and straight and finite and opposite >= 0), False)
 
 
 def analyze_strides(angles_pelvis_deg, acc_level_m_s2, events, fs_hz: float) -> np.ndarray:
