@@ -33,8 +33,9 @@ def angle_rmse_deg(trace, angles_pelvis_deg: np.ndarray) -> tuple[np.ndarray, fl
 
 def matched_strides(trace, strides: np.ndarray, tolerance_s: float = 0.05) -> list[tuple]:
     """(truth, ours) pairs of steady right strides whose starts agree within ``tolerance_s``; ours only those
-    measured on the settled alignment (the pipeline marks the others)."""
-    ours = strides[(strides["side"] == RIGHT) & strides["aligned"]]
+    the pipeline calls steady (straight, regular) and measured on its settled alignment. The truth's steady strides
+    include those in turns, where sway from the path and sway in the pelvis's frame differ by definition."""
+    ours = strides[(strides["side"] == RIGHT) & strides["aligned"] & strides["steady"]]
     pairs = []
     for truth in steady_strides(trace):
         if len(ours) == 0:
