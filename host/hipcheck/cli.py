@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args, parser)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the output went to a pager or `head` that closed early: not an error
+        sys.stderr.close()
+        return 0
 
 
 def run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -216,8 +219,9 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     for stride in analysis.strides:
         print(report.stride_line(stride, analysis.fs_hz))
     for decision in result["decisions"]:
-        print(f"{decision['t_s']:7.2f} s  alert {decision['kind']} {decision['side'] or ''} "
-              f"{decision['value']} (threshold {decision['threshold']})")
+        side = "" if decision["side"] in (None, "none") else f" {decision['side']}"
+        print(f"{decision['t_s']:7.2f} s  alert: {decision['kind']}{side} {decision['value']:.1f} "
+              f"(threshold {decision['threshold']:g})")
     for hold in result.get("holds", []):
         print(f"hold: {hold}")
     for warning in result["warnings"]:

@@ -120,7 +120,8 @@ def stride_line(stride: np.void, fs_hz: float) -> str:
             f"stride {fmt(stride['stride_time_s'], '.2f')} s  cadence {fmt(stride['cadence_spm'], '5.1f')}  "
             f"drop R-stance {fmt(stride['drop_right_stance_deg'], '4.1f')}°  "
             f"L-stance {fmt(stride['drop_left_stance_deg'], '4.1f')}°  "
-            f"sway {fmt(stride['sway_pp_cm'], '4.1f')} cm  tilt {fmt(stride['tilt_mean_deg'], '+5.1f')}°")
+            f"sway {fmt(stride['sway_pp_cm'], '4.1f')} cm  tilt {fmt(stride['tilt_mean_deg'], '+5.1f')}°"
+            + ("" if stride["aligned"] else "  (provisional: alignment settling)"))
 
 
 def summary_text(summary: dict) -> str:
