@@ -108,8 +108,8 @@ def test_kernel_allocates_nothing_and_repeats_exactly(walk):
 # --- accuracy ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, causal_max_deg, offline_max_deg", [
-    ("06_undisturbed_fast_rotation_A", 0.6, 0.6),  # measured 0.47 / 0.46
-    ("24_disturbed_tapping_A", 0.65, 0.6),  # measured 0.53 / 0.48 (taps up to 16 g)
+    ("06_undisturbed_fast_rotation_A", 0.6, 0.6),  # measured 0.47 / 0.47
+    ("24_disturbed_tapping_A", 0.65, 0.6),  # measured 0.51 / 0.50 (taps up to 16 g)
 ])
 def test_accuracy_on_broad_excerpts(name, causal_max_deg, offline_max_deg):
     d = broad_excerpt(name)
@@ -161,12 +161,48 @@ def test_bias_is_learnt_in_motion(walk):
     f.update(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, trace=True)
     true_bias = walk.truth.gyr_bias_rad_s
     # Sensor x and y are horizontal on an upright pelvis: observable from the inclination corrections. Checked in
-    # steady walking: the forward acceleration of gait initiation and stop pulls the estimate by ~0.3°/s for a few
-    # seconds (measured; rest detection then puts it right).
+    # steady walking: from an unknown bias (no rest before the walk) the estimate converges over tens of seconds.
     err_start = np.abs(f.bias_trace_rad_s[0] - true_bias[0])[:2].max()
     steady = int(45 * walk.fs_hz)
     err_walking = np.abs(f.bias_trace_rad_s[steady] - true_bias[steady])[:2].max()
-    assert err_start > 0.2 * RAD and err_walking < 0.1 * RAD  # measured 0.47 -> 0.04 °/s
+    # measured 0.47 -> 0.10 °/s (vqf's VQF, rest estimation off too: 0.10); the motion estimate forgets over ~100 s
+    assert err_start > 0.2 * RAD and err_walking < 0.13 * RAD
+
+
+def _walk_start_stop(sensor, start_rest_s=1.5):
+    return simulate_walk(duration_s=58.5 + start_rest_s, seed=3, drop_right_deg=8, drop_left_deg=4, sensor=sensor,
+                         start_rest_s=start_rest_s)
+
+
+def test_bias_is_not_pulled_by_walk_start_and_stop():
+    """Regression: the forward acceleration of gait initiation and stop reaches the motion bias estimate through
+    the inclination corrections. With the paper's process noise (variance grows by (0.1 °/s)² in 100 s) the
+    estimate forgets over ~100 s and hardly moves; with 25 times that (the old bias_sigma_init²) it went to
+    -0.25 °/s in pitch and tilted the first strides by a degree."""
+    trace = _walk_start_stop(SensorModel.ideal())
+    f = Fusion(trace.fs_hz)
+    q = f.update(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace=True)
+    bias_err = np.abs(f.bias_trace_rad_s - trace.truth.gyr_bias_rad_s).max(axis=0)
+    assert bias_err.max() < 0.07 * RAD  # measured 0.057 °/s (pitch; vqf 0.051), was 0.29
+    err = np.degrees(inclination_error_rad(q, trace.truth.q_sensor_to_earth))
+    fs = trace.fs_hz
+    start, steady = slice(0, int(10 * fs)), slice(int(10 * fs), int(55 * fs))
+    assert err[start].max() < 2.2  # measured 1.84° (gait initiation 1.5 s after switching on; was 3.05)
+    assert err[steady].max() < 0.6  # measured 0.49° (was 0.96)
+    # Within each stride (~1.1 s) the error changes by less than 0.5°: pelvic tilt ranges stay right.
+    n = int(1.1 * fs)
+    ranges = [np.ptp(err[k:k + n]) for k in range(int(3.5 * fs), int(55 * fs), n)]
+    assert max(ranges) < 0.5  # measured 0.47 (was 0.66)
+
+
+def test_bias_stays_put_through_a_walk_after_rest():
+    """With a realistic sensor and rest first, the rest estimate holds through the walk's start and stop."""
+    trace = _walk_start_stop(SensorModel.realistic(seed=3, mounting_rpy_deg=(2, -8, 3)), start_rest_s=10.0)
+    f = Fusion(trace.fs_hz)
+    f.update(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace=True)
+    after_rest = slice(int(8 * trace.fs_hz), None)
+    err = np.abs(f.bias_trace_rad_s[after_rest] - trace.truth.gyr_bias_rad_s[after_rest])
+    assert err.max() < 0.05 * RAD  # measured 0.021 °/s
 
 
 # --- robustness -------------------------------------------------------------------------------------------------

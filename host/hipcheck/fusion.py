@@ -15,8 +15,12 @@ disturbance rejection", Information Fusion 91:187-204. Written from the paper, n
   inclination corrections (a constant bias makes I drift, which the corrections undo; the measurement model uses
   the low-pass filtered rotation matrix because the corrections come through the same low-pass). The noise
   parameters are the paper's: each sigma is the standard deviation the estimate converges to, and the
-  measurement variances follow from it and the forgetting time (w = p²/v + p, the steady state of a scalar
-  Kalman filter), which keeps the behaviour independent of the sample rate.
+  measurement variances follow from it and the process noise (w = p²/v + p, the steady state of a scalar
+  Kalman filter), which keeps the behaviour independent of the sample rate. The process noise v is the paper's:
+  the variance grows by (0.1 °/s)² (``bias_drift_sigma_rad_s``) in ``bias_forgetting_s`` (100 s), so the motion
+  estimate forgets with a time constant of about (bias_sigma_motion / bias_drift_sigma)² · 100 s = 100 s. (An
+  earlier version grew it by bias_sigma_init² = (0.5 °/s)² instead: 25 times the process noise, a 4 s time
+  constant, and a pitch-bias estimate pulled to -0.25 °/s by the forward acceleration of every gait initiation.)
 
 What we changed:
 
@@ -40,8 +44,13 @@ What we changed:
   translation trial a 5 m/s² gate raised the error from 0.5° to 50°); saturation is always checked.
 - ``output_lead_s`` (default 0) turns the output ahead by the current rate to compensate a known sensor latency.
 - The first valid accelerometer sample sets the inclination at once; the low-pass filters start as the running mean
-  of their input until ``tau`` has passed (then continue as Butterworth from that value), so the estimate settles
-  in about one time constant instead of drifting in from a guess.
+  of their input for ``acc_warmup_s`` (= tau) while the sensor stays still (then continue as Butterworth from that
+  value), so the estimate settles in about one time constant instead of drifting in from a guess. The first
+  window that is not still ends the warm-up early: a running mean follows any acceleration within 1/n (a
+  first-order filter with the time since start as its time constant), so a walk begun 1.5 s after switching on
+  tilted it by 3° (VQF, which averages for tau regardless, does the same); now 1.8°, as after a long rest.
+  The motion bias update runs during the warm-up too (as in the paper): skipping it saw only the recovery half of
+  a gait-initiation transient and pulled the bias one way.
 - 6D only: a magnetometer is refused with a clear error (heading is arbitrary and drifts slowly).
 
 Frames: ``q_sensor_to_earth`` (w, x, y, z), earth z up, heading arbitrary (the I frame starts at the sensor's first
@@ -84,13 +93,15 @@ FLAG_INITIALISING = 16  # inclination not yet set, or its low-pass still in its 
 # User settings and their defaults. Those of the paper keep its values (Laidig & Seel 2023, Table 1).
 DEFAULTS = dict(
     tau_acc_s=3.0,  # time constant of the accelerometer low-pass in the almost-inertial frame
+    acc_warmup_s=3.0,  # the acc low-pass starts as the running mean of its input for this long, while still
     correction_rate_hz=50.0,  # rate of the correction/bias/rest step (windows of fs/rate samples)
     rest_tau_s=0.5,  # low-pass of the rest detector
     rest_min_s=1.5,  # stillness needed before rest is declared
     rest_gyr_th_rad_s=2.0 * RAD_PER_DEG,  # max deviation of the gyroscope from its low-pass at rest
     rest_acc_th_m_s2=0.5,  # max deviation of the accelerometer from its low-pass at rest
     bias_sigma_init_rad_s=0.5 * RAD_PER_DEG,  # prior uncertainty of the gyroscope bias (and its ceiling)
-    bias_forgetting_s=100.0,  # time in which the uncertainty grows back to bias_sigma_init without information
+    bias_forgetting_s=100.0,  # time in which the bias variance grows by bias_drift_sigma² without information
+    bias_drift_sigma_rad_s=0.1 * RAD_PER_DEG,  # how far the bias may drift in bias_forgetting_s (process noise)
     bias_sigma_motion_rad_s=0.1 * RAD_PER_DEG,  # uncertainty the estimate converges to in motion
     bias_sigma_rest_rad_s=0.03 * RAD_PER_DEG,  # ... at rest
     bias_vertical_forgetting=1e-4,  # pulls the unobservable vertical bias component slowly to zero in motion
@@ -194,7 +205,8 @@ def make_settings(fs_hz: float, **settings) -> np.ndarray:
     if not (np.isfinite(fs_hz) and fs_hz > 0):
         raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number")
     values = {**DEFAULTS, **settings}
-    for name in ("tau_acc_s", "correction_rate_hz", "rest_tau_s", "bias_sigma_init_rad_s", "bias_forgetting_s",
+    for name in ("tau_acc_s", "acc_warmup_s", "correction_rate_hz", "rest_tau_s", "bias_sigma_init_rad_s",
+                 "bias_forgetting_s", "bias_drift_sigma_rad_s",
                  "bias_sigma_motion_rad_s", "bias_sigma_rest_rad_s", "bias_vertical_forgetting", "gravity_m_s2"):
         if not values[name] > 0:
             raise ValueError(f"{name}={values[name]}: must be positive")
@@ -207,12 +219,13 @@ def make_settings(fs_hz: float, **settings) -> np.ndarray:
     dt_win = n_win * dt_s
     r["fs_hz"], r["dt_s"], r["window_samples"], r["dt_window_s"] = fs_hz, dt_s, n_win, dt_win
     _butter2(values["tau_acc_s"], dt_win, r["acc_lp_c"])
-    r["acc_lp_warmup_windows"] = max(1, int(math.ceil(values["tau_acc_s"] / dt_win)))
+    r["acc_lp_warmup_windows"] = max(1, int(math.ceil(values["acc_warmup_s"] / dt_win)))
     _butter2(values["rest_tau_s"], dt_win, r["rest_lp_c"])
     r["rest_lp_warmup_windows"] = max(1, int(math.ceil(values["rest_tau_s"] / dt_win)))
     r["rest_min_windows"] = max(1, int(math.ceil(values["rest_min_s"] / dt_win)))
     p0 = values["bias_sigma_init_rad_s"] ** 2
-    v = p0 * dt_win / values["bias_forgetting_s"]
+    # Process noise: the variance grows by bias_drift_sigma² in bias_forgetting_s (the paper: (0.1 °/s)² in 100 s).
+    v = values["bias_drift_sigma_rad_s"] ** 2 * dt_win / values["bias_forgetting_s"]
     r["bias_p0"], r["bias_v"] = p0, v
     # Variance that makes the scalar Kalman filter settle at sigma² (steady state: w = p²/v + p).
     for key, sigma in (("bias_w_motion", values["bias_sigma_motion_rad_s"]),
@@ -293,8 +306,11 @@ def _end_window(s, st) -> None:
                  and abs(g[0]) < s.bias_clip_rad_s and abs(g[1]) < s.bias_clip_rad_s
                  and abs(g[2]) < s.bias_clip_rad_s)
         st.rest_windows = st.rest_windows + 1 if still else 0
+        # Moving, judged against a low-pass reference of at least one earlier window.
+        moving = not still and st.rest_lp_windows >= 2
     else:
         st.rest_windows = 0  # no valid sample in the window: cannot claim stillness
+        moving = False
     st.at_rest = st.rest_windows >= s.rest_min_windows
 
     # Inclination: low-pass of the accelerometer in I, then turn I→E so that it points up.
@@ -302,10 +318,19 @@ def _end_window(s, st) -> None:
     ex = ey = 0.0
     if st.n_acc > 0 and st.initialised:
         inv = 1.0 / st.n_acc
-        st.lp_windows += 1
-        n_fed = st.lp_windows
         c, nw = s.acc_lp_c, s.acc_lp_warmup_windows
         lo = st.lp_out
+        if moving and 1 <= st.lp_windows < nw:
+            # The running mean of the warm-up is the best estimate while the sensor is still, but it follows any
+            # acceleration within 1/n (a first-order filter of time constant "time since start"): a walk begun
+            # during the warm-up would tilt it by degrees. Motion ends the warm-up: the Butterworth continues from
+            # the mean so far, in its steady state.
+            for i in range(_N_LP):
+                st.lp_state[i, 0] = 0.0
+                st.lp_state[i, 1] = lo[i]
+            st.lp_windows = nw
+        st.lp_windows += 1
+        n_fed = st.lp_windows
         for i in range(3):
             lo[_LP_ACC + i] = _lp_warm(st.sum_acc_inertial[i] * inv, n_fed, nw, c, st.lp_state[_LP_ACC + i],
                                        lo[_LP_ACC + i])
@@ -347,7 +372,7 @@ def _end_window(s, st) -> None:
             n3 = c0 * uz + c1 * uy - c2 * ux
             k = 1.0 / math.sqrt(n0 * n0 + n1 * n1 + n2 * n2 + n3 * n3)
             qa[0], qa[1], qa[2], qa[3] = n0 * k, n1 * k, n2 * k, n3 * k
-            if n_fed > nw:
+            if n_fed > 1:  # (the first window has no correction yet)
                 # A bias b turns E at R·b; the corrections undo it: lp(R)·b = -ω_corr + lp(R·b_hat), with
                 # ω_corr = (ay, -ax, 0)/dt the correction's rotation vector per unit time.
                 ex = -ay / dt_win + lo[_LP_RB] - (lo[_LP_R] * bias[0] + lo[_LP_R + 1] * bias[1]

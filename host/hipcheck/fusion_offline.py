@@ -5,8 +5,9 @@ The causal filter (Laidig & Seel 2023, "VQF", Information Fusion 91:187-204; see
 sources of error that knowing the future removes:
 
 1. **Bias.** Its estimate only uses the past, so it is poor until the first rest and lags changes. Here the causal
-   filter runs forward, and again over the time-reversed recording (angular rate negated, so its bias estimate is
-   the negated bias); the two estimates are combined sample by sample weighted by their inverse variances. That is
+   filter runs forward, and again over the time-reversed recording (angular rate negated and shifted by one
+   sample, so its bias estimate is the negated bias); the two estimates are combined sample by sample weighted by
+   their inverse variances. That is
    the two-filter smoother of Fraser & Potter (1969, "The optimum linear smoother as a combination of two optimum
    linear filters", IEEE Trans. Autom. Control 14(4):387-390), applied per axis to the diagonal of the bias
    covariance: at every sample the bias is as well known as the whole recording allows.
@@ -19,6 +20,13 @@ sources of error that knowing the future removes:
    (non-finite, saturated, implausible norm) get weight 0: the filtered weight divides the filtered weighted
    accelerometer (normalised convolution, Knutsson & Westin 1993, CVPR), so gaps do not pull the estimate to zero.
    Then, per sample, the smallest rotation that turns this filtered gravity straight up maps I to the earth frame.
+3. **Blend.** The forward and the backward causal passes (the backward one with its angular rate shifted by one
+   sample, so that both follow the same sample convention) lag in opposite directions: their acceleration-induced
+   inclination errors largely cancel in the mean. The output's inclination (earth's up in the sensor frame) is the
+   weighted mean of the zero-phase estimate (weight ``weight_zero_phase``, 0.5) and of the two causal passes
+   (the rest, shared equally; a pass still initialising gives its share to the other); its heading is the
+   zero-phase estimate's. On BROAD (9 trials) this lowered the mean inclination RMSE from 0.566° (zero-phase
+   estimate alone) to 0.550°; the weight was not tuned (0.3 and 0.7 give 0.554 and 0.552).
 
 The result keeps the heading of the sensor's first sample (6D: heading is arbitrary). Not for live use: it needs
 the whole recording and allocates arrays of its length.
@@ -33,6 +41,7 @@ from numba import njit
 
 from hipcheck.fusion import (
     DEFAULTS,
+    FLAG_INITIALISING,
     _as_samples,
     _butter2,
     _lp_step,
@@ -46,7 +55,37 @@ __all__ = ["OFFLINE_DEFAULTS", "orient_offline", "smoothed_bias"]
 
 OFFLINE_DEFAULTS = dict(
     tau_offline_s=3.0,  # time constant of each of the two (forward, backward) passes of the inclination low-pass
+    weight_zero_phase=0.5,  # share of the zero-phase estimate in the blend; the causal passes share the rest
 )
+
+
+def _reversed_gyr(gyr: np.ndarray) -> np.ndarray:
+    """The angular rate of the time-reversed recording, in the causal filter's sample convention.
+
+    Forward, sample k's rate turns the orientation from sample k-1 to sample k: q_k = q_(k-1) ⊗ exp(ω_k·dt).
+    Backward, the step from k+1 to k must undo the rate of sample k+1, so the reversed stream at index j (original
+    sample k = n-1-j) carries -ω_(k+1). Without this one-sample shift the backward estimate is a sample late,
+    which at 400 °/s is a degree (on BROAD's fast trials it doubled the backward pass's error)."""
+    rev = np.empty_like(gyr)
+    if len(gyr):
+        rev[1:] = -gyr[:0:-1]
+        rev[0] = -gyr[-1]
+    return rev
+
+
+def _causal_passes(acc: np.ndarray, gyr: np.ndarray, s: np.ndarray):
+    """The causal filter over the recording forward and over it time-reversed, both reported in forward time:
+    q_sensor_to_earth (n, 4), bias (n, 3) and its variance (n, 3), and the flags (n,), forward then backward."""
+    n = len(acc)
+    out = []
+    for a, g, sign in ((acc, gyr, 1.0), (np.ascontiguousarray(acc[::-1]), _reversed_gyr(gyr), -1.0)):
+        quat, flags = np.empty((n, 4)), np.empty(n, np.uint8)
+        bias, var = np.empty((n, 3)), np.empty((n, 3))
+        fusion_update(s, make_state(s), a, g, quat, flags, bias, var)
+        if sign < 0:  # back to forward time; the reversed stream's bias is the negated bias
+            quat, flags, bias, var = quat[::-1], flags[::-1], -bias[::-1], var[::-1]
+        out.append((quat, bias, var, flags))
+    return out
 
 
 def smoothed_bias(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: float,
@@ -54,17 +93,11 @@ def smoothed_bias(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_
     """Gyroscope bias (n, 3) rad/s from forward and backward causal passes, and its variance (n, 3) (rad/s)²."""
     acc = _as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
     gyr = _as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
-    n = len(acc)
-    s = make_settings(fs_hz, **settings)
-    quat = np.empty((n, 4))
-    no_flags = np.empty(0, np.uint8)
-    bias_f, var_f = np.empty((n, 3)), np.empty((n, 3))
-    fusion_update(s, make_state(s), acc, gyr, quat, no_flags, bias_f, var_f)
-    bias_b, var_b = np.empty((n, 3)), np.empty((n, 3))
-    acc_rev = np.ascontiguousarray(acc[::-1])
-    gyr_rev = np.ascontiguousarray(-gyr[::-1])  # time reversed: the body turns the other way, the bias flips sign
-    fusion_update(s, make_state(s), acc_rev, gyr_rev, quat, no_flags, bias_b, var_b)
-    bias_b, var_b = -bias_b[::-1], var_b[::-1]
+    (_, bias_f, var_f, _), (_, bias_b, var_b, _) = _causal_passes(acc, gyr, make_settings(fs_hz, **settings))
+    return _fuse_bias(bias_f, var_f, bias_b, var_b)
+
+
+def _fuse_bias(bias_f, var_f, bias_b, var_b):
     w_f, w_b = 1.0 / var_f, 1.0 / var_b
     return (w_f * bias_f + w_b * bias_b) / (w_f + w_b), 1.0 / (w_f + w_b)
 
@@ -161,6 +194,54 @@ def _level(q_si, g_weighted, q_out) -> None:
         q_out[k, 3] = e0 * g3 + e1 * g2 - e2 * g1
 
 
+@njit(cache=True, inline="always")
+def _up_in_sensor(q, k):
+    """Earth's z axis in the sensor frame (the last row of R_sensor_to_earth) of q[k]."""
+    w, x, y, z = q[k, 0], q[k, 1], q[k, 2], q[k, 3]
+    return 2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)
+
+
+@njit(cache=True)
+def _blend_inclination(q_base, q_f, q_b, flags_f, flags_b, var_f, var_b, var_floor, w_base, q_out) -> None:
+    """Per sample: the inclination (earth's up in the sensor frame) as the weighted mean of three estimates, w_base
+    for q_base and the rest shared by the forward and backward passes in inverse proportion to the variance of
+    their bias estimates (mean over the axes, plus var_floor, the variance a converged estimate keeps; an
+    uncertain bias makes the inclination drift between corrections); a pass still initialising
+    (FLAG_INITIALISING) gives its share to the other. The heading is q_base's: q_out = q_base ⊗ r, r the smallest
+    rotation that turns the mean up onto q_base's up (in the sensor frame)."""
+    for k in range(q_base.shape[0]):
+        i_f = 1.0 / (var_floor + (var_f[k, 0] + var_f[k, 1] + var_f[k, 2]) / 3.0)
+        i_b = 1.0 / (var_floor + (var_b[k, 0] + var_b[k, 1] + var_b[k, 2]) / 3.0)
+        w_f = (1.0 - w_base) * i_f / (i_f + i_b)
+        w_b = (1.0 - w_base) - w_f
+        init_f, init_b = (flags_f[k] & FLAG_INITIALISING) != 0, (flags_b[k] & FLAG_INITIALISING) != 0
+        if init_f and not init_b:
+            w_f, w_b = 0.0, 1.0 - w_base
+        elif init_b and not init_f:
+            w_f, w_b = 1.0 - w_base, 0.0
+        bx, by, bz = _up_in_sensor(q_base, k)
+        fx, fy, fz = _up_in_sensor(q_f, k)
+        cx, cy, cz = _up_in_sensor(q_b, k)
+        ux = w_base * bx + w_f * fx + w_b * cx
+        uy = w_base * by + w_f * fy + w_b * cy
+        uz = w_base * bz + w_f * fz + w_b * cz
+        norm = math.sqrt(ux * ux + uy * uy + uz * uz)
+        g0, g1, g2, g3 = q_base[k, 0], q_base[k, 1], q_base[k, 2], q_base[k, 3]
+        if not norm > 0.0:
+            q_out[k, 0], q_out[k, 1], q_out[k, 2], q_out[k, 3] = g0, g1, g2, g3
+            continue
+        ux, uy, uz = ux / norm, uy / norm, uz / norm
+        # r: turns u onto b; (1 + u·b, u × b) normalised (u and b are within a few degrees: never opposite).
+        r0 = 1.0 + ux * bx + uy * by + uz * bz
+        r1, r2, r3 = uy * bz - uz * by, uz * bx - ux * bz, ux * by - uy * bx
+        f = 1.0 / math.sqrt(r0 * r0 + r1 * r1 + r2 * r2 + r3 * r3)
+        r0, r1, r2, r3 = r0 * f, r1 * f, r2 * f, r3 * f
+        q_out[k, 0] = g0 * r0 - g1 * r1 - g2 * r2 - g3 * r3
+        q_out[k, 1] = g0 * r1 + g1 * r0 + g2 * r3 - g3 * r2
+        q_out[k, 2] = g0 * r2 - g1 * r3 + g2 * r0 + g3 * r1
+        q_out[k, 3] = g0 * r3 + g1 * r2 - g2 * r1 + g3 * r0
+
+
 def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) -> np.ndarray:
     """q_sensor_to_earth (n, 4) of a whole recording, non-causal (see the module docstring).
 
@@ -176,7 +257,10 @@ def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) 
     if n == 0:
         return q_out
     s = make_settings(fs_hz, **settings)[0]
-    bias, _ = smoothed_bias(acc, gyr, fs_hz, **settings)
+    # The causal passes without the output lead: it is applied once, to the blend.
+    settings_rec = make_settings(fs_hz, **{**settings, "output_lead_s": 0.0})
+    (q_f, bias_f, var_f, flags_f), (q_b, bias_b, var_b, flags_b) = _causal_passes(acc, gyr, settings_rec)
+    bias, _ = _fuse_bias(bias_f, var_f, bias_b, var_b)
 
     # Start I level with the first usable accelerometer sample, so that gravity in I stays near +z (the swing to
     # up is singular only for gravity pointing straight down).
@@ -194,7 +278,10 @@ def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) 
     c = np.empty(3)
     _butter2(offline["tau_offline_s"], 1.0 / fs_hz, c)
     _filtfilt(g, c)
-    _level(q_si, g, q_out)
+    q_zero_phase = np.empty((n, 4))
+    _level(q_si, g, q_zero_phase)
+    _blend_inclination(q_zero_phase, q_f, q_b, flags_f, flags_b, var_f, var_b, s["bias_sigma_motion_rad_s"] ** 2,
+                       offline["weight_zero_phase"], q_out)
     if s["output_lead_s"] != 0.0:
         _lead(q_out, gyr, bias, s["output_lead_s"])
     return q_out
