@@ -32,7 +32,7 @@ def test_accelerometer_units(scale, hint):
 
 def test_gyroscope_in_degrees_per_second():
     acc, gyr = still_and_moving()
-    gyr[10] = [0.0, 0.0, 3.0]  # 3 rad/s read as °/s * 57 = 172
+    gyr[10:40] = [0.0, 0.0, 3.0]  # a quick turn: 3 rad/s, in °/s 172
     assert unit_problem(acc, np.degrees(gyr)) is not None
     with pytest.raises(InputError, match="--gyr-unit deg/s"):
         check_imu(acc, np.degrees(gyr), FS_HZ)
@@ -70,3 +70,9 @@ def test_refusals():
     bad[:700] = np.nan
     with pytest.raises(InputError, match="too little"):
         check_imu(bad, gyr, FS_HZ)
+
+
+def test_a_single_gyro_glitch_is_not_taken_for_a_unit():
+    acc, gyr = still_and_moving()
+    gyr[500] = [0.0, 1e6, 0.0]
+    assert unit_problem(acc, gyr) is None

@@ -18,6 +18,7 @@ from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
 # Beyond any MEMS gyroscope's range (±2000 °/s ≈ 34.9 rad/s): such a reading means the data is in °/s.
 GYR_PLAUSIBLE_MAX_RAD_S = 40.0
+GYR_GLITCH_SAMPLES = 9  # readings beyond that range tolerated as glitches before the unit is doubted
 # Gravity as the median norm of the specific force: a body-worn sensor reads close to 9.81 m/s² most of the time.
 GRAVITY_PLAUSIBLE_M_S2 = (7.0, 13.0)
 # A reading within this fraction of a full scale counts as saturated (the common ±16 g and ±2000 °/s ranges, and
@@ -68,8 +69,10 @@ def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m
         if not low <= gravity <= high:
             return (f"gravity reads {gravity:.3g} m/s² (expected about {GRAVITY_M_S2:.2f}): check the "
                     "accelerometer's unit and scale")
+    # The tenth largest reading, not the largest: one corrupted sample is a glitch, not a unit.
     finite_gyr = np.abs(gyr_rad_s[np.isfinite(gyr_rad_s)])
-    peak = float(finite_gyr.max()) if finite_gyr.size else 0.0
+    rank = min(finite_gyr.size, GYR_GLITCH_SAMPLES + 1)
+    peak = float(np.partition(finite_gyr, finite_gyr.size - rank)[finite_gyr.size - rank]) if rank else 0.0
     if peak > GYR_PLAUSIBLE_MAX_RAD_S and gyr_unit == "rad/s":
         return (f"the angular rate reaches {peak:.0f} rad/s, beyond any IMU's range: the data seems to be in °/s; "
                 "pass --gyr-unit deg/s")
