@@ -7,10 +7,11 @@ No events are given. A hold is recognised from the lower-back motion alone (docs
   integrated with a leak); the pulse's area is the shift (cm, its sign the stance side) and its centroid — the
   middle of the shift — is the start of the hold. Only from quiet two-leg stance (no walking for
   ``quiet_before_s``), so that steps never start a hold.
-- **Lowering** is a shift back toward the free side of at least ``end_fraction`` of the lift shift, confirmed when
-  the sway settles afterwards: the horizontal acceleration RMS over the next ``confirm_s`` is below ``quiet_ratio``
-  times that of the hold (a sway swing or a touchdown is followed by more one-leg sway). The end is the centroid of
-  that shift.
+- **Lowering** is a shift back toward the free side of at least ``end_fraction`` of the lift shift, decided at the
+  return and confirmed ``confirm_s`` later when the weight shift, the obliquity and the sway all agree (see
+  ``_lowering_agrees``: the shift is still there ``keep_s`` after its middle; an obliquity that left its two-leg
+  baseline is back; the sway is back near two-leg level). A touchdown or a one-leg sway swing fails one of them.
+  The end is the centroid of that shift. ``flush()`` closes a hold still open when the stream ends.
 - **Touchdowns** (the free foot tapping down) are quick transients of horizontal acceleration, far faster than
   postural sway: energy above ``touchdown_hp_hz`` over ``touchdown_m_s2``. They are counted, and the samples around
   them are left out of the metrics.
@@ -32,7 +33,8 @@ Metrics, over the hold without ``settle_s`` after lift-off and before lowering a
 
 Inputs: ``angles_pelvis_deg`` (n, 3: rotation, obliquity + = left side higher, tilt + = anterior) and
 ``acc_level_m_s2`` (n, 3: specific force minus gravity in a level frame, x forward and y left along the pelvis,
-z up). A hold is reported once its end is confirmed, about ``confirm_s`` after the lowering shift.
+z up). A hold is reported once its end is confirmed, about ``confirm_s`` after the lowering shift, or by ``flush()``.
+Limits, measured on simulated holds through fusion → pelvis, are in docs/detectors.md.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ __all__ = ["HOLD_DTYPE", "HOLD_SETTINGS_DTYPE", "HoldAnalyzer", "analyze_holds",
 
 HOLD_DTYPE = np.dtype([
     ("start_sample", np.int64),  # middle of the lift-off weight shift
-    ("end_sample", np.int64),  # middle of the lowering weight shift
+    ("end_sample", np.int64),  # middle of the lowering weight shift (the last sample if ended_by_stream_end)
     ("side", np.int8),  # the STANCE leg, LEFT or RIGHT
     ("hold_time_s", np.float64),
     ("shift_cm", np.float64),  # lateral weight shift toward the stance leg at lift-off
@@ -66,19 +68,25 @@ HOLD_DTYPE = np.dtype([
     ("sway_ratio", np.float64),  # sway_rms_m_s2 over that of the two-leg baseline
     ("touchdowns", np.int32),  # brief foot-down during the hold
     ("capped", np.bool_),  # the hold reached max_hold_s and was cut there
+    ("ended_by_stream_end", np.bool_),  # flush(): the stream stopped during the hold, no lowering was seen
+    ("return_shift_cm", np.float64),  # lateral shift back toward the free side at lowering (0 if none seen)
 ])
 
 HOLD_SETTINGS_DTYPE = np.dtype([
     ("fs_hz", np.float64),
     ("shift_min_cm", np.float64),  # least lateral shift that counts as a lift-off
-    ("shift_velocity_min_m_s", np.float64),  # least peak lateral velocity of a lift or lowering shift
-    ("end_fraction", np.float64),  # a lowering shift is at least this fraction of the lift shift
+    ("shift_max_cm", np.float64),  # a larger "shift" is a drift of the velocity estimate, not a weight shift
+    ("shift_velocity_min_m_s", np.float64),  # least peak lateral velocity of a lowering shift
+    ("end_fraction", np.float64),  # a lowering shift is at least this fraction of the lift shift, and stays
     ("min_hold_s", np.float64),
     ("max_hold_s", np.float64),  # longest hold kept (the buffer); a longer one is cut and marked capped
     ("quiet_before_s", np.float64),  # quiet two-leg stance needed before lift-off; the baseline window
     ("walk_m_s2", np.float64),  # vertical acceleration RMS above this is walking or stepping
-    ("confirm_s", np.float64),  # how long the sway must settle after a lowering shift
-    ("quiet_ratio", np.float64),  # settled = horizontal RMS below this fraction of the hold's
+    ("keep_s", np.float64),  # a lowering shift must still be there this long after its middle
+    ("confirm_s", np.float64),  # a lowering shift must stay (and the obliquity agree) this long after its middle
+    ("obliquity_agree_deg", np.float64),  # a hold whose obliquity left its baseline by this much must return
+    ("quiet_ratio", np.float64),  # after lowering the sway is this fraction of the way from the baseline's to the hold's
+    ("baseline_s", np.float64),  # the two-leg baseline: the quiet stance before lift-off, up to this long
     ("settle_s", np.float64),  # left out of the metrics after lift-off, before lowering
     ("drift_window_s", np.float64),  # tilt averaged over this at the start and at the end
     ("touchdown_hp_hz", np.float64),
@@ -91,21 +99,25 @@ HOLD_SETTINGS_DTYPE = np.dtype([
 
 _DEFAULTS = dict(
     shift_min_cm=2.5,
+    shift_max_cm=15.0,
     shift_velocity_min_m_s=0.08,
     end_fraction=0.5,
     min_hold_s=2.0,
     max_hold_s=120.0,
     quiet_before_s=1.0,
     walk_m_s2=0.6,
-    confirm_s=2.0,
-    quiet_ratio=0.5,
+    keep_s=0.8,
+    confirm_s=2.5,
+    obliquity_agree_deg=1.5,
+    quiet_ratio=0.25,
+    baseline_s=3.0,
     settle_s=0.4,
     drift_window_s=1.0,
     touchdown_hp_hz=4.0,
     touchdown_m_s2=1.0,
     touchdown_pad_s=0.4,
     sway_lowpass_hz=3.5,
-    bias_tau_s=5.0,
+    bias_tau_s=4.0,
     velocity_tau_s=2.0,
 )
 
@@ -121,6 +133,7 @@ _EXTRA_BUFFER_S = 10.0  # baseline before, confirmation after
 _STATE_DTYPE = np.dtype([
     ("next_sample", np.int64),
     ("mode", np.int8),  # QUIET, HOLDING, AFTER_CAP
+    ("n_valid", np.int64),  # valid samples seen
     ("bias", np.float64, (3,)),  # slow mean of acc_level
     ("lp", np.float64, (2, 4)),  # low-pass biquad memory (x1, x2, y1, y2) for x and y
     ("hp", np.float64, (2, 4)),  # high-pass biquad memory
@@ -131,7 +144,7 @@ _STATE_DTYPE = np.dtype([
     ("pulse_area", np.float64),  # m, + = left
     ("pulse_moment", np.float64),  # Σ v·sample·dt, for the centroid
     ("pulse_peak", np.float64),
-    ("quiet_since", np.int64),  # first sample after the last walking (or the last hold's end)
+    ("quiet_since", np.int64),  # first sample after the last walking or invalid sample (or the last hold's end)
     ("in_burst", np.int8),
     ("start", np.int64),
     ("side", np.int8),
@@ -142,10 +155,13 @@ _STATE_DTYPE = np.dtype([
     ("touchdowns", np.int32),
     ("last_burst", np.int64),
     ("exclude_until", np.int64),
-    ("pending", np.int8),
+    ("pending", np.int8),  # a lowering shift is waiting for its confirmation
     ("pending_start", np.int64),
     ("pending_centroid", np.int64),
     ("pending_area", np.float64),
+    ("pending_disp", np.float64),  # lateral displacement since the pending shift began, m, + = left
+    ("pending_disp_nl", np.float64),  # the same with the velocity's leak undone
+    ("pending_kept", np.float64),  # pending_disp_nl keep_s after the middle of the shift
 ])
 
 
@@ -224,7 +240,7 @@ def _window_rms(buffer, lo, hi):
 
 
 @numba.njit(cache=True)
-def _finish(settings, st, buffer, end, capped, out, n_out):
+def _finish(settings, st, buffer, end, capped, by_stream_end, return_shift_m, out, n_out):
     """Write the hold that ends at sample end into out[n_out]; returns the new count."""
     fs = settings["fs_hz"]
     start = st["start"]
@@ -289,7 +305,59 @@ def _finish(settings, st, buffer, end, capped, out, n_out):
     rec["sway_ratio"] = rec["sway_rms_m_s2"] / st["baseline_rms"] if st["baseline_rms"] > 0 else math.nan
     rec["touchdowns"] = st["touchdowns"]
     rec["capped"] = capped
+    rec["ended_by_stream_end"] = by_stream_end
+    rec["return_shift_cm"] = 100.0 * abs(return_shift_m)
     return n_out + 1
+
+
+@numba.njit(cache=True)
+def _lowering_agrees(settings, st, buffer, now):
+    """Is the pending lowering shift a real return to two legs, judged on the samples up to ``now``? Three tests,
+    each of which a sway swing or a touchdown fails:
+
+    - the weight stays shifted back: the displacement since the shift began (the velocity's leak undone),
+      ``keep_s`` after the middle of the shift, is still at least ``end_fraction`` of the lift shift (a touchdown
+      comes back within ~0.5 s, a sway swing mostly too). Not later: a double integral of acceleration drifts by
+      ~½ b t² with the bias left after the slow mean (≈0.01 m/s² under one-leg sway), a cm in 1.4 s;
+    - the obliquity agrees: if the hold moved it off its two-leg baseline by ``obliquity_agree_deg`` or more, it
+      is back within half of that departure;
+    - the sway agrees: the RMS of the horizontal acceleration after the shift is back near two-leg level: within
+      ``quiet_ratio`` of the way from the baseline's to the hold's (or 1.25 × the baseline's, whichever is larger;
+      1.5 × the baseline's when there is less than a second of hold to compare with)."""
+    fs = settings["fs_hz"]
+    settle = int(round(settings["settle_s"] * fs))
+    toward_stance = 1.0 if st["shift_m"] > 0.0 else -1.0
+    if st["pending_kept"] * toward_stance > -settings["end_fraction"] * abs(st["shift_m"]):
+        return False
+    lo_after = min(st["pending_centroid"] + settle, now)
+    departure = _window_mean(buffer, _OBL, st["start"] + settle, st["pending_start"]) - st["baseline_obl"]
+    if abs(departure) >= settings["obliquity_agree_deg"]:  # NaN: nothing to compare
+        after = _window_mean(buffer, _OBL, lo_after, now + 1) - st["baseline_obl"]
+        if abs(after) > 0.5 * abs(departure):
+            return False
+    if now + 1 - lo_after >= settle:
+        after_rms = _window_rms(buffer, lo_after, now + 1)
+        if st["pending_start"] - (st["start"] + settle) >= int(round(fs)):
+            during = _window_rms(buffer, st["start"] + settle, st["pending_start"])
+            base = st["baseline_rms"]
+            if after_rms > max(1.25 * base, base + settings["quiet_ratio"] * (during - base)):
+                return False
+        elif after_rms > 1.5 * st["baseline_rms"]:  # too little hold to compare with: back to two-leg sway
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def _end_hold(settings, st, buffer, end, out, n_out):
+    """Report the hold ending at the pending lowering shift ``end`` (if long enough); returns the new count."""
+    fs = settings["fs_hz"]
+    pad = int(round(settings["touchdown_pad_s"] * fs))
+    if end - st["start"] >= int(round(settings["min_hold_s"] * fs)):
+        # A foot contact at the lowering itself is the end, not a touchdown.
+        if st["touchdowns"] > 0 and abs(st["last_burst"] - end) <= 2 * pad:
+            st["touchdowns"] -= 1
+        n_out = _finish(settings, st, buffer, end, False, False, st["pending_area"], out, n_out)
+    return n_out
 
 
 @numba.njit(cache=True)
@@ -305,22 +373,27 @@ def _update(settings_array, state_array, lp_c, hp_c, buffer, angles_pelvis_deg, 
     hf_gain = dt / 0.1  # 0.1 s smoothing: a touchdown transient lasts about that
     z_gain = dt / 1.0  # 1 s: steps at any cadence
     quiet_before = int(round(settings["quiet_before_s"] * fs))
-    min_hold = int(round(settings["min_hold_s"] * fs))
     max_hold = int(round(settings["max_hold_s"] * fs))
     confirm = int(round(settings["confirm_s"] * fs))
     pad = int(round(settings["touchdown_pad_s"] * fs))
     settle = int(round(settings["settle_s"] * fs))
+    keep = int(round(settings["keep_s"] * fs))
+    baseline_n = max(quiet_before, int(round(settings["baseline_s"] * fs)))
     n_out = 0
     for i in range(angles_pelvis_deg.shape[0]):
         sample = st["next_sample"] + i
         a = acc_level_m_s2[i]
-        ok = math.isfinite(a[0]) and math.isfinite(a[1]) and math.isfinite(a[2])
+        ok = (math.isfinite(a[0]) and math.isfinite(a[1]) and math.isfinite(a[2])
+              and math.isfinite(angles_pelvis_deg[i, 1]) and math.isfinite(angles_pelvis_deg[i, 2]))
         ax = a[0] - st["bias"][0] if ok else 0.0
         ay = a[1] - st["bias"][1] if ok else 0.0
         az = a[2] - st["bias"][2] if ok else 0.0
         if ok:
+            # The slow mean: a running mean until bias_tau_s of valid samples, then an exponential one.
+            st["n_valid"] += 1
+            gain = max(bias_gain, 1.0 / st["n_valid"])
             for k in range(3):
-                st["bias"][k] += bias_gain * (a[k] - st["bias"][k])
+                st["bias"][k] += gain * (a[k] - st["bias"][k])
         ax_lp = _biquad(lp_c, st["lp"][0], ax)
         ay_lp = _biquad(lp_c, st["lp"][1], ay)
         hx = _biquad(hp_c, st["hp"][0], ax)
@@ -334,7 +407,7 @@ def _update(settings_array, state_array, lp_c, hp_c, buffer, angles_pelvis_deg, 
         buffer[row, _AY] = ay_lp
         buffer[row, _EXCLUDED] = 1.0 if (not ok or sample < st["exclude_until"]) else 0.0
         walking = math.sqrt(st["z_energy"]) > settings["walk_m_s2"]
-        if walking:
+        if walking or not ok:
             st["quiet_since"] = sample + 1
 
         # Lateral velocity pulses: each run of one sign is one sideways movement.
@@ -353,71 +426,88 @@ def _update(settings_array, state_array, lp_c, hp_c, buffer, angles_pelvis_deg, 
         st["pulse_area"] += v_new * dt
         st["pulse_moment"] += v_new * dt * sample
         st["pulse_peak"] = max(st["pulse_peak"], abs(v_new))
-        big_enough = peak >= settings["shift_velocity_min_m_s"]
+        big_enough = pulse_closed and peak >= settings["shift_velocity_min_m_s"]
 
         if st["mode"] == QUIET:
-            if (pulse_closed and big_enough and abs(area) >= 0.01 * settings["shift_min_cm"]
-                    and pulse_start - quiet_before >= st["quiet_since"] and pulse_start - quiet_before >= 0
-                    and not walking):
+            # Lift-off: one pulse of lateral velocity, big enough, from quiet stance.
+            if (big_enough and 0.01 * settings["shift_min_cm"] <= abs(area) <= 0.01 * settings["shift_max_cm"]
+                    and pulse_start - quiet_before >= st["quiet_since"] and not walking):
                 st["mode"] = HOLDING
                 st["start"] = centroid
                 st["side"] = LEFT if area > 0.0 else RIGHT  # +y is left: moved over the left leg
                 st["shift_m"] = area
-                st["baseline_obl"] = _window_mean(buffer, _OBL, pulse_start - quiet_before, pulse_start)
-                st["baseline_tilt"] = _window_mean(buffer, _TILT, pulse_start - quiet_before, pulse_start)
-                st["baseline_rms"] = _window_rms(buffer, pulse_start - quiet_before, pulse_start)
+                lo = max(st["quiet_since"], pulse_start - baseline_n)
+                st["baseline_obl"] = _window_mean(buffer, _OBL, lo, pulse_start)
+                st["baseline_tilt"] = _window_mean(buffer, _TILT, lo, pulse_start)
+                st["baseline_rms"] = _window_rms(buffer, lo, pulse_start)
                 st["touchdowns"] = 0
                 st["last_burst"] = -(1 << 40)
                 st["pending"] = 0
-        elif st["mode"] == AFTER_CAP:
-            if pulse_closed and big_enough and area * st["shift_m"] < 0.0 \
-                    and abs(area) >= settings["end_fraction"] * abs(st["shift_m"]):
-                st["mode"] = QUIET
-                st["quiet_since"] = sample + 1
-        else:
-            toward_stance = area * st["shift_m"] > 0.0
+        else:  # HOLDING, or AFTER_CAP: the same search for the lowering, which then reports nothing
+            if st["pending"]:
+                # Displacement since the shift began, and the same with the velocity's leak undone
+                # (u' = a = v' + v / tau: the leak would make a kept shift seem to fade).
+                st["pending_disp_nl"] += (v_new + st["pending_disp"] / settings["velocity_tau_s"]) * dt
+                st["pending_disp"] += v_new * dt
+                if sample - st["pending_centroid"] <= keep:
+                    st["pending_kept"] = st["pending_disp_nl"]
             if walking:
-                if st["pending"] and st["pending_centroid"] - st["start"] >= min_hold:
-                    n_out = _finish(settings, st, buffer, st["pending_centroid"], False, out, n_out)
+                # Walking off: the hold ended at a lowering shift that was still being confirmed, or was no hold.
+                if st["mode"] == HOLDING and st["pending"] and _lowering_agrees(settings, st, buffer, sample):
+                    n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
                 st["mode"] = QUIET
-                continue_hold = False
-            else:
-                continue_hold = True
-            if continue_hold:
-                # Touchdown: a quick transient, well inside the hold.
-                burst = math.sqrt(st["hf_energy"]) > settings["touchdown_m_s2"]
-                if burst:
-                    if not st["in_burst"] and sample - st["last_burst"] > 2 * pad and sample - st["start"] > settle:
-                        st["touchdowns"] += 1
-                        for s in range(max(sample - pad, st["start"]), sample + 1):
-                            buffer[s % n_rows, _EXCLUDED] = 1.0
-                    st["last_burst"] = sample
-                    st["exclude_until"] = sample + pad
-                st["in_burst"] = 1 if burst else 0
-                if (pulse_closed and big_enough and centroid - st["start"] > settle and not toward_stance
-                        and abs(area) >= settings["end_fraction"] * abs(st["shift_m"])):
-                    if not st["pending"] or abs(area) > abs(st["pending_area"]):
-                        st["pending"] = 1
-                        st["pending_start"] = pulse_start
-                        st["pending_centroid"] = centroid
-                        st["pending_area"] = area
-                if st["pending"] and sample - st["pending_centroid"] >= confirm:
-                    after = _window_rms(buffer, st["pending_centroid"] + settle, sample + 1)
-                    during = _window_rms(buffer, st["start"] + settle, st["pending_start"])
-                    if after < settings["quiet_ratio"] * during:
-                        end = st["pending_centroid"]
-                        if end - st["start"] >= min_hold:
-                            # A foot contact at the lowering itself is the end, not a touchdown.
-                            if st["touchdowns"] > 0 and abs(st["last_burst"] - end) <= 2 * pad:
-                                st["touchdowns"] -= 1
-                            n_out = _finish(settings, st, buffer, end, False, out, n_out)
-                        st["mode"] = QUIET
-                        st["quiet_since"] = sample + 1
-                    st["pending"] = 0
-                elif st["mode"] == HOLDING and sample - st["start"] >= max_hold:
-                    n_out = _finish(settings, st, buffer, sample, True, out, n_out)
-                    st["mode"] = AFTER_CAP
+                continue
+            # Touchdown: a quick transient, well inside the hold.
+            burst = math.sqrt(st["hf_energy"]) > settings["touchdown_m_s2"]
+            if burst:
+                if not st["in_burst"] and sample - st["last_burst"] > 2 * pad and sample - st["start"] > settle:
+                    st["touchdowns"] += 1
+                    for s in range(max(sample - pad, st["start"]), sample + 1):
+                        buffer[s % n_rows, _EXCLUDED] = 1.0
+                st["last_burst"] = sample
+                st["exclude_until"] = sample + pad
+            st["in_burst"] = 1 if burst else 0
+            if big_enough and centroid - st["start"] > settle and area * st["shift_m"] < 0.0 \
+                    and abs(area) >= settings["end_fraction"] * abs(st["shift_m"]):
+                # A shift back toward the free side: lowering, unless it comes back (touchdown, sway swing).
+                st["pending"] = 1
+                st["pending_start"] = pulse_start
+                st["pending_centroid"] = centroid
+                st["pending_area"] = area
+                st["pending_disp"] = area + v_new * dt
+                st["pending_disp_nl"] = st["pending_disp"]
+                st["pending_kept"] = st["pending_disp"]
+            if st["pending"] and sample - st["pending_centroid"] >= confirm:
+                if _lowering_agrees(settings, st, buffer, sample):
+                    if st["mode"] == HOLDING:
+                        n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
+                    st["mode"] = QUIET
+                    st["quiet_since"] = sample + 1
+                st["pending"] = 0
+            if st["mode"] == HOLDING and sample - st["start"] >= max_hold:
+                n_out = _finish(settings, st, buffer, sample, True, False, 0.0, out, n_out)
+                st["mode"] = AFTER_CAP
+                st["pending"] = 0
     st["next_sample"] += angles_pelvis_deg.shape[0]
+    return n_out
+
+
+@numba.njit(cache=True)
+def _flush(settings_array, state_array, buffer, out):
+    """The stream has ended: close a hold still open. A lowering shift still being confirmed ends it if the samples
+    seen after it agree; otherwise the hold ends at the last sample, marked ended_by_stream_end."""
+    settings = settings_array[0]
+    st = state_array[0]
+    n_out = 0
+    last = st["next_sample"] - 1
+    if st["mode"] == HOLDING:
+        if st["pending"] and _lowering_agrees(settings, st, buffer, last):
+            n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
+        elif last - st["start"] >= int(round(settings["min_hold_s"] * settings["fs_hz"])):
+            n_out = _finish(settings, st, buffer, last + 1, False, True, 0.0, out, n_out)
+    st["mode"] = QUIET
+    st["pending"] = 0
+    st["quiet_since"] = st["next_sample"]
     return n_out
 
 
@@ -426,11 +516,13 @@ def _update(settings_array, state_array, lp_c, hp_c, buffer, angles_pelvis_deg, 
 
 class HoldAnalyzer:
     """Single-leg holds from live blocks: ``update(angles_pelvis_deg, acc_level_m_s2)`` returns the holds whose end
-    was confirmed in this call (HOLD_DTYPE).
+    was confirmed in this call (HOLD_DTYPE); ``flush()`` at the end of the stream returns a hold still open.
 
     Live state for a timer: ``holding`` (a hold is under way), ``hold_time_s`` (since its start), ``stance_side``
-    (LEFT, RIGHT or None), ``touchdowns`` so far. A hold is known to have started about half a second after the
-    middle of the lift-off shift (when the shift ends); ``hold_time_s`` counts from that middle.
+    (LEFT, RIGHT or None), ``touchdowns`` so far. A hold is known to have started about a quarter of a second after
+    the middle of the lift-off shift (when the shift ends); ``hold_time_s`` counts from that middle. After the
+    lowering shift the timer runs on until the lowering is confirmed (``confirm_s`` later); the reported hold ends
+    at the middle of the lowering shift.
     """
 
     def __init__(self, fs_hz: float, settings=None):
@@ -445,7 +537,8 @@ class HoldAnalyzer:
         s = settings[0]
         self._lp = _biquad_coefficients(s["sway_lowpass_hz"], fs_hz, highpass=False)
         self._hp = _biquad_coefficients(s["touchdown_hp_hz"], fs_hz, highpass=True)
-        rows = int(math.ceil((s["max_hold_s"] + _EXTRA_BUFFER_S + s["quiet_before_s"] + s["confirm_s"]) * fs_hz))
+        rows = int(math.ceil((s["max_hold_s"] + _EXTRA_BUFFER_S + max(s["quiet_before_s"], s["baseline_s"])
+                              + s["confirm_s"]) * fs_hz))
         self._buffer = np.zeros((rows, _N_COLS))
         self.state = np.zeros(1, dtype=_STATE_DTYPE)
         self.state["exclude_until"] = -1
@@ -458,6 +551,14 @@ class HoldAnalyzer:
         # At most one hold ends per min_hold_s; a block of n samples cannot finish more than this.
         out = np.zeros(2 + int(len(angles) / (self.settings["min_hold_s"][0] * self.fs_hz)), dtype=HOLD_DTYPE)
         n = _update(self.settings, self.state, self._lp, self._hp, self._buffer, angles, acc, out)
+        return out[:n].copy()
+
+    def flush(self) -> np.ndarray:
+        """End of the stream: the hold still open, if any (HOLD_DTYPE, 0 or 1 records). A lowering shift seen but
+        not yet confirmed ends it there; otherwise it ends at the last sample and is marked ``ended_by_stream_end``.
+        Later updates start afresh (a new hold needs ``quiet_before_s`` of quiet stance first)."""
+        out = np.zeros(1, dtype=HOLD_DTYPE)
+        n = _flush(self.settings, self.state, self._buffer, out)
         return out[:n].copy()
 
     @property
@@ -481,5 +582,8 @@ class HoldAnalyzer:
 
 def analyze_holds(angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarray, fs_hz: float,
                   settings=None) -> np.ndarray:
-    """Whole-array form of :class:`HoldAnalyzer`: every hold of a recording (HOLD_DTYPE), in time order."""
-    return HoldAnalyzer(fs_hz, settings).update(angles_pelvis_deg, acc_level_m_s2)
+    """Whole-array form of :class:`HoldAnalyzer`: every hold of a recording (HOLD_DTYPE), in time order, including
+    one still open when the recording ends (``flush``)."""
+    analyzer = HoldAnalyzer(fs_hz, settings)
+    holds = analyzer.update(angles_pelvis_deg, acc_level_m_s2)
+    return np.concatenate([holds, analyzer.flush()])

@@ -91,7 +91,7 @@ class Pipeline:
         events = self.events.flush()
         strides = self._mark_aligned(self.strides.update(no_vectors, no_vectors, events))
         decisions = self.detectors.update(no_vectors, strides[strides["aligned"]])
-        holds = self.holds.flush() if hasattr(self.holds, "flush") else np.zeros(0, dtype=HOLD_DTYPE)
+        holds = self.holds.flush()
         return Block(self.n_samples, np.zeros((0, 4)), no_vectors, no_vectors, events, strides, decisions, holds)
 
 
