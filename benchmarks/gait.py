@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from hipcheck.gait import IC, RIGHT
+from hipcheck.gait.evaluate import match_events
 from hipcheck.gait.events import DEFAULT_SETTINGS, detect_events
 
 TOLERANCES_S = (0.1, 0.25, 0.5)
@@ -60,22 +61,6 @@ def orientation(acc, gyr, fs_hz):
     return orient(acc, gyr, fs_hz)
 
 
-def match(detected: np.ndarray, reference: np.ndarray, tolerance: float) -> np.ndarray:
-    """(k, 2) index pairs, one to one, closest first, |difference| ≤ tolerance."""
-    if len(detected) == 0 or len(reference) == 0:
-        return np.zeros((0, 2), dtype=int)
-    distance = np.abs(detected[:, None] - reference[None, :]).astype(float)
-    pairs, used_d, used_r = [], set(), set()
-    for i, j in zip(*np.unravel_index(np.argsort(distance, axis=None, kind="stable"), distance.shape)):
-        if distance[i, j] > tolerance:
-            break
-        if i not in used_d and j not in used_r:
-            used_d.add(i)
-            used_r.add(j)
-            pairs.append((i, j))
-    return np.array(pairs, dtype=int).reshape(-1, 2)
-
-
 class Tally:
     """Pooled counts over recordings for one method, system and tolerance."""
 
@@ -85,7 +70,7 @@ class Tally:
         self.side_ok: list[bool] = []
 
     def add(self, samples, sides, ref_samples, ref_lr, fs_hz, tolerance_s):
-        pairs = match(samples, ref_samples, tolerance_s * fs_hz)
+        pairs = match_events(samples, ref_samples, tolerance_s * fs_hz)
         self.tp += len(pairs)
         self.fp += len(samples) - len(pairs)
         self.fn += len(ref_samples) - len(pairs)
@@ -139,7 +124,7 @@ def side_bias(recs) -> dict:
                 continue
             samples, _ = ours_whole(rec)
             samples = samples[inside(samples, ref["wb"])]
-            pairs = match(samples, ref["ic"], 0.25 * rec["fs_hz"])
+            pairs = match_events(samples, ref["ic"], 0.25 * rec["fs_hz"])
             for i, j in pairs:
                 errors[ref["lr"][j]].append((samples[i] - ref["ic"][j]) / rec["fs_hz"] * 1e3)
         out[system] = {side: float(np.mean(e)) for side, e in errors.items()}
@@ -209,7 +194,7 @@ def leave_one_subject_out(recs) -> dict:
                 continue
             samples, _ = raw[rec["name"]]
             samples = samples[inside(samples, rec["INDIP"]["wb"])]
-            pairs = match(samples, rec["INDIP"]["ic"], 0.25 * rec["fs_hz"])
+            pairs = match_events(samples, rec["INDIP"]["ic"], 0.25 * rec["fs_hz"])
             errors += list((samples[pairs[:, 0]] - rec["INDIP"]["ic"][pairs[:, 1]]) / rec["fs_hz"])
         offset_s = -float(np.median(errors))
         tally = Tally()

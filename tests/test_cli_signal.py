@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hipcheck.cli import main
+from hipcheck.gait.evaluate import match_events
 from hipcheck.imu_csv import write_imu_csv
 from hipcheck.motion import SensorModel, simulate_walk
 from hipcheck.rotation import inclination_error_rad
@@ -103,10 +104,9 @@ def test_analyze_real_lower_back_recording_with_remapped_axes(tmp_path, capsys):
     sides = [c["side"] for c in result["initial_contacts"]]
     reference = data["INDIP_ic"]
     tolerance = int(0.25 * fs)
-    matched = [(i, int(np.argmin(np.abs(found - r)))) for i, r in enumerate(reference)
-               if np.min(np.abs(found - r)) <= tolerance]
+    matched = match_events(found, reference, tolerance)
     recall = len(matched) / len(reference)
     assert recall >= 0.8, f"recall {recall:.2f} of the INDIP contacts"
-    side_right = np.mean([sides[k] == str(data["INDIP_ic_lr"][i]) for i, k in matched])
+    side_right = np.mean([sides[k] == str(data["INDIP_ic_lr"][i]) for k, i in matched])
     assert side_right >= 0.9
     assert len(result["strides"]) >= 8

@@ -8,6 +8,7 @@ import pytest
 
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT
 from hipcheck.fusion import orient
+from hipcheck.gait.evaluate import match_events
 from hipcheck.gait.events import EventDetector, detect_events
 from hipcheck.motion import SensorModel, simulate_hold, simulate_sit, simulate_stand, simulate_walk
 from hipcheck.rotation import quat_from_rotvec, quat_multiply, quat_rotate
@@ -149,20 +150,6 @@ def _load_excerpt(name):
     return acc, gyr, float(d["fs"]), d["INDIP_ic"], d["INDIP_ic_lr"], d["INDIP_wb"]
 
 
-def _match(detected, reference, tolerance):
-    """One-to-one matches within tolerance, closest pairs first (as mobgap's evaluation)."""
-    distance = np.abs(detected[:, None] - reference[None, :])
-    pairs, used_d, used_r = [], set(), set()
-    for i, j in zip(*np.unravel_index(np.argsort(distance, axis=None, kind="stable"), distance.shape)):
-        if distance[i, j] > tolerance:
-            break
-        if i not in used_d and j not in used_r:
-            used_d.add(i)
-            used_r.add(j)
-            pairs.append((i, j))
-    return np.array(pairs, dtype=int).reshape(-1, 2)
-
-
 @pytest.mark.parametrize("name, f1_floor", [("HA-001-Test5-Trial1.npz", 0.9),
                                             ("MS-001-Test11-Trial1-12000-15000.npz", 0.8)])
 def test_real_lower_back_data_against_indip(name, f1_floor):
@@ -173,7 +160,7 @@ def test_real_lower_back_data_against_indip(name, f1_floor):
     for start, end in wb_ref:
         inside |= (ic["sample"] >= start) & (ic["sample"] <= end)
     ic = ic[inside]
-    pairs = _match(ic["sample"], ic_ref, 0.25 * fs_hz)
+    pairs = match_events(ic["sample"], ic_ref, 0.25 * fs_hz)
     precision, recall = len(pairs) / max(len(ic), 1), len(pairs) / len(ic_ref)
     f1 = 2 * precision * recall / max(precision + recall, 1e-9)
     assert f1 >= f1_floor

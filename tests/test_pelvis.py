@@ -6,6 +6,7 @@ Orientation input: the simulator's true q_sensor_to_earth (isolates this stage's
 
 import numpy as np
 import pytest
+from walk_scenarios import WALKS
 
 from hipcheck.fusion import orient
 from hipcheck.motion import PHASE_OTHER, SensorModel, simulate_hold, simulate_stand, simulate_walk
@@ -32,13 +33,6 @@ def axis_error_deg(q_estimate, q_truth) -> float:
     return float(np.degrees(np.arccos(np.clip(np.sum(A * B, axis=1), -1, 1))).max())
 
 
-WALKS = [
-    ((8, -20, 12), dict(drop_right_deg=8)),
-    ((-15, 10, -20), dict(drop_left_deg=2, drop_right_deg=10)),
-    ((20, -20, 20), dict(sway_cm=8, tilt_mean_deg=5)),
-    ((-10, -5, 15), dict(sway_cm=2, tilt_mean_deg=-5, drop_left_deg=6)),
-    ((5, -15, -10), dict(drop_right_deg=8, turns=[(15, 90, 2), (35, -180, 3)])),
-]
 
 
 @pytest.mark.parametrize("mounting, settings", WALKS)

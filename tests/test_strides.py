@@ -7,6 +7,7 @@ error) or by a real filter (end to end).
 
 import numpy as np
 import pytest
+from walk_scenarios import WALKS
 
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT, STRIDE_DTYPE
 from hipcheck.gait.strides import StrideAnalyzer, analyze_strides
@@ -51,13 +52,6 @@ TOLERANCE = {  # acceptance: ROM ≤ 0.5°, sway ≤ 1 cm; drops "close"
     "drop_right_stance_deg": 0.5, "drop_left_stance_deg": 0.5, "tilt_mean_deg": 0.5, "rotation_range_deg": 1.0,
 }
 
-WALKS = [
-    ((8, -20, 12), dict(drop_right_deg=8)),
-    ((-15, 10, -20), dict(drop_left_deg=2, drop_right_deg=10)),
-    ((20, -20, 20), dict(sway_cm=8, tilt_mean_deg=5)),
-    ((-10, -5, 15), dict(sway_cm=2, tilt_mean_deg=-5, drop_left_deg=6)),
-    ((5, -15, -10), dict(drop_right_deg=8, turns=[(15, 90, 2), (35, -180, 3)])),
-]
 
 
 @pytest.mark.parametrize("mounting, settings", WALKS)
