@@ -51,6 +51,15 @@ What we changed:
   tilted it by 3° (VQF, which averages for tau regardless, does the same); now 1.8°, as after a long rest.
   The motion bias update runs during the warm-up too (as in the paper): skipping it saw only the recovery half of
   a gait-initiation transient and pulled the bias one way.
+- **Turn gate** (``turn_rate_rad_s``, off by default): a walker's turn adds the centripetal acceleration ω×v (about
+  1 m/s² for 2-3 s) which the inclination low-pass takes for gravity: 2-3° of obliquity or tilt after each turn,
+  decaying with tau_acc. While the window-rate angular rate about the earth's vertical, low-passed
+  (``turn_tau_s``), exceeds the threshold, the accelerometer is left out of the inclination and bias steps and the
+  gyroscope carries the orientation alone (accurate over a few seconds), as VQF and x-io Fusion leave out disturbed
+  measurements; after ``turn_max_s`` the correction resumes regardless. It costs nothing per sample (the window's
+  rotation comes from q_sensor_to_inertial at its start and end). For a body-worn sensor while walking (20 °/s:
+  gait's yaw oscillation averages out in the low-pass and never reaches it on the simulator); not for hand-held
+  motion, where on BROAD any gate raised the error manyfold (20 °/s: 0.76° → 3.3°).
 - 6D only: a magnetometer is refused with a clear error (heading is arbitrary and drifts slowly).
 
 Frames: ``q_sensor_to_earth`` (w, x, y, z), earth z up, heading arbitrary (the I frame starts at the sensor's first
@@ -76,6 +85,7 @@ __all__ = [
     "FLAG_ACC_REJECTED",
     "FLAG_AT_REST",
     "FLAG_INITIALISING",
+    "FLAG_TURNING",
     "make_settings",
     "make_state",
     "fusion_update",
@@ -89,6 +99,7 @@ FLAG_ACC_INVALID = 2  # accelerometer sample not finite: left out
 FLAG_ACC_REJECTED = 4  # accelerometer saturated or its norm implausible: left out of the inclination
 FLAG_AT_REST = 8  # rest detected (bias taken from the still gyroscope)
 FLAG_INITIALISING = 16  # inclination not yet set, or its low-pass still in its first time constant
+FLAG_TURNING = 32  # turning about the vertical faster than turn_rate_rad_s: accelerometer correction paused
 
 # User settings and their defaults. Those of the paper keep its values (Laidig & Seel 2023, Table 1).
 DEFAULTS = dict(
@@ -116,6 +127,15 @@ DEFAULTS = dict(
     # lowers every filter's error by a quarter: see benchmarks/fusion.py; not a default, since it is a property
     # of that recording set, not of the filter.)
     output_lead_s=0.0,
+    # Turn gate: while the low-passed (turn_tau_s) angular rate about the earth's vertical exceeds this, the
+    # accelerometer neither feeds the inclination low-pass nor corrects it (nor the bias): gyroscope only. inf: off.
+    # A walker's turn lasts a few seconds; a longer one (walking in circles, a sensor spun by hand) gets its
+    # correction back after turn_max_s, centripetal tilt and all, rather than drifting on the gyroscope alone.
+    # Off by default: for a body-worn sensor while walking (the pipeline turns it on); on BROAD's hand-held trials,
+    # with rotations of 100-400 °/s for many seconds, any gate raises the error manyfold.
+    turn_rate_rad_s=math.inf,
+    turn_tau_s=0.5,
+    turn_max_s=5.0,
 )
 
 SETTINGS_DTYPE = np.dtype([(name, np.bool_ if isinstance(v, bool) else np.float64) for name, v in DEFAULTS.items()] + [
@@ -135,6 +155,8 @@ SETTINGS_DTYPE = np.dtype([(name, np.bool_ if isinstance(v, bool) else np.float6
     ("bias_w_rest", np.float64),
     ("acc_norm_min2", np.float64),  # accepted range of |acc|², (m/s²)²
     ("acc_norm_max2", np.float64),
+    ("turn_lp_alpha", np.float64),  # first-order low-pass of the vertical rate, per window
+    ("turn_max_windows", np.int64),
 ])
 
 # Low-pass channels of the accelerometer path (same filter, same warm-up): the accelerometer in I (0..2), the
@@ -177,6 +199,12 @@ STATE_DTYPE = np.dtype([
     # What the last window did, for plots and tests.
     ("acc_earth", np.float64, 3),  # filtered gravity direction in earth before its correction (unit)
     ("correction_rad", np.float64),  # angle of the last inclination correction
+    # Turn gate.
+    ("q_window_start", np.float64, 4),  # q_sensor_to_inertial at the start of the current window
+    ("turn_rate_rad_s", np.float64),  # low-passed angular rate about the earth's vertical (+ = counter-clockwise)
+    ("turning", np.bool_),
+    ("turn_windows", np.int64),  # consecutive windows above the threshold
+    ("n_turn_windows", np.int64),  # windows whose accelerometer was left out for a turn
     # Counters.
     ("n_samples", np.int64),
     ("n_gyr_invalid", np.int64),
@@ -207,7 +235,8 @@ def make_settings(fs_hz: float, **settings) -> np.ndarray:
     values = {**DEFAULTS, **settings}
     for name in ("tau_acc_s", "acc_warmup_s", "correction_rate_hz", "rest_tau_s", "bias_sigma_init_rad_s",
                  "bias_forgetting_s", "bias_drift_sigma_rad_s",
-                 "bias_sigma_motion_rad_s", "bias_sigma_rest_rad_s", "bias_vertical_forgetting", "gravity_m_s2"):
+                 "bias_sigma_motion_rad_s", "bias_sigma_rest_rad_s", "bias_vertical_forgetting", "gravity_m_s2",
+                 "turn_rate_rad_s", "turn_tau_s"):
         if not values[name] > 0:
             raise ValueError(f"{name}={values[name]}: must be positive")
     s = np.zeros(1, SETTINGS_DTYPE)
@@ -235,6 +264,8 @@ def make_settings(fs_hz: float, **settings) -> np.ndarray:
     dev = values["acc_reject_m_s2"]
     r["acc_norm_min2"] = max(g - dev, 0.0) ** 2 if math.isfinite(dev) else 0.0
     r["acc_norm_max2"] = (g + dev) ** 2 if math.isfinite(dev) else math.inf
+    r["turn_lp_alpha"] = 1.0 - math.exp(-dt_win / values["turn_tau_s"])
+    r["turn_max_windows"] = max(0, int(round(values["turn_max_s"] / dt_win)))
     return s
 
 
@@ -244,6 +275,7 @@ def make_state(settings: np.ndarray) -> np.ndarray:
     r = st[0]
     r["q_sensor_to_inertial"] = (1.0, 0.0, 0.0, 0.0)
     r["q_inertial_to_earth"] = (1.0, 0.0, 0.0, 0.0)
+    r["q_window_start"] = (1.0, 0.0, 0.0, 0.0)
     r["bias_p"] = np.eye(3) * settings[0]["bias_p0"]
     r["acc_earth"] = (0.0, 0.0, 1.0)
     return st
@@ -313,10 +345,33 @@ def _end_window(s, st) -> None:
         moving = False
     st.at_rest = st.rest_windows >= s.rest_min_windows
 
+    # Turn gate: the rotation of the window in I (q_end ⊗ q_start⁻¹, its vector part ≈ half the rotation vector),
+    # turned into E; its vertical part per unit time, low-passed. A walker's turn (45-60 °/s for 2-3 s) adds a
+    # centripetal acceleration ω×v (~1 m/s²) that the low-pass would take for a tilt; the gyroscope alone is
+    # accurate over such a turn, so the accelerometer is left out while it lasts. Only the mean rate of the
+    # window enters, so gait's yaw oscillation (±5° per stride) mostly averages out in the low-pass.
+    if s.turn_rate_rad_s < math.inf:
+        q1, q0 = st.q_sensor_to_inertial, st.q_window_start
+        # vector part of q1 ⊗ conj(q0)
+        dx = -q1[0] * q0[1] + q1[1] * q0[0] - q1[2] * q0[3] + q1[3] * q0[2]
+        dy = -q1[0] * q0[2] + q1[1] * q0[3] + q1[2] * q0[0] - q1[3] * q0[1]
+        dz = -q1[0] * q0[3] - q1[1] * q0[2] + q1[2] * q0[1] + q1[3] * q0[0]
+        qa = st.q_inertial_to_earth
+        w, ux, uy, uz = qa[0], qa[1], qa[2], qa[3]
+        # z component of R(q_inertial_to_earth)·d
+        vz = (2.0 * (ux * uz - w * uy)) * dx + (2.0 * (uy * uz + w * ux)) * dy + (1.0 - 2.0 * (ux * ux + uy * uy)) * dz
+        st.turn_rate_rad_s += s.turn_lp_alpha * (2.0 * vz / dt_win - st.turn_rate_rad_s)
+        st.turn_windows = st.turn_windows + 1 if abs(st.turn_rate_rad_s) > s.turn_rate_rad_s else 0
+        st.turning = 0 < st.turn_windows <= s.turn_max_windows
+        if st.turning:
+            st.n_turn_windows += 1
+    for i in range(4):
+        st.q_window_start[i] = st.q_sensor_to_inertial[i]
+
     # Inclination: low-pass of the accelerometer in I, then turn I→E so that it points up.
     motion_measurement = False
     ex = ey = 0.0
-    if st.n_acc > 0 and st.initialised:
+    if st.n_acc > 0 and st.initialised and not st.turning:
         inv = 1.0 / st.n_acc
         c, nw = s.acc_lp_c, s.acc_lp_warmup_windows
         lo = st.lp_out
@@ -616,6 +671,8 @@ def fusion_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, quat_out, 
             # Slow step: hand the window over to _end_window through the state record, take back what changed.
             st.q_inertial_to_earth[0], st.q_inertial_to_earth[1] = e0, e1
             st.q_inertial_to_earth[2], st.q_inertial_to_earth[3] = e2, e3
+            st.q_sensor_to_inertial[0], st.q_sensor_to_inertial[1] = g0, g1
+            st.q_sensor_to_inertial[2], st.q_sensor_to_inertial[3] = g2, g3
             st.sum_acc_inertial[0], st.sum_acc_inertial[1], st.sum_acc_inertial[2] = sx, sy, sz
             st.n_acc = n_acc
             st.sum_qq[0], st.sum_qq[1], st.sum_qq[2], st.sum_qq[3], st.sum_qq[4] = qq0, qq1, qq2, qq3, qq4
@@ -667,6 +724,8 @@ def _slow_flags(s, st) -> int:
         flag |= FLAG_AT_REST
     if not st.initialised or st.lp_windows < s.acc_lp_warmup_windows:
         flag |= FLAG_INITIALISING
+    if st.turning:
+        flag |= FLAG_TURNING
     return flag
 
 
@@ -765,6 +824,16 @@ class Fusion:
         return self.state[0]["acc_earth"].copy()
 
     @property
+    def turning(self) -> bool:
+        """The turn gate holds the accelerometer out (turn_rate_rad_s)."""
+        return bool(self.state[0]["turning"])
+
+    @property
+    def turn_rate_deg_s(self) -> float:
+        """Low-passed angular rate about the earth's vertical, °/s (+ = counter-clockwise); 0 with the gate off."""
+        return math.degrees(self.state[0]["turn_rate_rad_s"])
+
+    @property
     def correction_deg(self) -> float:
         """Angle of the last inclination correction (one per window), degrees."""
         return math.degrees(self.state[0]["correction_rad"])
@@ -773,7 +842,8 @@ class Fusion:
     def counts(self) -> dict:
         """Samples seen, and those with an invalid gyroscope, invalid or rejected accelerometer."""
         r = self.state[0]
-        return {k: int(r[k]) for k in ("n_samples", "n_gyr_invalid", "n_acc_invalid", "n_acc_rejected")}
+        return {k: int(r[k]) for k in ("n_samples", "n_gyr_invalid", "n_acc_invalid", "n_acc_rejected",
+                                       "n_turn_windows")}
 
 
 def _check_acc_units(acc: np.ndarray, gravity_m_s2: float) -> None:

@@ -42,6 +42,7 @@ from numba import njit
 from hipcheck.fusion import (
     DEFAULTS,
     FLAG_INITIALISING,
+    FLAG_TURNING,
     _as_samples,
     _butter2,
     _lp_step,
@@ -56,6 +57,10 @@ __all__ = ["OFFLINE_DEFAULTS", "orient_offline", "smoothed_bias"]
 OFFLINE_DEFAULTS = dict(
     tau_offline_s=3.0,  # time constant of each of the two (forward, backward) passes of the inclination low-pass
     weight_zero_phase=0.5,  # share of the zero-phase estimate in the blend; the causal passes share the rest
+    still_window_s=0.5,  # a still sample: every sample within half this either side is near its local mean
+    still_min_s=0.5,  # shortest still period used as an anchor
+    still_weight=100.0,  # weight of a still sample against a moving one (0: still periods are not special)
+    still_tau_s=0.3,  # time constant of each pass of the still-sample smoother
 )
 
 
@@ -162,6 +167,66 @@ def _filtfilt(x, c) -> None:
 
 
 @njit(cache=True)
+def _exp_filtfilt(x, alpha) -> None:
+    """Zero-phase smoothing of the columns of x (n, m) in place with a non-negative kernel: a first-order low-pass
+    (y += alpha·(x - y)) forward from zero, then backward from zero; gaps need the weight column to normalise."""
+    n, m = x.shape
+    for j in range(m):
+        y = 0.0
+        for k in range(n):
+            y += alpha * (x[k, j] - y)
+            x[k, j] = y
+        y = 0.0
+        for k in range(n - 1, -1, -1):
+            y += alpha * (x[k, j] - y)
+            x[k, j] = y
+
+
+@njit(cache=True)
+def _still_mask(acc, gyr, bias, half, min_run, gyr_th, acc_th, rate_max, out) -> None:
+    """out[k]: sample k lies in a still period. A sample is quiet if its gyroscope and accelerometer are within
+    gyr_th and acc_th of their mean over the centred window of 2·half + 1 samples and that mean rate, less the bias,
+    is within rate_max on every axis; a sample is still if every sample of its window is quiet, and a still
+    period must be min_run samples long. O(n) by running sums; non-finite samples are never quiet."""
+    n = acc.shape[0]
+    csum = np.zeros((n + 1, 6))
+    for k in range(n):
+        for i in range(3):
+            a, g = acc[k, i], gyr[k, i]
+            csum[k + 1, i] = csum[k, i] + (a if a - a == 0.0 else 0.0)
+            csum[k + 1, 3 + i] = csum[k, 3 + i] + (g if g - g == 0.0 else 0.0)
+    quiet = np.zeros(n + 1, np.int64)  # running count of quiet samples
+    for k in range(n):
+        lo, hi = max(0, k - half), min(n, k + half + 1)
+        inv = 1.0 / (hi - lo)
+        da2 = dg2 = 0.0
+        ok = True
+        for i in range(3):
+            ma = (csum[hi, i] - csum[lo, i]) * inv
+            mg = (csum[hi, 3 + i] - csum[lo, 3 + i]) * inv
+            a, g = acc[k, i], gyr[k, i]
+            if not (a - a == 0.0 and g - g == 0.0) or abs(mg - bias[k, i]) >= rate_max:
+                ok = False
+            da2 += (a - ma) ** 2
+            dg2 += (g - mg) ** 2
+        ok = ok and da2 < acc_th * acc_th and dg2 < gyr_th * gyr_th
+        quiet[k + 1] = quiet[k] + (1 if ok else 0)
+    run = 0
+    for k in range(n + 1):
+        if k < n:
+            lo, hi = max(0, k - half), min(n, k + half + 1)
+            still = quiet[hi] - quiet[lo] == hi - lo
+        else:
+            still = False
+        if still:
+            run += 1
+        else:
+            for j in range(k - run, k):
+                out[j] = run >= min_run
+            run = 0
+
+
+@njit(cache=True)
 def _lead(q, gyr, bias, lead_s) -> None:
     """q ← q ⊗ exp((ω - b)·lead_s / 2) in place (first order, renormalised; hipcheck.fusion's output_lead_s)."""
     for k in range(q.shape[0]):
@@ -202,29 +267,32 @@ def _up_in_sensor(q, k):
 
 
 @njit(cache=True)
-def _blend_inclination(q_base, q_f, q_b, flags_f, flags_b, var_f, var_b, var_floor, w_base, q_out) -> None:
-    """Per sample: the inclination (earth's up in the sensor frame) as the weighted mean of three estimates, w_base
-    for q_base and the rest shared by the forward and backward passes in inverse proportion to the variance of
+def _blend_inclination(q_base, q_f, q_b, flags_f, flags_b, var_f, var_b, var_floor, w_base, still_share,
+                       q_out) -> None:
+    """Per sample: the inclination (earth's up in the sensor frame) as the weighted mean of three estimates,
+    w_base + (1 - w_base)·still_share[k] for q_base (still_share: how much of q_base comes from still samples) and
+    the rest shared by the forward and backward passes in inverse proportion to the variance of
     their bias estimates (mean over the axes, plus var_floor, the variance a converged estimate keeps; an
     uncertain bias makes the inclination drift between corrections); a pass still initialising
     (FLAG_INITIALISING) gives its share to the other. The heading is q_base's: q_out = q_base ⊗ r, r the smallest
     rotation that turns the mean up onto q_base's up (in the sensor frame)."""
     for k in range(q_base.shape[0]):
+        w_k = w_base + (1.0 - w_base) * min(max(still_share[k], 0.0), 1.0)
         i_f = 1.0 / (var_floor + (var_f[k, 0] + var_f[k, 1] + var_f[k, 2]) / 3.0)
         i_b = 1.0 / (var_floor + (var_b[k, 0] + var_b[k, 1] + var_b[k, 2]) / 3.0)
-        w_f = (1.0 - w_base) * i_f / (i_f + i_b)
-        w_b = (1.0 - w_base) - w_f
+        w_f = (1.0 - w_k) * i_f / (i_f + i_b)
+        w_b = (1.0 - w_k) - w_f
         init_f, init_b = (flags_f[k] & FLAG_INITIALISING) != 0, (flags_b[k] & FLAG_INITIALISING) != 0
         if init_f and not init_b:
-            w_f, w_b = 0.0, 1.0 - w_base
+            w_f, w_b = 0.0, 1.0 - w_k
         elif init_b and not init_f:
-            w_f, w_b = 1.0 - w_base, 0.0
+            w_f, w_b = 1.0 - w_k, 0.0
         bx, by, bz = _up_in_sensor(q_base, k)
         fx, fy, fz = _up_in_sensor(q_f, k)
         cx, cy, cz = _up_in_sensor(q_b, k)
-        ux = w_base * bx + w_f * fx + w_b * cx
-        uy = w_base * by + w_f * fy + w_b * cy
-        uz = w_base * bz + w_f * fz + w_b * cz
+        ux = w_k * bx + w_f * fx + w_b * cx
+        uy = w_k * by + w_f * fy + w_b * cy
+        uz = w_k * bz + w_f * fz + w_b * cz
         norm = math.sqrt(ux * ux + uy * uy + uz * uz)
         g0, g1, g2, g3 = q_base[k, 0], q_base[k, 1], q_base[k, 2], q_base[k, 3]
         if not norm > 0.0:
@@ -275,13 +343,26 @@ def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) 
 
     g = np.empty((n, 4))
     _acc_inertial(q_si, acc, s["acc_saturation_m_s2"], s["acc_norm_min2"], s["acc_norm_max2"], g)
+    # Turns (turn_rate_rad_s): left out where either causal pass held its accelerometer out (their gates lag in
+    # opposite directions, so together they cover the turn from both sides).
+    g[((flags_f | flags_b) & FLAG_TURNING) != 0] = 0.0
+    # Still samples, also smoothed on their own (short, non-negative kernel) with a large weight: anchors.
+    still = np.zeros(n, np.bool_)
+    _still_mask(acc, gyr, bias, int(round(0.5 * offline["still_window_s"] * fs_hz)),
+                max(1, int(round(offline["still_min_s"] * fs_hz))), s["rest_gyr_th_rad_s"], s["rest_acc_th_m_s2"],
+                s["bias_clip_rad_s"], still)
+    g_still = g * still[:, None]
+    _exp_filtfilt(g_still, 1.0 - math.exp(-1.0 / (offline["still_tau_s"] * fs_hz)))
+    g_still *= offline["still_weight"]
     c = np.empty(3)
     _butter2(offline["tau_offline_s"], 1.0 / fs_hz, c)
     _filtfilt(g, c)
+    g_total = g + g_still
+    still_share = g_still[:, 3] / np.maximum(g_total[:, 3], 1e-12)
     q_zero_phase = np.empty((n, 4))
-    _level(q_si, g, q_zero_phase)
+    _level(q_si, g_total, q_zero_phase)
     _blend_inclination(q_zero_phase, q_f, q_b, flags_f, flags_b, var_f, var_b, s["bias_sigma_motion_rad_s"] ** 2,
-                       offline["weight_zero_phase"], q_out)
+                       offline["weight_zero_phase"], still_share, q_out)
     if s["output_lead_s"] != 0.0:
         _lead(q_out, gyr, bias, s["output_lead_s"])
     return q_out

@@ -8,6 +8,7 @@ counts samples from the start of the stream.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,11 @@ from hipcheck.pelvis import PelvisTracker
 
 # Shorter than two strides at a slow cadence plus the stages' start-up leaves nothing to measure.
 MIN_ANALYSIS_S = 3.0
+# The fusion settings of a body-worn sensor on a walking person: while the pelvis turns faster than 20 °/s the
+# centripetal acceleration of the walking path would tip the inclination, so the accelerometer correction pauses
+# (at most 5 s) and the gyroscope carries the orientation (hipcheck.fusion, the turn gate). Off in the fusion's
+# own defaults because hand-held motion, as in the BROAD benchmark, rotates fast for long stretches.
+WALKING_FUSION_SETTINGS = {"turn_rate_rad_s": math.radians(20.0)}
 
 
 @dataclass
@@ -44,12 +50,13 @@ class Pipeline:
 
     alignment: a calibrated q_sensor_to_pelvis (hipcheck.calibration.mounting), else found automatically.
     detector_settings: passed to hipcheck.detect.Detectors (thresholds, baseline mode).
+    fusion_settings: overrides of WALKING_FUSION_SETTINGS and the fusion's defaults.
     """
 
     def __init__(self, fs_hz: float, *, alignment: np.ndarray | None = None, detector_settings: dict | None = None,
                  fusion_settings: dict | None = None):
         self.fs_hz = float(fs_hz)
-        self.fusion = Fusion(self.fs_hz, **(fusion_settings or {}))
+        self.fusion = Fusion(self.fs_hz, **{**WALKING_FUSION_SETTINGS, **(fusion_settings or {})})
         self.events = EventDetector(self.fs_hz)
         self.pelvis = PelvisTracker(self.fs_hz, alignment=alignment)
         self.strides = StrideAnalyzer(self.fs_hz)
@@ -126,7 +133,7 @@ def analyze(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: fl
     acc = np.ascontiguousarray(acc_sensor_m_s2, dtype=np.float64)
     gyr = np.ascontiguousarray(gyr_sensor_rad_s, dtype=np.float64)
     pipeline = Pipeline(fs_hz, alignment=alignment, detector_settings=detector_settings)
-    quat_all = orient(acc, gyr, fs_hz, offline=True) if offline else None
+    quat_all = orient(acc, gyr, fs_hz, offline=True, **WALKING_FUSION_SETTINGS) if offline else None
     n = len(acc)
     step = n if block_size is None else max(1, int(block_size))
     blocks = []
