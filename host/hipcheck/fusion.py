@@ -73,6 +73,7 @@ import math
 import numpy as np
 from numba import njit
 
+from hipcheck.inputs import InputError, unit_problem
 from hipcheck.protocol import ACC_FULL_SCALE_G
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
@@ -846,15 +847,6 @@ class Fusion:
                                        "n_turn_windows")}
 
 
-def _check_acc_units(acc: np.ndarray, gravity_m_s2: float) -> None:
-    """A whole recording in g instead of m/s² would give a filter that never trusts its accelerometer."""
-    norm = np.linalg.norm(acc, axis=1)
-    norm = norm[np.isfinite(norm)]
-    if len(norm) and np.median(norm) < 0.2 * gravity_m_s2:
-        raise ValueError(f"the accelerometer's median norm is {np.median(norm):.3g}: the data seems to be in g, "
-                         f"not m/s²; multiply it by {gravity_m_s2}")
-
-
 def orient(acc_m_s2, gyr_rad_s, fs_hz: float, mag_uT=None, offline: bool = False, **settings) -> np.ndarray:
     """q_sensor_to_earth (n, 4), earth z up, of a whole recording; acc (n, 3) m/s², gyr (n, 3) rad/s.
 
@@ -865,7 +857,10 @@ def orient(acc_m_s2, gyr_rad_s, fs_hz: float, mag_uT=None, offline: bool = False
     _refuse_magnetometer(mag_uT)
     acc = _as_samples("acc_m_s2", acc_m_s2)
     gyr = _as_samples("gyr_rad_s", gyr_rad_s, len(acc))
-    _check_acc_units(acc, settings.get("gravity_m_s2", GRAVITY_M_S2))
+    # Data in g or °/s would give a filter that never trusts its accelerometer, or spins: refuse it with a hint.
+    problem = unit_problem(acc, gyr)
+    if problem:
+        raise InputError(problem)
     if offline:
         from hipcheck.fusion_offline import orient_offline
 
