@@ -48,6 +48,7 @@ from hipcheck.fusion import (
     _lp_step,
     _swing_to_up,
     fusion_update,
+    gyro_step,
     make_settings,
     make_state,
 )
@@ -114,15 +115,8 @@ def _strapdown(gyr, bias, dt, q0, q_out) -> None:
     for k in range(gyr.shape[0]):
         gx, gy, gz = gyr[k, 0], gyr[k, 1], gyr[k, 2]
         if (gx + gy + gz) - (gx + gy + gz) == 0.0:
-            tx, ty, tz = (gx - bias[k, 0]) * dt, (gy - bias[k, 1]) * dt, (gz - bias[k, 2]) * dt
-            t2 = tx * tx + ty * ty + tz * tz
-            c = 1.0 - t2 * (0.125 - t2 * (1.0 / 384.0))
-            sk = 0.5 - t2 * (1.0 / 48.0 - t2 * (1.0 / 3840.0))
-            dx, dy, dz = sk * tx, sk * ty, sk * tz
-            h0 = g0 * c - g1 * dx - g2 * dy - g3 * dz
-            h1 = g0 * dx + g1 * c + g2 * dz - g3 * dy
-            h2 = g0 * dy - g1 * dz + g2 * c + g3 * dx
-            h3 = g0 * dz + g1 * dy - g2 * dx + g3 * c
+            h0, h1, h2, h3 = gyro_step(g0, g1, g2, g3, (gx - bias[k, 0]) * dt, (gy - bias[k, 1]) * dt,
+                                       (gz - bias[k, 2]) * dt)
             f = 1.0 / math.sqrt(h0 * h0 + h1 * h1 + h2 * h2 + h3 * h3)
             g0, g1, g2, g3 = h0 * f, h1 * f, h2 * f, h3 * f
         q_out[k, 0], q_out[k, 1], q_out[k, 2], q_out[k, 3] = g0, g1, g2, g3
