@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _timing import best_of
+
 from hipcheck.fusion import Fusion
 from hipcheck.fusion_offline import orient_offline
 from hipcheck.rotation import inclination_error_rad, quat_from_rotvec, quat_multiply
@@ -131,15 +133,6 @@ def lead(q, gyr, fs, lead_s):
     return quat_multiply(q, quat_from_rotvec(np.nan_to_num(gyr) * lead_s))
 
 
-def best_of(repeats: int, fn) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA_DIR)
@@ -165,7 +158,7 @@ def main(argv: list[str]) -> int:
     for name, (fn, _, whole_set) in FILTERS.items():
         acc, gyr = (acc_all, gyr_all) if whole_set else (trials[0]["acc"], trials[0]["gyr"])
         fn(acc[:1000], gyr[:1000], fs)  # warm (numba cache, imports)
-        seconds = best_of(args.repeats if whole_set else 1, lambda: fn(acc, gyr, fs))
+        seconds, _ = best_of(args.repeats if whole_set else 1, lambda: fn(acc, gyr, fs))
         speed[name] = len(acc) / seconds / 1e6
 
     names = [t["name"] for t in trials]

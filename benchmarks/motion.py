@@ -3,19 +3,17 @@
 Run: .venv/bin/python benchmarks/motion.py   (target: the 60 s walk well under 1 s)
 """
 
-import time
+
+from _timing import best_of
 
 from hipcheck.motion import SensorModel, simulate_walk
 
 
 def wall_time_s(duration_s: float, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        simulate_walk(duration_s=duration_s, fs_hz=100.0, seed=1, sensor=SensorModel.realistic(seed=1),
-                      turns=[(20.0, 90.0, 2.0)])
-        best = min(best, time.perf_counter() - started)
-    return best
+    seconds, _ = best_of(repeats, lambda: simulate_walk(duration_s=duration_s, fs_hz=100.0, seed=1,
+                                                        sensor=SensorModel.realistic(seed=1),
+                                                        turns=[(20.0, 90.0, 2.0)]))
+    return seconds
 
 
 def main() -> None:

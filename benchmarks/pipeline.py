@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from _timing import best_of
+
 from hipcheck.detect import Detectors, HoldAnalyzer
 from hipcheck.fusion import Fusion, orient
 from hipcheck.gait.events import EventDetector
@@ -24,15 +26,6 @@ from hipcheck.pelvis import PelvisTracker
 from hipcheck.pipeline import WALKING_FUSION_SETTINGS, analyze
 
 FS_HZ = 100.0
-
-
-def best_of(n_runs: int, fn) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(n_runs):
-        started = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, result
 
 
 def stage_times(acc: np.ndarray, gyr: np.ndarray, runs: int) -> list[tuple[str, float]]:

@@ -6,20 +6,12 @@ Run: .venv/bin/python benchmarks/protocol.py [n_samples]   (default 1 000 000). 
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 
+from _timing import best_of
+
 from hipcheck import protocol as p
-
-
-def best_of(n_runs: int, fn) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(n_runs):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def synthetic_walk(n: int, fs_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

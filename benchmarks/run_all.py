@@ -13,7 +13,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(names: list[str]) -> int:
-    scripts = sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name)
+    scripts = sorted(p for p in HERE.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_"))
     if names:
         known = {p.stem: p for p in scripts}
         unknown = [n for n in names if n not in known]
