@@ -36,13 +36,7 @@ CASES = [
 ]
 
 
-# Cases 2 and 5 lift off 3 and 4 s into the stream, while the slow mean of the acceleration is still a short running
-# mean: the lateral velocity drifts, the lift pulse merges with the drift and is missed (docs/detectors.md, limits).
-STARTUP = pytest.mark.xfail(strict=True, reason="lift-off within ~4 s of the stream start is missed")
-
-
-@pytest.mark.parametrize("seed, case", [pytest.param(i, c, marks=STARTUP) if i in (2, 5) else (i, c)
-                                        for i, c in enumerate(CASES)])
+@pytest.mark.parametrize("seed, case", list(enumerate(CASES)))
 def test_hold_against_truth(seed, case):
     trace = simulate_hold(duration_s=30, seed=seed, fs_hz=FS_HZ, **case)
     rng = np.random.default_rng(seed)
@@ -207,16 +201,18 @@ SWEEP_SEEDS = range(24)  # a fixed block of seeds, not chosen by result
 
 def test_sweep_truth_plus_noise():
     """Regression guard on truth + noise (0.7° angle noise, 0.05 m/s² acceleration noise, constant bias): the
-    figures this version reaches on seeds 0–23 (all 24 found exactly once, 23 on the right side, 22 meeting every
-    target). The targets themselves are in test_sweep_pipeline_targets."""
+    figures this version (step-fit detector) reaches on seeds 0–23 (all 24 found exactly once, 22 on the right side,
+    21 meeting every target; the leaky-velocity detector before it reached 23 and 22 here, but 15 of 60 through the
+    pipeline against 41 of 60 now). The targets themselves are in test_sweep_pipeline_targets."""
     rows = sweep(SWEEP_SEEDS, through_pipeline=False)
     assert all(r["n"] == 1 for r in rows)
-    assert sum(r["side"] for r in rows) >= 23
-    assert sum(meets_targets(r) for r in rows) >= 22
+    assert sum(r["side"] for r in rows) >= 22
+    assert sum(meets_targets(r) for r in rows) >= 21
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet through fusion → pelvis: the levelling error of the converging "
-                                       "causal fusion drifts the lateral velocity (docs/detectors.md, limits)")
+@pytest.mark.xfail(strict=True, reason="not met yet through fusion → pelvis: 16 of seeds 0–23 meet every target "
+                                       "(20 found exactly once, 21 side right); false lift-offs from one-leg-sized sway "
+                                       "steps and pipeline angle errors > 1° (docs/detectors.md, limits)")
 def test_sweep_pipeline_targets():
     """The targets, on the real stages (fusion → pelvis → hold analyser): every hold found exactly once, side
     right, start and end within 0.3 s, hold time within 0.5 s, drop and tilt drift within 1°."""

@@ -96,8 +96,6 @@ def test_weak_side_is_named_in_the_summary():
     assert not np.any(healthy.decisions["kind"] == detect.DROP)
 
 
-@pytest.mark.xfail(strict=True, reason="hold lift-off through fusion -> pelvis is not dependable yet (15 of 60 random "
-                   "holds meet every target; the levelling error and a late vertical, docs/detectors.md)")
 def test_single_leg_hold_is_found():
     trace = simulate_hold(duration_s=30.0, side="left", drop_deg=4.0, seed=5, fs_hz=FS_HZ,
                           sensor=SensorModel.realistic(seed=5, mounting_rpy_deg=MOUNTINGS[1]))

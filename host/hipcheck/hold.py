@@ -3,15 +3,18 @@
 No events are given. A hold is recognised from the lower-back motion alone (docs/detectors.md):
 
 - **Lift-off** is the weight shift toward the stance leg: the pelvis moves several cm sideways in about half a
-  second. It shows as one pulse of lateral velocity (the level-frame lateral acceleration, its slow mean removed,
-  integrated with a leak); the pulse's area is the shift (cm, its sign the stance side) and its centroid — the
-  middle of the shift — is the start of the hold. Only from quiet two-leg stance (no walking for
-  ``quiet_before_s``), so that steps never start a hold.
-- **Lowering** is a shift back toward the free side of at least ``end_fraction`` of the lift shift, decided at the
-  return and confirmed ``confirm_s`` later when the weight shift, the obliquity and the sway all agree (see
-  ``_lowering_agrees``: the shift is still there ``keep_s`` after its middle; an obliquity that left its two-leg
-  baseline is back; the sway is back near two-leg level). A touchdown or a one-leg sway swing fails one of them.
-  The end is the centroid of that shift. ``flush()`` closes a hold still open when the stream ends.
+  second. A smooth step of ``step_rise_s`` plus a quadratic is fitted by least squares to the doubly integrated
+  lateral acceleration over ± ``step_half_s`` (fixed weights on the acceleration, ``step_fit_weights``): the
+  quadratic takes up position, velocity and a constant acceleration offset, so the levelling error of the fusion
+  never enters. The fit's amplitude peaks at the middle of a shift (its sign the stance side), flanked by side lobes
+  of the opposite sign and ~0.45 of its size at ±0.7 ``step_half_s``. The first peak of at least ``shift_min_cm``
+  from quiet stance (valid, no walking for ``quiet_before_s``) is the lift-off if its leading lobe is there; if not
+  it may be the leading lobe itself, and a larger opposite peak within ``lobe_s`` after it is taken instead. It must
+  also be ``lift_over_sway`` times every fit of the stance before it (two-leg sway makes steps of its own).
+- **Lowering** is a peak of the fit back toward the free side of at least ``end_fraction`` of the lift shift (more
+  than ``lobe_s`` after the start, clear of the lift's own lobe), confirmed ``confirm_s`` later when the weight
+  shift, the obliquity and the sway all agree (see ``_lowering_agrees``). A touchdown or a one-leg sway swing
+  fails one of them. ``flush()`` fits the last samples with cut windows and closes a hold still open.
 - **Touchdowns** (the free foot tapping down) are quick transients of horizontal acceleration, far faster than
   postural sway: energy above ``touchdown_hp_hz`` over ``touchdown_m_s2``. They are counted, and the samples around
   them are left out of the metrics.
@@ -33,7 +36,10 @@ Metrics, over the hold without ``settle_s`` after lift-off and before lowering a
 
 Inputs: ``angles_pelvis_deg`` (n, 3: rotation, obliquity + = left side higher, tilt + = anterior) and
 ``acc_level_m_s2`` (n, 3: specific force minus gravity in a level frame, x forward and y left along the pelvis,
-z up). A hold is reported once its end is confirmed, about ``confirm_s`` after the lowering shift, or by ``flush()``.
+z up). Fixed delay: a fit is known ``step_half_s`` after its centre, a lift-off ``lobe_s`` later at most (≈ 1.9 s
+after the middle of the shift; ``holding`` turns true then, ``hold_time_s`` counts from the middle). A hold is
+reported once its end is confirmed, about ``confirm_s`` + ``step_half_s`` after the lowering shift, or by
+``flush()``.
 Limits, measured on simulated holds through fusion → pelvis, are in docs/detectors.md.
 """
 
@@ -74,15 +80,20 @@ HOLD_DTYPE = np.dtype([
 
 HOLD_SETTINGS_DTYPE = np.dtype([
     ("fs_hz", np.float64),
-    ("shift_min_cm", np.float64),  # least lateral shift that counts as a lift-off
-    ("shift_max_cm", np.float64),  # a larger "shift" is a drift of the velocity estimate, not a weight shift
-    ("shift_velocity_min_m_s", np.float64),  # least peak lateral velocity of a lowering shift
-    ("end_fraction", np.float64),  # a lowering shift is at least this fraction of the lift shift, and stays
+    ("shift_min_cm", np.float64),  # least lateral shift (step-fit amplitude) that counts as a lift-off
+    ("shift_max_cm", np.float64),  # a larger "shift" is not a weight shift
+    ("end_fraction", np.float64),  # a lowering shift is at least this fraction of the lift shift
     ("min_hold_s", np.float64),
     ("max_hold_s", np.float64),  # longest hold kept (the buffer); a longer one is cut and marked capped
-    ("quiet_before_s", np.float64),  # quiet two-leg stance needed before lift-off; the baseline window
+    ("quiet_before_s", np.float64),  # valid, non-walking data needed before the middle of the lift shift
     ("walk_m_s2", np.float64),  # vertical acceleration RMS above this is walking or stepping
-    ("keep_s", np.float64),  # a lowering shift must still be there this long after its middle
+    ("step_half_s", np.float64),  # the step fit spans ± this about its centre: the analyser's fixed delay
+    ("step_rise_s", np.float64),  # duration of the fitted smooth step (a weight shift takes about half a second)
+    ("lobe_s", np.float64),  # the step fit's side lobes lie within this of a step (at ±0.7 step_half_s)
+    ("lobe_before_ratio", np.float64),  # a step is preceded by its opposite lobe of at least this fraction
+    ("lift_over_sway", np.float64),  # a lift-off step is this many times the largest step fit of the stance before
+    ("return_ratio", np.float64),  # a lowering followed within keep_s by a shift back of this fraction is not one
+    ("keep_s", np.float64),  # window after a lowering shift in which a shift back (touchdown) is looked for
     ("confirm_s", np.float64),  # a lowering shift must stay (and the obliquity agree) this long after its middle
     ("obliquity_agree_deg", np.float64),  # a hold whose obliquity left its baseline by this much must return
     ("quiet_ratio", np.float64),  # after lowering the sway is this fraction of the way from the baseline's to the hold's
@@ -93,20 +104,24 @@ HOLD_SETTINGS_DTYPE = np.dtype([
     ("touchdown_m_s2", np.float64),
     ("touchdown_pad_s", np.float64),  # left out of the metrics around each touchdown transient
     ("sway_lowpass_hz", np.float64),
-    ("bias_tau_s", np.float64),  # slow mean of the acceleration removed (levelling error, bias)
-    ("velocity_tau_s", np.float64),  # leak of the lateral velocity
+    ("bias_tau_s", np.float64),  # slow mean of the acceleration removed before the sway and walking measures
 ])
 
 _DEFAULTS = dict(
     shift_min_cm=2.5,
     shift_max_cm=15.0,
-    shift_velocity_min_m_s=0.08,
-    end_fraction=0.5,
+    end_fraction=0.4,
     min_hold_s=2.0,
     max_hold_s=120.0,
     quiet_before_s=1.0,
     walk_m_s2=0.6,
-    keep_s=0.8,
+    step_half_s=1.0,
+    step_rise_s=0.5,
+    lobe_s=0.9,
+    lobe_before_ratio=0.3,
+    lift_over_sway=2.0,
+    return_ratio=1.0,
+    keep_s=1.2,
     confirm_s=2.5,
     obliquity_agree_deg=1.5,
     quiet_ratio=0.25,
@@ -118,7 +133,6 @@ _DEFAULTS = dict(
     touchdown_pad_s=0.4,
     sway_lowpass_hz=3.5,
     bias_tau_s=4.0,
-    velocity_tau_s=2.0,
 )
 
 QUIET = 0  # two-leg stance, walking, anything but a hold
@@ -129,23 +143,21 @@ AFTER_CAP = 2  # a capped hold was reported; waiting for the lowering shift
 _OBL, _TILT, _AX, _AY, _EXCLUDED = 0, 1, 2, 3, 4
 _N_COLS = 5
 _EXTRA_BUFFER_S = 10.0  # baseline before, confirmation after
+_N_BURSTS = 8  # recent touchdown transients remembered (a hold is recognised after its first ones may have passed)
 
 _STATE_DTYPE = np.dtype([
     ("next_sample", np.int64),
     ("mode", np.int8),  # QUIET, HOLDING, AFTER_CAP
     ("n_valid", np.int64),  # valid samples seen
+    ("valid_run", np.int64),  # consecutive valid samples up to the last one
     ("bias", np.float64, (3,)),  # slow mean of acc_level
     ("lp", np.float64, (2, 4)),  # low-pass biquad memory (x1, x2, y1, y2) for x and y
     ("hp", np.float64, (2, 4)),  # high-pass biquad memory
     ("hf_energy", np.float64),  # smoothed square of the high-passed horizontal acceleration
     ("z_energy", np.float64),  # smoothed square of the vertical acceleration
-    ("velocity_y", np.float64),  # leaky lateral velocity, m/s, + = left
-    ("pulse_start", np.int64),
-    ("pulse_area", np.float64),  # m, + = left
-    ("pulse_moment", np.float64),  # Σ v·sample·dt, for the centroid
-    ("pulse_peak", np.float64),
     ("quiet_since", np.int64),  # first sample after the last walking or invalid sample (or the last hold's end)
-    ("in_burst", np.int8),
+    ("candidate", np.int64),  # a lift-off step waiting for its side lobes to be seen (-1: none)
+    ("candidate_m", np.float64),
     ("start", np.int64),
     ("side", np.int8),
     ("shift_m", np.float64),
@@ -153,15 +165,18 @@ _STATE_DTYPE = np.dtype([
     ("baseline_tilt", np.float64),
     ("baseline_rms", np.float64),
     ("touchdowns", np.int32),
+    ("in_burst", np.int8),
     ("last_burst", np.int64),
+    ("burst_onsets", np.int64, (_N_BURSTS,)),  # ring of recent counted transient onsets
+    ("n_bursts", np.int64),
     ("exclude_until", np.int64),
+    ("run_sign", np.int8),  # the current run of one sign of the step fit
+    ("run_peak", np.float64),
+    ("run_peak_sample", np.int64),
     ("pending", np.int8),  # a lowering shift is waiting for its confirmation
-    ("pending_start", np.int64),
-    ("pending_centroid", np.int64),
-    ("pending_area", np.float64),
-    ("pending_disp", np.float64),  # lateral displacement since the pending shift began, m, + = left
-    ("pending_disp_nl", np.float64),  # the same with the velocity's leak undone
-    ("pending_kept", np.float64),  # pending_disp_nl keep_s after the middle of the shift
+    ("pending_centroid", np.int64),  # middle of the lowering shift (the peak of the step fit)
+    ("pending_area", np.float64),  # its size, m, signed (+ = left)
+    ("pending_back", np.float64),  # largest step fit back toward the stance side within keep_s after it, m
 ])
 
 
@@ -181,6 +196,8 @@ def default_hold_settings(fs_hz: float, **overrides) -> np.ndarray:
         if not 0 < settings[name][0] < 0.5 * fs_hz:
             raise ValueError(f"{name}={settings[name][0]:g} must lie between 0 and the Nyquist frequency "
                              f"({0.5 * fs_hz:g} Hz)")
+    if not 0 < settings["step_rise_s"][0] < settings["step_half_s"][0]:
+        raise ValueError("step_rise_s must be positive and shorter than step_half_s")
     return settings
 
 
@@ -194,6 +211,32 @@ def _biquad_coefficients(fc_hz: float, fs_hz: float, highpass: bool) -> np.ndarr
     else:
         b = (k * k * norm, 2.0 * k * k * norm, k * k * norm)
     return np.array([*b, 2.0 * (k * k - 1.0) * norm, (1.0 - q * k + k * k) * norm])
+
+
+def _smooth_step(u):
+    """0 → 1 over u in [0, 1], quintic smoothstep (zero slope and curvature at both ends)."""
+    u = np.clip(u, 0.0, 1.0)
+    return u ** 3 * (10.0 - 15.0 * u + 6.0 * u * u)
+
+
+def step_fit_weights(fs_hz: float, half_s: float, rise_s: float, after: int | None = None) -> np.ndarray:
+    """Weights w (on lateral acceleration, oldest first) whose sum Σ w·a over a window is the least-squares
+    amplitude (m) of a smooth step of ``rise_s`` centred in the window, fitted together with a quadratic to the
+    doubly integrated acceleration over ± ``half_s``. The quadratic takes up the unknown position, velocity and a
+    constant acceleration offset (levelling error, bias): the weights sum to zero and have zero first moment, so
+    the integration constants never enter. ``after``: samples after the centre when fewer than the full
+    half-window are available (the end of a stream)."""
+    half = int(round(half_s * fs_hz))
+    after = half if after is None else int(after)
+    tau = np.arange(-half, after + 1) / fs_hz
+    design = np.column_stack([np.ones_like(tau), tau, tau * tau, _smooth_step(tau / rise_s + 0.5)])
+    h = np.linalg.pinv(design)[-1]  # amplitude = h · x, x the position samples
+    # x[k] = Σ_{j<k} (k − j) a[j] dt² (the integration constants are in the quadratic): amplitude = Σ_j w[j] a[j].
+    n = len(tau)
+    k = np.arange(n)
+    lag = k[None, :] - k[:, None]  # [j, k] = k − j
+    w = np.sum(np.where(lag > 0, lag, 0) * h[None, :], axis=1) / (fs_hz * fs_hz)
+    return w
 
 
 # ------------------------------------------------------------------------------------------------ numba kernel
@@ -237,6 +280,36 @@ def _window_rms(buffer, lo, hi):
             total += (buffer[row, _AX] - mx) ** 2 + (buffer[row, _AY] - my) ** 2
             n += 1
     return math.sqrt(total / n) if n > 0 else math.nan
+
+
+@numba.njit(cache=True)
+def _fit_max(fit_ring, lo, hi, sign, latest):
+    """Largest sign × step fit over centre samples [lo, hi] (NaN skipped; 0 if none); latest: the newest centre in
+    the ring (older ones than it holds are skipped)."""
+    n_rows = fit_ring.shape[0]
+    lo = max(lo, latest - n_rows + 1, 0)
+    hi = min(hi, latest)
+    best = 0.0
+    for c in range(lo, hi + 1):
+        v = sign * fit_ring[c % n_rows]
+        if v > best:  # NaN compares False
+            best = v
+    return best
+
+
+@numba.njit(cache=True)
+def _fit_argmax(fit_ring, lo, hi, sign, latest):
+    n_rows = fit_ring.shape[0]
+    lo = max(lo, latest - n_rows + 1, 0)
+    hi = min(hi, latest)
+    best = 0.0
+    at = -1
+    for c in range(lo, hi + 1):
+        v = sign * fit_ring[c % n_rows]
+        if v > best:
+            best = v
+            at = c
+    return at
 
 
 @numba.njit(cache=True)
@@ -315,10 +388,9 @@ def _lowering_agrees(settings, st, buffer, now):
     """Is the pending lowering shift a real return to two legs, judged on the samples up to ``now``? Three tests,
     each of which a sway swing or a touchdown fails:
 
-    - the weight stays shifted back: the displacement since the shift began (the velocity's leak undone),
-      ``keep_s`` after the middle of the shift, is still at least ``end_fraction`` of the lift shift (a touchdown
-      comes back within ~0.5 s, a sway swing mostly too). Not later: a double integral of acceleration drifts by
-      ~½ b t² with the bias left after the slow mean (≈0.01 m/s² under one-leg sway), a cm in 1.4 s;
+    - the weight stays shifted back: within ``keep_s`` after the shift the step fit shows no shift back toward the
+      stance leg of ``return_ratio`` of it (a touchdown lifts the foot again within ~0.5 s; the step fit's own
+      side lobe after a kept shift is about 0.45 of it);
     - the obliquity agrees: if the hold moved it off its two-leg baseline by ``obliquity_agree_deg`` or more, it
       is back within half of that departure;
     - the sway agrees: the RMS of the horizontal acceleration after the shift is back near two-leg level: within
@@ -326,19 +398,19 @@ def _lowering_agrees(settings, st, buffer, now):
       1.5 × the baseline's when there is less than a second of hold to compare with)."""
     fs = settings["fs_hz"]
     settle = int(round(settings["settle_s"] * fs))
-    toward_stance = 1.0 if st["shift_m"] > 0.0 else -1.0
-    if st["pending_kept"] * toward_stance > -settings["end_fraction"] * abs(st["shift_m"]):
+    if st["pending_back"] >= settings["return_ratio"] * abs(st["pending_area"]):
         return False
+    shift_begin = st["pending_centroid"] - settle
     lo_after = min(st["pending_centroid"] + settle, now)
-    departure = _window_mean(buffer, _OBL, st["start"] + settle, st["pending_start"]) - st["baseline_obl"]
+    departure = _window_mean(buffer, _OBL, st["start"] + settle, shift_begin) - st["baseline_obl"]
     if abs(departure) >= settings["obliquity_agree_deg"]:  # NaN: nothing to compare
         after = _window_mean(buffer, _OBL, lo_after, now + 1) - st["baseline_obl"]
         if abs(after) > 0.5 * abs(departure):
             return False
     if now + 1 - lo_after >= settle:
         after_rms = _window_rms(buffer, lo_after, now + 1)
-        if st["pending_start"] - (st["start"] + settle) >= int(round(fs)):
-            during = _window_rms(buffer, st["start"] + settle, st["pending_start"])
+        if shift_begin - (st["start"] + settle) >= int(round(fs)):
+            during = _window_rms(buffer, st["start"] + settle, shift_begin)
             base = st["baseline_rms"]
             if after_rms > max(1.25 * base, base + settings["quiet_ratio"] * (during - base)):
                 return False
@@ -361,24 +433,133 @@ def _end_hold(settings, st, buffer, end, out, n_out):
 
 
 @numba.njit(cache=True)
-def _update(settings_array, state_array, lp_c, hp_c, buffer, angles_pelvis_deg, acc_level_m_s2, out):
+def _start_hold(settings, st, buffer, peak, shift_m):
+    """A lift-off step of shift_m (m, + = toward the left) centred on sample peak: the hold starts there."""
+    fs = settings["fs_hz"]
+    settle = int(round(settings["settle_s"] * fs))
+    baseline_n = max(int(round(settings["quiet_before_s"] * fs)), int(round(settings["baseline_s"] * fs)))
+    st["mode"] = HOLDING
+    st["start"] = peak
+    st["side"] = LEFT if shift_m > 0.0 else RIGHT  # +y is left: moved over the left leg
+    st["shift_m"] = shift_m
+    hi = peak - settle  # the shift begins about a quarter of a second before its middle
+    lo = min(max(st["quiet_since"], peak - baseline_n), hi - 1)
+    st["baseline_obl"] = _window_mean(buffer, _OBL, lo, hi)
+    st["baseline_tilt"] = _window_mean(buffer, _TILT, lo, hi)
+    st["baseline_rms"] = _window_rms(buffer, lo, hi)
+    # Touchdowns already seen (the hold is recognised lobe_s + step_half_s after its start).
+    st["touchdowns"] = 0
+    for k in range(min(st["n_bursts"], _N_BURSTS)):
+        if st["burst_onsets"][k] - peak > settle:
+            st["touchdowns"] += 1
+    st["pending"] = 0
+
+
+@numba.njit(cache=True)
+def _stands_out(settings, fit_ring, peak_sample, peak, c):
+    """Is the lift-off step at peak_sample larger than lift_over_sway × every step fit of the stance before it (up
+    to baseline_s before, short of its leading lobe)? Postural sway of two-leg stance makes steps of its own."""
+    fs = settings["fs_hz"]
+    lobe = int(round(settings["lobe_s"] * fs))
+    lo = peak_sample - int(round(settings["baseline_s"] * fs))
+    largest = max(_fit_max(fit_ring, lo, peak_sample - lobe, 1.0, c),
+                  _fit_max(fit_ring, lo, peak_sample - lobe, -1.0, c))
+    return abs(peak) >= settings["lift_over_sway"] * largest
+
+
+@numba.njit(cache=True)
+def _fit_sample(settings, st, buffer, fit_ring, c, fit, full_until, out, n_out):
+    """One new step-fit value ``fit`` (m, + = toward the left; NaN if the window was not all valid) centred on
+    sample c: lift-off and lowering decisions. full_until: the last centre whose fit had the full window (at the end
+    of a stream the cut windows have larger side lobes: they do not count as a shift back). Returns the new count
+    of holds out."""
+    fs = settings["fs_hz"]
+    n_fit = fit_ring.shape[0]
+    fit_ring[c % n_fit] = fit
+    lobe = int(round(settings["lobe_s"] * fs))
+    settle = int(round(settings["settle_s"] * fs))
+    keep = int(round(settings["keep_s"] * fs))
+    quiet_before = int(round(settings["quiet_before_s"] * fs))
+    shift_min = 0.01 * settings["shift_min_cm"]
+    shift_max = 0.01 * settings["shift_max_cm"]
+
+    # Runs of one sign of the step fit: each run's peak is one candidate step, at its middle.
+    sign = 0
+    if fit > 0.0:
+        sign = 1
+    elif fit < 0.0:
+        sign = -1
+    closed = sign != st["run_sign"] and st["run_sign"] != 0
+    peak = st["run_peak"]
+    peak_sample = st["run_peak_sample"]
+    if sign != st["run_sign"]:
+        st["run_sign"] = sign
+        st["run_peak"] = 0.0
+    if sign != 0 and abs(fit) > abs(st["run_peak"]):
+        st["run_peak"] = fit
+        st["run_peak_sample"] = c
+
+    if st["mode"] == QUIET:
+        if st["candidate"] >= 0 and st["quiet_since"] > st["candidate"] - quiet_before:
+            st["candidate"] = -1  # walking (or a gap) came after it: not from quiet stance
+        if closed and st["candidate"] < 0 and shift_min <= abs(peak) <= shift_max \
+                and st["quiet_since"] <= peak_sample - quiet_before:
+            # A step fit's side lobes flank a step at about ±0.7 step_half_s with about 0.45 of its size and the
+            # opposite sign. Before a lift-off the stance is quiet, so a lift-off shows its leading lobe; a peak
+            # without one may itself be the leading lobe of a larger step just after it.
+            s_pk = 1.0 if peak > 0.0 else -1.0
+            before = _fit_max(fit_ring, peak_sample - lobe, peak_sample - settle, -s_pk, c)
+            if before >= settings["lobe_before_ratio"] * abs(peak):
+                if _stands_out(settings, fit_ring, peak_sample, peak, c):
+                    _start_hold(settings, st, buffer, peak_sample, peak)
+            else:
+                st["candidate"] = peak_sample
+                st["candidate_m"] = peak
+        if st["candidate"] >= 0 and c >= st["candidate"] + lobe:
+            s_pk = 1.0 if st["candidate_m"] > 0.0 else -1.0
+            at = _fit_argmax(fit_ring, st["candidate"] + 1, st["candidate"] + lobe, -s_pk, c)
+            if at >= 0 and abs(fit_ring[at % n_fit]) > abs(st["candidate_m"]) \
+                    and abs(fit_ring[at % n_fit]) <= shift_max:
+                if _stands_out(settings, fit_ring, at, fit_ring[at % n_fit], c):  # the candidate was its leading lobe
+                    _start_hold(settings, st, buffer, at, fit_ring[at % n_fit])
+            elif _stands_out(settings, fit_ring, st["candidate"], st["candidate_m"], c):
+                _start_hold(settings, st, buffer, st["candidate"], st["candidate_m"])
+            st["candidate"] = -1
+        return n_out
+
+    # HOLDING or AFTER_CAP: the lowering is a step back toward the free side, away from the lift's trailing lobe.
+    toward_stance = 1.0 if st["shift_m"] > 0.0 else -1.0
+    if st["pending"] and c <= min(st["pending_centroid"] + keep, full_until) and math.isfinite(fit):
+        st["pending_back"] = max(st["pending_back"], toward_stance * fit)
+    if closed and peak * toward_stance < 0.0 and peak_sample - st["start"] > lobe \
+            and abs(peak) >= settings["end_fraction"] * abs(st["shift_m"]):
+        # A later qualifying shift replaces a pending one.
+        st["pending"] = 1
+        st["pending_centroid"] = peak_sample
+        st["pending_area"] = peak
+        st["pending_back"] = _fit_max(fit_ring, peak_sample + 1, min(peak_sample + keep, full_until),
+                                      toward_stance, c)
+    return n_out
+
+
+@numba.njit(cache=True)
+def _update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_ring, buffer, angles_pelvis_deg,
+            acc_level_m_s2, out):
     """Hold analysis over one block; writes completed holds into out and returns how many."""
     settings = settings_array[0]
     st = state_array[0]
     fs = settings["fs_hz"]
     dt = 1.0 / fs
     n_rows = buffer.shape[0]
+    n_acc = acc_ring.shape[0]  # = len(weights), the step fit's window
+    half = n_acc // 2
     bias_gain = dt / settings["bias_tau_s"]
-    leak = dt / settings["velocity_tau_s"]
     hf_gain = dt / 0.1  # 0.1 s smoothing: a touchdown transient lasts about that
     z_gain = dt / 1.0  # 1 s: steps at any cadence
-    quiet_before = int(round(settings["quiet_before_s"] * fs))
     max_hold = int(round(settings["max_hold_s"] * fs))
     confirm = int(round(settings["confirm_s"] * fs))
     pad = int(round(settings["touchdown_pad_s"] * fs))
     settle = int(round(settings["settle_s"] * fs))
-    keep = int(round(settings["keep_s"] * fs))
-    baseline_n = max(quiet_before, int(round(settings["baseline_s"] * fs)))
     n_out = 0
     for i in range(angles_pelvis_deg.shape[0]):
         sample = st["next_sample"] + i
@@ -394,6 +575,9 @@ def _update(settings_array, state_array, lp_c, hp_c, buffer, angles_pelvis_deg, 
             gain = max(bias_gain, 1.0 / st["n_valid"])
             for k in range(3):
                 st["bias"][k] += gain * (a[k] - st["bias"][k])
+            st["valid_run"] += 1
+        else:
+            st["valid_run"] = 0
         ax_lp = _biquad(lp_c, st["lp"][0], ax)
         ay_lp = _biquad(lp_c, st["lp"][1], ay)
         hx = _biquad(hp_c, st["hp"][0], ax)
@@ -410,95 +594,88 @@ def _update(settings_array, state_array, lp_c, hp_c, buffer, angles_pelvis_deg, 
         if walking or not ok:
             st["quiet_since"] = sample + 1
 
-        # Lateral velocity pulses: each run of one sign is one sideways movement.
-        v_new = st["velocity_y"] + ay * dt - leak * st["velocity_y"]
-        pulse_closed = (v_new > 0.0) != (st["velocity_y"] > 0.0)
-        area = st["pulse_area"]
-        peak = st["pulse_peak"]
-        pulse_start = st["pulse_start"]
-        centroid = int(round(st["pulse_moment"] / area)) if area != 0.0 else sample
-        if pulse_closed:
-            st["pulse_start"] = sample
-            st["pulse_area"] = 0.0
-            st["pulse_moment"] = 0.0
-            st["pulse_peak"] = 0.0
-        st["velocity_y"] = v_new
-        st["pulse_area"] += v_new * dt
-        st["pulse_moment"] += v_new * dt * sample
-        st["pulse_peak"] = max(st["pulse_peak"], abs(v_new))
-        big_enough = pulse_closed and peak >= settings["shift_velocity_min_m_s"]
+        # Touchdowns: quick transients. Remembered in any mode, since a hold is recognised only after its start.
+        burst = ok and math.sqrt(st["hf_energy"]) > settings["touchdown_m_s2"]
+        if burst:
+            if not st["in_burst"] and sample - st["last_burst"] > 2 * pad:
+                st["burst_onsets"][st["n_bursts"] % _N_BURSTS] = sample
+                st["n_bursts"] += 1
+                if st["mode"] == HOLDING and sample - st["start"] > settle:
+                    st["touchdowns"] += 1
+                for s in range(max(sample - pad, 0), sample + 1):
+                    buffer[s % n_rows, _EXCLUDED] = 1.0
+            st["last_burst"] = sample
+            st["exclude_until"] = sample + pad
+        st["in_burst"] = 1 if burst else 0
+
+        # The step fit over the last window, centred half a window back.
+        acc_ring[sample % n_acc] = a[1] if ok else 0.0
+        c = sample - half
+        if c >= 0:
+            fit = math.nan
+            if st["valid_run"] >= n_acc:
+                fit = 0.0
+                for j in range(n_acc):
+                    fit += weights[j] * acc_ring[(c - half + j) % n_acc]
+            n_out = _fit_sample(settings, st, buffer, fit_ring, c, fit, c, out, n_out)
 
         if st["mode"] == QUIET:
-            # Lift-off: one pulse of lateral velocity, big enough, from quiet stance.
-            if (big_enough and 0.01 * settings["shift_min_cm"] <= abs(area) <= 0.01 * settings["shift_max_cm"]
-                    and pulse_start - quiet_before >= st["quiet_since"] and not walking):
-                st["mode"] = HOLDING
-                st["start"] = centroid
-                st["side"] = LEFT if area > 0.0 else RIGHT  # +y is left: moved over the left leg
-                st["shift_m"] = area
-                lo = max(st["quiet_since"], pulse_start - baseline_n)
-                st["baseline_obl"] = _window_mean(buffer, _OBL, lo, pulse_start)
-                st["baseline_tilt"] = _window_mean(buffer, _TILT, lo, pulse_start)
-                st["baseline_rms"] = _window_rms(buffer, lo, pulse_start)
-                st["touchdowns"] = 0
-                st["last_burst"] = -(1 << 40)
-                st["pending"] = 0
-        else:  # HOLDING, or AFTER_CAP: the same search for the lowering, which then reports nothing
-            if st["pending"]:
-                # Displacement since the shift began, and the same with the velocity's leak undone
-                # (u' = a = v' + v / tau: the leak would make a kept shift seem to fade).
-                st["pending_disp_nl"] += (v_new + st["pending_disp"] / settings["velocity_tau_s"]) * dt
-                st["pending_disp"] += v_new * dt
-                if sample - st["pending_centroid"] <= keep:
-                    st["pending_kept"] = st["pending_disp_nl"]
-            if walking:
-                # Walking off: the hold ended at a lowering shift that was still being confirmed, or was no hold.
-                if st["mode"] == HOLDING and st["pending"] and _lowering_agrees(settings, st, buffer, sample):
+            continue
+        if walking:
+            # Walking off: the hold ended at a lowering shift that was still being confirmed, or was no hold.
+            if st["mode"] == HOLDING and st["pending"] and _lowering_agrees(settings, st, buffer, sample):
+                n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
+            st["mode"] = QUIET
+            st["pending"] = 0
+            continue
+        if st["pending"] and sample - st["pending_centroid"] >= confirm:
+            if _lowering_agrees(settings, st, buffer, sample):
+                if st["mode"] == HOLDING:
                     n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
                 st["mode"] = QUIET
-                continue
-            # Touchdown: a quick transient, well inside the hold.
-            burst = math.sqrt(st["hf_energy"]) > settings["touchdown_m_s2"]
-            if burst:
-                if not st["in_burst"] and sample - st["last_burst"] > 2 * pad and sample - st["start"] > settle:
-                    st["touchdowns"] += 1
-                    for s in range(max(sample - pad, st["start"]), sample + 1):
-                        buffer[s % n_rows, _EXCLUDED] = 1.0
-                st["last_burst"] = sample
-                st["exclude_until"] = sample + pad
-            st["in_burst"] = 1 if burst else 0
-            if big_enough and centroid - st["start"] > settle and area * st["shift_m"] < 0.0 \
-                    and abs(area) >= settings["end_fraction"] * abs(st["shift_m"]):
-                # A shift back toward the free side: lowering, unless it comes back (touchdown, sway swing).
-                st["pending"] = 1
-                st["pending_start"] = pulse_start
-                st["pending_centroid"] = centroid
-                st["pending_area"] = area
-                st["pending_disp"] = area + v_new * dt
-                st["pending_disp_nl"] = st["pending_disp"]
-                st["pending_kept"] = st["pending_disp"]
-            if st["pending"] and sample - st["pending_centroid"] >= confirm:
-                if _lowering_agrees(settings, st, buffer, sample):
-                    if st["mode"] == HOLDING:
-                        n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
-                    st["mode"] = QUIET
-                    st["quiet_since"] = sample + 1
-                st["pending"] = 0
-            if st["mode"] == HOLDING and sample - st["start"] >= max_hold:
-                n_out = _finish(settings, st, buffer, sample, True, False, 0.0, out, n_out)
-                st["mode"] = AFTER_CAP
-                st["pending"] = 0
+                st["quiet_since"] = max(st["quiet_since"], st["pending_centroid"] + settle)
+            st["pending"] = 0
+        if st["mode"] == HOLDING and sample - st["start"] >= max_hold:
+            n_out = _finish(settings, st, buffer, st["start"] + max_hold, True, False, 0.0, out, n_out)
+            st["mode"] = AFTER_CAP
+            st["pending"] = 0
     st["next_sample"] += angles_pelvis_deg.shape[0]
     return n_out
 
 
 @numba.njit(cache=True)
-def _flush(settings_array, state_array, buffer, out):
+def _feed_tail(settings_array, state_array, acc_ring, fit_ring, buffer, tail_weights, out):
+    """End of the stream: the step fit for the last centres, whose windows are cut short by the end (row r of
+    tail_weights: centre last − half + 1 + r, its weights over the available samples, zero-padded)."""
+    settings = settings_array[0]
+    st = state_array[0]
+    n_acc = acc_ring.shape[0]
+    half = n_acc // 2
+    last = st["next_sample"] - 1
+    n_out = 0
+    for r in range(tail_weights.shape[0]):
+        c = last - half + 1 + r
+        if c < 0:
+            continue
+        n_win = half + 1 + last - c  # samples c − half … last
+        fit = math.nan
+        if st["valid_run"] >= n_win and math.isfinite(tail_weights[r, 0]):
+            fit = 0.0
+            for j in range(n_win):
+                fit += tail_weights[r, j] * acc_ring[(c - half + j) % n_acc]
+        n_out = _fit_sample(settings, st, buffer, fit_ring, c, fit, last - half, out, n_out)
+    if tail_weights.shape[0] > 0:  # nothing follows: the run of one sign still open ends here
+        n_out = _fit_sample(settings, st, buffer, fit_ring, last - half + 1 + tail_weights.shape[0], 0.0,
+                            last - half, out, n_out)
+    return n_out
+
+
+@numba.njit(cache=True)
+def _flush(settings_array, state_array, buffer, out, n_out):
     """The stream has ended: close a hold still open. A lowering shift still being confirmed ends it if the samples
     seen after it agree; otherwise the hold ends at the last sample, marked ended_by_stream_end."""
     settings = settings_array[0]
     st = state_array[0]
-    n_out = 0
     last = st["next_sample"] - 1
     if st["mode"] == HOLDING:
         if st["pending"] and _lowering_agrees(settings, st, buffer, last):
@@ -507,6 +684,9 @@ def _flush(settings_array, state_array, buffer, out):
             n_out = _finish(settings, st, buffer, last + 1, False, True, 0.0, out, n_out)
     st["mode"] = QUIET
     st["pending"] = 0
+    st["candidate"] = -1
+    st["run_sign"] = 0
+    st["valid_run"] = 0  # the step fit starts afresh
     st["quiet_since"] = st["next_sample"]
     return n_out
 
@@ -519,10 +699,10 @@ class HoldAnalyzer:
     was confirmed in this call (HOLD_DTYPE); ``flush()`` at the end of the stream returns a hold still open.
 
     Live state for a timer: ``holding`` (a hold is under way), ``hold_time_s`` (since its start), ``stance_side``
-    (LEFT, RIGHT or None), ``touchdowns`` so far. A hold is known to have started about a quarter of a second after
-    the middle of the lift-off shift (when the shift ends); ``hold_time_s`` counts from that middle. After the
-    lowering shift the timer runs on until the lowering is confirmed (``confirm_s`` later); the reported hold ends
-    at the middle of the lowering shift.
+    (LEFT, RIGHT or None), ``touchdowns`` so far. A hold is known to have started 1–2 s after the middle of the
+    lift-off shift (``step_half_s`` for the step fit, up to ``lobe_s`` to see its side lobes); ``hold_time_s``
+    counts from that middle. After the lowering shift the timer runs on until the lowering is confirmed
+    (``step_half_s`` + ``confirm_s`` later); the reported hold ends at the middle of the lowering shift.
     """
 
     def __init__(self, fs_hz: float, settings=None):
@@ -537,11 +717,26 @@ class HoldAnalyzer:
         s = settings[0]
         self._lp = _biquad_coefficients(s["sway_lowpass_hz"], fs_hz, highpass=False)
         self._hp = _biquad_coefficients(s["touchdown_hp_hz"], fs_hz, highpass=True)
+        self._weights = step_fit_weights(fs_hz, s["step_half_s"], s["step_rise_s"])
+        half = len(self._weights) // 2
+        # The end of a stream: fits over cut windows, down to 0.6 of the rise after the centre.
+        min_after = max(2, int(round(0.6 * s["step_rise_s"] * fs_hz)))
+        self._tail_weights = np.full((max(0, half - min_after), len(self._weights)), np.nan)
+        for r in range(len(self._tail_weights)):
+            w = step_fit_weights(fs_hz, s["step_half_s"], s["step_rise_s"], after=half - 1 - r)
+            self._tail_weights[r, :len(w)] = w
+            self._tail_weights[r, len(w):] = 0.0
         rows = int(math.ceil((s["max_hold_s"] + _EXTRA_BUFFER_S + max(s["quiet_before_s"], s["baseline_s"])
-                              + s["confirm_s"]) * fs_hz))
+                              + s["confirm_s"] + s["step_half_s"] + s["lobe_s"]) * fs_hz))
         self._buffer = np.zeros((rows, _N_COLS))
+        self._acc_ring = np.zeros(len(self._weights))
+        self._fit_ring = np.full(int(math.ceil((s["baseline_s"] + 2 * s["lobe_s"] + s["keep_s"] + 2 * s["step_half_s"])
+                                           * fs_hz)) + 2,
+                                 np.nan)
         self.state = np.zeros(1, dtype=_STATE_DTYPE)
         self.state["exclude_until"] = -1
+        self.state["candidate"] = -1
+        self.state["last_burst"] = -(1 << 40)
 
     def update(self, angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarray) -> np.ndarray:
         angles = np.ascontiguousarray(angles_pelvis_deg, dtype=np.float64)
@@ -550,15 +745,18 @@ class HoldAnalyzer:
             raise ValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape} must both be (n, 3)")
         # At most one hold ends per min_hold_s; a block of n samples cannot finish more than this.
         out = np.zeros(2 + int(len(angles) / (self.settings["min_hold_s"][0] * self.fs_hz)), dtype=HOLD_DTYPE)
-        n = _update(self.settings, self.state, self._lp, self._hp, self._buffer, angles, acc, out)
+        n = _update(self.settings, self.state, self._lp, self._hp, self._weights, self._acc_ring, self._fit_ring,
+                    self._buffer, angles, acc, out)
         return out[:n].copy()
 
     def flush(self) -> np.ndarray:
         """End of the stream: the hold still open, if any (HOLD_DTYPE, 0 or 1 records). A lowering shift seen but
         not yet confirmed ends it there; otherwise it ends at the last sample and is marked ``ended_by_stream_end``.
         Later updates start afresh (a new hold needs ``quiet_before_s`` of quiet stance first)."""
-        out = np.zeros(1, dtype=HOLD_DTYPE)
-        n = _flush(self.settings, self.state, self._buffer, out)
+        out = np.zeros(2, dtype=HOLD_DTYPE)
+        n = _feed_tail(self.settings, self.state, self._acc_ring, self._fit_ring, self._buffer, self._tail_weights,
+                       out)
+        n = _flush(self.settings, self.state, self._buffer, out, n)
         return out[:n].copy()
 
     @property

@@ -17,7 +17,9 @@ under real-life environmental conditions. Part 1: The instrument", Clin Biomech 
 accelerometer from its static reading) and the usual AP/ML decomposition of lower-back acceleration
 (Zijlstra & Hof 2003, Gait & Posture 18(2):1-10):
 
-1. **Vertical.** From the last still, upright period before walking starts: the mean up direction of the
+1. **Vertical.** From the longest still, upright period before walking starts (a later one counts once it is as
+   long, or ``stand_keep_s`` = 5 s: a calm moment on one leg is not neutral standing; without a still period,
+   quasi-static stance: within 0.6 m/s² of the recent mean for 1.5 s): the mean up direction of the
    orientation input, in sensor coordinates, is the pelvis superior axis of the wearer's neutral posture. The
    orientation is used rather than the raw acceleration so that the alignment matches what it is applied to: an
    accelerometer bias tilts a 6D filter's inclination, and the same bias then cancels (with a bias-free
@@ -61,6 +63,9 @@ SETTINGS_DTYPE = np.dtype([
     ("gravity_m_s2", np.float64),
     ("still_dev_m_s2", np.float64),  # a sample is still if acc is within this of its recent mean
     ("still_min_samples", np.int64),  # a still period at least this long gives the vertical
+    ("quasi_dev_m_s2", np.float64),  # quasi-static stance: acc within this of its recent mean ...
+    ("quasi_min_samples", np.int64),  # ... for this long gives the vertical when no still period has
+    ("stand_keep_samples", np.int64),  # a later still period replaces the stand once as long as it (or this long)
     ("upright_min_cos", np.float64),  # cos of the largest angle between sensor z and up for an upright stand
     ("still_alpha", np.float64),  # EMA weight of the stillness reference (0.25 s)
     ("mean_alpha", np.float64),  # EMA weight of the mean removed before correlating (0.5 s)
@@ -87,6 +92,10 @@ STATE_DTYPE = np.dtype([
     ("acc_ema", np.float64, (3,)),  # stillness reference, sensor frame
     ("still_run", np.int64),
     ("still_sum", np.float64, (3,)),  # the same over the current still run
+    ("quasi_run", np.int64),  # the same for quasi-static stance
+    ("quasi_sum", np.float64, (3,)),
+    ("stand_run", np.int64),  # length of the run that gave the stand (0: none)
+    ("stand_strict", np.bool_),  # the stand came from a still (not quasi-static) run
     ("stand_sum", np.float64, (3,)),  # summed up direction (sensor frame) over the chosen still period
     ("has_stand", np.bool_),
     ("walked", np.bool_),  # walking seen: the stand is frozen
@@ -235,7 +244,8 @@ def pelvis_update(settings, state, ring_acc, rzz, ring_heading, q_sensor_to_eart
         st.acc_ema[2] += s.still_alpha * (f2 - st.acc_ema[2])
         if not st.walked and s.given == 0:
             fn = math.sqrt(f0 * f0 + f1 * f1 + f2 * f2)
-            if d < s.still_dev_m_s2 and abs(fn - g) < 0.1 * g:
+            upright_g = abs(fn - g) < 0.1 * g
+            if d < s.still_dev_m_s2 and upright_g:
                 # Sum the fusion's up direction in sensor coordinates (the last row of R), not the raw
                 # acceleration: the alignment must match the orientation it is applied to.
                 st.still_run += 1
@@ -245,12 +255,34 @@ def pelvis_update(settings, state, ring_acc, rzz, ring_heading, q_sensor_to_eart
             else:
                 st.still_run = 0
                 st.still_sum[:] = 0.0
-            if st.still_run >= s.still_min_samples:
+            if d < s.quasi_dev_m_s2 and upright_g:
+                st.quasi_run += 1
+                st.quasi_sum[0] += R[2, 0]
+                st.quasi_sum[1] += R[2, 1]
+                st.quasi_sum[2] += R[2, 2]
+            else:
+                st.quasi_run = 0
+                st.quasi_sum[:] = 0.0
+            # The stand is the longest still period so far (a later one counts once it is stand_keep_samples
+            # long): a short still moment later, e.g. on one leg, is not the neutral posture. Quasi-static stance
+            # (postural sway above still_dev) gives it only while no still period has, and is replaced by one on
+            # the same terms.
+            keep = min(st.stand_run, s.stand_keep_samples)
+            if st.still_run >= s.still_min_samples and st.still_run >= keep:
                 ss = st.still_sum
                 cos_up = ss[2] / math.sqrt(ss[0] * ss[0] + ss[1] * ss[1] + ss[2] * ss[2])
                 if cos_up >= s.upright_min_cos:
                     st.stand_sum[:] = ss
                     st.has_stand = True
+                    st.stand_strict = True
+                    st.stand_run = st.still_run
+            elif not st.stand_strict and st.quasi_run >= s.quasi_min_samples and st.quasi_run >= keep:
+                ss = st.quasi_sum
+                cos_up = ss[2] / math.sqrt(ss[0] * ss[0] + ss[1] * ss[1] + ss[2] * ss[2])
+                if cos_up >= s.upright_min_cos:
+                    st.stand_sum[:] = ss
+                    st.has_stand = True
+                    st.stand_run = st.quasi_run
 
         # -- walking and its step lag: autocorrelation of vertical acceleration (mean removed)
         for k in range(3):
@@ -396,7 +428,7 @@ class PelvisTracker:
     """
 
     def __init__(self, fs_hz: float, alignment=None, *, vertical_sensor=None, yaw_walk_s: float = 1.5,
-                 vertical_walk_s: float = 3.0):
+                 vertical_walk_s: float = 3.0, stand_keep_s: float = 5.0):
         if not (np.isfinite(fs_hz) and fs_hz > 0):
             raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
         self.fs_hz = float(fs_hz)
@@ -405,6 +437,9 @@ class PelvisTracker:
         s["gravity_m_s2"] = GRAVITY_M_S2
         s["still_dev_m_s2"] = 0.3
         s["still_min_samples"] = max(2, round(0.75 * fs_hz))
+        s["quasi_dev_m_s2"] = 0.6
+        s["quasi_min_samples"] = max(2, round(1.5 * fs_hz))
+        s["stand_keep_samples"] = max(2, round(stand_keep_s * fs_hz))
         s["upright_min_cos"] = math.cos(math.radians(45.0))
         s["still_alpha"] = 1.0 / (0.25 * fs_hz)
         # Mean removal before correlating: a gait-initiation surge or a turn's centripetal pull is not a step. The
