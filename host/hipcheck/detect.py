@@ -51,6 +51,7 @@ import math
 import numba
 import numpy as np
 
+from hipcheck.settings import merged_settings
 from hipcheck.gait import LEFT, RIGHT, STRIDE_DTYPE
 
 __all__ = [
@@ -161,14 +162,9 @@ _STATE_DTYPE = np.dtype([
 
 def default_settings(fs_hz: float, **overrides) -> np.ndarray:
     """One settings record (DETECTOR_SETTINGS_DTYPE) with the documented defaults; overrides by field name."""
-    unknown = sorted(set(overrides) - set(DETECTOR_SETTINGS_DTYPE.names))
-    if unknown:
-        raise TypeError(f"unknown detector setting(s) {', '.join(unknown)}; "
-                        f"the settings are: {', '.join(DETECTOR_SETTINGS_DTYPE.names)}")
-    if not fs_hz > 0:
-        raise ValueError(f"fs_hz={fs_hz}: the sample rate must be positive")
+    values = merged_settings("detector", _DEFAULTS, overrides, fs_hz)
     settings = np.zeros(1, dtype=DETECTOR_SETTINGS_DTYPE)
-    for name, value in {**_DEFAULTS, **overrides}.items():
+    for name, value in values.items():
         settings[name] = value
     settings["fs_hz"] = fs_hz
     s = settings[0]

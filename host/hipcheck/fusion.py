@@ -73,6 +73,7 @@ import math
 import numpy as np
 from numba import njit
 
+from hipcheck.settings import merged_settings
 from hipcheck.inputs import InputError, unit_problem
 from hipcheck.protocol import ACC_FULL_SCALE_G
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
@@ -228,12 +229,7 @@ def _butter2(tau_s: float, dt_s: float, c_out: np.ndarray) -> None:
 
 def make_settings(fs_hz: float, **settings) -> np.ndarray:
     """One settings record (shape (1,), SETTINGS_DTYPE) for a sample rate; keyword overrides of DEFAULTS."""
-    unknown = set(settings) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"unknown fusion setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    if not (np.isfinite(fs_hz) and fs_hz > 0):
-        raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number")
-    values = {**DEFAULTS, **settings}
+    values = merged_settings("fusion", DEFAULTS, settings, fs_hz)
     for name in ("tau_acc_s", "acc_warmup_s", "correction_rate_hz", "rest_tau_s", "bias_sigma_init_rad_s",
                  "bias_forgetting_s", "bias_drift_sigma_rad_s",
                  "bias_sigma_motion_rad_s", "bias_sigma_rest_rad_s", "bias_vertical_forgetting", "gravity_m_s2",

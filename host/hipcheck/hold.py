@@ -50,6 +50,7 @@ import math
 import numba
 import numpy as np
 
+from hipcheck.settings import merged_settings
 from hipcheck.gait import LEFT, RIGHT
 
 __all__ = ["HOLD_DTYPE", "HOLD_SETTINGS_DTYPE", "HoldAnalyzer", "analyze_holds", "default_hold_settings"]
@@ -182,14 +183,9 @@ _STATE_DTYPE = np.dtype([
 
 def default_hold_settings(fs_hz: float, **overrides) -> np.ndarray:
     """One settings record (HOLD_SETTINGS_DTYPE) with the documented defaults; overrides by field name."""
-    unknown = sorted(set(overrides) - set(HOLD_SETTINGS_DTYPE.names))
-    if unknown:
-        raise TypeError(f"unknown hold setting(s) {', '.join(unknown)}; "
-                        f"the settings are: {', '.join(HOLD_SETTINGS_DTYPE.names)}")
-    if not fs_hz > 0:
-        raise ValueError(f"fs_hz={fs_hz}: the sample rate must be positive")
+    values = merged_settings("hold", _DEFAULTS, overrides, fs_hz)
     settings = np.zeros(1, dtype=HOLD_SETTINGS_DTYPE)
-    for name, value in {**_DEFAULTS, **overrides}.items():
+    for name, value in values.items():
         settings[name] = value
     settings["fs_hz"] = fs_hz
     for name in ("sway_lowpass_hz", "touchdown_hp_hz"):

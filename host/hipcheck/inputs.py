@@ -9,6 +9,7 @@ holds its orientation over a NaN sample and ignores a saturated accelerometer).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +82,7 @@ def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m
 
 def check_imu(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float, *, min_seconds: float = 0.0) -> InputReport:
     """Refuse data that cannot be analysed (``InputError``); count the flaws of data that can."""
-    if not (isinstance(fs_hz, (int, float)) and math.isfinite(fs_hz) and fs_hz > 0):
+    if not (isinstance(fs_hz, numbers.Real) and math.isfinite(fs_hz) and fs_hz > 0):
         raise InputError(f"sample rate {fs_hz!r} Hz is not a positive number")
     acc = np.asarray(acc_m_s2)
     gyr = np.asarray(gyr_rad_s)

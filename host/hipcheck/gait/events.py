@@ -68,6 +68,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hipcheck.settings import merged_settings
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT
 
 __all__ = ["EventDetector", "detect_events", "DEFAULT_SETTINGS", "SETTINGS_DTYPE", "STATE_DTYPE"]
@@ -145,13 +146,7 @@ STATE_DTYPE = np.dtype([
 
 def make_settings(fs_hz: float, **overrides) -> np.ndarray:
     """One-record settings array from physical settings (see DEFAULT_SETTINGS); checks what the kernel needs."""
-    unknown = sorted(set(overrides) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise TypeError(f"unknown event-detector setting(s) {', '.join(unknown)}; "
-                        f"the settings are: {', '.join(DEFAULT_SETTINGS)}")
-    if not (np.isfinite(fs_hz) and fs_hz > 0):
-        raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
-    cfg = {**DEFAULT_SETTINGS, **overrides}
+    cfg = merged_settings("event-detector", DEFAULT_SETTINGS, overrides, fs_hz)
 
     def samples(key: str) -> int:
         return int(round(cfg[key] * fs_hz))

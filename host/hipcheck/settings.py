@@ -1,0 +1,17 @@
+"""Building a stage's settings: the defaults, the caller's overrides by name, and the checks every stage shares."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+
+def merged_settings(what: str, defaults: dict, overrides: dict, fs_hz: float) -> dict:
+    """defaults updated by overrides; an unknown name or a sample rate that is not a positive number is refused
+    with a message naming the stage (``what``) and its settings."""
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown {what} setting(s) {', '.join(unknown)}; the settings are: {', '.join(defaults)}")
+    if not (isinstance(fs_hz, numbers.Real) and math.isfinite(fs_hz) and fs_hz > 0):
+        raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
+    return {**defaults, **overrides}
