@@ -9,7 +9,7 @@ import pytest
 from walk_scenarios import WALKS
 
 from hipcheck.fusion import orient
-from hipcheck.motion import PHASE_OTHER, SensorModel, simulate_hold, simulate_stand, simulate_walk
+from hipcheck.motion import PHASE_OTHER, SensorModel, simulate_hold, simulate_sit, simulate_stand, simulate_walk
 from hipcheck.pelvis import PelvisTracker, pelvis_angles
 from hipcheck.rotation import matrix_from_quat, quat_from_angles, quat_multiply
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
@@ -146,3 +146,20 @@ def test_no_walking_gives_no_alignment_offline():
     assert tracker.vertical_source == "stand" and not tracker.aligned and tracker.walking_s == 0
     with pytest.raises(ValueError, match="no alignment"):
         pelvis_angles(trace.truth.q_sensor_to_earth, trace.acc_sensor_m_s2, trace.fs_hz, offline=True)
+
+
+def test_a_seat_before_the_walk_is_not_taken_for_standing():
+    """Sitting (pelvis tilted back 15°) is the only still period before a walk: the vertical must come from the
+    walking posture instead, so the walk's tilt is not read as 15° anterior."""
+    sit = simulate_sit(duration_s=10.0, seed=4, sensor=SensorModel.realistic(seed=4, mounting_rpy_deg=(5, -12, 8)))
+    walk = simulate_walk(duration_s=40.0, seed=4, start_rest_s=0.0,
+                         sensor=SensorModel.realistic(seed=4, mounting_rpy_deg=(5, -12, 8)))
+    q = np.concatenate([sit.truth.q_sensor_to_earth, walk.truth.q_sensor_to_earth])
+    acc = np.concatenate([sit.acc_sensor_m_s2, walk.acc_sensor_m_s2])
+    tracker = PelvisTracker(100.0)
+    angles, _ = tracker.update(q, acc)
+    assert tracker.vertical_source == "walking"
+    walking = np.flatnonzero(walk.truth.phase != PHASE_OTHER) + len(sit.t_s)
+    late = walking[walking > len(sit.t_s) + 1000]  # after the walking vertical has settled
+    tilt_error = angles[late, 2] - walk.truth.angles_pelvis_deg[late - len(sit.t_s), 2]
+    assert abs(np.mean(tilt_error)) < 1.0

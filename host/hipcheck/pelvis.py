@@ -67,6 +67,7 @@ SETTINGS_DTYPE = np.dtype([
     ("quasi_min_samples", np.int64),  # ... for this long gives the vertical when no still period has
     ("stand_keep_samples", np.int64),  # a later still period replaces the stand once as long as it (or this long)
     ("upright_min_cos", np.float64),  # cos of the largest angle between sensor z and up for an upright stand
+    ("stand_walk_min_cos", np.float64),  # a stand further than this from the walking posture was not standing
     ("still_alpha", np.float64),  # EMA weight of the stillness reference (0.25 s)
     ("mean_alpha", np.float64),  # EMA weight of the mean removed before correlating (0.5 s)
     ("stats_alpha", np.float64),  # EMA weight of the lagged correlations (2 s)
@@ -150,6 +151,15 @@ def _heading(R, left):
 
 
 @njit(cache=True)
+def _cos_between(a, b):
+    na = math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
+    nb = math.sqrt(b[0] * b[0] + b[1] * b[1] + b[2] * b[2])
+    if na == 0.0 or nb == 0.0:
+        return 1.0
+    return (a[0] * b[0] + a[1] * b[1] + a[2] * b[2]) / (na * nb)
+
+
+@njit(cache=True)
 def _update_alignment(settings, st):
     """Pelvis axes in sensor coordinates from what is known so far (see the module docstring)."""
     if settings.given == 2:
@@ -157,10 +167,12 @@ def _update_alignment(settings, st):
     if settings.given == 1:
         st.up[:] = settings.given_up
         st.vertical_source = VERTICAL_GIVEN
-    elif st.has_stand:
+    elif st.has_stand and not (st.walk_count >= settings.vertical_walk_samples
+                               and _cos_between(st.stand_sum, st.P[:, 2]) < settings.stand_walk_min_cos):
         st.up[:] = st.stand_sum
         st.vertical_source = VERTICAL_STAND
     elif st.walk_count >= settings.vertical_walk_samples:
+        # No stand, or a "stand" far from the walking posture: it was sitting or lying, not neutral standing.
         st.up[:] = st.P[:, 2]
         st.vertical_source = VERTICAL_WALK
     else:
@@ -441,6 +453,9 @@ class PelvisTracker:
         s["quasi_min_samples"] = max(2, round(1.5 * fs_hz))
         s["stand_keep_samples"] = max(2, round(stand_keep_s * fs_hz))
         s["upright_min_cos"] = math.cos(math.radians(45.0))
+        # Walking holds the pelvis within a few degrees of its quiet-standing tilt; sitting tilts it 15-30° back. A
+        # still period more than 10° from the mean walking posture was a seat (or lying), not neutral standing.
+        s["stand_walk_min_cos"] = math.cos(math.radians(10.0))
         s["still_alpha"] = 1.0 / (0.25 * fs_hz)
         # Mean removal before correlating: a gait-initiation surge or a turn's centripetal pull is not a step. The
         # same filter acts on both horizontal axes, so it cannot turn the AP/ML axes.
