@@ -240,6 +240,19 @@ def test_nan_samples_do_not_poison_the_state(walk):
     assert np.isfinite(q_offline).all()
 
 
+def test_gyro_glitches_beyond_any_range_are_held_like_nan(walk):
+    acc, gyr = walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s.copy()
+    gyr[1500, 0] = 1e6  # a corrupted reading, finite but beyond any MEMS gyroscope
+    gyr[2500, 2] = -1e9
+    f = Fusion(walk.fs_hz)
+    q = f.update(acc, gyr)
+    assert np.isfinite(q).all() and f.counts["n_gyr_invalid"] == 2
+    assert (f.flags[[1500, 2500]] & F.FLAG_GYR_INVALID).all()
+    clean = Fusion(walk.fs_hz).update(acc, walk.gyr_sensor_rad_s)
+    assert np.degrees(inclination_error_rad(q, clean)).max() < 0.5
+    assert np.isfinite(orient(acc, gyr, walk.fs_hz, offline=True)).all()
+
+
 def test_saturated_and_implausible_samples_do_not_pull_the_inclination(walk):
     acc, gyr = walk.acc_sensor_m_s2.copy(), walk.gyr_sensor_rad_s
     clean = Fusion(walk.fs_hz).update(acc, gyr)

@@ -75,7 +75,7 @@ from numba import njit
 
 from hipcheck.settings import merged_settings
 from hipcheck.inputs import InputError, unit_problem
-from hipcheck.protocol import ACC_FULL_SCALE_G
+from hipcheck.protocol import ACC_FULL_SCALE_G, GYR_FULL_SCALE_DPS
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
 __all__ = [
@@ -122,6 +122,8 @@ DEFAULTS = dict(
     motion_bias_est=True,
     rest_bias_est=True,
     acc_saturation_m_s2=0.98 * ACC_FULL_SCALE_G * GRAVITY_M_S2,  # any axis at or beyond: saturated, rejected
+    # A gyro reading beyond twice the widest MEMS range (±2000 °/s) is a glitch, not a rotation: held like NaN.
+    gyr_plausible_rad_s=2.0 * GYR_FULL_SCALE_DPS * RAD_PER_DEG,
     acc_reject_m_s2=math.inf,  # reject a sample whose norm differs from gravity by more (inf: never)
     gravity_m_s2=GRAVITY_M_S2,
     # Latency compensation: the output is turned ahead by the current angular rate times this (s), to make up for
@@ -276,6 +278,12 @@ def make_state(settings: np.ndarray) -> np.ndarray:
     r["bias_p"] = np.eye(3) * settings[0]["bias_p0"]
     r["acc_earth"] = (0.0, 0.0, 1.0)
     return st
+
+
+@njit(cache=True, inline="always")
+def gyro_valid(gx: float, gy: float, gz: float, limit: float) -> bool:
+    """A gyro sample fit to integrate: finite, and within ±limit on every axis."""
+    return abs(gx) < limit and abs(gy) < limit and abs(gz) < limit  # false for NaN too
 
 
 @njit(cache=True, inline="always")
@@ -546,6 +554,7 @@ def fusion_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, quat_out, 
     dt = s.dt_s
     n_win = s.window_samples
     sat = s.acc_saturation_m_s2
+    gyr_limit = s.gyr_plausible_rad_s
     norm_min2, norm_max2 = s.acc_norm_min2, s.acc_norm_max2
     lead = s.output_lead_s != 0.0
     lead_half = 0.5 * s.output_lead_s / dt  # times θ = (ω - b)·dt gives half the lead angle
@@ -575,7 +584,7 @@ def fusion_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, quat_out, 
     for k in range(n):
         flag = slow_flags
         gx, gy, gz = gyr_sensor_rad_s[k, 0], gyr_sensor_rad_s[k, 1], gyr_sensor_rad_s[k, 2]
-        gyr_ok = (gx + gy + gz) - (gx + gy + gz) == 0.0  # false for NaN and ±inf
+        gyr_ok = gyro_valid(gx, gy, gz, gyr_limit)
         if gyr_ok:
             # q_sensor_to_inertial ← q ⊗ exp(θ/2), θ = (ω - b)·dt.
             tx, ty, tz = (gx - bx) * dt, (gy - by) * dt, (gz - bz) * dt

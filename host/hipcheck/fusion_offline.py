@@ -49,6 +49,7 @@ from hipcheck.fusion import (
     _swing_to_up,
     fusion_update,
     gyro_step,
+    gyro_valid,
     make_settings,
     make_state,
 )
@@ -109,12 +110,12 @@ def _fuse_bias(bias_f, var_f, bias_b, var_b):
 
 
 @njit(cache=True)
-def _strapdown(gyr, bias, dt, q0, q_out) -> None:
-    """q_sensor_to_inertial per sample from q0 (same integration as the causal kernel); non-finite gyro: hold."""
+def _strapdown(gyr, bias, dt, gyr_limit, q0, q_out) -> None:
+    """q_sensor_to_inertial per sample from q0 (same integration as the causal kernel); invalid gyro: hold."""
     g0, g1, g2, g3 = q0[0], q0[1], q0[2], q0[3]
     for k in range(gyr.shape[0]):
         gx, gy, gz = gyr[k, 0], gyr[k, 1], gyr[k, 2]
-        if (gx + gy + gz) - (gx + gy + gz) == 0.0:
+        if gyro_valid(gx, gy, gz, gyr_limit):
             h0, h1, h2, h3 = gyro_step(g0, g1, g2, g3, (gx - bias[k, 0]) * dt, (gy - bias[k, 1]) * dt,
                                        (gz - bias[k, 2]) * dt)
             f = 1.0 / math.sqrt(h0 * h0 + h1 * h1 + h2 * h2 + h3 * h3)
@@ -333,7 +334,7 @@ def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) 
         a = acc[usable[0]] / norms[usable[0]]
         q0 = np.array(_swing_to_up(a[0], a[1], a[2]))
     q_si = np.empty((n, 4))
-    _strapdown(gyr, bias, 1.0 / fs_hz, q0, q_si)
+    _strapdown(gyr, bias, 1.0 / fs_hz, s["gyr_plausible_rad_s"], q0, q_si)
 
     g = np.empty((n, 4))
     _acc_inertial(q_si, acc, s["acc_saturation_m_s2"], s["acc_norm_min2"], s["acc_norm_max2"], g)
