@@ -94,6 +94,40 @@ def build_parser() -> argparse.ArgumentParser:
                          help="orientation from the non-causal filter (review); default: causal, as the live alerts")
     _add_input_options(analyze)
     analyze.set_defaults(run=run_analyze)
+
+    flash = commands.add_parser(
+        "flash",
+        help="compile the firmware for a board and copy it (with its config.json) over USB with mpremote",
+        description="Compile every firmware module with mpy-cross for the board's architecture (xtensawin for the "
+        "ESP32-S3, armv6m for the RP2040), write config.json for the board and copy both to it with mpremote. "
+        "The board must already run MicroPython (v1.23 or newer, .mpy version 6.3).",
+    )
+    flash.add_argument("--port", metavar="PORT",
+                       help="the board's serial port, e.g. /dev/ttyACM0 or COM3 (`mpremote connect list`)")
+    flash.add_argument("--board", required=True, metavar="NAME", help="xiao-esp32s3 or nano-rp2040-connect")
+    flash.add_argument("--dry-run", action="store_true", help="print the commands, run none of them")
+    flash.add_argument("--build-dir", type=Path, metavar="DIR", help="where the .mpy files go (default: a temp dir)")
+    flash.add_argument("--firmware", type=Path, metavar="DIR", help="the firmware folder (default: the repo's)")
+    flash.set_defaults(run=run_flash)
+
+    simboard = commands.add_parser(
+        "simboard",
+        help="play an IMU CSV through the real firmware on the emulated board and decode what it sends",
+        description="Convert FILE.csv into the emulated IMU's trace, run the firmware (MicroPython unix port, "
+        "firmware/sim/simboard.py) on it with the stdio link, decode every packet with hipcheck.protocol and print "
+        "a summary: samples, sequence gaps, alerts, motor, speed, allocation per sample.",
+    )
+    simboard.add_argument("input", type=Path, metavar="FILE.csv", help="generic IMU CSV (docs/csv-format.md)")
+    simboard.add_argument("--realtime", action="store_true",
+                          help="follow the wall clock (default: as fast as possible)")
+    simboard.add_argument("--seconds", type=float, metavar="S", help="device time to run (default: the whole trace)")
+    simboard.add_argument("--chip", default="LSM6DSOX", choices=("LSM6DSOX", "LSM6DS3TR-C", "MPU-6050", "MPU-6886"),
+                          help="the emulated IMU (default LSM6DSOX)")
+    simboard.add_argument("--rate", type=int, default=100, choices=(25, 50, 100, 200, 400), help="sample rate, Hz")
+    simboard.add_argument("-o", "--output", type=Path, metavar="OUT.npy",
+                          help="save the decoded samples (numpy SAMPLE_DTYPE array)")
+    simboard.add_argument("--json", action="store_true", help="print the summary as JSON")
+    simboard.set_defaults(run=run_simboard)
     return parser
 
 
@@ -227,6 +261,41 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     for warning in result["warnings"]:
         print(f"warning: {warning}")
     print(report.summary_text(result["summary"]))
+    return 0
+
+
+def run_simboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.imu_csv import ImuCsvError
+    from hipcheck.simboard import SimBoardError, run_simboard as simboard
+
+    if args.seconds is not None and not args.seconds > 0:
+        parser.error(f"--seconds {args.seconds}: give a positive duration")
+    try:
+        result = simboard(args.input, chip=args.chip, rate_hz=args.rate, seconds=args.seconds,
+                          realtime=args.realtime)
+    except (ImuCsvError, SimBoardError, ValueError) as error:
+        print(f"hipcheck simboard: {error}", file=sys.stderr)
+        return 1
+    if args.output is not None:
+        import numpy as np
+        np.save(args.output, result.samples)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            print(f"{key:24s} {value}")
+    return 0 if not summary["seq_gaps"] else 1
+
+
+def run_flash(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.flash import FlashError, FlashUsageError, flash
+
+    try:
+        flash(args.board, args.port, dry_run=args.dry_run, build_dir=args.build_dir, firmware_dir=args.firmware)
+    except FlashError as error:
+        print(f"hipcheck flash: {error}", file=sys.stderr)
+        return 2 if isinstance(error, FlashUsageError) else 1
     return 0
 
 

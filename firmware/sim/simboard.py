@@ -1,0 +1,195 @@
+# The sim board: runs the firmware (main.build -> app.App) in the unix port on emulated hardware.
+#
+#   MICROPYPATH=firmware/sim:firmware micropython firmware/sim/simboard.py TRACE [options]
+#
+# TRACE is a chip motion trace (hipcheck.motion.chip_trace); the emulated IMU (--chip) plays it into its FIFO, the
+# emulated motor (machine.PWM) records every duty change, and the link is stdio (COBS + CRC frames on stdout,
+# commands on stdin). Streaming starts at boot. hipcheck.simboard on the host drives this; see firmware/README.md,
+# "Sim board".
+#
+# Time: by default virtual and as fast as the CPU and the host allow: each sampling step advances the sim clock by
+# one interval, but only while the link keeps up (the clock holds while packets wait), so nothing is lost however
+# slowly the host reads. --realtime follows the wall clock instead. After --seconds of device time sampling pauses;
+# the firmware keeps answering commands until stdin ends, then writes --record (JSON: motor events, link and app
+# counters, allocation per sample) and exits. --log FILE keeps the session log (store.py) in FILE, --profile FILE
+# the uploaded calibration profile; --no-alerts starts with every on-device alert disabled.
+import json
+import sys
+import time
+
+if ".frozen" not in sys.path:
+    sys.path.append(".frozen")  # MICROPYPATH replaces the default path, which holds the frozen asyncio
+import asyncio  # noqa: E402
+import machine
+
+CHIPS = {  # name: (emulator module, class, WHO_AM_I, driver module, I2C address)
+    "LSM6DSOX": ("emu_lsm6ds", "Lsm6dsEmu", 0x6C, "imu_lsm6ds", 0x6A),
+    "LSM6DS3TR-C": ("emu_lsm6ds", "Lsm6dsEmu", 0x6A, "imu_lsm6ds", 0x6A),
+    "MPU-6050": ("emu_mpu6050", "MpuEmu", 0x68, "imu_mpu6050", 0x68),
+    "MPU-6886": ("emu_mpu6050", "MpuEmu", 0x19, "imu_mpu6050", 0x68),
+}
+USAGE = ("usage: simboard.py TRACE [--chip LSM6DSOX|LSM6DS3TR-C|MPU-6050|MPU-6886] [--rate HZ] [--seconds S] "
+         "[--realtime] [--interval-ms MS] [--record FILE.json] [--log FILE] [--profile FILE] [--no-autostart] "
+         "[--no-alerts]")
+
+_pwms = []
+
+
+class _RecordingPWM(machine.PWM):
+    # every PWM the firmware makes is kept, so that the motor record can be written at the end; each event also
+    # gets the wall-clock time, since patterns play in real time while the sim clock may run faster
+    def __init__(self, *args, **kw):
+        self.wall_us = []
+        super().__init__(*args, **kw)
+        _pwms.append(self)
+
+    def _log(self):
+        super()._log()
+        self.wall_us.append(time.ticks_diff(time.ticks_us(), _T0_US))
+
+
+_T0_US = time.ticks_us()
+
+
+def _err(msg):
+    sys.stderr.write("simboard: %s\n" % msg)
+
+
+def parse(argv):
+    opts = {"trace": None, "chip": "LSM6DSOX", "rate": 100, "seconds": None, "realtime": False, "interval_ms": 20,
+            "record": None, "autostart": True, "log": None, "profile": None, "alerts": True}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile"):
+            if i + 1 >= len(argv):
+                raise ValueError("%s needs a value\n%s" % (a, USAGE))
+            v = argv[i + 1]
+            i += 2
+            if a == "--chip":
+                if v not in CHIPS:
+                    raise ValueError("--chip %s: one of %s" % (v, ", ".join(CHIPS)))
+                opts["chip"] = v
+            elif a == "--rate":
+                opts["rate"] = int(v)
+            elif a == "--seconds":
+                opts["seconds"] = float(v)
+            elif a == "--interval-ms":
+                opts["interval_ms"] = int(v)
+            else:
+                opts[a[2:]] = v
+            continue
+        if a == "--realtime":
+            opts["realtime"] = True
+        elif a == "--no-autostart":
+            opts["autostart"] = False
+        elif a == "--no-alerts":
+            opts["alerts"] = False
+        elif a.startswith("-"):
+            raise ValueError("unknown option %s\n%s" % (a, USAGE))
+        elif opts["trace"] is None:
+            opts["trace"] = a
+        else:
+            raise ValueError("one trace only\n%s" % USAGE)
+        i += 1
+    if opts["trace"] is None:
+        raise ValueError(USAGE)
+    return opts
+
+
+def sim_board(chip):
+    """boards/sim.py with the driver and address of the emulated chip (the trace decides the chip)."""
+    import config
+    board = config.board({"board": "sim"})
+    board.IMU = CHIPS[chip][3]
+    board.IMU_ADDRESS = CHIPS[chip][4]
+    if not hasattr(board, "battery"):
+        board.battery = lambda: (4000, 90)  # INFO: a fixed, plausible reading
+    return board
+
+
+def main(argv):
+    try:
+        o = parse(argv)
+    except ValueError as e:
+        _err(str(e))
+        return 2
+    machine.PWM = _RecordingPWM
+    clock = machine.clock
+    if o["realtime"]:
+        clock.real()
+    else:
+        clock.virtual(0)
+    mod, cls, who, _, address = CHIPS[o["chip"]]
+    from emu_common import MotionTrace
+    emu_mod = __import__(mod)
+    try:
+        trace = MotionTrace(o["trace"])
+        emu = getattr(emu_mod, cls)(trace, chip=who, address=address)
+    except (OSError, ValueError) as e:
+        _err("trace %s: %s" % (o["trace"], e))
+        return 2
+    machine.detach()
+    machine.attach(emu)
+
+    import link_stdio
+    import main as firmware
+    link = link_stdio.Link()
+    end_us = None if o["seconds"] is None else int(o["seconds"] * 1000000)
+    state = {"app": None, "wall0": time.ticks_ms(), "wall_end": None}
+
+    async def pace(ms):
+        app = state["app"]
+        if end_us is not None and clock.ticks_us() >= end_us:
+            if state["wall_end"] is None:
+                state["wall_end"] = time.ticks_ms()
+                app.paused = True
+            await asyncio.sleep_ms(ms)
+            return
+        if o["realtime"]:
+            await asyncio.sleep_ms(ms)
+            return
+        while app.running and app.backlog() > 64:  # the host is behind: hold the clock until it reads
+            await asyncio.sleep_ms(1)
+        dt = ms * 1000
+        if end_us is not None and clock.ticks_us() + dt > end_us:
+            dt = end_us - clock.ticks_us()
+        clock.advance_us(dt)
+        await asyncio.sleep_ms(0)
+
+    async def watch():
+        while link.connected:
+            await asyncio.sleep_ms(20)
+        state["app"].stop()
+
+    import config
+    try:
+        cfg = config.check({"board": "sim", "link": "stdio", "rate_hz": o["rate"], "autostart": o["autostart"],
+                            "log_path": o["log"], "profile_path": o["profile"],
+                            "alert": {} if o["alerts"] else {"enable": []}}, "simboard options")
+        app = firmware.build(cfg=cfg, board=sim_board(o["chip"]), link=link, ticks_us=clock.ticks_us, pace=pace,
+                             interval_ms=o["interval_ms"], measure_alloc=True, log=_err)
+    except (OSError, ValueError) as e:
+        _err("the firmware did not start: %s" % e)
+        return 1
+    state["app"] = app
+    asyncio.run(app.run(watch()))
+    app.pump()
+    wall_end = state["wall_end"] if state["wall_end"] is not None else time.ticks_ms()
+    wall_s = time.ticks_diff(wall_end, state["wall0"]) / 1000
+    rec = {"chip": o["chip"], "rate_hz": app.rate_hz, "period_us": app.period_us, "sim_s": clock.ticks_us() / 1e6,
+           "wall_s": wall_s, "samples_per_s": app.samples / wall_s if wall_s > 0 else None,
+           "app": app.stats(), "link": link.stats(), "imu_samples_produced": emu.samples_produced,
+           "motor": [[t, d, f, w] for p in _pwms for (t, d, f), w in zip(p.events, p.wall_us)]}
+    if o["record"]:
+        with open(o["record"], "w") as f:
+            f.write(json.dumps(rec))
+    return 0
+
+
+try:
+    _rc = main(sys.argv[1:])
+except Exception as _e:  # stdout carries frames only: the traceback goes to stderr
+    sys.print_exception(_e, sys.stderr)
+    _rc = 1
+sys.exit(_rc)
