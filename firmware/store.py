@@ -80,11 +80,12 @@ def _crc32_viper(buf, n: int) -> uint:
     return crc ^ uint(0xFFFFFFFF)
 
 
-def crc32(buf, n, use_c=True):
-    """CRC-32 (zlib's) of buf[:n]: binascii.crc32 where the port has it, else a table in viper."""
+def crc32(view, use_c=True):
+    """CRC-32 (zlib's) of the bytes of ``view``: binascii.crc32 where the port has it, else a table in viper. Pass a
+    memoryview made once: slicing here would allocate for every block."""
     if use_c and _crc32_c is not None:
-        return _crc32_c(memoryview(buf)[:n]) & 0xFFFFFFFF
-    return _crc32_viper(buf, n) & 0xFFFFFFFF
+        return _crc32_c(view) & 0xFFFFFFFF
+    return _crc32_viper(view, len(view)) & 0xFFFFFFFF
 
 
 @micropython.viper
@@ -125,6 +126,7 @@ class Store:
         self._head = self._mv[:_CRC_AT]
         self._tail = self._mv[_CRC_AT:]
         self._rd = bytearray(BLOCK_SIZE)
+        self._rd_head = memoryview(self._rd)[:_CRC_AT]
         self._f = None
         self._session = -1  # the session being written, or -1
         self._block = 0
@@ -187,7 +189,7 @@ class Store:
         if f.readinto(self._rd) != BLOCK_SIZE:
             return False
         want = struct.unpack_from("<I", self._rd, _CRC_AT)[0]
-        return crc32(self._rd, _CRC_AT, self._use_c) == want
+        return crc32(self._rd_head, self._use_c) == want
 
     # ------------------------------------------------------------------------------------------------- list
     @property
@@ -328,7 +330,7 @@ class Store:
         blk = self._blk
         _zero(blk, HEADER_SIZE + fill, PAYLOAD_SIZE - fill)
         struct.pack_into(_HEADER, blk, 0, MAGIC, VERSION, 0, self._session, fill, self._block, self._start_s)
-        struct.pack_into("<I", blk, _CRC_AT, crc32(blk, _CRC_AT, self._use_c))
+        struct.pack_into("<I", blk, _CRC_AT, crc32(self._head, self._use_c))
         f = self._f
         slot = self._end
         f.seek(slot * BLOCK_SIZE)

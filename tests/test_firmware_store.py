@@ -262,8 +262,9 @@ def test_viper_crc_matches_zlib(tmp_path):
 import store
 b = bytearray(bytes(range(256)) * 2)
 for n in (0, 1, 9, 508):
-    print(store.crc32(b, n), store.crc32(b, n, False))
-print(store.crc32(b"123456789", 9, False))
+    view = memoryview(b)[:n]
+    print(store.crc32(view), store.crc32(view, False))
+print(store.crc32(memoryview(b"123456789"), False))
 """)
     b = bytes(range(256)) * 2
     lines = out.split("\n")
