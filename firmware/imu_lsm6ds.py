@@ -7,6 +7,8 @@ from array import array
 import micropython
 from micropython import const
 
+from imu_i2c import I2cImu, ImuError, axis_map  # noqa: F401 (ImuError, axis_map: part of the interface)
+
 LSM6DSOX = const(0x6C)  # WHO_AM_I values (the LSM6DSO answers 0x6C too; LSM6DSL/DSM answer 0x6A)
 LSM6DS3TRC = const(0x6A)
 IMU_ID_LSM6DSOX = const(1)  # hipcheck.protocol.IMU_NAMES
@@ -39,10 +41,6 @@ _ODR_CODE = {25: 2, 50: 3, 100: 4, 200: 5, 400: 6}  # 26, 52, 104, 208, 416 Hz: 
 
 # LSM6 gyro at ±2000 dps: 70 mdps/LSB; wire: 2000/32768 dps/LSB -> x 3584/3125 = 1.14688 ~ 37581 / 2^15
 _G_MUL = const(37581)
-
-
-class ImuError(OSError):
-    """The IMU is missing (no ACK) or is not a chip this driver knows."""
 
 
 @micropython.viper
@@ -172,26 +170,7 @@ def _decode_pattern(buf: ptr8, nsamples: int, acc: ptr16, gyr: ptr16, n0: int, a
         i += 3
 
 
-def axis_map(axes):
-    """array('i') [src, sign] per output axis of a 3x3 signed permutation matrix (rows: board axes, columns: chip
-    axes; out = axes . chip). None is the identity."""
-    m = array("i", (0, 0, 1, 0, 2, 0))  # sign stored as a flag (1: negate): viper reads ptr32 unsigned
-    if axes is None:
-        return m
-    used = [False, False, False]
-    for r in range(3):
-        row = axes[r]
-        nz = [c for c in range(3) if row[c] != 0]
-        if len(row) != 3 or len(nz) != 1 or row[nz[0]] not in (1, -1) or used[nz[0]]:
-            raise ValueError("axes must be a 3x3 signed permutation matrix (one +1 or -1 per row and column), "
-                             "got %r" % (axes,))
-        used[nz[0]] = True
-        m[2 * r] = nz[0]
-        m[2 * r + 1] = 1 if row[nz[0]] < 0 else 0
-    return m
-
-
-class Imu:
+class Imu(I2cImu):
     """LSM6DSOX or LSM6DS3TR-C: Imu(i2c, address=None) finds the chip (0x6A, then 0x6B) by WHO_AM_I.
 
     After configure(rate_hz), read(acc, gyr) drains the FIFO into array('h') buffers of 3*N values in the wire
@@ -201,31 +180,10 @@ class Imu:
     """
 
     def __init__(self, i2c, address=None, axes=None, ticks_us=None):
-        self._i2c = i2c
-        self._b1 = bytearray(1)
+        self._find(i2c, address, (0x6A, 0x6B), _WHO_AM_I, {LSM6DSOX: "an LSM6DSOX", LSM6DS3TRC: "an LSM6DS3TR-C"},
+                   "SA0")
         self._stat = bytearray(4)
         self._stat2 = memoryview(self._stat)[:2]
-        self.whoami = None
-        self.address = None
-        err = None
-        bad = None
-        for a in ((0x6A, 0x6B) if address is None else (address,)):
-            try:
-                i2c.readfrom_mem_into(a, _WHO_AM_I, self._b1)
-            except OSError as e:
-                err = e
-                continue
-            if self._b1[0] in (LSM6DSOX, LSM6DS3TRC):
-                self.address = a
-                self.whoami = self._b1[0]
-                break
-            bad = (a, self._b1[0])
-        if self.address is None:
-            if bad is not None:
-                raise ImuError("chip at I2C address 0x%02x answers WHO_AM_I (reg 0x0F) = 0x%02x: not an LSM6DSOX "
-                               "(0x6C) or LSM6DS3TR-C (0x6A)" % bad)
-            raise ImuError("no IMU answers at I2C address %s (%r): check wiring, power and the SA0 pin"
-                           % ("0x6a or 0x6b" if address is None else "0x%02x" % address, err))
         self.tagged = self.whoami == LSM6DSOX
         self.name = "LSM6DSOX" if self.tagged else "LSM6DS3TR-C"
         self.imu_id = IMU_ID_LSM6DSOX if self.tagged else IMU_ID_LSM6DS3TRC
@@ -247,20 +205,6 @@ class Imu:
         self.orphans = 0  # LSM6DSOX: sensor words dropped because their partner was overwritten
         self._backlog = 0
         self._t_prev = 0
-
-    def set_axes(self, axes):
-        """Board axes from chip axes: a 3x3 signed permutation (boards/*.py give it), or None for the identity."""
-        m = axis_map(axes)
-        for i in range(6):
-            self._map[i] = m[i]
-
-    def _w(self, reg, value):
-        self._b1[0] = value
-        self._i2c.writeto_mem(self.address, reg, self._b1)
-
-    def _r(self, reg):
-        self._i2c.readfrom_mem_into(self.address, reg, self._b1)
-        return self._b1[0]
 
     def configure(self, rate_hz, acc_fs_g=16, gyr_fs_dps=2000, watermark=0):
         """Reset the chip and start sampling into the FIFO (continuous mode) at rate_hz (25, 50, 100, 200, 400:

@@ -7,6 +7,8 @@ from array import array
 import micropython
 from micropython import const
 
+from imu_i2c import I2cImu, ImuError, axis_map  # noqa: F401 (ImuError, axis_map: part of the interface)
+
 MPU6050 = const(0x68)  # WHO_AM_I values
 MPU6886 = const(0x19)
 IMU_ID_MPU6050 = const(3)  # hipcheck.protocol.IMU_NAMES
@@ -32,10 +34,6 @@ _CHUNK_LOG2 = const(5)  # FIFO reads in bursts of up to 32 frames
 # rate -> (SMPLRT_DIV, DLPF_CFG). DLPF_CFG 0 runs the gyro at 8 kHz (MPU-6050 only: 8 kHz / 20 = 400 Hz), 1…6 at
 # 1 kHz; each rate's filter keeps its bandwidth below the Nyquist frequency except at 400 Hz (256 Hz bandwidth).
 _RATES = {25: (39, 5), 50: (19, 4), 100: (9, 3), 200: (4, 2), 400: (19, 0)}
-
-
-class ImuError(OSError):
-    """The IMU is missing (no ACK) or is not a chip this driver knows."""
 
 
 @micropython.viper
@@ -85,26 +83,7 @@ def _decode_be(buf: ptr8, nframes: int, flen: int, goff: int, acc: ptr16, gyr: p
         i += 3
 
 
-def axis_map(axes):
-    """array('i') [src, sign] per output axis of a 3x3 signed permutation matrix (rows: board axes, columns: chip
-    axes; out = axes . chip). None is the identity."""
-    m = array("i", (0, 0, 1, 0, 2, 0))  # sign stored as a flag (1: negate): viper reads ptr32 unsigned
-    if axes is None:
-        return m
-    used = [False, False, False]
-    for r in range(3):
-        row = axes[r]
-        nz = [c for c in range(3) if row[c] != 0]
-        if len(row) != 3 or len(nz) != 1 or row[nz[0]] not in (1, -1) or used[nz[0]]:
-            raise ValueError("axes must be a 3x3 signed permutation matrix (one +1 or -1 per row and column), "
-                             "got %r" % (axes,))
-        used[nz[0]] = True
-        m[2 * r] = nz[0]
-        m[2 * r + 1] = 1 if row[nz[0]] < 0 else 0
-    return m
-
-
-class Imu:
+class Imu(I2cImu):
     """MPU-6050 or MPU-6886: Imu(i2c, address=None) finds the chip (0x68, then 0x69) by WHO_AM_I.
 
     After configure(rate_hz), read(acc, gyr) drains the FIFO into array('h') buffers of 3*N values in the wire
@@ -115,30 +94,8 @@ class Imu:
     """
 
     def __init__(self, i2c, address=None, axes=None, ticks_us=None):
-        self._i2c = i2c
-        self._b1 = bytearray(1)
+        self._find(i2c, address, (0x68, 0x69), _WHO_AM_I, {MPU6050: "an MPU-6050", MPU6886: "an MPU-6886"}, "AD0")
         self._b2 = bytearray(2)
-        self.whoami = None
-        self.address = None
-        err = None
-        bad = None
-        for a in ((0x68, 0x69) if address is None else (address,)):
-            try:
-                i2c.readfrom_mem_into(a, _WHO_AM_I, self._b1)
-            except OSError as e:
-                err = e
-                continue
-            if self._b1[0] in (MPU6050, MPU6886):
-                self.address = a
-                self.whoami = self._b1[0]
-                break
-            bad = (a, self._b1[0])
-        if self.address is None:
-            if bad is not None:
-                raise ImuError("chip at I2C address 0x%02x answers WHO_AM_I (reg 0x75) = 0x%02x: not an MPU-6050 "
-                               "(0x68) or MPU-6886 (0x19)" % bad)
-            raise ImuError("no IMU answers at I2C address %s (%r): check wiring, power and the AD0 pin"
-                           % ("0x68 or 0x69" if address is None else "0x%02x" % address, err))
         self.is6886 = self.whoami == MPU6886
         self.name = "MPU-6886" if self.is6886 else "MPU-6050"
         self.imu_id = IMU_ID_MPU6886 if self.is6886 else IMU_ID_MPU6050
@@ -157,20 +114,6 @@ class Imu:
         self.lost_total = 0
         self._backlog = 0
         self._t_prev = 0
-
-    def set_axes(self, axes):
-        """Board axes from chip axes: a 3x3 signed permutation (boards/*.py give it), or None for the identity."""
-        m = axis_map(axes)
-        for i in range(6):
-            self._map[i] = m[i]
-
-    def _w(self, reg, value):
-        self._b1[0] = value
-        self._i2c.writeto_mem(self.address, reg, self._b1)
-
-    def _r(self, reg):
-        self._i2c.readfrom_mem_into(self.address, reg, self._b1)
-        return self._b1[0]
 
     def configure(self, rate_hz, acc_fs_g=16, gyr_fs_dps=2000, watermark=0):
         """Reset the chip and start sampling into the FIFO at rate_hz (25, 50, 100, 200; 400 on the MPU-6050 only).
