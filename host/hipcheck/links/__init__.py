@@ -1,0 +1,83 @@
+"""Links from the host to a sensor: one small interface, four implementations.
+
+``BleLink`` (bleak; its backend is a parameter), ``SerialLink`` (pyserial, COBS + CRC frames), ``SimLink`` (the
+firmware's sim board in the MicroPython unix port, over stdio) and ``ReplayLink`` (a recorded packet log, in real
+time or as fast as possible) all carry whole protocol packets (``hipcheck.protocol``) both ways. The device session
+(``hipcheck.device``) and everything above it see only this interface (bleak's model: one face, swappable backends).
+
+    async with SimLink(trace_csv) as link:
+        await link.send(encode_command(Opcode.START, token=1))
+        while (item := await link.receive(timeout_s=1.0)) is not None:
+            ...  # item.channel, item.packet, item.host_time_s
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+# Channels a packet arrives on: BLE has one characteristic each; serial, sim and replay tell them by packet type.
+DATA = "data"  # DATA packets (full or compact)
+CONTROL = "control"  # ACK and EVENT packets
+LOG = "log"  # LOG_CHUNK packets
+
+
+class LinkError(Exception):
+    """The link cannot do what was asked (not open, packet too long for the MTU, device gone); says what to do."""
+
+
+@dataclass(frozen=True)
+class Received:
+    channel: str  # DATA, CONTROL or LOG
+    packet: bytes
+    host_time_s: float  # time.monotonic() when the host got it
+
+
+@dataclass
+class LinkStatus:
+    """Live link figures, for the live plot and the session's log."""
+
+    connected: bool = False
+    mtu: int = 23
+    packets_in: int = 0
+    bytes_in: int = 0
+    commands_out: int = 0
+    crc_errors: int = 0  # frames refused by the CRC (serial, sim)
+    reconnects: int = 0
+    rssi_dbm: float | None = None  # where the platform gives it
+    battery_pct: int | None = None
+    last_packet_host_s: float | None = None
+
+
+class Link(abc.ABC):
+    """A connection to one sensor. Use ``async with link:`` (open, then close whatever happens)."""
+
+    name: str = "link"
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect (and subscribe); raise LinkError with a clear message if the sensor cannot be reached."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Disconnect and release everything; safe to call twice."""
+
+    @abc.abstractmethod
+    async def send(self, packet: bytes) -> None:
+        """Write one COMMAND packet; LinkError if not connected or longer than the MTU allows (MTU − 3)."""
+
+    @abc.abstractmethod
+    async def receive(self, timeout_s: float | None = None) -> Received | None:
+        """The next packet in arrival order; None when timeout_s passes with nothing, or the link has ended
+        (``status().connected`` tells which)."""
+
+    @abc.abstractmethod
+    def status(self) -> LinkStatus:
+        """A snapshot of the live figures."""
+
+    async def __aenter__(self) -> Link:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
