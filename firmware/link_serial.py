@@ -106,6 +106,8 @@ class Link:
                 k = await asyncio.wait_for_ms(reader.readinto(rb), _POLL_MS)
             except asyncio.TimeoutError:
                 continue
+            except OSError:
+                k = 0  # EIO on a pty whose other end closed: a hang-up, as end of file
             if not k:
                 self.connected = False  # end of file: the host closed its end
                 break
@@ -116,7 +118,10 @@ class Link:
                 ev = self._readable(0)
                 if not ev & select.POLLIN:
                     break
-                k = self._in.readinto(rb)
+                try:
+                    k = self._in.readinto(rb)
+                except OSError:
+                    k = 0  # hang-up
                 if not k:
                     self.connected = False
                     break

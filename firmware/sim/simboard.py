@@ -12,7 +12,10 @@
 # slowly the host reads. --realtime follows the wall clock instead. After --seconds of device time sampling pauses;
 # the firmware keeps answering commands until stdin ends, then writes --record (JSON: motor events, link and app
 # counters, allocation per sample) and exits. --log FILE keeps the session log (store.py) in FILE, --profile FILE
-# the uploaded calibration profile; --no-alerts starts with every on-device alert disabled.
+# the uploaded calibration profile; --no-alerts starts with every on-device alert disabled. --link serial runs
+# link_serial.Link on the same stdin/stdout instead of link_stdio (the USB-serial transport itself, e.g. with both
+# streams on a pty master so that the host talks to it through the slave tty; then the run also ends when the
+# host closes the tty, a hang-up on stdin). The link's counters go into the record either way.
 import json
 import sys
 import time
@@ -30,7 +33,7 @@ CHIPS = {  # name: (emulator module, class, WHO_AM_I, driver module, I2C address
 }
 USAGE = ("usage: simboard.py TRACE [--chip LSM6DSOX|LSM6DS3TR-C|MPU-6050|MPU-6886] [--rate HZ] [--seconds S] "
          "[--realtime] [--interval-ms MS] [--record FILE.json] [--log FILE] [--profile FILE] [--no-autostart] "
-         "[--no-alerts]")
+         "[--no-alerts] [--link stdio|serial]")
 
 _pwms = []
 
@@ -57,11 +60,11 @@ def _err(msg):
 
 def parse(argv):
     opts = {"trace": None, "chip": "LSM6DSOX", "rate": 100, "seconds": None, "realtime": False, "interval_ms": 20,
-            "record": None, "autostart": True, "log": None, "profile": None, "alerts": True}
+            "record": None, "autostart": True, "log": None, "profile": None, "alerts": True, "link": "stdio"}
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile"):
+        if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile", "--link"):
             if i + 1 >= len(argv):
                 raise ValueError("%s needs a value\n%s" % (a, USAGE))
             v = argv[i + 1]
@@ -76,6 +79,10 @@ def parse(argv):
                 opts["seconds"] = float(v)
             elif a == "--interval-ms":
                 opts["interval_ms"] = int(v)
+            elif a == "--link":
+                if v not in ("stdio", "serial"):
+                    raise ValueError("--link %s: one of stdio, serial" % v)
+                opts["link"] = v
             else:
                 opts[a[2:]] = v
             continue
@@ -108,6 +115,16 @@ def sim_board(chip):
     return board
 
 
+def make_link(kind):
+    """The link on this process's stdin/stdout: link_stdio, or link_serial itself (the streams are already set up
+    by whoever started the process, e.g. a pty master: raw=False leaves their terminal settings alone)."""
+    if kind == "serial":
+        import link_serial
+        return link_serial.Link(inp=sys.stdin.buffer, out=sys.stdout.buffer, raw=False)
+    import link_stdio
+    return link_stdio.Link()
+
+
 def main(argv):
     try:
         o = parse(argv)
@@ -132,9 +149,8 @@ def main(argv):
     machine.detach()
     machine.attach(emu)
 
-    import link_stdio
     import main as firmware
-    link = link_stdio.Link()
+    link = make_link(o["link"])
     end_us = None if o["seconds"] is None else int(o["seconds"] * 1000000)
     state = {"app": None, "wall0": time.ticks_ms(), "wall_end": None}
 
@@ -157,14 +173,27 @@ def main(argv):
         clock.advance_us(dt)
         await asyncio.sleep_ms(0)
 
+    hangup = None
+    if o["link"] == "serial":
+        # a pty or tty never reads end of file: its other side closing (the host closing the port) is a hang-up
+        import select
+        hangup = select.poll()
+        hangup.register(sys.stdin.buffer, select.POLLIN)
+
+    def hung_up():
+        if hangup is not None:
+            for ev in hangup.ipoll(0):
+                return ev[1] & (select.POLLHUP | select.POLLERR)
+        return False
+
     async def watch():
-        while link.connected:
+        while link.connected and not hung_up():
             await asyncio.sleep_ms(20)
         state["app"].stop()
 
     import config
     try:
-        cfg = config.check({"board": "sim", "link": "stdio", "rate_hz": o["rate"], "autostart": o["autostart"],
+        cfg = config.check({"board": "sim", "link": o["link"], "rate_hz": o["rate"], "autostart": o["autostart"],
                             "log_path": o["log"], "profile_path": o["profile"],
                             "alert": {} if o["alerts"] else {"enable": []}}, "simboard options")
         app = firmware.build(cfg=cfg, board=sim_board(o["chip"]), link=link, ticks_us=clock.ticks_us, pace=pace,

@@ -68,6 +68,14 @@ def micropython_binary() -> str:
     return found
 
 
+def firmware_command(trace_path, *options) -> tuple[list[str], dict]:
+    """The command line and environment that run ``firmware/sim/simboard.py`` on a chip trace with its ``options``
+    (e.g. ``"--link", "serial"``); MICROPYPATH makes ``machine`` and ``bluetooth`` the emulators."""
+    fw = firmware_dir()
+    args = [micropython_binary(), str(fw / "sim" / "simboard.py"), str(trace_path), *map(str, options)]
+    return args, dict(os.environ, MICROPYPATH=f"{fw / 'sim'}:{fw}")
+
+
 def prepare_trace(csv_path, out_path, chip: str = "LSM6DSOX", rate_hz: int = 100, **csv_options) -> np.ndarray:
     """The CSV as the chip's motion trace at the chip's true rate for ``rate_hz`` (linear interpolation when the
     CSV's rate differs by more than 0.1 %); writes ``out_path`` and returns the raw chip samples (N, 6) int16."""
@@ -156,14 +164,18 @@ class SimBoard:
 
     trace: a generic IMU CSV (converted with ``prepare_trace``) or a chip trace file (``.hct``, used as is).
     seconds: device time to simulate (default: the trace's length); realtime: follow the wall clock; log: keep the
-    session log (store.py) in the work directory; extra_args: more options of firmware/sim/simboard.py.
+    session log (store.py) in the work directory; link: the firmware's transport on the pipes, "stdio"
+    (link_stdio) or "serial" (link_serial.Link itself); extra_args: more options of firmware/sim/simboard.py.
     """
 
     def __init__(self, trace, *, chip: str = "LSM6DSOX", rate_hz: int = 100, seconds: float | None = None,
                  realtime: bool = False, workdir=None, interval_ms: int = 20, csv_options: dict | None = None,
-                 log: bool = True, extra_args: tuple = ()):
+                 log: bool = True, extra_args: tuple = (), link: str = "stdio"):
         if chip not in CHIPS:
             raise ValueError(f"chip {chip!r}: one of {', '.join(CHIPS)}")
+        if link not in ("stdio", "serial"):
+            raise ValueError(f"link {link!r}: stdio or serial")
+        self.link = link
         self.chip = chip
         self.rate_hz = rate_hz
         self.realtime = realtime
@@ -205,14 +217,13 @@ class SimBoard:
 
     # ------------------------------------------------------------------------------------------- process
     def start(self) -> "SimBoard":
-        fw = firmware_dir()
-        args = [micropython_binary(), str(fw / "sim" / "simboard.py"), str(self.trace_path), "--chip", self.chip,
-                "--rate", str(self.rate_hz), "--seconds", repr(self.seconds), "--interval-ms",
-                str(self.interval_ms), "--record", str(self.record_path), "--profile", str(self.profile_path),
-                *(("--log", str(self.log_path)) if self.log else ()), *self.extra_args]
+        args, env = firmware_command(
+            self.trace_path, "--chip", self.chip, "--rate", self.rate_hz, "--seconds", repr(self.seconds),
+            "--interval-ms", self.interval_ms, "--record", self.record_path, "--profile", self.profile_path,
+            *(("--log", self.log_path) if self.log else ()), *(("--link", "serial") if self.link == "serial" else ()),
+            *self.extra_args)
         if self.realtime:
             args.append("--realtime")
-        env = dict(os.environ, MICROPYPATH=f"{fw / 'sim'}:{fw}")
         self._stderr = open(self.workdir / "stderr.txt", "w+b")
         self._t0 = time.perf_counter()
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
