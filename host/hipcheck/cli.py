@@ -128,6 +128,64 @@ def build_parser() -> argparse.ArgumentParser:
                           help="save the decoded samples (numpy SAMPLE_DTYPE array)")
     simboard.add_argument("--json", action="store_true", help="print the summary as JSON")
     simboard.set_defaults(run=run_simboard)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole system without hardware: the simulated sensor (real firmware) on a walk, live analysis, "
+        "alerts sent back to its motor, a recording and a summary",
+        description="Simulate a walk (default 60 s with a weak right hip: --drop-right 8), play it through the real "
+        "firmware in the MicroPython unix port (the simulated sensor), receive its packets like a real sensor's "
+        "(backfill, time sync, recording), run the live pipeline, send VIBRATE back when a detector fires, print a "
+        "line per stride and a summary naming the weak side. Drops are named by the stance side.",
+    )
+    demo.add_argument("--seconds", type=float, default=60.0, help="duration of the walk in s (default 60)")
+    demo.add_argument("--drop-left", type=float, metavar="DEG",
+                      help="pelvic drop during LEFT stance (the right side sinks), degrees (walk default 4)")
+    demo.add_argument("--drop-right", type=float, metavar="DEG",
+                      help="pelvic drop during RIGHT stance (the left side sinks), degrees (walk default 8)")
+    demo.add_argument("--activity", choices=("walk", "hold"), default="walk",
+                      help="walk (default) or a single-leg hold")
+    demo.add_argument("--headless", action="store_true",
+                      help="no live plot; as fast as possible (the same findings as in real time)")
+    pace = demo.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
+                      help="run at the pace of a real walk (default without --headless)")
+    pace.add_argument("--fast", dest="realtime", action="store_false", help="as fast as possible")
+    demo.add_argument("--record", type=Path, metavar="FILE.hclog",
+                      help="where to keep the session log (default: hipcheck-demo/session.hclog in the temp folder)")
+    demo.add_argument("--seed", type=int, default=1, help="random seed of the simulated walk (default 1)")
+    demo.set_defaults(run=run_demo)
+
+    record = commands.add_parser(
+        "record",
+        help="record a sensor headless, with alerts: --sim TRACE, --serial PORT, --ble NAME|ADDRESS or --replay LOG",
+        description="Connect to a sensor, record every packet in a crash-safe log (backfilling gaps), run the live "
+        "pipeline and send VIBRATE when a detector fires; Ctrl-C ends it. Prints a line per stride and a summary.",
+    )
+    source = record.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sim", type=Path, metavar="TRACE", help="the simulated sensor on an IMU CSV")
+    source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial, e.g. /dev/ttyACM0")
+    source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
+    source.add_argument("--replay", type=Path, metavar="LOG", help="a recorded session log")
+    record.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.hclog", help="the log to write")
+    record.add_argument("--seconds", type=float, metavar="S", help="stop after this much device time")
+    record.add_argument("--realtime", action="store_true", help="--sim / --replay at real-time pace")
+    record.add_argument("--no-alerts", action="store_true", help="record only: no VIBRATE")
+    record.set_defaults(run=run_record)
+
+    scan = commands.add_parser(
+        "scan",
+        help="list the hipcheck sensors in BLE range",
+        description="Scan for BLE devices advertising the hipcheck service and list them with name, address and "
+        "signal strength (RSSI, dBm), strongest first. Devices without the service are not listed, whatever their "
+        "name.",
+    )
+    scan.add_argument("--seconds", type=float, default=5.0, metavar="S", help="how long to scan (default 5)")
+    scan.add_argument("--json", action="store_true", help="print the list as JSON")
+    scan.add_argument("--backend", metavar="MODULE:NAME",
+                      help="a bleak backend other than the platform's: NAME is a BleBackend (scanner, client) or an "
+                      "(async) function returning one, called inside the scan's event loop (tests, emulators)")
+    scan.set_defaults(run=run_scan)
     return parser
 
 
@@ -288,6 +346,44 @@ def run_simboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return 0 if not summary["seq_gaps"] else 1
 
 
+def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.demo import motor_vibrations, run_demo as demo
+    from hipcheck.device import SessionError
+    from hipcheck.links import LinkError
+
+    if not 10.0 <= args.seconds <= 3600.0:
+        parser.error(f"--seconds {args.seconds:g}: give 10 to 3600 s (a walk needs a few strides)")
+    for name in ("drop_left", "drop_right"):
+        value = getattr(args, name)
+        if value is not None and not _BOUNDS[name][0] <= value <= _BOUNDS[name][1]:
+            parser.error(f"--{name.replace('_', '-')} {value:g} is out of range; use {_BOUNDS[name][0]:g} to "
+                         f"{_BOUNDS[name][1]:g}")
+    try:
+        _, link = demo(seconds=args.seconds, drop_left=args.drop_left, drop_right=args.drop_right,
+                       activity=args.activity, headless=args.headless, realtime=args.realtime,
+                       record=args.record, seed=args.seed, out=lambda line: print(line, flush=True))
+    except (SessionError, LinkError, ValueError) as error:
+        print(f"hipcheck demo: {error}", file=sys.stderr)
+        return 1
+    return 0 if link.record is not None else 1
+
+
+def run_record(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.demo import run_record as record
+    from hipcheck.device import SessionError
+    from hipcheck.links import LinkError
+
+    if args.seconds is not None and not args.seconds > 0:
+        parser.error(f"--seconds {args.seconds}: give a positive duration")
+    if not args.output.parent.exists():
+        parser.error(f"the folder {args.output.parent} does not exist")
+    try:
+        return record(args, out=lambda line: print(line, flush=True))
+    except (SessionError, LinkError, RuntimeError, OSError) as error:
+        print(f"hipcheck record: {error}", file=sys.stderr)
+        return 1
+
+
 def run_flash(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from hipcheck.flash import FlashError, FlashUsageError, flash
 
@@ -362,3 +458,48 @@ def _format_summary(activity: str, summary: dict, n_samples: int, csv_path: Path
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def run_scan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import asyncio
+    import importlib
+    import inspect
+
+    from hipcheck.links import LinkError
+    from hipcheck.links.ble import scan
+
+    if not 0 < args.seconds <= 600:
+        parser.error(f"--seconds {args.seconds:g}: scan for more than 0 and at most 600 s")
+    factory = None
+    if args.backend:
+        module_name, _, attr = args.backend.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr or "backend")
+        except (ImportError, AttributeError) as error:
+            parser.error(f"--backend {args.backend}: {error}; give MODULE:NAME of an importable BleBackend")
+
+    async def go():
+        backend = factory
+        if callable(backend) and not isinstance(backend, tuple):
+            backend = backend()
+            if inspect.isawaitable(backend):
+                backend = await backend
+        return await scan(args.seconds, backend=backend)
+
+    try:
+        found = asyncio.run(go())
+    except LinkError as error:
+        print(f"hipcheck scan: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([{"name": f.name, "address": f.address, "rssi_dbm": f.rssi_dbm} for f in found], indent=2))
+        return 0
+    if not found:
+        print(f"no hipcheck sensor found in {args.seconds:g} s (is it on, charged, in range and not connected to "
+              "another host?)")
+        return 0
+    print(f"{'name':<16} {'address':<20} {'RSSI dBm':>8}")
+    for f in found:
+        rssi = "" if f.rssi_dbm is None else str(f.rssi_dbm)
+        print(f"{f.name or '?':<16} {f.address:<20} {rssi:>8}")
+    return 0
