@@ -33,7 +33,7 @@ CHIPS = {  # name: (emulator module, class, WHO_AM_I, driver module, I2C address
 }
 USAGE = ("usage: simboard.py TRACE [--chip LSM6DSOX|LSM6DS3TR-C|MPU-6050|MPU-6886] [--rate HZ] [--seconds S] "
          "[--realtime] [--interval-ms MS] [--record FILE.json] [--log FILE] [--profile FILE] [--no-autostart] "
-         "[--no-alerts] [--link stdio|serial]")
+         "[--no-alerts] [--link stdio|serial] [--mtu N]")
 
 _pwms = []
 
@@ -60,11 +60,12 @@ def _err(msg):
 
 def parse(argv):
     opts = {"trace": None, "chip": "LSM6DSOX", "rate": 100, "seconds": None, "realtime": False, "interval_ms": 20,
-            "record": None, "autostart": True, "log": None, "profile": None, "alerts": True, "link": "stdio"}
+            "record": None, "autostart": True, "log": None, "profile": None, "alerts": True, "link": "stdio",
+            "mtu": 247}
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile", "--link"):
+        if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile", "--link", "--mtu"):
             if i + 1 >= len(argv):
                 raise ValueError("%s needs a value\n%s" % (a, USAGE))
             v = argv[i + 1]
@@ -79,6 +80,8 @@ def parse(argv):
                 opts["seconds"] = float(v)
             elif a == "--interval-ms":
                 opts["interval_ms"] = int(v)
+            elif a == "--mtu":
+                opts["mtu"] = int(v)  # pack DATA as on a BLE connection with this ATT MTU (23: the compact form)
             elif a == "--link":
                 if v not in ("stdio", "serial"):
                     raise ValueError("--link %s: one of stdio, serial" % v)
@@ -115,14 +118,14 @@ def sim_board(chip):
     return board
 
 
-def make_link(kind):
+def make_link(kind, mtu=247):
     """The link on this process's stdin/stdout: link_stdio, or link_serial itself (the streams are already set up
     by whoever started the process, e.g. a pty master: raw=False leaves their terminal settings alone)."""
     if kind == "serial":
         import link_serial
-        return link_serial.Link(inp=sys.stdin.buffer, out=sys.stdout.buffer, raw=False)
+        return link_serial.Link(inp=sys.stdin.buffer, out=sys.stdout.buffer, mtu=mtu, raw=False)
     import link_stdio
-    return link_stdio.Link()
+    return link_stdio.Link(mtu)
 
 
 def main(argv):
@@ -150,7 +153,7 @@ def main(argv):
     machine.attach(emu)
 
     import main as firmware
-    link = make_link(o["link"])
+    link = make_link(o["link"], o["mtu"])
     end_us = None if o["seconds"] is None else int(o["seconds"] * 1000000)
     state = {"app": None, "wall0": time.ticks_ms(), "wall_end": None}
 

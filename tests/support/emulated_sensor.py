@@ -26,20 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
-import threading
 import time
-from pathlib import Path
 
 from bumble.device import Connection
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
 from hipcheck.protocol import CONTROL_CHAR_UUID, DATA_CHAR_UUID, LOG_CHAR_UUID, SERVICE_UUID, Opcode
-from hipcheck.simboard import SimBoard, firmware_command
+from hipcheck.simboard import SimBoard
 
 from .bleak_bumble import Air
 
-HERE = Path(__file__).resolve().parent
 NAME_PREFIX = "hipcheck-"
 _ACK, _EVENT, _LOG, _DATA = 0x23, 0x24, 0x25, 0x21
 
@@ -77,7 +73,8 @@ class _Board(SimBoard):
     """SimBoard whose packets go to a callback (raw, from its reader thread) and whose stdio link has ``mtu``."""
 
     def __init__(self, trace, *, on_packet, mtu: int, **kwargs):
-        super().__init__(trace, **kwargs)
+        extra = tuple(kwargs.pop("extra_args", ())) + (("--mtu", str(mtu)) if mtu != 247 else ())
+        super().__init__(trace, extra_args=extra, **kwargs)
         self._on_packet = on_packet
         self.mtu = mtu
 
@@ -88,24 +85,6 @@ class _Board(SimBoard):
             except Exception:
                 pass
         self._on_packet(p)
-
-    def start(self) -> "_Board":
-        if self.mtu == 247:  # the stdio link's own MTU: run simboard.py as it is
-            return super().start()
-        args, env = firmware_command(
-            self.trace_path, "--chip", self.chip, "--rate", self.rate_hz, "--seconds", repr(self.seconds),
-            "--interval-ms", self.interval_ms, "--record", self.record_path, "--profile", self.profile_path,
-            *(("--log", self.log_path) if self.log else ()), *self.extra_args)
-        args[1:2] = [str(HERE / "mp_simboard_mtu.py"), str(self.mtu)]
-        if self.realtime:
-            args.append("--realtime")
-        self._stderr = open(self.workdir / "stderr.txt", "w+b")
-        self._t0 = time.perf_counter()
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=env, cwd=self.workdir, bufsize=0)
-        self._reader = threading.Thread(target=self._read, name="simboard-reader", daemon=True)
-        self._reader.start()
-        return self
 
 
 class EmulatedSensor:
