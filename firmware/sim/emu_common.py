@@ -36,6 +36,21 @@ class MotionTrace:
         return (t_ns // self.period_ns) % self.n
 
 
+def trace_and_clock(trace, clock, gyr_lsb_udps, scale_name):
+    """The MotionTrace an emulator plays (a still one if none is given; refused if made for another gyro scale) and
+    its clock (the machine module's by default)."""
+    if clock is None:
+        import machine
+        clock = machine.clock
+    if trace is None:
+        trace = MotionTrace.still(gyr_lsb_udps)
+    elif not isinstance(trace, MotionTrace):
+        trace = MotionTrace(trace, gyr_lsb_udps)
+    elif trace.gyr_lsb_udps != gyr_lsb_udps:
+        raise ValueError("motion trace is not at the %s gyro scale" % scale_name)
+    return trace, clock
+
+
 @micropython.viper
 def put_le(dst: ptr8, off: int, src: ptr16, si: int, swap: int):
     # three int16 from src[si..si+2] into dst[off..off+5], little-endian (swap=0) or big-endian (swap=1)

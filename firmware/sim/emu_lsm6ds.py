@@ -5,7 +5,7 @@
 # TIMESTAMP and INTERNAL_FREQ_FINE (LSM6DSOX). Not modelled: filters, interrupts pins, embedded functions, decimation.
 from micropython import const
 
-from emu_common import MotionTrace, copy_bytes, put_le, ring_out
+from emu_common import copy_bytes, put_le, ring_out, trace_and_clock
 
 LSM6DSOX = const(0x6C)
 LSM6DS3TRC = const(0x6A)
@@ -47,15 +47,7 @@ def period_ns(code, fine=0):
 
 class Lsm6dsEmu:
     def __init__(self, trace=None, chip=LSM6DSOX, address=0x6A, clock=None, whoami=None, freq_fine=0):
-        if clock is None:
-            import machine
-            clock = machine.clock
-        if trace is None:
-            trace = MotionTrace.still(GYR_LSB_UDPS)
-        elif not isinstance(trace, MotionTrace):
-            trace = MotionTrace(trace, GYR_LSB_UDPS)
-        elif trace.gyr_lsb_udps != GYR_LSB_UDPS:
-            raise ValueError("motion trace is not at the LSM6 gyro scale (70 mdps/LSB)")
+        trace, clock = trace_and_clock(trace, clock, GYR_LSB_UDPS, "LSM6 (70 mdps/LSB)")
         self.trace = trace
         self.chip = chip
         self.address = address

@@ -7,7 +7,7 @@
 # MPU-6886 FIFO watermark (FIFO_WM_TH, FIFO_WM_INT_STATUS) and the data output registers. Big-endian, as the chips.
 from micropython import const
 
-from emu_common import MotionTrace, put_le, ring_out
+from emu_common import put_le, ring_out, trace_and_clock
 
 MPU6050 = const(0x68)
 MPU6886 = const(0x19)
@@ -31,15 +31,7 @@ FIFO_BYTES = const(1024)
 
 class MpuEmu:
     def __init__(self, trace=None, chip=MPU6050, address=0x68, clock=None, whoami=None):
-        if clock is None:
-            import machine
-            clock = machine.clock
-        if trace is None:
-            trace = MotionTrace.still(GYR_LSB_UDPS)
-        elif not isinstance(trace, MotionTrace):
-            trace = MotionTrace(trace, GYR_LSB_UDPS)
-        elif trace.gyr_lsb_udps != GYR_LSB_UDPS:
-            raise ValueError("motion trace is not at the MPU gyro scale (16.4 LSB/dps)")
+        trace, clock = trace_and_clock(trace, clock, GYR_LSB_UDPS, "MPU (16.4 LSB/dps)")
         self.trace = trace
         self.chip = chip
         self.address = address
