@@ -173,6 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--no-alerts", action="store_true", help="record only: no VIBRATE")
     record.set_defaults(run=run_record)
 
+    for name, what in (("connect", "connect to a sensor and print its INFO and live link figures every second"),
+                       ("live", "the live pipeline on a sensor: a line per stride, alerts sent back, a summary")):
+        sub = commands.add_parser(name, help=what, description=what[0].upper() + what[1:] + ". The live plot does "
+                                  "not exist yet: live runs headless." if name == "live" else what.capitalize() + ".")
+        source = sub.add_mutually_exclusive_group(required=True)
+        source.add_argument("--sim", type=Path, metavar="TRACE", help="the simulated sensor on an IMU CSV")
+        source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial, e.g. /dev/ttyACM0")
+        source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
+        source.add_argument("--replay", type=Path, metavar="LOG", help="a recorded session log")
+        sub.add_argument("--seconds", type=float, metavar="S",
+                         help="stop after this long (connect: wall time; live: device time)")
+        sub.add_argument("--realtime", action="store_true", help="--sim / --replay at real-time pace")
+        if name == "live":
+            sub.add_argument("-o", "--output", type=Path, metavar="FILE.hclog",
+                             help="also keep the session log (default: none)")
+            sub.add_argument("--no-alerts", action="store_true", help="no VIBRATE sent back")
+        sub.set_defaults(run=run_connect if name == "connect" else run_live_command)
+
     scan = commands.add_parser(
         "scan",
         help="list the hipcheck sensors in BLE range",
@@ -503,3 +521,16 @@ def run_scan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         rssi = "" if f.rssi_dbm is None else str(f.rssi_dbm)
         print(f"{f.name or '?':<16} {f.address:<20} {rssi:>8}")
     return 0
+
+
+def run_connect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck import demo
+
+    return demo.run_connect(args)
+
+
+def run_live_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck import demo
+
+    print("hipcheck live: the live plot does not exist yet; running headless", file=sys.stderr)
+    return demo.run_record(args)

@@ -248,3 +248,31 @@ def run_record(args, out=print) -> int:
     result = asyncio.run(main())
     print_closing(result, out)
     return 0
+
+
+def run_connect(args, out=print) -> int:
+    """``hipcheck connect``: connect, print the device's INFO, then the live link figures every second until
+    ``--seconds`` of wall time pass or Ctrl-C."""
+    from hipcheck.device import DeviceSession
+
+    link = make_link(args)
+
+    async def main():
+        async with link:
+            async with DeviceSession(link, passive=args.replay is not None) as session:
+                if session.device_info is not None:
+                    out("device: " + ", ".join(f"{k} {v}" for k, v in session.device_info.items()))
+                started = time.monotonic()
+                while args.seconds is None or time.monotonic() - started < args.seconds:
+                    await asyncio.sleep(1.0)
+                    st = link.status()
+                    out(f"{time.monotonic() - started:6.1f} s  connected {st.connected}  packets {st.packets_in}  "
+                        f"CRC errors {st.crc_errors}  reconnects {st.reconnects}  "
+                        f"RSSI {'-' if st.rssi_dbm is None else f'{st.rssi_dbm:.0f} dBm'}  "
+                        f"battery {'-' if st.battery_pct is None else f'{st.battery_pct} %'}  "
+                        f"samples live {session.stats.samples_live}  holes {len(session.stats.holes)}")
+                    if not st.connected and getattr(link, "ended", False):
+                        break
+        return 0
+
+    return asyncio.run(main())
