@@ -46,6 +46,17 @@ class LiveResult:
     record_path: str | None = None
 
 
+def warm_up_pipeline() -> None:
+    """Run the pipeline once over a few seconds of simulated walking, so that its numba kernels are compiled (or
+    loaded from the cache) before a link opens: a first compile takes seconds, which would starve the link and trip
+    the session's no-data watchdog."""
+    from hipcheck.motion import SensorModel, simulate_walk
+    from hipcheck.pipeline import analyze
+
+    trace = simulate_walk(duration_s=8.0, seed=0, sensor=SensorModel.ideal())
+    analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+
+
 async def run_live(link, *, record=None, seconds: float | None = None, start_seq: int | None = None,
                    alerts: bool = True, device_alerts_off: bool = True, out=print, passive: bool = False,
                    header: dict | None = None) -> LiveResult:
@@ -54,6 +65,7 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
     from hipcheck.device import DeviceSession
     from hipcheck.pipeline import Pipeline, sort_decisions
 
+    warm_up_pipeline()
     t0 = time.perf_counter()
     pipeline = None
     strides, decisions, holds = [], [], []
