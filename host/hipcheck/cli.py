@@ -162,11 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect to a sensor, record every packet in a crash-safe log (backfilling gaps), run the live "
         "pipeline and send VIBRATE when a detector fires; Ctrl-C ends it. Prints a line per stride and a summary.",
     )
-    source = record.add_mutually_exclusive_group(required=True)
-    source.add_argument("--sim", type=Path, metavar="TRACE", help="the simulated sensor on an IMU CSV")
-    source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial, e.g. /dev/ttyACM0")
-    source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
-    source.add_argument("--replay", type=Path, metavar="LOG", help="a recorded session log")
+    _add_link_options(record)
     record.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.hclog", help="the log to write")
     record.add_argument("--seconds", type=float, metavar="S", help="stop after this much device time")
     record.add_argument("--realtime", action="store_true", help="--sim / --replay at real-time pace")
@@ -177,11 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("live", "the live pipeline on a sensor: a line per stride, alerts sent back, a summary")):
         sub = commands.add_parser(name, help=what, description=what[0].upper() + what[1:] + ". The live plot does "
                                   "not exist yet: live runs headless." if name == "live" else what.capitalize() + ".")
-        source = sub.add_mutually_exclusive_group(required=True)
-        source.add_argument("--sim", type=Path, metavar="TRACE", help="the simulated sensor on an IMU CSV")
-        source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial, e.g. /dev/ttyACM0")
-        source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
-        source.add_argument("--replay", type=Path, metavar="LOG", help="a recorded session log")
+        _add_link_options(sub)
         sub.add_argument("--seconds", type=float, metavar="S",
                          help="stop after this long (connect: wall time; live: device time)")
         sub.add_argument("--realtime", action="store_true", help="--sim / --replay at real-time pace")
@@ -205,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
                       "(async) function returning one, called inside the scan's event loop (tests, emulators)")
     scan.set_defaults(run=run_scan)
     return parser
+
+
+def _add_link_options(parser: argparse.ArgumentParser) -> None:
+    """The sensor to talk to, exactly one: the links of hipcheck.links (record, connect, live)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sim", type=Path, metavar="TRACE", help="the simulated sensor on an IMU CSV")
+    source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial, e.g. /dev/ttyACM0")
+    source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
+    source.add_argument("--replay", type=Path, metavar="LOG", help="a recorded session log")
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
