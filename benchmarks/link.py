@@ -47,7 +47,7 @@ from hipcheck import detect, protocol  # noqa: E402
 from hipcheck.demo import DROP_PATTERN  # noqa: E402
 from hipcheck.device import DeviceSession  # noqa: E402
 from hipcheck.imu_csv import write_imu_csv  # noqa: E402
-from hipcheck.links import DATA  # noqa: E402
+from hipcheck.links import DATA, within  # noqa: E402
 from hipcheck.links.ble import BleLink  # noqa: E402
 from hipcheck.motion import simulate_walk  # noqa: E402
 from hipcheck.pipeline import Pipeline  # noqa: E402
@@ -182,7 +182,7 @@ async def latency(trace: Path, mtu: int, seconds: float) -> dict:
 async def bounded(coro, timeout_s: float):
     """A run that hangs fails loudly instead of blocking the benchmark."""
     try:
-        return await asyncio.wait_for(coro, timeout_s)
+        return await within(coro, timeout_s)
     except asyncio.TimeoutError:
         print(f"benchmarks/link.py: a run took longer than {timeout_s:g} s (hung); left out of the table",
               file=sys.stderr, flush=True)

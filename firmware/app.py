@@ -36,6 +36,7 @@ _BATCH = const(32)  # samples per driver read (the drivers read bursts of up to 
 _CTRL_SLOTS = const(16)  # ACK/EVENT packets waiting for the link
 _CTRL_LEN = const(20)  # every control packet fits the 20-byte payload of the minimum MTU
 _BACKFILL_BURST = const(4)  # backfill packets per pump, so that live data and commands go on meanwhile
+_BACKFILL_BURST_COMPACT = const(8)  # at MTU 23 (one sample a packet): 400 samples/s, 4x live at 100 Hz
 _LOG_BURST = const(4)
 
 # INFO state_flags (hipcheck.protocol.StateFlag)
@@ -67,7 +68,7 @@ class App:
 
     def __init__(self, imu, link, fusion, ring, haptics=None, alert=None, store=None, board_id=0, rate_hz=100,
                  interval_ms=20, ticks_us=None, ticks_diff=None, pace=None, battery=None, autostart=False,
-                 measure_alloc=False, log=None, profile_path=None, max_latency_ms=60):
+                 measure_alloc=False, log=None, profile_path=None, max_latency_ms=0):
         import time
         self.imu = imu
         self.link = link
@@ -113,7 +114,9 @@ class App:
         self._txl_n = 0
         self._mtu = 0
         self._spp = 0
-        self.max_latency_us = max_latency_ms * 1000  # longest a live sample waits for a fuller packet
+        # longest a live sample waits for a fuller packet, beyond the interval it waits for its step. 0: every step
+        # sends what it read, so a sample leaves within one interval and a host-side alert can meet 30 ms end to end
+        self.max_latency_us = max_latency_ms * 1000
         self._bf_seq = 0
         self._bf_left = 0
         self._dl = None  # log download in progress: [session_id, block, offset, n_blocks]
@@ -363,15 +366,20 @@ class App:
                     self._tx_n = n
                     self._tx_ch = 0
                     return
-        burst = _BACKFILL_BURST
+        burst = _BACKFILL_BURST if spp else _BACKFILL_BURST_COMPACT
         while self._bf_left > 0 and burst:
-            n, k = ring.encode_backfill(tx, self._bf_seq, self._bf_left if self._bf_left < spp else spp)
+            if spp:
+                n, k = ring.encode_backfill(tx, self._bf_seq, self._bf_left if self._bf_left < spp else spp)
+                if k and not (tx[10] | tx[11]):
+                    n = 0  # placeholders of an IMU FIFO gap (period 0): never sent
+            else:
+                n, k = ring.encode_backfill_compact(tx, self._bf_seq)
             if k == 0:
                 self._bf_left = 0  # overwritten since the ACK: the host sees the gap and asks again
                 break
             self._bf_seq = (self._bf_seq + k) & _U32
             self._bf_left -= k
-            if not (tx[10] | tx[11]):
+            if n == 0:
                 continue
             burst -= 1
             if not link.send(tx, n):

@@ -136,6 +136,17 @@ class Ring:
         return encode_data(buf, seq, self.t_us[slot], self.period_us[slot], self.quat, self.acc, self.gyr,
                            self.flags, slot, n, BACKFILLED), n
 
+    def encode_backfill_compact(self, buf, seq):
+        """Sample seq as a compact packet (MTU 23: no room for a full one, and no flag byte; the host knows a
+        backfilled sample by its seq, older than the live edge). Returns (20, 1); (0, 1) for an IMU FIFO gap's
+        placeholder, which is never sent; (0, 0) when seq is not held."""
+        slot = self.slot(seq)
+        if slot < 0:
+            return 0, 0
+        if self.period_us[slot] == 0:
+            return 0, 1
+        return encode_compact(buf, seq, self.quat, self.acc, self.gyr, slot), 1
+
 
 def _set_u32(st, i, v):
     v &= _U32

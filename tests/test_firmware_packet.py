@@ -257,9 +257,17 @@ for frm, mx in ((SEQ0, 10), (SEQ0 + 300, 30), (SEQ0 + 290, 20), (SEQ0 + 290, 5),
             print("F", binascii.hexlify(memoryview(buf)[:m]).decode())
             seq = (seq + n) & 0xFFFFFFFF
             left -= n
+        seq, left = got
+        while left:  # the same answer in the compact form (MTU 23)
+            m, n = r.encode_backfill_compact(buf, seq)
+            print("C", binascii.hexlify(memoryview(buf)[:m]).decode())
+            seq = (seq + n) & 0xFFFFFFFF
+            left -= n
     ack = bytearray(20)
     n = P.encode_ack(ack, P.BACKFILL, 11, P.OK if got else P.UNAVAILABLE, *(got or ()))
     print("A", binascii.hexlify(memoryview(ack)[:n]).decode())
+
+print("X", r.encode_backfill_compact(buf, (SEQ0 + 10) & 0xFFFFFFFF))  # overwritten long ago
 
 # Zero allocation: fill the ring from batches and packetise, 10 000 samples.
 r2 = Ring(3200)
@@ -294,16 +302,18 @@ def test_ring_backfill_by_sequence_number_across_wraps(tmp_path):
     s = next(line.split()[1:] for line in lines if line.startswith("S "))
     assert [int(x) for x in s] == [(seq0 + 400) % 2**32, (seq0 + 300) % 2**32, 100, 50]
 
-    blocks = []  # (request, answer, data packets, ack)
+    blocks = []  # (request, answer, data packets, ack, compact packets)
     for line in lines:
         if line.startswith("B "):
-            blocks.append([line, [], None])
+            blocks.append([line, [], None, []])
         elif line.startswith("F "):
             blocks[-1][1].append(bytes.fromhex(line[2:]))
         elif line.startswith("A "):
             blocks[-1][2] = bytes.fromhex(line[2:])
+        elif line.startswith("C "):
+            blocks[-1][3].append(bytes.fromhex(line[2:]))
     held = (seq0 + 300, seq0 + 400)  # unwrapped range in the ring
-    for line, data, ack in blocks:
+    for line, data, ack, compact in blocks:
         _, frm, mx, _ = line.split(" ", 3)
         frm, mx = int(frm), int(mx)
         frm_unwrapped = frm if frm >= seq0 else frm + 2**32
@@ -323,6 +333,14 @@ def test_ring_backfill_by_sequence_number_across_wraps(tmp_path):
         assert np.array_equal(np.rint(got["acc_m_s2"][:, 0] / p.ACC_LSB_M_S2), np.arange(lo, hi) - seq0)
         assert np.array_equal(np.rint(got["quat"][:, 1] * 16384), np.arange(lo, hi) - seq0)
         assert all(len(pk) <= p.data_packet_len(11) for pk in data)
+        # compact: one 20-byte packet per sample, the same values (no flags on the wire)
+        assert len(compact) == hi - lo and {len(pk) for pk in compact} == {20}
+        small, _ = p.decode_compact_packets(compact, seq_reference=lo, t_anchor_us=int(got["t_us"][0]),
+                                            seq_anchor=lo, period_us=5000)
+        assert np.array_equal(small["seq"], got["seq"]) and np.array_equal(small["t_us"], got["t_us"])
+        assert np.array_equal(small["acc_m_s2"], got["acc_m_s2"])
+        assert np.array_equal(small["gyr_rad_s"], got["gyr_rad_s"])
+    assert next(line for line in lines if line.startswith("X ")) == "X (0, 0)"
 
     alloc = int(next(line.split()[1] for line in lines if line.startswith("M ")))
     assert alloc == 0, f"{alloc} bytes allocated for 10 000 samples appended and packetised"

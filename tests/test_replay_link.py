@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hipcheck import protocol
-from hipcheck.links import CONTROL, DATA, LOG, LinkError
+from hipcheck.links import CONTROL, DATA, LOG, LinkError, within
 from hipcheck.links.replay import ReplayLink
 from hipcheck.protocol import Opcode, Status
 from hipcheck.record import MAGIC, LogReader, LogWriter
@@ -25,7 +25,7 @@ MICROPYTHON = shutil.which("micropython", path=str(Path(sys.executable).parent))
 
 def run(coro, timeout_s: float = 30.0):
     async def bounded():
-        return await asyncio.wait_for(coro, timeout_s)
+        return await within(coro, timeout_s)
 
     return asyncio.run(bounded())
 

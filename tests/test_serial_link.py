@@ -29,7 +29,7 @@ serial = pytest.importorskip("serial")
 
 from hipcheck import protocol  # noqa: E402
 from hipcheck.cli import main as cli_main  # noqa: E402
-from hipcheck.links import CONTROL, DATA, LinkError  # noqa: E402
+from hipcheck.links import CONTROL, DATA, LinkError, within  # noqa: E402
 from hipcheck.links.serial import SerialLink  # noqa: E402
 from hipcheck.protocol import Ack, Opcode, Status  # noqa: E402
 from hipcheck.simboard import expected_wire, firmware_command, prepare_trace  # noqa: E402
@@ -40,14 +40,14 @@ pytestmark = [pytest.mark.skipif(MICROPYTHON is None, reason="micropython unix p
 
 SECONDS = 20.0
 INTERVAL_MS = 20
-DAMAGE_FRAMES = (30, 150)  # frame indices of the stream (0 = the announcing 0x00) whose DATA frames may be damaged
+DAMAGE_FRAMES = (60, 300)  # frame indices of the stream (0 = the announcing 0x00) whose DATA frames may be damaged
 DAMAGE_P = 0.3
 KINDS = ("flip", "flip2", "truncate", "glue", "between", "merge", "oversize")
 
 
 def run(coro, timeout_s: float = 60.0):
     async def bounded():
-        return await asyncio.wait_for(coro, timeout_s)
+        return await within(coro, timeout_s)
 
     return asyncio.run(bounded())
 

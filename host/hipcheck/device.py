@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hipcheck import protocol
-from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError
+from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, within
 from hipcheck.protocol import Ack, Event, EventCode, Opcode, SampleFlag, Status
 
 U32 = 1 << 32
@@ -263,6 +263,8 @@ class DeviceSession:
         self._period_us = None
         self._ref = (None, None)  # (seq, t_us) reference for unwrapping the next packet
         self._anchor = None  # (seq, t_us) from the last pong: compact-form time anchor
+        self._period_from_data = False  # period_us read off a full DATA packet (else from two pongs)
+        self._early_compact: list = []  # compact packets that came before the anchor and period were known
         self._restart_live = False  # after START: a jump in live seq is not a hole
         self._streaming = True
         self._bf = None  # the BACKFILL answer under way: dict(start, end, deadline)
@@ -305,6 +307,13 @@ class DeviceSession:
             self.device_info = await self.info()
             for _ in range(3):
                 await self.time_sync()
+            if protocol.samples_per_packet(self.link.status().mtu) == 0:
+                # compact form (MTU 23): no period on the wire; two pongs some samples apart give the true one
+                for _ in range(20):
+                    if self._period_us is not None:
+                        break
+                    await asyncio.sleep(0.02)
+                    await self.time_sync()
             self._next_sync = time.monotonic() + self.sync_interval_s
             if not self.device_info["state_flags"] & protocol.StateFlag.STREAMING:
                 await self.start_streaming()
@@ -324,13 +333,16 @@ class DeviceSession:
         if self._closed:
             return
         self._closed = True
+        pending = {task for task in self._tasks if not task.done()}
+        for _ in range(50):  # a task that lost one cancellation to a race gets another, never an endless wait
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: the session already reported it through _fail
         for _, fut in self._waiting.values():
             if not fut.done():
                 fut.cancel()
@@ -392,7 +404,7 @@ class DeviceSession:
         for _ in range(tries):
             if not self._connected.is_set():
                 try:
-                    await asyncio.wait_for(self._connected.wait(), timeout_s)
+                    await within(self._connected.wait(), timeout_s)
                 except asyncio.TimeoutError:
                     why = "the link is down"
                     continue
@@ -404,7 +416,7 @@ class DeviceSession:
                 t_send = time.monotonic()
                 await self.link.send(packet)
                 self._record_command(packet, t_send)
-                ack, t_recv = await asyncio.wait_for(fut, timeout_s)
+                ack, t_recv = await within(fut, timeout_s)
                 return ack, t_send, t_recv
             except LinkError as error:
                 why = f"the link refused it ({error})"
@@ -482,7 +494,14 @@ class DeviceSession:
         next_seq = self._unwrap_seq(f["next_seq"])
         next_t = self._unwrap_time(f["next_t_us"], f["next_seq"])
         self.time_map.add_exchange(t_send, t_recv, device_us)
+        if self._anchor is not None and not self._period_from_data and next_seq > self._anchor[0]:
+            # the device steps sample times by exactly its period: two pongs give it to the µs
+            self._period_us = round((next_t - self._anchor[1]) / (next_seq - self._anchor[0]))
         self._anchor = (next_seq, next_t)
+        if self._early_compact and self._period_us is not None:
+            early, self._early_compact = self._early_compact, []
+            for packet, t in early:
+                self._on_data(packet, t)
         return {"device_t_us": device_us, "next_seq": next_seq, "next_t_us": next_t, "rtt_s": t_recv - t_send}
 
     def _unwrap_seq(self, wire: int) -> int:
@@ -578,16 +597,23 @@ class DeviceSession:
     def _on_data(self, packet: bytes, t: float) -> None:
         ref_seq, ref_t = self._ref
         try:
-            if len(packet) == protocol.COMPACT_PACKET_LEN and packet[0] != protocol.KIND_DATA:
-                if self._anchor is None or self._period_us is None:
-                    raise protocol.BadFieldError("a compact DATA packet before any time sync: no time anchor")
+            if len(packet) == protocol.COMPACT_PACKET_LEN:  # a full DATA packet is never 20 bytes (docs/protocol.md)
+                if self._anchor is None or self._period_us is None:  # decoded once the pongs tell the time
+                    if len(self._early_compact) < 4096:
+                        self._early_compact.append((packet, t))
+                    else:
+                        self.stats.bad_packets += 1
+                    return
                 samples, rep = protocol.decode_compact_packets(
                     [packet], seq_reference=ref_seq if ref_seq is not None else self._anchor[0],
                     t_anchor_us=self._anchor[1], seq_anchor=self._anchor[0], period_us=self._period_us)
+                if self._live_next is not None:  # no flag byte: a sample behind the live edge is a BACKFILL answer
+                    samples["flags"][samples["seq"] < self._live_next] |= np.uint8(SampleFlag.BACKFILLED)
             else:
                 samples, rep = protocol.decode_data_packets([packet], seq_reference=ref_seq,
                                                             t_reference_us=ref_t)
                 self._period_us = int.from_bytes(packet[10:12], "little")
+                self._period_from_data = True
         except protocol.UnknownVersionError as error:
             self._fail(SessionError(str(error)))
             return
@@ -749,7 +775,7 @@ class DeviceSession:
         last = None
         while time.monotonic() < deadline:
             try:
-                await asyncio.wait_for(link.open(), max(0.05, deadline - time.monotonic()))
+                await within(link.open(), max(0.05, deadline - time.monotonic()))
             except (LinkError, asyncio.TimeoutError) as error:
                 last = error
                 if getattr(link, "ended", False):
@@ -779,7 +805,7 @@ class DeviceSession:
     async def _housekeeping(self) -> None:
         while not self._finished:
             try:  # a finished BACKFILL answer wakes this at once: the next hole is asked for without a pause
-                await asyncio.wait_for(self._wake.wait(), 0.02)
+                await within(self._wake.wait(), 0.02)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()

@@ -231,7 +231,8 @@ def log_samples(path) -> np.ndarray:
     (``hipcheck.protocol.SAMPLE_DTYPE``). Bad packets are skipped (the session counted them when it ran)."""
     from hipcheck import protocol
 
-    packets = [p for ch, p, _ in LogReader(path).packets() if ch == "data" and p[:1] == bytes([protocol.KIND_DATA])]
+    packets = [p for ch, p, _ in LogReader(path).packets()
+               if ch == "data" and len(p) != protocol.COMPACT_PACKET_LEN and p[:1] == bytes([protocol.KIND_DATA])]
     if not packets:
         return np.zeros(0, protocol.SAMPLE_DTYPE)
     samples, _ = protocol.decode_data_packets(packets, strict=False)

@@ -42,6 +42,7 @@ from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
+from hipcheck.links import within
 from hipcheck.links.ble import BleBackend
 
 
@@ -221,7 +222,7 @@ class BumbleClient(BaseBleakClient):
         if address is None:
             raise BleakDeviceNotFoundError(self.address, f"device {self.address} was not found: scan for it first")
         try:
-            connection = await asyncio.wait_for(
+            connection = await within(
                 central.connect(address, transport=PhysicalTransport.LE, timeout=self._timeout), self._timeout + 1)
         except (asyncio.TimeoutError, Exception) as error:  # bumble raises its own errors: one bleak error here
             if isinstance(error, asyncio.CancelledError):
@@ -254,11 +255,11 @@ class BumbleClient(BaseBleakClient):
             return
         connection, gone = self._connection, self._gone
         try:
-            await asyncio.wait_for(connection.disconnect(), self._timeout)
+            await within(connection.disconnect(), self._timeout)
         except Exception:  # already gone
             pass
         try:
-            await asyncio.wait_for(asyncio.shield(gone), self._timeout)
+            await within(asyncio.shield(gone), self._timeout)
         except asyncio.TimeoutError:
             self._on_disconnection(None)
 

@@ -14,12 +14,22 @@ time or as fast as possible) all carry whole protocol packets (``hipcheck.protoc
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass
 
 # Channels a packet arrives on: BLE has one characteristic each; serial, sim and replay tell them by packet type.
 DATA = "data"  # DATA packets (full or compact)
 CONTROL = "control"  # ACK and EVENT packets
 LOG = "log"  # LOG_CHUNK packets
+
+
+async def within(awaitable, seconds: float):
+    """Await with a time limit (TimeoutError when it passes).
+
+    Used instead of ``asyncio.wait_for``: in Python 3.11 wait_for swallows a cancellation that lands as the awaited
+    thing completes (CPython gh-86296), and a cancelled session task then ran on forever, hanging its close."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 class LinkError(Exception):

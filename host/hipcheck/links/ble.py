@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received
+from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received, within
 from hipcheck.protocol import CONTROL_CHAR_UUID, DATA_CHAR_UUID, LOG_CHAR_UUID, SERVICE_UUID
 
 BATTERY_LEVEL_UUID = "00002a19-0000-1000-8000-00805f9b34fb"
@@ -105,7 +105,7 @@ async def scan(seconds: float = 5.0, *, backend: BleBackend | None = None, targe
     try:
         async with BleakScanner(on_adv, service_uuids=[SERVICE_UUID], **kwargs):
             try:
-                await asyncio.wait_for(hit.wait(), seconds)
+                await within(hit.wait(), seconds)
             except asyncio.TimeoutError:
                 pass
     except Exception as error:  # bleak's errors (no adapter, BlueZ not running) say what is wrong
@@ -189,7 +189,7 @@ class BleLink(Link):
             raise LinkError(f"command of {len(packet)} bytes does not fit one write at ATT MTU {self._status.mtu} "
                             f"(at most {limit} bytes); every hipcheck COMMAND fits 20 bytes")
         try:
-            await asyncio.wait_for(client.write_gatt_char(CONTROL_CHAR_UUID, bytes(packet), response=True),
+            await within(client.write_gatt_char(CONTROL_CHAR_UUID, bytes(packet), response=True),
                                    self.command_timeout_s)
         except asyncio.TimeoutError:
             raise LinkError(f"the sensor did not confirm the write within {self.command_timeout_s:g} s") from None
@@ -201,7 +201,7 @@ class BleLink(Link):
         if self._error is not None and self._queue.empty():
             raise self._error
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout_s)
+            item = await within(self._queue.get(), timeout_s)
         except asyncio.TimeoutError:
             return None
         if item is None:
@@ -380,7 +380,7 @@ class BleLink(Link):
                 return
             wait = 1.0 if self.watchdog_s is None else max(0.05, min(1.0, self.watchdog_s / 4))
             try:
-                await asyncio.wait_for(self._lost.wait(), wait)
+                await within(self._lost.wait(), wait)
             except asyncio.TimeoutError:
                 pass
 
@@ -394,6 +394,6 @@ class BleLink(Link):
 
 async def _quiet_disconnect(client) -> None:
     try:
-        await asyncio.wait_for(client.disconnect(), 5.0)
+        await within(client.disconnect(), 5.0)
     except Exception:
         pass

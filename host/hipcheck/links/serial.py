@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 
 from hipcheck import protocol
-from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received
+from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received, within
 
 SERIAL_MTU = 247  # the firmware's serial MTU (firmware/link_serial.SERIAL_MTU): commands up to 244 bytes
 _KIND_CHANNEL = {protocol.kind_byte(protocol.PacketType.DATA): DATA,
@@ -169,7 +169,7 @@ class SerialLink(Link):
             if self._closed:
                 return None
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout_s)
+            item = await within(self._queue.get(), timeout_s)
         except asyncio.TimeoutError:
             return None
         if item is None:  # a wake-up: the link failed or was closed

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from hipcheck import protocol
-from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received
+from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received, within
 
 STDIO_MTU = 247  # the stdio link's MTU (firmware/link_serial.SERIAL_MTU): 11 samples per DATA packet
 _KIND_CHANNEL = {protocol.kind_byte(protocol.PacketType.DATA): DATA,
@@ -120,7 +120,7 @@ class SimLink(Link):
             return
         while self._cut is not None and not self._ended:
             try:
-                await asyncio.wait_for(self._cut_over_event.wait(), 0.05)
+                await within(self._cut_over_event.wait(), 0.05)
             except asyncio.TimeoutError:
                 self._check_cut_wall()
         if self._ended:
@@ -139,7 +139,7 @@ class SimLink(Link):
             try:
                 if proc.stdin is not None and not proc.stdin.is_closing():
                     proc.stdin.close()
-                await asyncio.wait_for(proc.wait(), timeout=15)
+                await within(proc.wait(), 15)
             except (asyncio.TimeoutError, ProcessLookupError, OSError, ConnectionError):
                 try:
                     proc.kill()
@@ -148,7 +148,7 @@ class SimLink(Link):
                 await proc.wait()
         if self._reader is not None:
             try:
-                await asyncio.wait_for(self._reader, timeout=5)
+                await within(self._reader, 5)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._reader.cancel()
         if self.workdir is not None:
@@ -192,7 +192,7 @@ class SimLink(Link):
             if timeout_s is None:
                 item = await self._queue.get()
             else:
-                item = await asyncio.wait_for(self._queue.get(), timeout_s)
+                item = await within(self._queue.get(), timeout_s)
         except asyncio.TimeoutError:
             return None
         return item
