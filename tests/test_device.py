@@ -93,7 +93,7 @@ def test_one_percent_of_data_packets_dropped_every_gap_backfilled(walk_csv, tmp_
     session, rows, _ = run_session(link, record=log)
     assert link.dropped_injected >= 2
     assert_in_sequence(rows)
-    assert not rows["gap"].any() and session.lost == []
+    assert not rows["gap"].any() and session.lost == [], (session.lost, session.stats.holes)
     holes = session.stats.holes
     assert 1 <= len(holes) <= link.dropped_injected  # two drops in a row make one hole
     assert session.stats.samples_backfilled == sum(n for _, n in holes)  # each hole filled, nothing else

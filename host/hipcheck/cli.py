@@ -192,9 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("--seconds", type=float, default=5.0, metavar="S", help="how long to scan (default 5)")
     scan.add_argument("--json", action="store_true", help="print the list as JSON")
-    scan.add_argument("--backend", metavar="MODULE:NAME",
-                      help="a bleak backend other than the platform's: NAME is a BleBackend (scanner, client) or an "
-                      "(async) function returning one, called inside the scan's event loop (tests, emulators)")
+    _add_backend_option(scan)
     scan.set_defaults(run=run_scan)
     return parser
 
@@ -206,6 +204,27 @@ def _add_link_options(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial, e.g. /dev/ttyACM0")
     source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
     source.add_argument("--replay", type=Path, metavar="LOG", help="a recorded session log")
+    _add_backend_option(parser)
+
+
+def _add_backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", metavar="MODULE:NAME",
+                        help="a bleak backend other than the platform's: NAME is a BleBackend (scanner, client) or an "
+                        "(async) function returning one, called inside the command's event loop (tests, emulators)")
+
+
+def _load_backend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """--backend checked at once (a typo is a usage error, not a failure after connecting)."""
+    args.backend_factory = None
+    if getattr(args, "backend", None):
+        from hipcheck.links.ble import load_backend
+
+        if getattr(args, "ble", True) is None:
+            parser.error("--backend applies to --ble only")
+        try:
+            args.backend_factory = load_backend(args.backend)
+        except ValueError as error:
+            parser.error(str(error))
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
@@ -388,18 +407,26 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def run_record(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from hipcheck.demo import run_record as record
+    from hipcheck import demo
+
+    return _run_link_command(args, parser, demo.run_record)
+
+
+def _run_link_command(args: argparse.Namespace, parser: argparse.ArgumentParser, job) -> int:
+    """record, connect and live: options checked, then the job; a link or session failure is one clear line."""
     from hipcheck.device import SessionError
     from hipcheck.links import LinkError
 
     if args.seconds is not None and not args.seconds > 0:
         parser.error(f"--seconds {args.seconds}: give a positive duration")
-    if not args.output.parent.exists():
-        parser.error(f"the folder {args.output.parent} does not exist")
+    output = getattr(args, "output", None)
+    if output is not None and not output.parent.exists():
+        parser.error(f"the folder {output.parent} does not exist")
+    _load_backend(args, parser)
     try:
-        return record(args, out=lambda line: print(line, flush=True))
+        return job(args, out=lambda line: print(line, flush=True))
     except (SessionError, LinkError, RuntimeError, OSError) as error:
-        print(f"hipcheck record: {error}", file=sys.stderr)
+        print(f"hipcheck {args.command}: {error}", file=sys.stderr)
         return 1
 
 
@@ -475,35 +502,18 @@ def _format_summary(activity: str, summary: dict, n_samples: int, csv_path: Path
     return "\n".join(line for line in lines if line)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def run_scan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import asyncio
-    import importlib
-    import inspect
 
     from hipcheck.links import LinkError
-    from hipcheck.links.ble import scan
+    from hipcheck.links.ble import resolve_backend, scan
 
     if not 0 < args.seconds <= 600:
         parser.error(f"--seconds {args.seconds:g}: scan for more than 0 and at most 600 s")
-    factory = None
-    if args.backend:
-        module_name, _, attr = args.backend.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr or "backend")
-        except (ImportError, AttributeError) as error:
-            parser.error(f"--backend {args.backend}: {error}; give MODULE:NAME of an importable BleBackend")
+    _load_backend(args, parser)
 
     async def go():
-        backend = factory
-        if callable(backend) and not isinstance(backend, tuple):
-            backend = backend()
-            if inspect.isawaitable(backend):
-                backend = await backend
-        return await scan(args.seconds, backend=backend)
+        return await scan(args.seconds, backend=await resolve_backend(args.backend_factory))
 
     try:
         found = asyncio.run(go())
@@ -527,11 +537,14 @@ def run_scan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def run_connect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from hipcheck import demo
 
-    return demo.run_connect(args)
+    return _run_link_command(args, parser, demo.run_connect)
 
 
 def run_live_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from hipcheck import demo
 
     print("hipcheck live: the live plot does not exist yet; running headless", file=sys.stderr)
-    return demo.run_record(args)
+    return _run_link_command(args, parser, demo.run_record)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -60,12 +60,12 @@ def warm_up_pipeline() -> None:
 async def run_live(link, *, record=None, seconds: float | None = None, start_seq: int | None = None,
                    alerts: bool = True, device_alerts_off: bool = True, out=print, passive: bool = False,
                    header: dict | None = None) -> LiveResult:
-    """The live job on an open-able link (module docstring). Returns what it found; prints as it goes."""
+    """The live job on an open-able link (module docstring). Returns what it found; prints as it goes. Call
+    ``warm_up_pipeline()`` before the link opens."""
     from hipcheck import detect, report
     from hipcheck.device import DeviceSession
     from hipcheck.pipeline import Pipeline, sort_decisions
 
-    warm_up_pipeline()
     t0 = time.perf_counter()
     pipeline = None
     strides, decisions, holds = [], [], []
@@ -209,6 +209,7 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
                                   header={"demo": {"activity": activity, "seconds": seconds, "seed": seed,
                                                    "truth": truth}})
 
+    warm_up_pipeline()  # before the link opens: a cold compile would starve it
     result = asyncio.run(main())
     print_closing(result, out)
     motor_on = int(np.count_nonzero(link.motor[:, 1] > 0)) if len(link.motor) else 0
@@ -222,41 +223,37 @@ def motor_vibrations(link) -> int:
     return int(np.count_nonzero(link.motor[:, 1] > 0)) if len(link.motor) else 0
 
 
-def make_link(args):
-    """The link named by ``hipcheck record``'s options; the BLE, serial and replay links are imported lazily."""
+async def make_link(args):
+    """The link named by the link options of record, connect and live (``--sim``, ``--serial``, ``--ble`` with an
+    optional ``--backend``, ``--replay``), made inside the running event loop; the links are imported lazily."""
     if args.sim is not None:
         from hipcheck.links.sim import SimLink
 
         return SimLink(args.sim, seconds=args.seconds, realtime=args.realtime)
-    name, module, cls, target = (("serial", "hipcheck.links.serial", "SerialLink", args.serial)
-                                 if args.serial is not None else
-                                 ("ble", "hipcheck.links.ble", "BleLink", args.ble)
-                                 if args.ble is not None else
-                                 ("replay", "hipcheck.links.replay", "ReplayLink", args.replay))
-    try:
-        mod = __import__(module, fromlist=[cls])
-        link_class = getattr(mod, cls)
-    except (ImportError, AttributeError) as error:
-        raise RuntimeError(f"the {name} link is not available in this hipcheck ({error})") from None
-    if name == "replay":
-        try:
-            return link_class(target, realtime=args.realtime)
-        except TypeError:
-            return link_class(target)
-    return link_class(target)
+    if args.serial is not None:
+        from hipcheck.links.serial import SerialLink
+
+        return SerialLink(args.serial)
+    if args.ble is not None:
+        from hipcheck.links.ble import BleLink, resolve_backend
+
+        return BleLink(args.ble, backend=await resolve_backend(getattr(args, "backend_factory", None)))
+    from hipcheck.links.replay import ReplayLink
+
+    return ReplayLink(args.replay, realtime=args.realtime)
 
 
 def run_record(args, out=print) -> int:
     record = args.output
     passive = args.replay is not None
-    link = make_link(args)
 
     async def main():
-        async with link:
+        async with await make_link(args) as link:
             return await run_live(link, record=record, seconds=args.seconds, alerts=not args.no_alerts,
                                   device_alerts_off=not args.no_alerts and not passive, passive=passive,
                                   start_seq=0 if args.sim is not None else None, out=out)
 
+    warm_up_pipeline()  # before the link opens: a cold compile would starve it
     result = asyncio.run(main())
     print_closing(result, out)
     return 0
@@ -267,10 +264,8 @@ def run_connect(args, out=print) -> int:
     ``--seconds`` of wall time pass or Ctrl-C."""
     from hipcheck.device import DeviceSession
 
-    link = make_link(args)
-
     async def main():
-        async with link:
+        async with await make_link(args) as link:
             async with DeviceSession(link, passive=args.replay is not None) as session:
                 if session.device_info is not None:
                     out("device: " + ", ".join(f"{k} {v}" for k, v in session.device_info.items()))

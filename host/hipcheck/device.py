@@ -52,6 +52,7 @@ from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, within
 from hipcheck.protocol import Ack, Event, EventCode, Opcode, SampleFlag, Status
 
 U32 = 1 << 32
+BACKFILL_OVERDUE_S = 0.5  # device time of live data after a BACKFILL ACK (or answer packet) with no answer: re-ask
 
 # A sample of a session block: the decoded sample, its host time, and whether it is a marked hole.
 BLOCK_DTYPE = np.dtype([
@@ -628,6 +629,7 @@ class DeviceSession:
         if backfilled:
             if self._bf is not None:
                 self._bf["deadline"] = time.monotonic() + self.backfill_timeout_s
+                self._bf["live_mark"] = self._live_next
                 if int(seq[-1]) + 1 >= self._bf["end"]:
                     self._wake.set()
         else:
@@ -856,7 +858,7 @@ class DeviceSession:
         bf = self._bf
         if bf is not None:
             outstanding = [h for h in self._missing() if h[0] < bf["end"] and h[1] > bf["start"]]
-            if outstanding and now < bf["deadline"]:
+            if outstanding and now < bf["deadline"] and not self._backfill_overdue(bf):
                 return
             self._bf = None
         missing = self._missing()
@@ -894,7 +896,15 @@ class DeviceSession:
                 self._emit()
             if ack.fields["count"]:
                 self._bf = {"start": first, "end": first + ack.fields["count"],
-                            "deadline": time.monotonic() + self.backfill_timeout_s}
+                            "deadline": time.monotonic() + self.backfill_timeout_s, "live_mark": self._live_next}
+
+    def _backfill_overdue(self, bf: dict) -> bool:
+        """The answer stalled in device time: live samples went on for BACKFILL_OVERDUE_S of device time since its
+        ACK or its last packet (the device sends an answer right after the live data of the same step, so it was
+        lost). Wall time alone is not enough: a sim board as fast as possible outruns its ring in a second."""
+        if self._period_us is None or self._live_next is None or bf.get("live_mark") is None:
+            return False
+        return (self._live_next - bf["live_mark"]) * self._period_us > BACKFILL_OVERDUE_S * 1e6
 
     async def _backfill_request(self, from_seq: int, n: int) -> Ack:
         self.stats.backfill_requests += 1

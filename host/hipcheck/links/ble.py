@@ -47,6 +47,29 @@ class BleBackend(NamedTuple):
     client: type
 
 
+def load_backend(spec: str):
+    """``MODULE:NAME`` → NAME from MODULE: a BleBackend, or a function (maybe async) that returns one inside the
+    running event loop (an emulator must live in the loop that uses it). ValueError says what is wrong."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr or "backend")
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"--backend {spec}: {error}; give MODULE:NAME of an importable BleBackend") from None
+
+
+async def resolve_backend(backend):
+    """What ``load_backend`` gave, made a BleBackend: a function is called (and awaited) here, in the loop."""
+    import inspect
+
+    if callable(backend) and not isinstance(backend, tuple):
+        backend = backend()
+        if inspect.isawaitable(backend):
+            backend = await backend
+    return backend
+
+
 @dataclass(frozen=True)
 class Found:
     """A sensor seen by a scan."""
