@@ -139,7 +139,10 @@ async def latency(trace: Path, mtu: int, seconds: float) -> dict:
             async with DeviceSession(link, start_seq=0) as session:
                 await session.set_thresholds(enable=())  # only the host's VIBRATEs reach the motor
                 pipeline = None
-                seqs: list[np.ndarray] = []
+                # seq and device time of every sample fed to the pipeline, by its sample index (preallocated: a
+                # growing concatenation here would add its own milliseconds to the latency being measured)
+                fed_seq = np.zeros(int(seconds * 500) + 1000, np.int64)
+                fed_t = np.zeros_like(fed_seq)
                 c0, w0 = time.process_time(), time.monotonic()
                 n_samples = 0
                 async for block in session.blocks(until_device_s=seconds):
@@ -148,16 +151,17 @@ async def latency(trace: Path, mtu: int, seconds: float) -> dict:
                         fs = 1e6 / block.period_us
                         pipeline = Pipeline(fs)
                     valid = block.valid
-                    seqs.append(block.samples[valid][["seq", "t_device_us"]])
-                    n_samples += int(np.count_nonzero(valid))
+                    k = int(np.count_nonzero(valid))
+                    fed_seq[n_samples:n_samples + k] = block.seq[valid]
+                    fed_t[n_samples:n_samples + k] = block.t_device_us[valid]
+                    n_samples += k
                     result = pipeline.update(block.acc_m_s2[valid], block.gyr_rad_s[valid])
                     drops = [d for d in result.decisions if int(d["kind"]) == detect.DROP]
-                    fed = np.concatenate(seqs) if drops else None
                     for d in drops:
-                        row = fed[int(d["sample"])]  # the sample at which the detector fired
-                        seq = int(row["seq"])
+                        i = int(d["sample"])  # the sample at which the detector fired
+                        seq = int(fed_seq[i])
                         rec = {"seq": seq, "t_block": t_block, "in_block": seq >= int(block.seq[0]),
-                               "t_device_host": float(session.time_map.to_host_s(int(row["t_device_us"])))}
+                               "t_device_host": float(session.time_map.to_host_s(int(fed_t[i])))}
                         records.append(rec)
                         waiting.append(rec)
                         sends.append(asyncio.ensure_future(session.vibrate(DROP_PATTERN[int(d["side"])])))
