@@ -245,3 +245,23 @@ def test_a_recorded_sim_session_replays_packet_for_packet(tmp_path):
     samples, report = protocol.decode_data_packets([x.packet for x in replayed if x.channel == DATA])
     assert report.skipped == [] and (samples["seq"] == range(len(samples))).all()
     assert link.status().complete and link.last_t_host_s == recorded[-1].host_time_s
+
+
+def test_data_that_never_decodes_ends_the_session_with_a_clear_error(tmp_path):
+    """DATA packets that keep coming but never decode (each one byte short) are not taken as a quiet sensor: the
+    session fails after its watchdog and says why."""
+    from hipcheck.device import DeviceSession, SessionError
+
+    good = (Path(__file__).parent / "vectors" / "data_1_sample.bin").read_bytes()
+    path = tmp_path / "bad.hclog"
+    with LogWriter(path, {"link": "sim"}) as w:
+        for k in range(300):  # 3 s at 100 packets/s, each one byte short of its n_samples
+            w.packet(DATA, good[:-1], 100.0 + 0.01 * k)
+
+    async def main():
+        async with ReplayLink(path, realtime=True) as link:
+            async with DeviceSession(link, passive=True, watchdog_s=1.0) as session:
+                return [b async for b in session.blocks()], session
+
+    with pytest.raises(SessionError, match="none has decoded for 1 s"):
+        run(main(), timeout_s=20)

@@ -266,6 +266,7 @@ class DeviceSession:
         self._anchor = None  # (seq, t_us) from the last pong: compact-form time anchor
         self._period_from_data = False  # period_us read off a full DATA packet (else from two pongs)
         self._early_compact: list = []  # compact packets that came before the anchor and period were known
+        self._last_bad_data = None  # (host time, error) of the newest DATA packet that did not decode
         self._restart_live = False  # after START: a jump in live seq is not a hole
         self._streaming = True
         self._bf = None  # the BACKFILL answer under way: dict(start, end, deadline)
@@ -620,6 +621,7 @@ class DeviceSession:
             return
         except protocol.ProtocolError as error:
             self.stats.bad_packets += 1
+            self._last_bad_data = (t, str(error))
             self._note("bad_packet", error=str(error), packet=packet.hex())
             return
         self.stats.data_packets += 1
@@ -815,6 +817,10 @@ class DeviceSession:
             if self._connected.is_set() and now - self._last_rx > self.watchdog_s:
                 raise SessionError(f"no packet from the sensor for {self.watchdog_s:g} s while the link says it "
                                    "is connected: is the sensor on? (its battery, its power switch)")
+            bad = self._last_bad_data
+            if bad is not None and bad[0] > self._last_data_rx and now - self._last_data_rx > self.watchdog_s:
+                raise SessionError(f"DATA packets arrive but none has decoded for {self.watchdog_s:g} s "
+                                   f"(the last: {bad[1]}): is the firmware's protocol version the host's?")
             if self.passive:
                 self._passive_upkeep()
                 continue
