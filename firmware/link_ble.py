@@ -14,7 +14,8 @@ n)``, set by main, called from ``run()`` with each COMMAND written to the contro
 
 The notify path allocates nothing: packets go out through memoryviews cached per (buffer, length), and the stack's
 ENOMEM (its buffers are full until the next connection events) becomes a back-off of 2, 4, ... 32 ms during which
-``send`` returns False without calling the stack.
+``send`` returns False without calling the stack. After each connection the sends return False until the central has
+written a command (or 1.5 s passed), so nothing goes out before it subscribed.
 """
 
 import asyncio
@@ -57,6 +58,10 @@ _NVIEW = const(8)
 _BACKOFF_MIN_MS = const(2)
 _BACKOFF_MAX_MS = const(32)
 _IDLE_WAIT_MS = const(1000)
+# After a connection nothing is notified until the central writes a command, or this long has passed: the stack has
+# no event for a CCCD write, and notifications sent before the central subscribed are dropped on its side (seen
+# against bumble; NimBLE sends them too). A hipcheck host subscribes, then sends INFO, so it never waits.
+_LISTEN_MS = const(1500)
 
 _ADV_FLAGS = const(0x01)
 _ADV_NAME_SHORT = const(0x08)
@@ -153,6 +158,8 @@ class LinkBle:
         self.rx_overflows = 0
         self.ctrl_dropped = 0
         self.connections = 0
+        self._heard = False  # the central wrote since it connected (see _LISTEN_MS)
+        self._connected_at = 0
 
     # ------------------------------------------------------------------------------------------ link interface
 
@@ -191,6 +198,12 @@ class LinkBle:
         self._cq_count += 1
         self._flag.set()
         return True
+
+    def stats(self):
+        """The link's counters (for the sim board's record and the device log)."""
+        return {"notifies": self.notifies, "enomem": self.enomem, "deferred": self.deferred,
+                "tx_errors": self.tx_errors, "refused": self.refused, "rx_overflows": self.rx_overflows,
+                "ctrl_dropped": self.ctrl_dropped, "connections": self.connections}
 
     def retry_in_ms(self):
         """Milliseconds until a send may succeed again (0: now)."""
@@ -289,6 +302,8 @@ class LinkBle:
             if self._conn < 0:
                 self._conn = conn
                 self._mtu = _MIN_MTU
+                self._heard = False
+                self._connected_at = time.ticks_ms()
                 self.connections += 1
             else:
                 self._reject = conn
@@ -308,6 +323,7 @@ class LinkBle:
         return None
 
     def _rx_write(self, value):
+        self._heard = True
         n = len(value)
         if (self._rx_w - self._rx_r) & 0xFF == _RX_SLOTS:
             self.rx_overflows += 1
@@ -385,6 +401,10 @@ class LinkBle:
         conn = self._conn
         if conn < 0:
             return False
+        if not self._heard:
+            if time.ticks_diff(time.ticks_ms(), self._connected_at) < _LISTEN_MS:
+                return False
+            self._heard = True
         if n > self._mtu - _ATT_OVERHEAD:
             raise ValueError("packet of %d bytes over the MTU payload of %d" % (n, self._mtu - _ATT_OVERHEAD))
         if self._backoff_ms:

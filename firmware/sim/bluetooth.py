@@ -1,14 +1,15 @@
 # The unix-port board's `bluetooth` module: MicroPython's low-level `bluetooth.BLE` API (peripheral role, GATT
 # server) over an emulated stack, so that firmware/link_ble.py runs unchanged under the unix port.
 #
-# Layers (the API never changes; issue 5 swaps the controller for a bridge to a bumble peripheral):
+# Layers (the API never changes; a bridge to a bumble peripheral plays the central through the same script):
 #   BLE                 the singleton with MicroPython's methods; it only checks arguments and delegates
 #   sim (SimController) the "stack": GATT database and handles, advertising state, the one connection, its MTU,
 #                       notify buffers (ENOMEM), a record of everything sent to the air, and IRQ delivery
 #   event source        what plays the central: ScriptSource reads a line protocol from a file or pipe
 #                       (HIPCHECK_BLE_SCRIPT / sim.configure(script=...)) in an asyncio task started by
-#                       BLE.active(True); a bridge would deliver its peripheral's events through the same
-#                       SimController.central_* methods.
+#                       BLE.active(True). A bridge (simboard.py --link ble, tests/support/firmware_peripheral.py)
+#                       is the same pair: its bumble peripheral's events come in as script lines on stdin, and
+#                       the record, streamed to a pipe, tells it what to put on its air.
 #
 # What follows MicroPython's NimBLE port: handles (GAP 1-5, GATT 6-9, then per service a declaration, per
 # characteristic a declaration, a value and a CCCD when it can notify or indicate, then its descriptors);
@@ -33,6 +34,7 @@
 #   read TARGET                      a central's read: an 'R' record with the value
 #   budget BUFFERS [FREED INTERVAL_MS]  the stack's notify buffers: BUFFERS in flight at most (-1: unlimited);
 #                                    FREED of them return every INTERVAL_MS (the connection events)
+#   free COUNT                       COUNT notify buffers return now (a bridge: its radio sent them)
 #   disconnect [CONN]                the central disconnects
 #   mark TEXT                        an 'M' record (to split a record into phases)
 #   end                              a 'Z' record with counters; sim.finished is set (also at end of input)
@@ -45,8 +47,10 @@
 #   N notification (arg: value handle)   I indication   E a notification refused with ENOMEM (no payload)
 #   C connect (payload: address)   D disconnect   U MTU exchanged (arg: MTU)   W a delivered write (arg: handle,
 #   payload: the value as stored)   R read (arg: handle)   K gap_disconnect by the peripheral
+#   V a local gatts_write (arg: handle, payload: the value; what a central's read would return)
 #   F config (text "key=value")   M mark (text)   X error (text)   Z end (text "key=value ...")
-# Writing a notification record allocates nothing, so the firmware's streaming path can be measured with it.
+# Writing a notification record allocates nothing, so the firmware's streaming path can be measured with it. The
+# record is unbuffered (MicroPython's files write through), so a reader on a pipe sees each record as it is made.
 
 import errno
 import sys
@@ -226,7 +230,7 @@ class SimController:
 
     def _error(self, text):
         self._record(0x58, 0, 0, text.encode())  # 'X'
-        print("bluetooth sim:", text)
+        print("bluetooth sim:", text, file=sys.stderr)  # stdout may carry the record
 
     # ---------------------------------------------------------------------------------------------- database
 
@@ -304,6 +308,7 @@ class SimController:
         if len(data) > a.maxlen:
             a.maxlen = len(data)  # a local write grows the buffer, as on the real stack
         a.value = data
+        self._record(0x56, 0, handle, data)  # 'V': a bridge serves reads of it
         if send_update and self.conn >= 0 and a.cccd:
             sub = self.attrs[a.cccd].value
             if sub and sub[0] & 1:
@@ -487,6 +492,10 @@ class SimController:
         self.interval_ms = interval_ms if interval_ms > 0 else 1
         self._t_free = time.ticks_ms()
 
+    def free_buffers(self, count):
+        if self.buffers >= 0:
+            self.credits = min(self.buffers, self.credits + count)
+
     def notify_count(self, handle=None):
         if handle is None:
             return self.notifies
@@ -544,7 +553,7 @@ class ScriptSource:
         c = self.c
         src = self.script
         if src == "-":
-            src = sys.stdin
+            src = getattr(sys.stdin, "buffer", sys.stdin)  # bytes lines, as from a file opened "rb"
         elif isinstance(src, str):
             src = open(src, "rb")
         reader = asyncio.StreamReader(src)
@@ -603,6 +612,8 @@ class ScriptSource:
             c.central_read(self._target(t[1]))
         elif cmd == "budget":
             c.set_budget(int(t[1]), int(t[2]) if n > 2 else 0, int(t[3]) if n > 3 else 0)
+        elif cmd == "free":
+            c.free_buffers(int(t[1]))
         elif cmd == "disconnect":
             c.central_disconnect(int(t[1]) if n > 1 else 0)
         elif cmd == "mark":

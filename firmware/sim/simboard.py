@@ -16,6 +16,12 @@
 # link_serial.Link on the same stdin/stdout instead of link_stdio (the USB-serial transport itself, e.g. with both
 # streams on a pty master so that the host talks to it through the slave tty; then the run also ends when the
 # host closes the tty, a hang-up on stdin). The link's counters go into the record either way.
+#
+# --link ble runs the firmware's own BLE transport (link_ble.LinkBle, as main builds it for BLE boards) on the
+# emulated stack of sim/bluetooth.py, bridged: stdin is the stack's line script (what a central does: connect,
+# mtu, subscribe, write, disconnect, free, ...) and its binary record (what the firmware puts on the air: GATT
+# layout, advertising, notifications) is streamed to --ble-record PATH (default '-': stdout). The run ends when
+# stdin does. It implies --realtime: a virtual clock makes no sense against a real-time radio on the other end.
 import json
 import sys
 import time
@@ -33,7 +39,7 @@ CHIPS = {  # name: (emulator module, class, WHO_AM_I, driver module, I2C address
 }
 USAGE = ("usage: simboard.py TRACE [--chip LSM6DSOX|LSM6DS3TR-C|MPU-6050|MPU-6886] [--rate HZ] [--seconds S] "
          "[--realtime] [--interval-ms MS] [--record FILE.json] [--log FILE] [--profile FILE] [--no-autostart] "
-         "[--no-alerts] [--link stdio|serial] [--mtu N]")
+         "[--no-alerts] [--link stdio|serial|ble] [--mtu N] [--ble-record PATH|-]")
 
 _pwms = []
 
@@ -61,11 +67,12 @@ def _err(msg):
 def parse(argv):
     opts = {"trace": None, "chip": "LSM6DSOX", "rate": 100, "seconds": None, "realtime": False, "interval_ms": 20,
             "record": None, "autostart": True, "log": None, "profile": None, "alerts": True, "link": "stdio",
-            "mtu": 247}
+            "mtu": 247, "ble_record": "-"}
     i = 0
     while i < len(argv):
         a = argv[i]
-        if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile", "--link", "--mtu"):
+        if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile", "--link", "--mtu",
+                 "--ble-record"):
             if i + 1 >= len(argv):
                 raise ValueError("%s needs a value\n%s" % (a, USAGE))
             v = argv[i + 1]
@@ -83,11 +90,11 @@ def parse(argv):
             elif a == "--mtu":
                 opts["mtu"] = int(v)  # pack DATA as on a BLE connection with this ATT MTU (23: the compact form)
             elif a == "--link":
-                if v not in ("stdio", "serial"):
-                    raise ValueError("--link %s: one of stdio, serial" % v)
+                if v not in ("stdio", "serial", "ble"):
+                    raise ValueError("--link %s: one of stdio, serial, ble" % v)
                 opts["link"] = v
             else:
-                opts[a[2:]] = v
+                opts[a[2:].replace("-", "_")] = v
             continue
         if a == "--realtime":
             opts["realtime"] = True
@@ -104,6 +111,8 @@ def parse(argv):
         i += 1
     if opts["trace"] is None:
         raise ValueError(USAGE)
+    if opts["link"] == "ble":
+        opts["realtime"] = True
     return opts
 
 
@@ -118,14 +127,33 @@ def sim_board(chip):
     return board
 
 
-def make_link(kind, mtu=247):
+def make_link(kind, mtu=247, chip="LSM6DSOX", ble_record="-"):
     """The link on this process's stdin/stdout: link_stdio, or link_serial itself (the streams are already set up
-    by whoever started the process, e.g. a pty master: raw=False leaves their terminal settings alone)."""
+    by whoever started the process, e.g. a pty master: raw=False leaves their terminal settings alone), or
+    link_ble on the bridged emulated stack (script on stdin, record to ble_record)."""
+    if kind == "ble":
+        import bluetooth
+        import link_ble
+        from app import FW_VERSION
+        rec = sys.stdout.buffer if ble_record == "-" else ble_record
+        bluetooth.sim.configure(script="-", record=rec)
+        # as main._link builds it for a BLE board; mtu: what the firmware offers in the MTU exchange
+        return link_ble.LinkBle(fw_version="%d.%d.%d" % FW_VERSION, board="sim", imu=chip, mtu=mtu)
     if kind == "serial":
         import link_serial
         return link_serial.Link(inp=sys.stdin.buffer, out=sys.stdout.buffer, mtu=mtu, raw=False)
     import link_stdio
     return link_stdio.Link(mtu)
+
+
+def link_stats(link, kind):
+    d = link.stats()
+    if kind == "ble":  # and the emulated stack's own counters
+        import bluetooth
+        s = bluetooth.sim
+        d["stack"] = {"notifies": s.notifies, "enomem": s.enomem, "truncated": s.truncated,
+                      "irq_errors": s.irq_errors}
+    return d
 
 
 def main(argv):
@@ -153,7 +181,7 @@ def main(argv):
     machine.attach(emu)
 
     import main as firmware
-    link = make_link(o["link"], o["mtu"])
+    link = make_link(o["link"], o["mtu"], o["chip"], o["ble_record"])
     end_us = None if o["seconds"] is None else int(o["seconds"] * 1000000)
     state = {"app": None, "wall0": time.ticks_ms(), "wall_end": None}
 
@@ -191,8 +219,12 @@ def main(argv):
         return False
 
     async def watch():
-        while link.connected and not hung_up():
-            await asyncio.sleep_ms(20)
+        if o["link"] == "ble":
+            import bluetooth
+            await bluetooth.sim.finished.wait()  # the bridge closed stdin (the script's end)
+        else:
+            while link.connected and not hung_up():
+                await asyncio.sleep_ms(20)
         state["app"].stop()
 
     import config
@@ -212,7 +244,7 @@ def main(argv):
     wall_s = time.ticks_diff(wall_end, state["wall0"]) / 1000
     rec = {"chip": o["chip"], "rate_hz": app.rate_hz, "period_us": app.period_us, "sim_s": clock.ticks_us() / 1e6,
            "wall_s": wall_s, "samples_per_s": app.samples / wall_s if wall_s > 0 else None,
-           "app": app.stats(), "link": link.stats(), "imu_samples_produced": emu.samples_produced,
+           "app": app.stats(), "link": link_stats(link, o["link"]), "imu_samples_produced": emu.samples_produced,
            "motor": [[t, d, f, w] for p in _pwms for (t, d, f), w in zip(p.events, p.wall_us)]}
     if o["record"]:
         with open(o["record"], "w") as f:

@@ -52,7 +52,6 @@ from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, within
 from hipcheck.protocol import Ack, Event, EventCode, Opcode, SampleFlag, Status
 
 U32 = 1 << 32
-BACKFILL_OVERDUE_S = 0.5  # device time of live data after a BACKFILL ACK (or answer packet) with no answer: re-ask
 
 # A sample of a session block: the decoded sample, its host time, and whether it is a marked hole.
 BLOCK_DTYPE = np.dtype([
@@ -225,7 +224,7 @@ class DeviceSession:
 
     def __init__(self, link: Link, *, record=None, header: dict | None = None, start_seq: int | None = None,
                  passive: bool = False, backfill: bool = True, command_timeout_s: float = 1.0,
-                 command_tries: int = 3, backfill_timeout_s: float = 1.0, backfill_tries: int = 3,
+                 command_tries: int = 3, backfill_timeout_s: float | None = None, backfill_tries: int = 3,
                  sync_interval_s: float = 1.0, idle_probe_s: float = 0.25, watchdog_s: float = 5.0,
                  reconnect: bool | None = None, reconnect_timeout_s: float = 30.0, passive_hold_s: float = 10.0,
                  backfill_chunk: int | None = None):
@@ -236,7 +235,9 @@ class DeviceSession:
         self.backfill = backfill and not passive
         self.command_timeout_s = command_timeout_s
         self.command_tries = command_tries
-        self.backfill_timeout_s = backfill_timeout_s
+        # how long a BACKFILL answer may stall before it is asked again: 1 s, or what the link says it needs (a sim
+        # board as fast as possible makes 30 s of samples in a wall second and would outrun its ring meanwhile)
+        self.backfill_timeout_s = float(backfill_timeout_s or getattr(link, "backfill_timeout_s", None) or 1.0)
         self.backfill_tries = backfill_tries
         self.sync_interval_s = sync_interval_s
         self.idle_probe_s = idle_probe_s
@@ -631,7 +632,6 @@ class DeviceSession:
         if backfilled:
             if self._bf is not None:
                 self._bf["deadline"] = time.monotonic() + self.backfill_timeout_s
-                self._bf["live_mark"] = self._live_next
                 if int(seq[-1]) + 1 >= self._bf["end"]:
                     self._wake.set()
         else:
@@ -864,7 +864,7 @@ class DeviceSession:
         bf = self._bf
         if bf is not None:
             outstanding = [h for h in self._missing() if h[0] < bf["end"] and h[1] > bf["start"]]
-            if outstanding and now < bf["deadline"] and not self._backfill_overdue(bf):
+            if outstanding and now < bf["deadline"]:
                 return
             self._bf = None
         missing = self._missing()
@@ -902,15 +902,7 @@ class DeviceSession:
                 self._emit()
             if ack.fields["count"]:
                 self._bf = {"start": first, "end": first + ack.fields["count"],
-                            "deadline": time.monotonic() + self.backfill_timeout_s, "live_mark": self._live_next}
-
-    def _backfill_overdue(self, bf: dict) -> bool:
-        """The answer stalled in device time: live samples went on for BACKFILL_OVERDUE_S of device time since its
-        ACK or its last packet (the device sends an answer right after the live data of the same step, so it was
-        lost). Wall time alone is not enough: a sim board as fast as possible outruns its ring in a second."""
-        if self._period_us is None or self._live_next is None or bf.get("live_mark") is None:
-            return False
-        return (self._live_next - bf["live_mark"]) * self._period_us > BACKFILL_OVERDUE_S * 1e6
+                            "deadline": time.monotonic() + self.backfill_timeout_s}
 
     async def _backfill_request(self, from_seq: int, n: int) -> Ack:
         self.stats.backfill_requests += 1

@@ -82,6 +82,8 @@ class SimLink(Link):
         # As fast as possible, the sim board holds its clock while more than 64 samples wait to be sent (BACKFILL
         # answers included) and then pumps only when a command comes in: a session asks for at most 48 at a time.
         self.backfill_chunk = 0xFFFF if realtime else 48
+        # ... and a lost BACKFILL answer is asked again after 0.25 s (7 s of device time), well inside its 32 s ring
+        self.backfill_timeout_s = None if realtime else 0.25
         self._rng = random.Random(seed)
         self._queue_packets = queue_packets
         self._workdir_arg = workdir
