@@ -253,3 +253,34 @@ def test_sensor_powered_off_gives_a_clear_error_after_the_watchdog(walk_csv):
             await sensor.stop()
 
     run(main())
+
+
+def test_mtu_23_set_rate_the_session_learns_the_new_period(walk_csv):
+    """At MTU 23 the compact packets carry no time and no period: the session learns the period from its pongs at the
+    start and again after SET_RATE 50 Hz (LSM6DSOX: 9 600 µs at "100 Hz", 19 200 µs at "50 Hz"); every sample is
+    still there and device time never steps back."""
+    DeviceSession = _session_cls()
+
+    async def main():
+        air = Air()
+        async with EmulatedSensor(air, walk_csv, seconds=10, mtu=23, realtime=True) as sensor:
+            async with BleLink(sensor.name, backend=air.backend(), watchdog_s=None) as link:
+                async with DeviceSession(link, start_seq=0) as session:
+                    rows, changed = [], False
+                    async for block in session.blocks(until_device_s=9.0):
+                        rows.append(block.samples)
+                        if not changed and block.t_device_us[-1] - rows[0]["t_device_us"][0] > 4e6:
+                            assert (await session.set_rate(50)).status == Status.OK
+                            changed = True
+        samples = np.concatenate(rows)
+        assert not samples["gap"].any(), (session.lost, session.stats.holes)
+        assert np.array_equal(samples["seq"], np.arange(len(samples)))
+        dt = np.diff(samples["t_device_us"])
+        bad = np.flatnonzero(dt <= 0)
+        assert len(bad) == 0, [(int(i), int(samples["seq"][i]), dt[max(0, i - 3):i + 3].tolist()) for i in bad[:5]]
+        # the device's own sample times follow its board clock (firmware/app.py), so the steps are the chip's
+        # period give or take a few µs, not exactly it
+        before, after = np.median(dt[:300]), np.median(dt[-150:])
+        assert abs(before - 9600) < 0.005 * 9600 and abs(after - 19200) < 0.005 * 19200, (before, after)
+
+    run(main())

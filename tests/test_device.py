@@ -183,3 +183,25 @@ def test_sigkill_while_recording_leaves_a_readable_log(walk_csv, tmp_path):
     assert len(samples) > 100
     assert np.all(np.diff(samples["seq"]) == 1) and samples["seq"][0] == 0
     assert records[-1].type in {t.value for t in RecordType}
+
+
+def test_set_rate_mid_session_keeps_every_sample_and_the_new_period(walk_csv):
+    """SET_RATE 200 Hz after a few seconds: the numbering goes on without a hole, blocks carry the chip's new true
+    period (LSM6DSOX: 4800 µs at "200 Hz") after a few settling samples, and device time never steps back; a rate
+    the chip cannot make is refused."""
+    async def change_rate(session):
+        await asyncio.sleep(0.1)
+        assert (await session.set_rate(200)).status == Status.OK
+        with pytest.raises(CommandError) as refused:
+            await session.set_rate(150)
+        assert refused.value.status == Status.OUT_OF_RANGE
+
+    link = SimLink(walk_csv, seconds=12)
+    session, rows, _ = run_session(link, during=change_rate)
+    assert_in_sequence(rows)
+    assert not rows["gap"].any() and session.lost == []
+    dt = np.diff(rows["t_device_us"])
+    assert np.all(dt > 0)
+    settling = np.count_nonzero((dt != 9600) & (dt != 4800))  # the first reads after the change re-anchor the time
+    assert settling <= 4
+    assert dt[0] == 9600 and dt[-1] == 4800 and np.count_nonzero(dt == 4800) > 1000

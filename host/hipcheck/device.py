@@ -52,6 +52,7 @@ from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, within
 from hipcheck.protocol import Ack, Event, EventCode, Opcode, SampleFlag, Status
 
 U32 = 1 << 32
+PERIOD_BASELINE = 20  # samples between the two pongs that measure the period in the compact form (MTU 23)
 
 # A sample of a session block: the decoded sample, its host time, and whether it is a marked hole.
 BLOCK_DTYPE = np.dtype([
@@ -266,6 +267,8 @@ class DeviceSession:
         self._ref = (None, None)  # (seq, t_us) reference for unwrapping the next packet
         self._anchor = None  # (seq, t_us) from the last pong: compact-form time anchor
         self._period_from_data = False  # period_us read off a full DATA packet (else from two pongs)
+        self._period_base = None  # (next_seq, next_t_us) of the first pong of a period measurement
+        self._period_estimates = 0  # since the last rate change; compact packets are decoded from the second on
         self._early_compact: list = []  # compact packets that came before the anchor and period were known
         self._last_bad_data = None  # (host time, error) of the newest DATA packet that did not decode
         self._restart_live = False  # after START: a jump in live seq is not a hole
@@ -311,12 +314,7 @@ class DeviceSession:
             for _ in range(3):
                 await self.time_sync()
             if protocol.samples_per_packet(self.link.status().mtu) == 0:
-                # compact form (MTU 23): no period on the wire; two pongs some samples apart give the true one
-                for _ in range(20):
-                    if self._period_us is not None:
-                        break
-                    await asyncio.sleep(0.02)
-                    await self.time_sync()
+                await self._learn_period()
             self._next_sync = time.monotonic() + self.sync_interval_s
             if not self.device_info["state_flags"] & protocol.StateFlag.STREAMING:
                 await self.start_streaming()
@@ -462,7 +460,23 @@ class DeviceSession:
                               hysteresis_pct=int(hysteresis_pct), refractory_ms=int(refractory_ms))
 
     async def set_rate(self, rate_hz: int) -> Ack:
-        return await self._ok(Opcode.SET_RATE, rate_hz=rate_hz)
+        """SET_RATE; in the compact form (MTU 23) the period and time anchor are then learnt anew from pongs (the
+        few old-rate samples still in flight get the new timing: at most one sampling step's worth)."""
+        ack = await self._ok(Opcode.SET_RATE, rate_hz=rate_hz)
+        if self._period_us is not None and not self._period_from_data:
+            self._period_us, self._period_base, self._period_estimates = None, None, 0
+            await self._learn_period()
+        return ack
+
+    async def _learn_period(self) -> None:
+        """The compact form has no period on the wire: two pongs PERIOD_BASELINE samples apart give the true one
+        (compact packets meanwhile wait, and are decoded once it is known)."""
+        for _ in range(100):
+            if self._period_estimates >= 2:
+                return
+            await asyncio.sleep(0.05)
+            await self.time_sync()
+        raise SessionError("the sensor's sample period could not be learnt from its pongs (is it sampling?)")
 
     async def start_streaming(self) -> Ack:
         self._restart_live = True
@@ -497,11 +511,20 @@ class DeviceSession:
         next_seq = self._unwrap_seq(f["next_seq"])
         next_t = self._unwrap_time(f["next_t_us"], f["next_seq"])
         self.time_map.add_exchange(t_send, t_recv, device_us)
-        if self._anchor is not None and not self._period_from_data and next_seq > self._anchor[0]:
-            # the device steps sample times by exactly its period: two pongs give it to the µs
-            self._period_us = round((next_t - self._anchor[1]) / (next_seq - self._anchor[0]))
+        if not self._period_from_data:
+            # compact form: the period is the slope of next_t_us over next_seq between pongs. The first estimate
+            # (PERIOD_BASELINE samples) may span the device's settling after boot or a rate change, so the baseline
+            # then restarts and every later pong refines the period over a longer and longer stretch
+            base = self._period_base
+            if base is None:
+                self._period_base = (next_seq, next_t)
+            elif next_seq - base[0] >= PERIOD_BASELINE:
+                self._period_us = round((next_t - base[1]) / (next_seq - base[0]))
+                self._period_estimates += 1
+                if self._period_estimates == 1:
+                    self._period_base = (next_seq, next_t)
         self._anchor = (next_seq, next_t)
-        if self._early_compact and self._period_us is not None:
+        if self._early_compact and self._period_estimates >= 2:
             early, self._early_compact = self._early_compact, []
             for packet, t in early:
                 self._on_data(packet, t)
@@ -601,7 +624,7 @@ class DeviceSession:
         ref_seq, ref_t = self._ref
         try:
             if len(packet) == protocol.COMPACT_PACKET_LEN:  # a full DATA packet is never 20 bytes (docs/protocol.md)
-                if self._anchor is None or self._period_us is None:  # decoded once the pongs tell the time
+                if self._anchor is None or self._period_estimates < 2:  # decoded once the pongs tell the time
                     if len(self._early_compact) < 4096:
                         self._early_compact.append((packet, t))
                     else:
