@@ -546,5 +546,6 @@ def run_live_command(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     print("hipcheck live: the live plot does not exist yet; running headless", file=sys.stderr)
     return _run_link_command(args, parser, demo.run_record)
 
+
 if __name__ == "__main__":
     sys.exit(main())
