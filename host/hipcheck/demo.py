@@ -213,7 +213,8 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
     result = asyncio.run(main())
     print_closing(result, out)
     motor_on = int(np.count_nonzero(link.motor[:, 1] > 0)) if len(link.motor) else 0
-    out(f"emulated motor: {motor_on} vibrations started ({len(link.motor)} duty changes logged by the firmware)")
+    out(f"emulated motor: {motor_on} vibrations started ({len(link.motor)} duty changes logged by the firmware)"
+        + ("" if realtime else "; as fast as possible the patterns overlap on the wall clock: --realtime plays each"))
     out(f"done in {result.wall_s:.1f} s")
     return result, link
 
