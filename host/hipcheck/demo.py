@@ -46,15 +46,20 @@ class LiveResult:
     record_path: str | None = None
 
 
-def warm_up_pipeline() -> None:
+def warm_up_pipeline(out=None) -> None:
     """Run the pipeline once over a few seconds of simulated walking, so that its numba kernels are compiled (or
-    loaded from the cache) before a link opens: a first compile takes seconds, which would starve the link and trip
-    the session's no-data watchdog."""
+    loaded from the cache) before a link opens: a first compile takes a minute or two, which would starve the link
+    and trip the session's no-data watchdog. out: where to say so (a first run is otherwise a silent wait)."""
     from hipcheck.motion import SensorModel, simulate_walk
     from hipcheck.pipeline import analyze
 
+    if out is not None:
+        out("loading the signal pipeline (the first run compiles it: a minute or two, then cached)")
+    t0 = time.perf_counter()
     trace = simulate_walk(duration_s=8.0, seed=0, sensor=SensorModel.ideal())
     analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    if out is not None and time.perf_counter() - t0 > 5.0:
+        out(f"  compiled in {time.perf_counter() - t0:.0f} s")
 
 
 async def run_live(link, *, record=None, seconds: float | None = None, start_seq: int | None = None,
@@ -209,7 +214,7 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
                                   header={"demo": {"activity": activity, "seconds": seconds, "seed": seed,
                                                    "truth": truth}})
 
-    warm_up_pipeline()  # before the link opens: a cold compile would starve it
+    warm_up_pipeline(out)  # before the link opens: a cold compile would starve it
     result = asyncio.run(main())
     print_closing(result, out)
     motor_on = int(np.count_nonzero(link.motor[:, 1] > 0)) if len(link.motor) else 0
@@ -254,7 +259,7 @@ def run_record(args, out=print) -> int:
                                   device_alerts_off=not args.no_alerts and not passive, passive=passive,
                                   start_seq=0 if args.sim is not None else None, out=out)
 
-    warm_up_pipeline()  # before the link opens: a cold compile would starve it
+    warm_up_pipeline(out)  # before the link opens: a cold compile would starve it
     result = asyncio.run(main())
     print_closing(result, out)
     return 0
