@@ -284,3 +284,31 @@ def test_mtu_23_set_rate_the_session_learns_the_new_period(walk_csv):
         assert abs(before - 9600) < 0.005 * 9600 and abs(after - 19200) < 0.005 * 19200, (before, after)
 
     run(main())
+
+
+def test_mtu_23_session_log_replays_to_the_same_samples(walk_csv, tmp_path):
+    """A recorded MTU 23 session replays (passive, as fast as possible) to the very samples and device times the
+    live session gave: the compact packets take their period and time anchor from the recorded pongs."""
+    DeviceSession = _session_cls()
+    from hipcheck.links.replay import ReplayLink
+
+    log = tmp_path / "mtu23.hclog"
+
+    async def live():
+        air = Air()
+        async with EmulatedSensor(air, walk_csv, seconds=8, mtu=23) as sensor:
+            async with BleLink(sensor.name, backend=air.backend(), watchdog_s=None) as link:
+                async with DeviceSession(link, start_seq=0, record=log) as session:
+                    return np.concatenate([b.samples async for b in session.blocks()])
+
+    async def replay():
+        async with ReplayLink(log, realtime=False) as link:
+            async with DeviceSession(link, passive=True) as session:
+                return np.concatenate([b.samples async for b in session.blocks()])
+
+    rows = run(live())
+    again = run(replay())
+    assert len(rows) >= 8 * 104 - 10 and not again["gap"].any()
+    assert np.array_equal(again["seq"], rows["seq"])
+    assert np.array_equal(again["t_device_us"], rows["t_device_us"])
+    assert np.array_equal(again["acc_m_s2"], rows["acc_m_s2"]) and np.array_equal(again["quat"], rows["quat"])

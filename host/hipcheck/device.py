@@ -463,8 +463,8 @@ class DeviceSession:
         """SET_RATE; in the compact form (MTU 23) the period and time anchor are then learnt anew from pongs (the
         few old-rate samples still in flight get the new timing: at most one sampling step's worth)."""
         ack = await self._ok(Opcode.SET_RATE, rate_hz=rate_hz)
-        if self._period_us is not None and not self._period_from_data:
-            self._period_us, self._period_base, self._period_estimates = None, None, 0
+        if not self._period_from_data:
+            self._forget_period()
             await self._learn_period()
         return ack
 
@@ -511,10 +511,16 @@ class DeviceSession:
         next_seq = self._unwrap_seq(f["next_seq"])
         next_t = self._unwrap_time(f["next_t_us"], f["next_seq"])
         self.time_map.add_exchange(t_send, t_recv, device_us)
+        self._take_pong(next_seq, next_t)
+        return {"device_t_us": device_us, "next_seq": next_seq, "next_t_us": next_t, "rtt_s": t_recv - t_send}
+
+    def _take_pong(self, next_seq: int, next_t: int) -> None:
+        """A pong's (next_seq, next_t_us), unwrapped: the compact form's time anchor and period (ours, or a
+        recorded one in a replay)."""
         if not self._period_from_data:
-            # compact form: the period is the slope of next_t_us over next_seq between pongs. The first estimate
-            # (PERIOD_BASELINE samples) may span the device's settling after boot or a rate change, so the baseline
-            # then restarts and every later pong refines the period over a longer and longer stretch
+            # the period is the slope of next_t_us over next_seq between pongs. The first estimate (PERIOD_BASELINE
+            # samples) may span the device's settling after boot or a rate change, so the baseline then restarts
+            # and every later pong refines the period over a longer and longer stretch
             base = self._period_base
             if base is None:
                 self._period_base = (next_seq, next_t)
@@ -528,7 +534,11 @@ class DeviceSession:
             early, self._early_compact = self._early_compact, []
             for packet, t in early:
                 self._on_data(packet, t)
-        return {"device_t_us": device_us, "next_seq": next_seq, "next_t_us": next_t, "rtt_s": t_recv - t_send}
+
+    def _forget_period(self) -> None:
+        """After SET_RATE the compact form's period is measured anew (full packets carry theirs)."""
+        if not self._period_from_data:
+            self._period_us, self._period_base, self._period_estimates = None, None, 0
 
     def _unwrap_seq(self, wire: int) -> int:
         ref = self._ref[0] if self._ref[0] is not None else (self._live_next or 0)
@@ -599,6 +609,12 @@ class DeviceSession:
             waiting = self._waiting.get(msg.token)
             if waiting is not None and waiting[0] == int(msg.opcode) and not waiting[1].done():
                 waiting[1].set_result((msg, t))
+            elif self.passive and msg.status == Status.OK:  # a replay: the recorded session's answers
+                if msg.opcode == Opcode.TIME_SYNC:
+                    self._take_pong(self._unwrap_seq(msg.fields["next_seq"]),
+                                    self._unwrap_time(msg.fields["next_t_us"], msg.fields["next_seq"]))
+                elif msg.opcode == Opcode.SET_RATE:
+                    self._forget_period()
             else:
                 self.stats.stray_acks += 1  # the late answer to a command already retried
         elif isinstance(msg, Event):
