@@ -278,10 +278,11 @@ def test_mtu_23_set_rate_the_session_learns_the_new_period(walk_csv):
         dt = np.diff(samples["t_device_us"])
         bad = np.flatnonzero(dt <= 0)
         assert len(bad) == 0, [(int(i), int(samples["seq"][i]), dt[max(0, i - 3):i + 3].tolist()) for i in bad[:5]]
-        # the device's own sample times follow its board clock (firmware/app.py), so the steps are the chip's
-        # period give or take a few µs, not exactly it
+        # the device's own sample times follow its board clock (firmware/app.py), which in the real-time sim on a
+        # busy machine runs up to ~0.6 % off the emulated chip: the steps are the chip's period within 1.5 %, well
+        # apart from the nominal 10 000 / 20 000 µs (4 % off) a rate-only guess would give
         before, after = np.median(dt[:300]), np.median(dt[-150:])
-        assert abs(before - 9600) < 0.005 * 9600 and abs(after - 19200) < 0.005 * 19200, (before, after)
+        assert abs(before - 9600) < 0.015 * 9600 and abs(after - 19200) < 0.015 * 19200, (before, after)
 
     run(main())
 
