@@ -640,7 +640,7 @@ class DeviceSession:
         ref_seq, ref_t = self._ref
         try:
             if len(packet) == protocol.COMPACT_PACKET_LEN:  # a full DATA packet is never 20 bytes (docs/protocol.md)
-                if self._anchor is None or self._period_estimates < 2:  # decoded once the pongs tell the time
+                if self._period_estimates < 2:  # decoded once the pongs tell the time (and the anchor)
                     if len(self._early_compact) < 4096:
                         self._early_compact.append((packet, t))
                     else:
