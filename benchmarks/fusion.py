@@ -43,7 +43,7 @@ import numpy as np
 from _timing import best_of
 
 from hipcheck.fusion import Fusion
-from hipcheck.fusion_offline import orient_offline
+from hipcheck.fusion import orient_offline
 from hipcheck.rotation import inclination_error_rad, quat_from_rotvec, quat_multiply
 
 DATA_DIR = Path("/work/shared/data/broad")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.rotation import (
     matrix_from_quat,
     quat_conjugate,
@@ -48,7 +49,7 @@ BEND_MAX_OFF_HORIZONTAL_DEG = 30.0  # the bend's axis must be near horizontal (a
 WALK_MIN_S = 4.0
 
 
-class MountingError(ValueError):
+class MountingError(InvalidValueError):
     """The recording cannot give a mounting alignment; the message says what to repeat."""
 
 

@@ -22,7 +22,7 @@ from hipcheck.cli import main  # noqa: E402
 from hipcheck.imu_csv import write_imu_csv  # noqa: E402
 from hipcheck.motion import SensorModel, simulate_walk  # noqa: E402
 from hipcheck.record import LogReader  # noqa: E402
-from hipcheck.simboard import firmware_command, prepare_trace  # noqa: E402
+from hipcheck.links.simboard import firmware_command, prepare_trace  # noqa: E402
 
 WALK_S = 20.0
 SENSORS: list[EmulatedSensor] = []  # started by the --backend hook inside the CLI's event loop

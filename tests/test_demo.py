@@ -7,7 +7,7 @@ import pytest
 
 from hipcheck import cli
 from hipcheck.record import LogReader, log_samples
-from hipcheck.simboard import SimBoardError, micropython_binary
+from hipcheck.links.simboard import SimBoardError, micropython_binary
 
 try:
     micropython_binary()

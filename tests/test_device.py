@@ -18,7 +18,7 @@ from hipcheck.links.sim import SimLink
 from hipcheck.motion import simulate_walk
 from hipcheck.protocol import SampleFlag, Status
 from hipcheck.record import LogReader, RecordType, log_samples
-from hipcheck.simboard import SimBoardError, micropython_binary
+from hipcheck.links.simboard import SimBoardError, micropython_binary
 
 try:
     micropython_binary()

@@ -17,7 +17,7 @@ from hipcheck.device import DeviceSession
 from hipcheck.links import within
 from hipcheck.links.ble import BleLink, scan
 from hipcheck.protocol import Status
-from hipcheck.simboard import SimBoardError, micropython_binary
+from hipcheck.links.simboard import SimBoardError, micropython_binary
 from support.bleak_bumble import Air
 from support.firmware_peripheral import FirmwarePeripheral
 

@@ -30,7 +30,7 @@ serial = pytest.importorskip("serial")
 from hipcheck import protocol  # noqa: E402
 from hipcheck.cli import main as cli_main  # noqa: E402
 from hipcheck.protocol import Ack, EventCode, Opcode, PacketType, Status  # noqa: E402
-from hipcheck.simboard import expected_wire, firmware_command, prepare_trace  # noqa: E402
+from hipcheck.links.simboard import expected_wire, firmware_command, prepare_trace  # noqa: E402
 
 MICROPYTHON = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which("micropython")
 pytestmark = [pytest.mark.skipif(MICROPYTHON is None, reason="micropython unix port not installed"),

@@ -1,4 +1,4 @@
-"""The sim board end to end: `hipcheck simulate walk` -> `hipcheck.simboard` -> the real firmware (main.build ->
+"""The sim board end to end: `hipcheck simulate walk` -> `hipcheck.links.simboard` -> the real firmware (main.build ->
 app.App) in the MicroPython unix port on the emulated LSM6DSOX and motor, over the stdio link (COBS + CRC frames).
 
 One 60 s walk, as fast as possible: every packet decodes with hipcheck.protocol, the sequence has no gap, the
@@ -22,7 +22,7 @@ from hipcheck.cli import main as cli_main
 from hipcheck.motion.chip_trace import chip_rate_hz
 from hipcheck.protocol import EventCode, Opcode, SampleFlag, Status
 from hipcheck.rotation import inclination_error_rad
-from hipcheck.simboard import SimBoard, expected_wire
+from hipcheck.links.simboard import SimBoard, expected_wire
 
 MICROPYTHON = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which("micropython")
 pytestmark = pytest.mark.skipif(MICROPYTHON is None, reason="micropython unix port not installed")

@@ -362,7 +362,7 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 def run_simboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from hipcheck.imu_csv import ImuCsvError
-    from hipcheck.simboard import SimBoardError, run_simboard as simboard
+    from hipcheck.links.simboard import SimBoardError, run_simboard as simboard
 
     if args.seconds is not None and not args.seconds > 0:
         parser.error(f"--seconds {args.seconds}: give a positive duration")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from hipcheck.errors import InvalidValueError
 
 DROP_PATTERN = {0: "drop_left", 1: "drop_right"}  # detect side LEFT/RIGHT (stance side) -> firmware pattern
 
@@ -178,7 +179,7 @@ def simulate_trace(activity: str, seconds: float, drop_left: float | None, drop_
                                     drop_left_deg=4.0 if drop_left is None else drop_left,
                                     drop_right_deg=8.0 if drop_right is None else drop_right)
     if drop_left is not None and drop_right is not None:
-        raise ValueError("a hold stands on one leg: give --drop-left or --drop-right, not both")
+        raise InvalidValueError("a hold stands on one leg: give --drop-left or --drop-right, not both")
     side = "left" if drop_left is not None else "right"
     drop = drop_left if drop_left is not None else drop_right
     kwargs = {} if drop is None else {"drop_deg": drop}

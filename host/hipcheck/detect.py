@@ -51,6 +51,7 @@ import math
 import numba
 import numpy as np
 
+from hipcheck.errors import InvalidValueError, InvalidTypeError
 from hipcheck.settings import merged_settings
 from hipcheck.gait import LEFT, RIGHT, STRIDE_DTYPE
 
@@ -169,14 +170,14 @@ def default_settings(fs_hz: float, **overrides) -> np.ndarray:
     settings["fs_hz"] = fs_hz
     s = settings[0]
     if s["mode"] not in (FIXED, BASELINE):
-        raise ValueError(f"mode={s['mode']}: use hipcheck.detect.FIXED or BASELINE")
+        raise InvalidValueError(f"mode={s['mode']}: use hipcheck.detect.FIXED or BASELINE")
     if not 1 <= round(s["drop_smooth_s"] * fs_hz) <= _RING:
-        raise ValueError(f"drop_smooth_s={s['drop_smooth_s']:g} at {fs_hz:g} Hz is {round(s['drop_smooth_s'] * fs_hz)} "
+        raise InvalidValueError(f"drop_smooth_s={s['drop_smooth_s']:g} at {fs_hz:g} Hz is {round(s['drop_smooth_s'] * fs_hz)} "
                          f"samples; use 1 to {_RING} samples")
     if s["mode"] == BASELINE and s["baseline_strides"] < 2:
-        raise ValueError(f"baseline_strides={s['baseline_strides']}: a baseline needs at least 2 strides for its SD")
+        raise InvalidValueError(f"baseline_strides={s['baseline_strides']}: a baseline needs at least 2 strides for its SD")
     if not s["tilt_posterior_deg"] < s["tilt_anterior_deg"]:
-        raise ValueError("tilt_posterior_deg must be below tilt_anterior_deg (posterior tilt is negative)")
+        raise InvalidValueError("tilt_posterior_deg must be below tilt_anterior_deg (posterior tilt is negative)")
     return settings
 
 
@@ -365,7 +366,7 @@ class Detectors:
         else:
             settings = np.array(settings, dtype=DETECTOR_SETTINGS_DTYPE).reshape(1)
             if settings["fs_hz"][0] != fs_hz:
-                raise ValueError(f"settings were made for {settings['fs_hz'][0]:g} Hz, not fs_hz={fs_hz:g}")
+                raise InvalidValueError(f"settings were made for {settings['fs_hz'][0]:g} Hz, not fs_hz={fs_hz:g}")
         self.fs_hz = float(fs_hz)
         self.settings = settings
         self.state = _new_state(settings)
@@ -373,11 +374,11 @@ class Detectors:
     def update(self, angles_pelvis_deg: np.ndarray, strides: np.ndarray | None = None) -> np.ndarray:
         angles = np.ascontiguousarray(angles_pelvis_deg, dtype=np.float64)
         if angles.ndim != 2 or angles.shape[1] != 3:
-            raise ValueError(f"angles_pelvis_deg has shape {angles.shape}; expected (n, 3): rotation, obliquity, tilt")
+            raise InvalidValueError(f"angles_pelvis_deg has shape {angles.shape}; expected (n, 3): rotation, obliquity, tilt")
         if strides is None:
             strides = np.zeros(0, dtype=STRIDE_DTYPE)
         elif strides.dtype != STRIDE_DTYPE:
-            raise TypeError("strides must be a hipcheck.gait.STRIDE_DTYPE array (from the stride stage)")
+            raise InvalidTypeError("strides must be a hipcheck.gait.STRIDE_DTYPE array (from the stride stage)")
         strides = np.ascontiguousarray(strides)
         # Strides first: a baseline they complete then starts at its fixed sample, inside or after this block.
         out_strides = np.zeros(4 * len(strides), dtype=DECISION_DTYPE)

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hipcheck.errors import DeviceError
 from hipcheck import protocol
 from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, within
 from hipcheck.protocol import Ack, Event, EventCode, Opcode, SampleFlag, Status
@@ -75,7 +76,7 @@ PATTERNS = {
 }
 
 
-class SessionError(RuntimeError):
+class SessionError(DeviceError, RuntimeError):
     """The session cannot go on (sensor silent, gone, or a protocol the host does not speak); says what to do."""
 
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from hipcheck.errors import EXIT_USAGE, DeviceError
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 
@@ -40,12 +41,13 @@ BOARDS = {
 SOURCE_ONLY = ("main.py", "boot.py")  # run by MicroPython at boot only as .py
 
 
-class FlashError(Exception):
+class FlashError(DeviceError):
     """A problem the user can fix; the message says how."""
 
 
 class FlashUsageError(FlashError):
     """A wrong or missing option (unknown board, no port): the command line exits with code 2."""
+    exit_code = EXIT_USAGE
 
 
 @dataclass

@@ -50,6 +50,7 @@ import math
 import numba
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.settings import merged_settings
 from hipcheck.gait import LEFT, RIGHT
 
@@ -190,10 +191,10 @@ def default_hold_settings(fs_hz: float, **overrides) -> np.ndarray:
     settings["fs_hz"] = fs_hz
     for name in ("sway_lowpass_hz", "touchdown_hp_hz"):
         if not 0 < settings[name][0] < 0.5 * fs_hz:
-            raise ValueError(f"{name}={settings[name][0]:g} must lie between 0 and the Nyquist frequency "
+            raise InvalidValueError(f"{name}={settings[name][0]:g} must lie between 0 and the Nyquist frequency "
                              f"({0.5 * fs_hz:g} Hz)")
     if not 0 < settings["step_rise_s"][0] < settings["step_half_s"][0]:
-        raise ValueError("step_rise_s must be positive and shorter than step_half_s")
+        raise InvalidValueError("step_rise_s must be positive and shorter than step_half_s")
     return settings
 
 
@@ -738,7 +739,7 @@ class HoldAnalyzer:
         angles = np.ascontiguousarray(angles_pelvis_deg, dtype=np.float64)
         acc = np.ascontiguousarray(acc_level_m_s2, dtype=np.float64)
         if angles.ndim != 2 or angles.shape[1] != 3 or acc.shape != angles.shape:
-            raise ValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape} must both be (n, 3)")
+            raise InvalidValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape} must both be (n, 3)")
         # At most one hold ends per min_hold_s; a block of n samples cannot finish more than this.
         out = np.zeros(2 + int(len(angles) / (self.settings["min_hold_s"][0] * self.fs_hz)), dtype=HOLD_DTYPE)
         n = _update(self.settings, self.state, self._lp, self._hp, self._weights, self._acc_ring, self._fit_ring,

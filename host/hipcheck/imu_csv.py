@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.inputs import unit_problem
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
@@ -27,7 +28,7 @@ GYR_UNITS = {"rad/s": 1.0, "deg/s": RAD_PER_DEG}
 MAG_UNITS = {"uT": 1.0, "nT": 1e-3, "gauss": 100.0}
 
 
-class ImuCsvError(ValueError):
+class ImuCsvError(InvalidValueError):
     """The file cannot be read as an IMU recording; the message says what is wrong and what to do."""
 
 

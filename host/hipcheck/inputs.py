@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.protocol import ACC_FULL_SCALE_G, GYR_FULL_SCALE_DPS
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
@@ -32,7 +33,7 @@ STUCK_RUN_S = 0.5
 MAX_BAD_FRACTION = 0.5
 
 
-class InputError(ValueError):
+class InputError(InvalidValueError):
     """The data cannot be analysed; the message says what is wrong and what to do."""
 
 

@@ -51,6 +51,7 @@ import math
 import numpy as np
 from numba import njit
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.rotation import quat_from_matrix, matrix_from_quat, quat_normalize
 from hipcheck.units import GRAVITY_M_S2
 
@@ -442,7 +443,7 @@ class PelvisTracker:
     def __init__(self, fs_hz: float, alignment=None, *, vertical_sensor=None, yaw_walk_s: float = 1.5,
                  vertical_walk_s: float = 3.0, stand_keep_s: float = 5.0):
         if not (np.isfinite(fs_hz) and fs_hz > 0):
-            raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
+            raise InvalidValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
         self.fs_hz = float(fs_hz)
         s = np.zeros(1, SETTINGS_DTYPE)
         s["fs_hz"] = fs_hz
@@ -471,7 +472,7 @@ class PelvisTracker:
         if alignment is not None:
             q = quat_normalize(np.asarray(alignment, dtype=float).reshape(4))
             if not np.all(np.isfinite(q)):
-                raise ValueError("alignment must be a finite quaternion q_sensor_to_pelvis (w, x, y, z)")
+                raise InvalidValueError("alignment must be a finite quaternion q_sensor_to_pelvis (w, x, y, z)")
             A = matrix_from_quat(q)  # rows: pelvis axes in sensor coordinates
             s["given"] = 2
             s["given_up"] = A[2]
@@ -479,7 +480,7 @@ class PelvisTracker:
         elif vertical_sensor is not None:
             up = np.asarray(vertical_sensor, dtype=float).reshape(3)
             if not (np.all(np.isfinite(up)) and np.linalg.norm(up) > 0):
-                raise ValueError("vertical_sensor must be a finite non-zero 3-vector (pelvis up in sensor frame)")
+                raise InvalidValueError("vertical_sensor must be a finite non-zero 3-vector (pelvis up in sensor frame)")
             s["given"] = 1
             s["given_up"] = up / np.linalg.norm(up)
         self._settings = s
@@ -499,9 +500,9 @@ class PelvisTracker:
         q = np.ascontiguousarray(q_sensor_to_earth, dtype=np.float64)
         acc = np.ascontiguousarray(acc_sensor_m_s2, dtype=np.float64)
         if q.ndim != 2 or q.shape[1] != 4:
-            raise ValueError(f"q_sensor_to_earth has shape {q.shape}: expected (n, 4) quaternions (w, x, y, z)")
+            raise InvalidValueError(f"q_sensor_to_earth has shape {q.shape}: expected (n, 4) quaternions (w, x, y, z)")
         if acc.shape != (len(q), 3):
-            raise ValueError(f"acc_sensor_m_s2 has shape {acc.shape}: expected ({len(q)}, 3), one row per "
+            raise InvalidValueError(f"acc_sensor_m_s2 has shape {acc.shape}: expected ({len(q)}, 3), one row per "
                              "quaternion")
         angles = np.empty((len(q), 3))
         acc_level = np.empty((len(q), 3))
@@ -573,7 +574,7 @@ def pelvis_angles(q_sensor_to_earth, acc_sensor_m_s2, fs_hz: float, alignment=No
         probe = PelvisTracker(fs_hz)
         probe.update(q_sensor_to_earth, acc_sensor_m_s2)
         if not probe.aligned:
-            raise ValueError(
+            raise InvalidValueError(
                 f"no alignment from this recording (vertical: {probe.vertical_source}, walking found: "
                 f"{probe.walking_s:.1f} s of the {probe._settings[0]['yaw_walk_samples'] / fs_hz:.1f} s needed); "
                 "record a stand and a short walk, or pass alignment= from hipcheck.calibration.mounting")

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
 PROTOCOL_VERSION = 1
@@ -62,7 +63,7 @@ DEVICE_NAME_PREFIX = "hipcheck-"  # advertised name: hipcheck-XXXX
 # ---------------------------------------------------------------------------------------------------------- errors
 
 
-class ProtocolError(ValueError):
+class ProtocolError(InvalidValueError):
     """Bytes that are not a valid protocol v1 packet or frame."""
 
 
@@ -549,7 +550,7 @@ def data_packet_len(n_samples: int) -> int:
 def samples_per_packet(mtu: int) -> int:
     """Samples per full-form DATA notification at this ATT MTU; 0 means the compact form is needed."""
     if mtu < MIN_MTU:
-        raise ValueError(f"ATT MTU {mtu} is below the BLE minimum of {MIN_MTU}")
+        raise InvalidValueError(f"ATT MTU {mtu} is below the BLE minimum of {MIN_MTU}")
     return min((mtu - ATT_OVERHEAD - DATA_HEADER_LEN) // WIRE_SAMPLE_LEN, MAX_SAMPLES_PER_PACKET)
 
 
@@ -748,7 +749,7 @@ def decode_data_packets(packets: Sequence[bytes], *, strict: bool = True, seq_re
     and lists them in the report.
     """
     if t_reference_us is not None and seq_reference is None:
-        raise ValueError("t_reference_us needs seq_reference, the sample it is the time of")
+        raise InvalidValueError("t_reference_us needs seq_reference, the sample it is the time of")
     packets = packets if isinstance(packets, (list, tuple)) else list(packets)
     report = DecodeReport(n_packets=len(packets))
     lengths = _lengths(packets)
@@ -869,7 +870,7 @@ def decode_compact_packets(packets: Sequence[bytes], *, seq_reference: int, t_an
     from the values; the other flags are unknown in this form and read 0.
     """
     if period_us <= 0:
-        raise ValueError(f"period_us {period_us} must be positive")
+        raise InvalidValueError(f"period_us {period_us} must be positive")
     packets = packets if isinstance(packets, (list, tuple)) else list(packets)
     report = DecodeReport(n_packets=len(packets))
     lengths = _lengths(packets)

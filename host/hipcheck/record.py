@@ -42,6 +42,7 @@ from enum import IntEnum
 from pathlib import Path
 
 import numpy as np
+from hipcheck.errors import InvalidTypeError, InvalidValueError
 
 MAGIC = b"HCLOG\x00\x01\n"
 FORMAT_VERSION = 1
@@ -63,7 +64,7 @@ CHANNEL_TYPES = {"data": RecordType.DATA, "control": RecordType.CONTROL, "log": 
 TYPE_CHANNELS = {v: k for k, v in CHANNEL_TYPES.items()}
 
 
-class LogFormatError(ValueError):
+class LogFormatError(InvalidValueError):
     """The file is not a hipcheck session log (or of a newer format); the message says what was found."""
 
 
@@ -118,9 +119,9 @@ class LogWriter:
 
     def write(self, rtype: int, payload: bytes, t_host_s: float | None = None) -> None:
         if self._fd is None:
-            raise ValueError(f"log {self.path} is closed")
+            raise InvalidValueError(f"log {self.path} is closed")
         if len(payload) > MAX_RECORD_LEN:
-            raise ValueError(f"a record of {len(payload)} bytes; the log takes at most {MAX_RECORD_LEN}")
+            raise InvalidValueError(f"a record of {len(payload)} bytes; the log takes at most {MAX_RECORD_LEN}")
         self._write(encode_record(rtype, time.monotonic() if t_host_s is None else t_host_s, bytes(payload)))
         self.records += 1
         now = time.monotonic()
@@ -163,7 +164,7 @@ def _json_default(value):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    raise InvalidTypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class LogReader:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from hipcheck.errors import InvalidValueError, InvalidTypeError
 
 
 def merged_settings(what: str, defaults: dict, overrides: dict, fs_hz: float) -> dict:
@@ -11,7 +12,7 @@ def merged_settings(what: str, defaults: dict, overrides: dict, fs_hz: float) ->
     with a message naming the stage (``what``) and its settings."""
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
-        raise TypeError(f"unknown {what} setting(s) {', '.join(unknown)}; the settings are: {', '.join(defaults)}")
+        raise InvalidTypeError(f"unknown {what} setting(s) {', '.join(unknown)}; the settings are: {', '.join(defaults)}")
     if not (isinstance(fs_hz, numbers.Real) and math.isfinite(fs_hz) and fs_hz > 0):
-        raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
+        raise InvalidValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
     return {**defaults, **overrides}

@@ -5,7 +5,7 @@ response, notify; log notify), Battery (0x180F: level 0x2A19, read + notify) and
 advertises like the firmware: flags, the 128-bit service UUID and the short name "hipcheck" in the advertisement,
 the complete name ``hipcheck-XXXX`` (the last two address bytes) in the scan response.
 
-Its packets come from the firmware running in the MicroPython unix port (``hipcheck.simboard.SimBoard``, the real
+Its packets come from the firmware running in the MicroPython unix port (``hipcheck.links.simboard.SimBoard``, the real
 firmware on a simulated trace, over stdio): every DATA, ACK, EVENT and LOG_CHUNK it writes is notified on the
 characteristic the firmware would use, and every write to the control characteristic goes to the firmware's stdin.
 The firmware packs DATA for the sensor's ``mtu`` (its stdio link is given that MTU; at 23 it sends the compact form).
@@ -32,7 +32,7 @@ from bumble.device import Connection
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
 from hipcheck.protocol import CONTROL_CHAR_UUID, DATA_CHAR_UUID, LOG_CHAR_UUID, SERVICE_UUID, Opcode
-from hipcheck.simboard import SimBoard
+from hipcheck.links.simboard import SimBoard
 
 from .bleak_bumble import Air
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Descriptor, Service
 
-from hipcheck.simboard import firmware_command, prepare_trace
+from hipcheck.links.simboard import firmware_command, prepare_trace
 
 from .bleak_bumble import Air
 

@@ -68,6 +68,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.settings import merged_settings
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT
 
@@ -160,7 +161,7 @@ def make_settings(fs_hz: float, **overrides) -> np.ndarray:
         sigma = max(sigma_s * fs_hz, 0.5)
         half = int(np.ceil(3.0 * sigma)) + (1 if derivative else 0)
         if 2 * half + 1 > KERNEL_MAX:
-            raise ValueError(f"{name}_sigma_s={sigma_s} is too long at {fs_hz:g} Hz: at most "
+            raise InvalidValueError(f"{name}_sigma_s={sigma_s} is too long at {fs_hz:g} Hz: at most "
                              f"{(KERNEL_MAX // 2 - 1) / 3 / fs_hz:.3f} s")
         k = np.arange(-half, half + 1, dtype=float)
         g = np.exp(-0.5 * (k / sigma) ** 2)
@@ -183,22 +184,22 @@ def make_settings(fs_hz: float, **overrides) -> np.ndarray:
     s["transition_window"] = samples("transition_window_s")
     r = s[0]
     if r["min_steps"] < 1:
-        raise ValueError(f"min_steps={cfg['min_steps']}: at least one step makes a walk")
+        raise InvalidValueError(f"min_steps={cfg['min_steps']}: at least one step makes a walk")
     # What the decision needs must have arrived by then: the jerk up to the FC window, the anchor confirmed.
     needed = max(r["peak_half"] + r["smooth_half"], r["fc_after"] + r["impact_half"], r["ic_after"] + r["impact_half"])
     if r["delay"] < needed + 1:
-        raise ValueError(f"delay_s={cfg['delay_s']} is shorter than the look-ahead the settings need "
+        raise InvalidValueError(f"delay_s={cfg['delay_s']} is shorter than the look-ahead the settings need "
                          f"({(needed + 1) / fs_hz:.3f} s): raise delay_s")
     look_back = r["delay"] + r["side_window"] + r["ic_before"] + abs(r["ic_offset"]) + 2 * r["impact_half"] + 2
     if r["transition_window"] < 0 or r["transition_window"] > r["delay"]:
-        raise ValueError(f"transition_window_s={cfg['transition_window_s']} must lie between 0 and delay_s="
+        raise InvalidValueError(f"transition_window_s={cfg['transition_window_s']} must lie between 0 and delay_s="
                          f"{cfg['delay_s']} (the look-ahead must cover it)")
     look_back = max(look_back, r["delay"] + r["transition_window"] + 1)
     if look_back >= RING or r["delay"] + r["peak_half"] + r["smooth_half"] >= RING:
-        raise ValueError(f"at {fs_hz:g} Hz these settings need {look_back} samples of history, more than the "
+        raise InvalidValueError(f"at {fs_hz:g} Hz these settings need {look_back} samples of history, more than the "
                          f"{RING}-sample ring: lower delay_s or side_window_s (or the sample rate)")
     if r["max_step"] <= r["peak_half"]:
-        raise ValueError(f"max_step_s={cfg['max_step_s']} must exceed step_min_s={cfg['step_min_s']}")
+        raise InvalidValueError(f"max_step_s={cfg['max_step_s']} must exceed step_min_s={cfg['step_min_s']}")
     return s
 
 
@@ -460,7 +461,7 @@ class EventDetector:
         gyr = _as_block(gyr_sensor_rad_s, 3, "gyr_sensor_rad_s")
         q = _as_block(q_sensor_to_earth, 4, "q_sensor_to_earth")
         if not len(acc) == len(gyr) == len(q):
-            raise ValueError(f"blocks differ in length: acc {len(acc)}, gyr {len(gyr)}, q {len(q)} samples; "
+            raise InvalidValueError(f"blocks differ in length: acc {len(acc)}, gyr {len(gyr)}, q {len(q)} samples; "
                              f"pass one row per sample in each")
         n = len(acc)
         # Each anchor yields at most two events; anchors are more than peak_half apart, plus the pending ones.
@@ -510,5 +511,5 @@ def detect_events(acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, fs_hz: f
 def _as_block(x, width: int, name: str) -> np.ndarray:
     a = np.ascontiguousarray(x, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != width:
-        raise ValueError(f"{name} has shape {a.shape}; expected (n, {width}) with one row per sample")
+        raise InvalidValueError(f"{name} has shape {a.shape}; expected (n, {width}) with one row per sample")
     return a

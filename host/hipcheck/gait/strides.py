@@ -40,6 +40,7 @@ import math
 import numpy as np
 from numba import njit
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT, STRIDE_DTYPE
 
 __all__ = ["StrideAnalyzer", "analyze_strides"]
@@ -161,9 +162,9 @@ class StrideAnalyzer:
     def __init__(self, fs_hz: float, *, buffer_s: float = 10.0, min_stride_s: float = 0.5,
                  max_stride_s: float = 2.5, steady_time_change: float = 0.15, steady_turn_deg: float = 10.0):
         if not (np.isfinite(fs_hz) and fs_hz > 0):
-            raise ValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
+            raise InvalidValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
         if buffer_s < max_stride_s + 1.0:
-            raise ValueError(f"buffer_s={buffer_s}: keep at least max_stride_s + 1 s ({max_stride_s + 1.0} s) so "
+            raise InvalidValueError(f"buffer_s={buffer_s}: keep at least max_stride_s + 1 s ({max_stride_s + 1.0} s) so "
                              "that late events still find their samples")
         self.fs_hz = float(fs_hz)
         self.min_stride_samples = int(round(min_stride_s * fs_hz))
@@ -182,7 +183,7 @@ class StrideAnalyzer:
         angles = np.asarray(angles_pelvis_deg, dtype=np.float64)
         acc = np.asarray(acc_level_m_s2, dtype=np.float64)
         if angles.ndim != 2 or angles.shape[1] != 3 or acc.shape != angles.shape:
-            raise ValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape}: expected two "
+            raise InvalidValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape}: expected two "
                              "(n, 3) arrays, one row per sample")
         if events is not None and len(events):
             self._add_events(events)
@@ -219,16 +220,16 @@ class StrideAnalyzer:
         if events.dtype != EVENT_DTYPE:
             names = events.dtype.names or ()
             if not {"sample", "kind", "side"} <= set(names):
-                raise ValueError(f"events have dtype {events.dtype}: use hipcheck.gait.EVENT_DTYPE "
+                raise InvalidValueError(f"events have dtype {events.dtype}: use hipcheck.gait.EVENT_DTYPE "
                                  "(sample, kind, side)")
             events = np.array([(e["sample"], e["kind"], e["side"]) for e in events], dtype=EVENT_DTYPE)
         bad = ~np.isin(events["kind"], (IC, FC)) | ~np.isin(events["side"], (LEFT, RIGHT)) | (events["sample"] < 0)
         if np.any(bad):
-            raise ValueError(f"{int(bad.sum())} event(s) with a kind other than IC/FC, a side other than "
+            raise InvalidValueError(f"{int(bad.sum())} event(s) with a kind other than IC/FC, a side other than "
                              "LEFT/RIGHT or a negative sample")
         events = np.sort(events, order="sample", kind="stable")
         if len(self._events) and events["sample"][0] < self._events["sample"][-1]:
-            raise ValueError("events must arrive in sample order across calls")
+            raise InvalidValueError("events must arrive in sample order across calls")
         ics = events[events["kind"] == IC]
         self._waiting.extend(zip(ics["sample"].tolist(), ics["side"].tolist()))
         self._events = np.concatenate([self._events, events])

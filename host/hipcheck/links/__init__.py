@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass
+from hipcheck.errors import DeviceError
 
 # Channels a packet arrives on: BLE has one characteristic each; serial, sim and replay tell them by packet type.
 DATA = "data"  # DATA packets (full or compact)
@@ -32,7 +33,7 @@ async def within(awaitable, seconds: float):
         return await awaitable
 
 
-class LinkError(Exception):
+class LinkError(DeviceError):
     """The link cannot do what was asked (not open, packet too long for the MTU, device gone); says what to do."""
 
 

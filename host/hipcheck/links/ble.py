@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received, within
 from hipcheck.protocol import CONTROL_CHAR_UUID, DATA_CHAR_UUID, LOG_CHAR_UUID, SERVICE_UUID
 
@@ -56,7 +57,7 @@ def load_backend(spec: str):
     try:
         return getattr(importlib.import_module(module_name), attr or "backend")
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"--backend {spec}: {error}; give MODULE:NAME of an importable BleBackend") from None
+        raise InvalidValueError(f"--backend {spec}: {error}; give MODULE:NAME of an importable BleBackend") from None
 
 
 async def resolve_backend(backend):
@@ -147,7 +148,7 @@ class BleLink(Link):
                  command_timeout_s: float = 2.0, watchdog_s: float | None = 10.0, reconnect: bool = True,
                  backoff_s: float = 0.25, backoff_max_s: float = 2.0):
         if not 23 <= mtu <= 517:
-            raise ValueError(f"mtu {mtu}: the ATT MTU is 23 to 517")
+            raise InvalidValueError(f"mtu {mtu}: the ATT MTU is 23 to 517")
         self.target = name_or_address
         self.backend = backend
         self.mtu_request = mtu

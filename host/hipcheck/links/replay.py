@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hipcheck.errors import InvalidValueError
 from hipcheck import protocol
 from hipcheck.links import Link, LinkError, LinkStatus, Received
 from hipcheck.record import LogFormatError, LogReader
@@ -59,7 +60,7 @@ class ReplayLink(Link):
         if realtime is not None:
             speed = 1.0 if realtime else None
         if speed is not None and not speed > 0:
-            raise ValueError(f"speed {speed}: a positive factor (1.0 = the original pace), or None for as fast "
+            raise InvalidValueError(f"speed {speed}: a positive factor (1.0 = the original pace), or None for as fast "
                              "as possible")
         self.log_path = Path(log_path)
         self.speed = None if speed is None else float(speed)

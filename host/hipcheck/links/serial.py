@@ -38,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from hipcheck.errors import InvalidValueError
 from hipcheck import protocol
 from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received, within
 
@@ -72,7 +73,7 @@ class SerialLink(Link):
     def __init__(self, port: str, *, baudrate: int = 115200, watchdog_s: float | None = 10.0,
                  reopen_interval_s: float = 0.25, write_timeout_s: float = 2.0):
         if watchdog_s is not None and watchdog_s <= 0:
-            raise ValueError(f"watchdog_s {watchdog_s}: a positive number of seconds, or None for no watchdog")
+            raise InvalidValueError(f"watchdog_s {watchdog_s}: a positive number of seconds, or None for no watchdog")
         self.port = str(port)
         self.baudrate = int(baudrate)
         self.watchdog_s = watchdog_s

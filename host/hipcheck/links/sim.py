@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck import protocol
 from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received, within
 
@@ -68,7 +69,7 @@ class SimLink(Link):
                  drop_data: float = 0.0, cuts=(), seed: int = 0, queue_packets: int = 512,
                  extra_args: tuple = ()):
         if not 0.0 <= drop_data < 1.0:
-            raise ValueError(f"drop_data {drop_data}: a fraction from 0 to below 1")
+            raise InvalidValueError(f"drop_data {drop_data}: a fraction from 0 to below 1")
         self.trace = trace
         self.chip = chip
         self.rate_hz = rate_hz
@@ -235,7 +236,7 @@ class SimLink(Link):
         return f"its stderr: {text[-2000:]}" if text else "it wrote nothing on stderr"
 
     async def _start(self) -> None:
-        from hipcheck import simboard
+        from hipcheck.links import simboard
 
         if self._workdir_arg is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hipcheck-simlink-")

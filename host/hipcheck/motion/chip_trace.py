@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
 MAGIC = b"HCT1"
@@ -49,7 +50,7 @@ def chip_rate_hz(chip: str, rate_hz: int) -> float:
     _check_chip(chip)
     if chip.startswith("LSM6"):
         if rate_hz not in _LSM6_PERIOD_US:
-            raise ValueError(f"{chip} rates are 25, 50, 100, 200, 400 Hz, not {rate_hz}")
+            raise InvalidValueError(f"{chip} rates are 25, 50, 100, 200, 400 Hz, not {rate_hz}")
         return 1e6 / _LSM6_PERIOD_US[rate_hz]
     return float(rate_hz)
 
@@ -64,9 +65,9 @@ def chip_trace_bytes(trace, chip: str) -> bytes:
     acc = np.asarray(trace.acc_sensor_m_s2, dtype=np.float64)
     gyr = np.asarray(trace.gyr_sensor_rad_s, dtype=np.float64)
     if acc.ndim != 2 or acc.shape[1] != 3 or gyr.shape != acc.shape:
-        raise ValueError(f"expected (N, 3) acc and gyr arrays, got {acc.shape} and {gyr.shape}")
+        raise InvalidValueError(f"expected (N, 3) acc and gyr arrays, got {acc.shape} and {gyr.shape}")
     if not (np.isfinite(acc).all() and np.isfinite(gyr).all()):
-        raise ValueError("the trace holds NaN or infinite samples: a chip cannot output them")
+        raise InvalidValueError("the trace holds NaN or infinite samples: a chip cannot output them")
     lsb_udps = GYR_LSB_UDPS[chip]
     acc_raw = acc / GRAVITY_M_S2 * ACC_LSB_PER_G
     gyr_raw = gyr / RAD_PER_DEG * 1e6 / lsb_udps
@@ -86,14 +87,14 @@ def write_chip_trace(trace, path, chip: str) -> Path:
 def read_chip_trace(data: bytes) -> tuple[float, int, np.ndarray]:
     """(fs_hz, gyr_lsb_udps, raw int16 array (N, 6)) of a motion file's bytes; for tests and inspection."""
     if len(data) < HEADER.size or data[:4] != MAGIC:
-        raise ValueError("not a chip motion trace: the file does not start with b'HCT1'")
+        raise InvalidValueError("not a chip motion trace: the file does not start with b'HCT1'")
     _, period_ns, lsb_udps, n = HEADER.unpack_from(data)
     if len(data) != HEADER.size + 12 * n:
-        raise ValueError(f"truncated chip trace: header says {n} samples, file holds {(len(data) - 16) / 12:g}")
+        raise InvalidValueError(f"truncated chip trace: header says {n} samples, file holds {(len(data) - 16) / 12:g}")
     raw = np.frombuffer(data, dtype="<i2", offset=HEADER.size).reshape(n, 6)
     return 1e9 / period_ns, lsb_udps, raw
 
 
 def _check_chip(chip: str) -> None:
     if chip not in GYR_LSB_UDPS:
-        raise ValueError(f"unknown chip {chip!r}: one of {', '.join(GYR_LSB_UDPS)}")
+        raise InvalidValueError(f"unknown chip {chip!r}: one of {', '.join(GYR_LSB_UDPS)}")

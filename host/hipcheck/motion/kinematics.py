@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.motion import smooth
 from hipcheck.motion.smooth import SPLINE_VARIANCE_RATIO, TWO_PI, BandNoise, Jet, Spline
 from hipcheck.motion.trace import (
@@ -123,13 +124,13 @@ class WalkSettings:
         object.__setattr__(self, "turns", tuple(tuple(float(v) for v in turn) for turn in self.turns))
         shortest = self.start_rest_s + self.start_ramp_s + self.stop_ramp_s + self.end_rest_s + 2 * self.stride_s
         if self.duration_s < shortest:
-            raise ValueError(f"duration_s={self.duration_s:g} is too short for a walk: use at least {shortest:.1f} s "
+            raise InvalidValueError(f"duration_s={self.duration_s:g} is too short for a walk: use at least {shortest:.1f} s "
                              f"(rest, gait initiation, two strides, stop, rest)")
         if not 30.0 <= self.cadence_spm <= 200.0:
-            raise ValueError(f"cadence_spm={self.cadence_spm:g} is not a walking cadence; use 30 to 200 steps/min")
+            raise InvalidValueError(f"cadence_spm={self.cadence_spm:g} is not a walking cadence; use 30 to 200 steps/min")
         for turn in self.turns:
             if len(turn) != 3 or turn[2] <= 0:
-                raise ValueError(f"turn {turn} should be (time_s, angle_deg, duration_s) with duration_s > 0")
+                raise InvalidValueError(f"turn {turn} should be (time_s, angle_deg, duration_s) with duration_s > 0")
 
     @property
     def stride_s(self) -> float:
@@ -344,22 +345,22 @@ class HoldSettings:
 
     def __post_init__(self):
         if self.side not in ("left", "right"):
-            raise ValueError(f"side={self.side!r}: the stance leg is 'left' or 'right'")
+            raise InvalidValueError(f"side={self.side!r}: the stance leg is 'left' or 'right'")
         if self.lift_s is None:
             object.__setattr__(self, "lift_s", min(3.0, 0.2 * self.duration_s))
         if self.hold_s is None:
             object.__setattr__(self, "hold_s", self.duration_s - 2.0 * self.lift_s)
         object.__setattr__(self, "touchdowns", tuple(float(t) for t in self.touchdowns))
         if self.lift_s < self.transition_s or self.hold_s < 2 * self.transition_s:
-            raise ValueError(f"duration_s={self.duration_s:g}, lift_s={self.lift_s:g}, hold_s={self.hold_s:g} leave no "
+            raise InvalidValueError(f"duration_s={self.duration_s:g}, lift_s={self.lift_s:g}, hold_s={self.hold_s:g} leave no "
                              f"room for a hold: lift after {self.transition_s:g} s and hold at least "
                              f"{2 * self.transition_s:g} s (by default a hold needs duration_s ≥ 2.5 s)")
         if self.lower_s + self.transition_s > self.duration_s:
-            raise ValueError(f"the hold ends at {self.lower_s:g} s, too close to duration_s={self.duration_s:g}: "
+            raise InvalidValueError(f"the hold ends at {self.lower_s:g} s, too close to duration_s={self.duration_s:g}: "
                              f"leave {self.transition_s:g} s to lower the foot")
         for t in self.touchdowns:
             if not self.lift_s + self.transition_s <= t <= self.lower_s - self.touchdown_s - self.transition_s:
-                raise ValueError(f"touchdown at {t:g} s is not inside the hold "
+                raise InvalidValueError(f"touchdown at {t:g} s is not inside the hold "
                                  f"({self.lift_s:g} s to {self.lower_s:g} s, away from lift-off and lowering)")
 
     @property
@@ -527,10 +528,10 @@ class SitToStandSettings:
             room = self.duration_s - self.first_rise_s - rise_and_settle_s
             object.__setattr__(self, "reps", max(1, int(np.floor(room / self.cycle_s)) + 1))
         if self.reps < 1:
-            raise ValueError(f"reps={self.reps}: do at least one sit-to-stand")
+            raise InvalidValueError(f"reps={self.reps}: do at least one sit-to-stand")
         end = self.rise_start_s(self.reps - 1) + rise_and_settle_s
         if end > self.duration_s:
-            raise ValueError(f"{self.reps} sit-to-stand repetitions need duration_s ≥ {end:.1f} s")
+            raise InvalidValueError(f"{self.reps} sit-to-stand repetitions need duration_s ≥ {end:.1f} s")
 
     @property
     def cycle_s(self) -> float:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.rotation import quat_from_rotvec, quat_multiply
 from hipcheck.protocol import ACC_FULL_SCALE_G, ACC_LSB_M_S2, GYR_FULL_SCALE_DPS, GYR_LSB_RAD_S, to_raw
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
@@ -63,15 +64,15 @@ class SensorModel:
     def __post_init__(self):
         object.__setattr__(self, "mounting_rpy_deg", tuple(float(a) for a in self.mounting_rpy_deg))
         if len(self.mounting_rpy_deg) != 3:
-            raise ValueError(f"mounting_rpy_deg={self.mounting_rpy_deg}: give (roll, pitch, yaw) in degrees")
+            raise InvalidValueError(f"mounting_rpy_deg={self.mounting_rpy_deg}: give (roll, pitch, yaw) in degrees")
         if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"drop_rate={self.drop_rate:g}: use a fraction in [0, 1)")
+            raise InvalidValueError(f"drop_rate={self.drop_rate:g}: use a fraction in [0, 1)")
         if self.drop_burst_mean < 1.0:
-            raise ValueError(f"drop_burst_mean={self.drop_burst_mean:g}: a burst is at least 1 sample")
+            raise InvalidValueError(f"drop_burst_mean={self.drop_burst_mean:g}: a burst is at least 1 sample")
         negative = [f.name for f in dataclasses.fields(self)
                     if isinstance(getattr(self, f.name), float) and getattr(self, f.name) < 0]
         if negative:
-            raise ValueError(f"{', '.join(negative)} must not be negative")
+            raise InvalidValueError(f"{', '.join(negative)} must not be negative")
 
     @staticmethod
     def realistic(seed: int = 0, **overrides) -> SensorModel:

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError, InvalidTypeError
 from hipcheck.motion.kinematics import (
     Hold,
     HoldSettings,
@@ -70,9 +71,9 @@ def _simulate(activity: str, model_type, settings_type, settings: dict, fs_hz: f
               sensor: SensorModel | None) -> Trace:
     cfg = _make_settings(activity, settings_type, settings)
     if not fs_hz > 0:
-        raise ValueError(f"fs_hz={fs_hz}: the sample rate must be positive")
+        raise InvalidValueError(f"fs_hz={fs_hz}: the sample rate must be positive")
     if not cfg.duration_s > 0:
-        raise ValueError(f"duration_s={cfg.duration_s}: the duration must be positive")
+        raise InvalidValueError(f"duration_s={cfg.duration_s}: the duration must be positive")
     sensor = SensorModel.realistic(seed=seed) if sensor is None else sensor
     model = model_type.draw(cfg, np.random.default_rng([seed, 0x3071]))
     rng = sensor.rng()
@@ -146,7 +147,7 @@ def _make_settings(activity: str, settings_type, settings: dict):
     known = {f.name for f in dataclasses.fields(settings_type)}
     unknown = sorted(set(settings) - known)
     if unknown:
-        raise TypeError(f"simulate_{activity} got unknown setting(s) {', '.join(unknown)}; "
+        raise InvalidTypeError(f"simulate_{activity} got unknown setting(s) {', '.join(unknown)}; "
                         f"the settings are: {', '.join(sorted(known))}")
     return settings_type(**settings)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.motion.kinematics import PelvisMotion, Walk
 from hipcheck.motion.smooth import Jet
 from hipcheck.motion.trace import Stride
@@ -39,7 +40,7 @@ def quantity(motion: PelvisMotion, name: str) -> Jet:
         return (angles.column(0) - motion.heading_rad) * DEG_PER_RAD
     if name == "sway":
         return motion.sway_m * 100.0
-    raise ValueError(name)
+    raise InvalidValueError(name)
 
 
 def stride_truth(walk: Walk, motion: PelvisMotion, fs_hz: float) -> list[Stride]:

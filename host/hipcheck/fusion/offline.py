@@ -39,7 +39,7 @@ import math
 import numpy as np
 from numba import njit
 
-from hipcheck.fusion import (
+from hipcheck.fusion.causal import (
     DEFAULTS,
     FLAG_INITIALISING,
     FLAG_TURNING,

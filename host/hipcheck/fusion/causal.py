@@ -73,6 +73,7 @@ import math
 import numpy as np
 from numba import njit
 
+from hipcheck.errors import InvalidValueError
 from hipcheck.settings import merged_settings
 from hipcheck.inputs import InputError, unit_problem
 from hipcheck.protocol import ACC_FULL_SCALE_G, GYR_FULL_SCALE_DPS
@@ -237,7 +238,7 @@ def make_settings(fs_hz: float, **settings) -> np.ndarray:
                  "bias_sigma_motion_rad_s", "bias_sigma_rest_rad_s", "bias_vertical_forgetting", "gravity_m_s2",
                  "turn_rate_rad_s", "turn_tau_s"):
         if not values[name] > 0:
-            raise ValueError(f"{name}={values[name]}: must be positive")
+            raise InvalidValueError(f"{name}={values[name]}: must be positive")
     s = np.zeros(1, SETTINGS_DTYPE)
     r = s[0]
     for name, v in values.items():
@@ -751,15 +752,15 @@ def _as_samples(name: str, x, n: int | None = None) -> np.ndarray:
     """(n, 3) float64 C-contiguous view (or copy if it must), with a clear error otherwise."""
     a = np.ascontiguousarray(x, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 3:
-        raise ValueError(f"{name}: expected shape (n, 3), got {a.shape}")
+        raise InvalidValueError(f"{name}: expected shape (n, 3), got {a.shape}")
     if n is not None and a.shape[0] != n:
-        raise ValueError(f"{name}: {a.shape[0]} samples, but the accelerometer has {n}; pass blocks of equal length")
+        raise InvalidValueError(f"{name}: {a.shape[0]} samples, but the accelerometer has {n}; pass blocks of equal length")
     return a
 
 
 def _refuse_magnetometer(mag) -> None:
     if mag is not None:
-        raise NotImplementedError("hipcheck.fusion is 6D (accelerometer + gyroscope) for now: pass mag_sensor_uT=None;"
+        raise InvalidValueError("hipcheck.fusion is 6D (accelerometer + gyroscope) for now: pass mag_sensor_uT=None;"
                                   " the heading of its output is arbitrary and drifts slowly")
 
 
@@ -799,7 +800,7 @@ class Fusion:
         if out is None:
             out = np.empty((n, 4))
         elif out.shape != (n, 4) or out.dtype != np.float64 or not out.flags.c_contiguous:
-            raise ValueError(f"out: expected a C-contiguous float64 array of shape {(n, 4)}, got {out.dtype} "
+            raise InvalidValueError(f"out: expected a C-contiguous float64 array of shape {(n, 4)}, got {out.dtype} "
                              f"{out.shape}")
         if len(self.flags) != n:
             self.flags = np.empty(n, np.uint8)
@@ -875,7 +876,7 @@ def orient(acc_m_s2, gyr_rad_s, fs_hz: float, mag_uT=None, offline: bool = False
     if problem:
         raise InputError(problem)
     if offline:
-        from hipcheck.fusion_offline import orient_offline
+        from hipcheck.fusion.offline import orient_offline
 
         return orient_offline(acc, gyr, fs_hz, **settings)
     return Fusion(fs_hz, **settings).update(acc, gyr)

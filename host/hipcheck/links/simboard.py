@@ -39,6 +39,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from hipcheck.errors import DeviceError, InvalidValueError
 from hipcheck import protocol
 from hipcheck.motion.chip_trace import chip_rate_hz, read_chip_trace, write_chip_trace
 from hipcheck.protocol import Ack, Event, LogChunk, Opcode, PacketType, SampleFlag
@@ -46,14 +47,14 @@ from hipcheck.protocol import Ack, Event, LogChunk, Opcode, PacketType, SampleFl
 CHIPS = ("LSM6DSOX", "LSM6DS3TR-C", "MPU-6050", "MPU-6886")
 
 
-class SimBoardError(RuntimeError):
+class SimBoardError(DeviceError, RuntimeError):
     """The sim board could not be started, or it stopped or went silent; the message says why."""
 
 
 def firmware_dir() -> Path:
     """The firmware tree: $HIPCHECK_FIRMWARE, else the repository's ``firmware/`` next to ``host/``."""
     env = os.environ.get("HIPCHECK_FIRMWARE")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "firmware"
+    path = Path(env) if env else Path(__file__).resolve().parents[3] / "firmware"
     if not (path / "sim" / "simboard.py").is_file():
         raise SimBoardError(f"no firmware tree with sim/simboard.py at {path}: set HIPCHECK_FIRMWARE to the "
                             "repository's firmware/ folder")
@@ -172,9 +173,9 @@ class SimBoard:
                  realtime: bool = False, workdir=None, interval_ms: int = 20, csv_options: dict | None = None,
                  log: bool = True, extra_args: tuple = (), link: str = "stdio"):
         if chip not in CHIPS:
-            raise ValueError(f"chip {chip!r}: one of {', '.join(CHIPS)}")
+            raise InvalidValueError(f"chip {chip!r}: one of {', '.join(CHIPS)}")
         if link not in ("stdio", "serial"):
-            raise ValueError(f"link {link!r}: stdio or serial")
+            raise InvalidValueError(f"link {link!r}: stdio or serial")
         self.link = link
         self.chip = chip
         self.rate_hz = rate_hz
