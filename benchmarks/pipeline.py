@@ -17,10 +17,11 @@ import numpy as np
 
 from _timing import best_of
 
-from hipcheck.detect import Detectors, HoldAnalyzer
+from hipcheck.detect import Detectors
 from hipcheck.fusion import Fusion, orient
 from hipcheck.gait.events import EventDetector
 from hipcheck.gait.strides import StrideAnalyzer
+from hipcheck.hold import HoldAnalyzer
 from hipcheck.motion import SensorModel, simulate_walk
 from hipcheck.pelvis import PelvisTracker
 from hipcheck.pipeline import WALKING_FUSION_SETTINGS, analyze

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hipcheck.detect import HOLD_DTYPE, HoldAnalyzer, analyze_holds
+from hipcheck.hold import HOLD_DTYPE, HoldAnalyzer, analyze_holds
 from hipcheck.fusion import orient
 from hipcheck.gait import LEFT, RIGHT
 from hipcheck.motion import SensorModel, simulate_hold, simulate_sit_to_stand, simulate_stand, simulate_walk

@@ -59,9 +59,8 @@ __all__ = [
     "DROP", "SWAY", "TILT", "DROP_STRIDE", "KIND_NAMES",
     "NONE", "SIDE_NAMES",
     "FIXED", "BASELINE",
-    "DECISION_DTYPE", "DETECTOR_SETTINGS_DTYPE",
-    "Detectors", "detect", "default_settings",
-    "HOLD_DTYPE", "HoldAnalyzer", "analyze_holds",
+    "DECISION_DTYPE", "DEFAULT_SETTINGS", "SETTINGS_DTYPE", "STATE_DTYPE",
+    "Detectors", "detect", "make_settings", "make_state", "detect_update_samples", "detect_update_strides",
 ]
 
 # Decision kinds, in the order of KIND_NAMES.
@@ -85,21 +84,22 @@ DECISION_DTYPE = np.dtype([
     ("threshold", np.float64),  # the threshold crossed, same unit and sign as value
 ])
 
-DETECTOR_SETTINGS_DTYPE = np.dtype([
+# One field per DEFAULT_SETTINGS entry (same name, same unit), and the sample rate.
+SETTINGS_DTYPE = np.dtype([
     ("fs_hz", np.float64),
-    ("mode", np.int8),  # FIXED or BASELINE
+    ("mode", np.int8),
     ("drop_threshold_deg", np.float64),
     ("drop_hysteresis_deg", np.float64),
-    ("drop_smooth_s", np.float64),  # moving average of the obliquity before the per-sample drop detector
+    ("drop_smooth_s", np.float64),
     ("sway_threshold_cm", np.float64),
     ("sway_hysteresis_cm", np.float64),
-    ("tilt_anterior_deg", np.float64),  # + = anterior; fires when tilt_mean_deg ≥ this
-    ("tilt_posterior_deg", np.float64),  # negative; fires when tilt_mean_deg ≤ this
+    ("tilt_anterior_deg", np.float64),
+    ("tilt_posterior_deg", np.float64),
     ("tilt_hysteresis_deg", np.float64),
-    ("refractory_s", np.float64),  # least time between two decisions of one channel
+    ("refractory_s", np.float64),
     ("baseline_strides", np.int64),
     ("baseline_k", np.float64),
-    ("baseline_drop_margin_deg", np.float64),  # a baseline threshold is at least this far above the mean
+    ("baseline_drop_margin_deg", np.float64),
     ("baseline_sway_margin_cm", np.float64),
     ("baseline_tilt_margin_deg", np.float64),
     ("baseline_apply_delay_s", np.float64),
@@ -110,24 +110,24 @@ DEFAULT_DROP_THRESHOLD_DEG = 6.0  # sources in the module docstring
 DECISION_NAMES = {"kind": KIND_NAMES, "side": SIDE_NAMES}
 HOLD_NAMES = {"side": SIDE_NAMES}
 
-_DEFAULTS = dict(
-    mode=FIXED,
-    drop_threshold_deg=DEFAULT_DROP_THRESHOLD_DEG,
-    drop_hysteresis_deg=2.0,
-    drop_smooth_s=0.05,
-    sway_threshold_cm=6.0,
-    sway_hysteresis_cm=0.5,
-    tilt_anterior_deg=8.0,
-    tilt_posterior_deg=-8.0,
-    tilt_hysteresis_deg=1.0,
-    refractory_s=0.5,
-    baseline_strides=20,
-    baseline_k=3.0,
-    baseline_drop_margin_deg=1.5,
-    baseline_sway_margin_cm=1.0,
-    baseline_tilt_margin_deg=2.0,
-    baseline_apply_delay_s=3.0,
-)
+DEFAULT_SETTINGS = {
+    "mode": FIXED,  # FIXED thresholds, or BASELINE: learnt from the first steady strides of the session
+    "drop_threshold_deg": DEFAULT_DROP_THRESHOLD_DEG,  # the free side sank this far below level
+    "drop_hysteresis_deg": 2.0,  # a drop channel re-arms below threshold − this
+    "drop_smooth_s": 0.05,  # moving average of the obliquity before the per-sample drop detector
+    "sway_threshold_cm": 6.0,  # sway_pp_cm of a stride
+    "sway_hysteresis_cm": 0.5,
+    "tilt_anterior_deg": 8.0,  # + = anterior; fires when tilt_mean_deg ≥ this
+    "tilt_posterior_deg": -8.0,  # negative; fires when tilt_mean_deg ≤ this
+    "tilt_hysteresis_deg": 1.0,
+    "refractory_s": 0.5,  # least time between two decisions of one channel
+    "baseline_strides": 20,  # steady strides that make the baseline
+    "baseline_k": 3.0,  # baseline threshold: mean + k·SD ...
+    "baseline_drop_margin_deg": 1.5,  # ... and at least this far above the mean
+    "baseline_sway_margin_cm": 1.0,
+    "baseline_tilt_margin_deg": 2.0,
+    "baseline_apply_delay_s": 3.0,  # the per-sample drop uses the baseline this long after its last stride
+}
 
 # Channels: one armed flag, last decision and threshold each.
 _CH_DROP = 0  # + side: 0 left stance, 1 right stance
@@ -143,28 +143,28 @@ _ST_TILT = 3
 _N_STATS = 4
 _RING = 64  # longest obliquity smoothing window, samples
 
-_STATE_DTYPE = np.dtype([
+STATE_DTYPE = np.dtype([
     ("next_sample", np.int64),  # index of the next sample to come
     ("ring", np.float64, (_RING,)),  # the last obliquity samples (deg)
     ("ring_count", np.int64),  # valid samples in the ring (a NaN empties it)
     ("armed", np.int8, (_N_CHANNELS,)),  # 1 = may fire (int8: numba has no nested bool arrays)
-    ("last_decision", np.int64, (_N_CHANNELS,)),
+    ("last_decision", np.int64, (_N_CHANNELS,)),  # sample of each channel's last decision
     ("threshold", np.float64, (_N_CHANNELS,)),  # current threshold per channel (inf = not yet known)
     ("last_drop_peak", np.int64, (2,)),  # drop_*_stance_sample of the last single support judged, per side
-    ("stat_n", np.int64, (_N_STATS,)),
-    ("stat_sum", np.float64, (_N_STATS,)),
-    ("stat_sum_sq", np.float64, (_N_STATS,)),
-    ("baseline_strides_seen", np.int64),
-    ("baseline_ready", np.bool_),
+    ("stat_n", np.int64, (_N_STATS,)),  # baseline statistics: values counted ...
+    ("stat_sum", np.float64, (_N_STATS,)),  # ... their sum ...
+    ("stat_sum_sq", np.float64, (_N_STATS,)),  # ... and their sum of squares
+    ("baseline_strides_seen", np.int64),  # steady strides counted into the baseline
+    ("baseline_ready", np.bool_),  # the baseline thresholds are set
     ("drop_apply_sample", np.int64),  # from this sample on, the per-sample drop uses the baseline thresholds
-    ("drop_threshold_baseline", np.float64, (2,)),
+    ("drop_threshold_baseline", np.float64, (2,)),  # the per-sample drop thresholds from then on, per stance side
 ])
 
 
-def default_settings(fs_hz: float, **overrides) -> np.ndarray:
-    """One settings record (DETECTOR_SETTINGS_DTYPE) with the documented defaults; overrides by field name."""
-    values = merged_settings("detector", _DEFAULTS, overrides, fs_hz)
-    settings = np.zeros(1, dtype=DETECTOR_SETTINGS_DTYPE)
+def make_settings(fs_hz: float, **overrides) -> np.ndarray:
+    """One settings record (SETTINGS_DTYPE) from DEFAULT_SETTINGS and overrides by name."""
+    values = merged_settings("detector", DEFAULT_SETTINGS, overrides, fs_hz)
+    settings = np.zeros(1, dtype=SETTINGS_DTYPE)
     for name, value in values.items():
         settings[name] = value
     settings["fs_hz"] = fs_hz
@@ -172,18 +172,20 @@ def default_settings(fs_hz: float, **overrides) -> np.ndarray:
     if s["mode"] not in (FIXED, BASELINE):
         raise InvalidValueError(f"mode={s['mode']}: use hipcheck.detect.FIXED or BASELINE")
     if not 1 <= round(s["drop_smooth_s"] * fs_hz) <= _RING:
-        raise InvalidValueError(f"drop_smooth_s={s['drop_smooth_s']:g} at {fs_hz:g} Hz is {round(s['drop_smooth_s'] * fs_hz)} "
-                         f"samples; use 1 to {_RING} samples")
+        raise InvalidValueError(f"drop_smooth_s={s['drop_smooth_s']:g} at {fs_hz:g} Hz is "
+                                f"{round(s['drop_smooth_s'] * fs_hz)} samples; use 1 to {_RING} samples")
     if s["mode"] == BASELINE and s["baseline_strides"] < 2:
-        raise InvalidValueError(f"baseline_strides={s['baseline_strides']}: a baseline needs at least 2 strides for its SD")
+        raise InvalidValueError(f"baseline_strides={s['baseline_strides']}: a baseline needs at least 2 strides for "
+                                "its SD")
     if not s["tilt_posterior_deg"] < s["tilt_anterior_deg"]:
         raise InvalidValueError("tilt_posterior_deg must be below tilt_anterior_deg (posterior tilt is negative)")
     return settings
 
 
-def _new_state(settings: np.ndarray) -> np.ndarray:
+def make_state(settings: np.ndarray) -> np.ndarray:
+    """The state record (STATE_DTYPE) at the start of a stream: fixed thresholds set, or silent until a baseline."""
     s = settings[0]
-    state = np.zeros(1, dtype=_STATE_DTYPE)
+    state = np.zeros(1, dtype=STATE_DTYPE)
     state["armed"] = 1
     state["last_decision"] = np.iinfo(np.int64).min // 2
     state["last_drop_peak"] = -1
@@ -232,7 +234,7 @@ def _channel(settings, st, channel, sample, value, sign, hysteresis):
 
 
 @numba.njit(cache=True)
-def _update_samples(settings_array, state_array, angles_pelvis_deg, out):
+def detect_update_samples(settings_array, state_array, angles_pelvis_deg, out):
     """Per-sample drop detector over one block; writes decisions into out, returns how many."""
     settings = settings_array[0]
     st = state_array[0]
@@ -284,7 +286,7 @@ def _add_stat(st, stat, value):
 
 
 @numba.njit(cache=True)
-def _update_strides(settings_array, state_array, strides, out):
+def detect_update_strides(settings_array, state_array, strides, out):
     """Per-stride detectors (and the baseline) over the strides of one call; returns the number of decisions."""
     settings = settings_array[0]
     st = state_array[0]
@@ -349,7 +351,7 @@ class Detectors:
     """Drop, sway and tilt detectors for live blocks (docs/detectors.md).
 
     ``Detectors(fs_hz, settings)``: settings is None (the defaults), a dict of overrides (``{"mode": BASELINE}``)
-    or a record made by :func:`default_settings`. ``update(angles_pelvis_deg, strides)`` takes the next block of
+    or a record made by :func:`make_settings`. ``update(angles_pelvis_deg, strides)`` takes the next block of
     per-sample angles (n, 3: rotation, obliquity + = left side higher, tilt + = anterior) and the STRIDE_DTYPE
     records the stride stage completed in the same call, and returns the decisions (DECISION_DTYPE) sorted by
     sample.
@@ -360,21 +362,22 @@ class Detectors:
 
     def __init__(self, fs_hz: float, settings=None):
         if settings is None:
-            settings = default_settings(fs_hz)
+            settings = make_settings(fs_hz)
         elif isinstance(settings, dict):
-            settings = default_settings(fs_hz, **settings)
+            settings = make_settings(fs_hz, **settings)
         else:
-            settings = np.array(settings, dtype=DETECTOR_SETTINGS_DTYPE).reshape(1)
+            settings = np.array(settings, dtype=SETTINGS_DTYPE).reshape(1)
             if settings["fs_hz"][0] != fs_hz:
                 raise InvalidValueError(f"settings were made for {settings['fs_hz'][0]:g} Hz, not fs_hz={fs_hz:g}")
         self.fs_hz = float(fs_hz)
         self.settings = settings
-        self.state = _new_state(settings)
+        self.state = make_state(settings)
 
     def update(self, angles_pelvis_deg: np.ndarray, strides: np.ndarray | None = None) -> np.ndarray:
         angles = np.ascontiguousarray(angles_pelvis_deg, dtype=np.float64)
         if angles.ndim != 2 or angles.shape[1] != 3:
-            raise InvalidValueError(f"angles_pelvis_deg has shape {angles.shape}; expected (n, 3): rotation, obliquity, tilt")
+            raise InvalidValueError(f"angles_pelvis_deg has shape {angles.shape}; expected (n, 3): rotation, "
+                                    "obliquity, tilt")
         if strides is None:
             strides = np.zeros(0, dtype=STRIDE_DTYPE)
         elif strides.dtype != STRIDE_DTYPE:
@@ -382,9 +385,9 @@ class Detectors:
         strides = np.ascontiguousarray(strides)
         # Strides first: a baseline they complete then starts at its fixed sample, inside or after this block.
         out_strides = np.zeros(4 * len(strides), dtype=DECISION_DTYPE)
-        n_strides = _update_strides(self.settings, self.state, strides, out_strides)
+        n_strides = detect_update_strides(self.settings, self.state, strides, out_strides)
         out_samples = np.zeros(2 * len(angles), dtype=DECISION_DTYPE)
-        n_samples = _update_samples(self.settings, self.state, angles, out_samples)
+        n_samples = detect_update_samples(self.settings, self.state, angles, out_samples)
         out = np.concatenate([out_strides[:n_strides], out_samples[:n_samples]])
         return out[np.argsort(out["sample"], kind="stable")]
 
@@ -421,7 +424,3 @@ class Detectors:
 def detect(angles_pelvis_deg: np.ndarray, strides: np.ndarray | None, fs_hz: float, settings=None) -> np.ndarray:
     """Whole-array form of :class:`Detectors`: every decision of a recording, sorted by sample."""
     return Detectors(fs_hz, settings).update(angles_pelvis_deg, strides)
-
-
-# The single-leg-hold analyser lives in hipcheck.hold; detect is the stage's one import.
-from hipcheck.hold import HOLD_DTYPE, HoldAnalyzer, analyze_holds  # noqa: E402

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hipcheck.detect import DECISION_DTYPE, Detectors, HOLD_DTYPE, HoldAnalyzer
+from hipcheck.detect import DECISION_DTYPE, Detectors
 from hipcheck.fusion import Fusion, orient
 from hipcheck.gait import EVENT_DTYPE, STRIDE_DTYPE
 from hipcheck.gait.events import EventDetector
 from hipcheck.gait.strides import StrideAnalyzer
+from hipcheck.hold import HOLD_DTYPE, HoldAnalyzer
 from hipcheck.inputs import InputReport, check_imu
 from hipcheck.pelvis import PelvisTracker
 
