@@ -36,6 +36,7 @@ from hipcheck.rotation import (
     quat_normalize,
     rotvec_from_quat,
 )
+from hipcheck.settings import check_rate
 from hipcheck.units import DEG_PER_RAD
 
 __all__ = ["MountingError", "MountingCalibration", "calibrate_mounting", "vertical_from_stand"]
@@ -106,8 +107,7 @@ def calibrate_mounting(stand_q, stand_acc_m_s2, fs_hz: float, *, walk_q=None, wa
     one continuous recording cut into pieces (the bend's heading is measured against the bend's own first sample,
     so the parts need not share a heading).
     """
-    if not (np.isfinite(fs_hz) and fs_hz > 0):
-        raise MountingError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
+    check_rate(fs_hz, MountingError)
     if (walk_q is None) == (bend_q is None):
         raise MountingError("give either a walk (walk_q and walk_acc_m_s2) or a forward bend (bend_q), not both "
                             "nor neither")

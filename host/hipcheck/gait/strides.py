@@ -42,10 +42,17 @@ from numba import njit
 
 from hipcheck.errors import InvalidValueError
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT, STRIDE_DTYPE
+from hipcheck.settings import merged_settings
 
-__all__ = ["StrideAnalyzer", "analyze_strides"]
+__all__ = ["StrideAnalyzer", "analyze_strides", "stride_metrics", "DEFAULT_SETTINGS"]
 
-_NAN_METRICS = (np.nan, -1, np.nan, -1, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan)
+DEFAULT_SETTINGS = {
+    "buffer_s": 10.0,  # samples kept for strides whose closing contact has not arrived yet
+    "min_stride_s": 0.5,  # shorter strides are not formed (missed or extra contacts)
+    "max_stride_s": 2.5,  # nor longer ones (a pause, or missed contacts)
+    "steady_time_change": 0.15,  # steady: stride time within this fraction of the previous stride's ...
+    "steady_turn_deg": 10.0,  # ... and a heading change over the stride under this
+}
 
 
 @njit(cache=True)
@@ -155,23 +162,21 @@ class StrideAnalyzer:
 
     events: ``EVENT_DTYPE`` (sample, kind IC/FC, side), in sample order, any time after their samples (up to
     ``buffer_s`` minus the longest stride). Strides shorter than ``min_stride_s`` or longer than ``max_stride_s``
-    (a pause, or missed contacts) are not formed. Readable state: ``samples_seen``, ``strides_lost`` (strides
-    whose start had already left the buffer when their closing contact arrived).
+    are not formed. settings: any of DEFAULT_SETTINGS. Readable state: ``samples_seen``, ``strides_lost``
+    (strides whose start had already left the buffer when their closing contact arrived).
     """
 
-    def __init__(self, fs_hz: float, *, buffer_s: float = 10.0, min_stride_s: float = 0.5,
-                 max_stride_s: float = 2.5, steady_time_change: float = 0.15, steady_turn_deg: float = 10.0):
-        if not (np.isfinite(fs_hz) and fs_hz > 0):
-            raise InvalidValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
-        if buffer_s < max_stride_s + 1.0:
-            raise InvalidValueError(f"buffer_s={buffer_s}: keep at least max_stride_s + 1 s ({max_stride_s + 1.0} s) so "
-                             "that late events still find their samples")
+    def __init__(self, fs_hz: float, **settings):
+        cfg = merged_settings("stride", DEFAULT_SETTINGS, settings, fs_hz)
+        if cfg["buffer_s"] < cfg["max_stride_s"] + 1.0:
+            raise InvalidValueError(f"buffer_s={cfg['buffer_s']}: keep at least max_stride_s + 1 s "
+                                    f"({cfg['max_stride_s'] + 1.0} s) so that late events still find their samples")
         self.fs_hz = float(fs_hz)
-        self.min_stride_samples = int(round(min_stride_s * fs_hz))
-        self.max_stride_samples = int(round(max_stride_s * fs_hz))
-        self.steady_time_change = steady_time_change
-        self.steady_turn_deg = steady_turn_deg
-        self._ring = np.full((int(round(buffer_s * fs_hz)), 6), np.nan)
+        self.min_stride_samples = int(round(cfg["min_stride_s"] * fs_hz))
+        self.max_stride_samples = int(round(cfg["max_stride_s"] * fs_hz))
+        self.steady_time_change = cfg["steady_time_change"]
+        self.steady_turn_deg = cfg["steady_turn_deg"]
+        self._ring = np.full((int(round(cfg["buffer_s"] * fs_hz)), 6), np.nan)
         self.samples_seen = 0
         self.strides_lost = 0
         self._events = np.zeros(0, EVENT_DTYPE)  # recent events, sorted by sample
@@ -184,7 +189,7 @@ class StrideAnalyzer:
         acc = np.asarray(acc_level_m_s2, dtype=np.float64)
         if angles.ndim != 2 or angles.shape[1] != 3 or acc.shape != angles.shape:
             raise InvalidValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape}: expected two "
-                             "(n, 3) arrays, one row per sample")
+                                    "(n, 3) arrays, one row per sample")
         if events is not None and len(events):
             self._add_events(events)
         # Settle each stride as soon as its closing sample is in, so that a long block (a whole recording) never
@@ -221,12 +226,12 @@ class StrideAnalyzer:
             names = events.dtype.names or ()
             if not {"sample", "kind", "side"} <= set(names):
                 raise InvalidValueError(f"events have dtype {events.dtype}: use hipcheck.gait.EVENT_DTYPE "
-                                 "(sample, kind, side)")
+                                        "(sample, kind, side)")
             events = np.array([(e["sample"], e["kind"], e["side"]) for e in events], dtype=EVENT_DTYPE)
         bad = ~np.isin(events["kind"], (IC, FC)) | ~np.isin(events["side"], (LEFT, RIGHT)) | (events["sample"] < 0)
         if np.any(bad):
             raise InvalidValueError(f"{int(bad.sum())} event(s) with a kind other than IC/FC, a side other than "
-                             "LEFT/RIGHT or a negative sample")
+                                    "LEFT/RIGHT or a negative sample")
         events = np.sort(events, order="sample", kind="stable")
         if len(self._events) and events["sample"][0] < self._events["sample"][-1]:
             raise InvalidValueError("events must arrive in sample order across calls")
