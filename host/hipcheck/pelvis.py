@@ -23,9 +23,10 @@ accelerometer from its static reading) and the usual AP/ML decomposition of lowe
    orientation input, in sensor coordinates, is the pelvis superior axis of the wearer's neutral posture. The
    orientation is used rather than the raw acceleration so that the alignment matches what it is applied to: an
    accelerometer bias tilts a 6D filter's inclination, and the same bias then cancels (with a bias-free
-   orientation, e.g. the simulator's truth, the raw acceleration would leave the bias as a ~1° offset). Without such a period, the vertical is the mean orientation over walking (then tilt is relative to
-   the mean walking posture, not to standing, and asymmetric drops bias obliquity by about a sixth of their
-   difference; see docs/angles.md).
+   orientation, e.g. the simulator's truth, the raw acceleration would leave the bias as a ~1° offset). Without
+   such a period, the vertical is the mean orientation over walking (then tilt is relative to the mean walking
+   posture, not to standing, and asymmetric drops bias obliquity by about a sixth of their difference; see
+   docs/angles.md).
 2. **Forward.** During walking, forward (AP) acceleration of the pelvis repeats every step while lateral (ML)
    acceleration repeats every stride, i.e. reverses every step. So the horizontal acceleration's covariance at a
    lag of one step, ``E[a(t) a(t − step)ᵀ]``, is positive along AP and negative along ML: its major axis is the
@@ -52,12 +53,36 @@ import numpy as np
 from numba import njit
 
 from hipcheck.errors import InvalidValueError
-from hipcheck.rotation import quat_from_matrix, matrix_from_quat, quat_normalize
+from hipcheck.rotation import matrix_from_quat, quat_from_matrix, quat_normalize
+from hipcheck.settings import merged_settings
 from hipcheck.units import GRAVITY_M_S2
 
+__all__ = ["PelvisTracker", "pelvis_angles", "pelvis_update", "make_settings", "make_state", "DEFAULT_SETTINGS",
+           "SETTINGS_DTYPE", "STATE_DTYPE"]
 
-
-__all__ = ["PelvisTracker", "pelvis_angles", "SETTINGS_DTYPE", "STATE_DTYPE"]
+DEFAULT_SETTINGS = {
+    "still_dev_m_s2": 0.3,  # a sample is still if acc is within this of its recent mean ...
+    "still_min_s": 0.75,  # ... and a still period this long gives the vertical
+    "quasi_dev_m_s2": 0.6,  # quasi-static stance: acc within this of its recent mean ...
+    "quasi_min_s": 1.5,  # ... for this long gives the vertical while no still period has
+    "stand_keep_s": 5.0,  # a later still period replaces the stand once it is as long as the stand, or this long
+    "upright_max_deg": 45.0,  # largest angle between sensor z and up for an upright stand
+    # Walking holds the pelvis within a few degrees of its quiet-standing tilt; sitting tilts it 15-30° back. A
+    # still period further than this from the mean walking posture was a seat (or lying), not neutral standing.
+    "stand_walk_max_deg": 10.0,
+    "still_tau_s": 0.25,  # time constant of the stillness reference (a moving mean of acc)
+    # Mean removal before correlating: a gait-initiation surge or a turn's centripetal pull is not a step. The
+    # same filter acts on both horizontal axes, so it cannot turn the AP/ML axes.
+    "mean_tau_s": 0.5,
+    "stats_tau_s": 2.0,  # time constant of the lagged correlations
+    "step_min_s": 0.25,  # step-time search range: 0.25-0.9 s is a cadence of 67-240 steps/min
+    "step_max_s": 0.9,
+    "walk_min_std_m_s2": 0.3,  # vertical acceleration SD needed to call it walking
+    "walk_min_corr": 0.4,  # vertical autocorrelation at the step lag (over the variance) needed to call it walking
+    "vertical_walk_s": 3.0,  # walking needed for the vertical when there was no still start
+    "yaw_walk_s": 1.5,  # walking needed before the forward axis comes from data
+    "default_stride_s": 1.1,  # heading-average window before a step time is known
+}
 
 SETTINGS_DTYPE = np.dtype([
     ("fs_hz", np.float64),
@@ -69,9 +94,9 @@ SETTINGS_DTYPE = np.dtype([
     ("stand_keep_samples", np.int64),  # a later still period replaces the stand once as long as it (or this long)
     ("upright_min_cos", np.float64),  # cos of the largest angle between sensor z and up for an upright stand
     ("stand_walk_min_cos", np.float64),  # a stand further than this from the walking posture was not standing
-    ("still_alpha", np.float64),  # EMA weight of the stillness reference (0.25 s)
-    ("mean_alpha", np.float64),  # EMA weight of the mean removed before correlating (0.5 s)
-    ("stats_alpha", np.float64),  # EMA weight of the lagged correlations (2 s)
+    ("still_alpha", np.float64),  # EMA weight of the stillness reference
+    ("mean_alpha", np.float64),  # EMA weight of the mean removed before correlating
+    ("stats_alpha", np.float64),  # EMA weight of the lagged correlations
     ("lag_min", np.int64),  # step-time search range, samples
     ("lag_max", np.int64),
     ("walk_min_var_m2_s4", np.float64),  # vertical acceleration variance needed to call it walking
@@ -82,52 +107,127 @@ SETTINGS_DTYPE = np.dtype([
     ("given", np.int8),  # 0 automatic, 1 vertical given, 2 full alignment given
     ("given_up", np.float64, (3,)),  # sensor-frame pelvis superior axis, if given
     ("given_forward", np.float64, (3,)),  # sensor-frame pelvis anterior axis, if given (given == 2)
+    ("given_left", np.float64, (3,)),  # sensor-frame pelvis left axis, if given (given == 2)
 ])
 
 VERTICAL_NONE, VERTICAL_STAND, VERTICAL_WALK, VERTICAL_GIVEN = 0, 1, 2, 3
 VERTICAL_NAMES = ("none", "stand", "walking", "given")
 
 STATE_DTYPE = np.dtype([
-    ("n", np.int64),  # samples seen (finite ones)
+    ("finite_samples", np.int64),  # samples seen with a finite orientation and acceleration
     ("samples", np.int64),  # samples seen, all of them: the stream's sample index
     ("aligned_since", np.int64),  # first sample with the full alignment (forward from walking or given); -1
-    ("acc_ema", np.float64, (3,)),  # stillness reference, sensor frame
-    ("still_run", np.int64),
-    ("still_sum", np.float64, (3,)),  # the same over the current still run
+    # -- stand: still, upright periods before walking (module docstring, step 1)
+    ("acc_ema", np.float64, (3,)),  # stillness reference: recent mean of acc_sensor_m_s2 (m/s², sensor frame)
+    ("still_run", np.int64),  # samples in the current still run
+    ("still_sum", np.float64, (3,)),  # summed up direction (sensor frame) over the current still run
     ("quasi_run", np.int64),  # the same for quasi-static stance
     ("quasi_sum", np.float64, (3,)),
     ("stand_run", np.int64),  # length of the run that gave the stand (0: none)
     ("stand_strict", np.bool_),  # the stand came from a still (not quasi-static) run
     ("stand_sum", np.float64, (3,)),  # summed up direction (sensor frame) over the chosen still period
-    ("has_stand", np.bool_),
+    ("has_stand", np.bool_),  # stand_sum holds a stand
     ("walked", np.bool_),  # walking seen: the stand is frozen
-    ("mean_earth", np.float64, (3,)),
-    ("ring_pos", np.int64),
-    ("rzz0", np.float64),
+    # -- walking and its step lag (step 2)
+    ("mean_earth", np.float64, (3,)),  # recent mean of the earth-frame acceleration (m/s²), removed before correlating
+    ("ring_pos", np.int64),  # next slot of the acceleration ring
+    ("vertical_var_m2_s4", np.float64),  # recent variance of the vertical acceleration (its autocorrelation at lag 0)
     ("step_lag", np.int64),  # samples; 0 = unknown
-    ("walking", np.bool_),
-    ("walk_corr", np.float64),
-    ("walk_count", np.int64),
+    ("walking", np.bool_),  # walking at the last sample
+    ("walk_corr", np.float64),  # vertical autocorrelation at the step lag over the variance, at the last sample
+    ("walk_count", np.int64),  # walking samples seen
+    # -- AP/ML statistics while walking (step 2)
     ("x_ref", np.float64, (3,)),  # the sensor axis whose heading the AP/ML statistics turn with
     ("has_x_ref", np.bool_),
-    ("P", np.float64, (3, 3)),  # Σ R_sensor_to_earthᵀ Rz(ψ_ref): reference-heading frame axes in sensor coords
-    ("M", np.float64, (3,)),  # Σ lag-one-step horizontal covariance in the reference frame: xx, yy, xy
-    ("vertical_source", np.int8),
-    ("up", np.float64, (3,)),  # current alignment: pelvis axes in sensor coordinates
+    # Σ over walking samples of R_sensor_to_earthᵀ·Rz(ψ_ref): the reference-heading frame's x, y, z axes (columns) in
+    # sensor coordinates; column 2 is the summed up direction of the walking posture.
+    ("ref_axes_sensor_sum", np.float64, (3, 3)),
+    # Σ over walking samples of the lag-one-step horizontal covariance in the reference-heading frame: xx, yy, xy
+    # (m²/s⁴ per sample).
+    ("lag_cov_ref_sum_m2_s4", np.float64, (3,)),
+    # -- the alignment in use: pelvis axes in sensor coordinates
+    ("vertical_source", np.int8),  # VERTICAL_NONE, _STAND, _WALK or _GIVEN
+    ("up", np.float64, (3,)),
     ("forward", np.float64, (3,)),
     ("left", np.float64, (3,)),
-    ("yaw_from_walk", np.bool_),
-    ("has_heading", np.bool_),
-    ("heading_wrapped", np.float64),  # rad
-    ("heading_rad", np.float64),  # unwrapped pelvis heading
-    ("head_pos", np.int64),
-    ("head_count", np.int64),
-    ("head_window", np.int64),
-    ("walk_heading_rad", np.float64),
+    ("yaw_from_walk", np.bool_),  # forward comes from walking (else the nominal sensor x, levelled)
+    # -- walking direction (step 3)
+    ("has_heading", np.bool_),  # heading_rad holds a heading
+    ("heading_wrapped", np.float64),  # pelvis heading at the last sample, rad in [-π, π)
+    ("heading_rad", np.float64),  # the same, unwrapped
+    ("head_pos", np.int64),  # next slot of the heading ring
+    ("head_count", np.int64),  # valid headings in the ring
+    ("head_window", np.int64),  # headings averaged for the walking direction: one stride (samples)
+    ("walk_heading_rad", np.float64),  # walking direction: the heading averaged over the last stride
 ])
 
 
-@njit(cache=True)
+def make_settings(fs_hz: float, *, alignment=None, vertical_sensor=None, **overrides) -> np.ndarray:
+    """One settings record (SETTINGS_DTYPE) from DEFAULT_SETTINGS and overrides by name.
+
+    alignment: q_sensor_to_pelvis (w, x, y, z) from a calibration; vertical_sensor: the pelvis superior axis in
+    sensor coordinates if only that is known. Neither: the alignment is found automatically.
+    """
+    cfg = merged_settings("pelvis", DEFAULT_SETTINGS, overrides, fs_hz)
+    s = np.zeros(1, SETTINGS_DTYPE)
+    s["fs_hz"] = fs_hz
+    s["gravity_m_s2"] = GRAVITY_M_S2
+    s["still_dev_m_s2"] = cfg["still_dev_m_s2"]
+    s["still_min_samples"] = max(2, round(cfg["still_min_s"] * fs_hz))
+    s["quasi_dev_m_s2"] = cfg["quasi_dev_m_s2"]
+    s["quasi_min_samples"] = max(2, round(cfg["quasi_min_s"] * fs_hz))
+    s["stand_keep_samples"] = max(2, round(cfg["stand_keep_s"] * fs_hz))
+    s["upright_min_cos"] = math.cos(math.radians(cfg["upright_max_deg"]))
+    s["stand_walk_min_cos"] = math.cos(math.radians(cfg["stand_walk_max_deg"]))
+    s["still_alpha"] = 1.0 / (cfg["still_tau_s"] * fs_hz)
+    s["mean_alpha"] = 1.0 / (cfg["mean_tau_s"] * fs_hz)
+    s["stats_alpha"] = 1.0 / (cfg["stats_tau_s"] * fs_hz)
+    s["lag_min"] = max(2, round(cfg["step_min_s"] * fs_hz))
+    s["lag_max"] = max(6, round(cfg["step_max_s"] * fs_hz))
+    s["walk_min_var_m2_s4"] = cfg["walk_min_std_m_s2"] ** 2
+    s["walk_min_corr"] = cfg["walk_min_corr"]
+    s["vertical_walk_samples"] = round(cfg["vertical_walk_s"] * fs_hz)
+    s["yaw_walk_samples"] = round(cfg["yaw_walk_s"] * fs_hz)
+    s["default_stride_samples"] = round(cfg["default_stride_s"] * fs_hz)
+    if not s["lag_min"][0] + 2 <= s["lag_max"][0]:
+        raise InvalidValueError(f"step_min_s={cfg['step_min_s']} and step_max_s={cfg['step_max_s']} leave no step "
+                                f"time to search at {fs_hz:g} Hz: widen the range")
+    if alignment is not None:
+        q = quat_normalize(np.asarray(alignment, dtype=float).reshape(4))
+        if not np.all(np.isfinite(q)):
+            raise InvalidValueError("alignment must be a finite quaternion q_sensor_to_pelvis (w, x, y, z)")
+        axes = matrix_from_quat(q)  # rows: pelvis axes in sensor coordinates
+        s["given"] = 2
+        s["given_forward"], s["given_left"], s["given_up"] = axes[0], axes[1], axes[2]
+    elif vertical_sensor is not None:
+        up = np.asarray(vertical_sensor, dtype=float).reshape(3)
+        if not (np.all(np.isfinite(up)) and np.linalg.norm(up) > 0):
+            raise InvalidValueError("vertical_sensor must be a finite non-zero 3-vector (pelvis up in sensor frame)")
+        s["given"] = 1
+        s["given_up"] = up / np.linalg.norm(up)
+    return s
+
+
+def make_state(settings: np.ndarray) -> np.ndarray:
+    """The state record (STATE_DTYPE) at the start of a stream; a given alignment is in use from sample 0."""
+    s = settings[0]
+    state = np.zeros(1, STATE_DTYPE)
+    st = state[0]
+    st["aligned_since"] = -1
+    if s["given"] == 2:
+        st["aligned_since"] = 0
+        st["forward"], st["left"], st["up"] = s["given_forward"], s["given_left"], s["given_up"]
+        st["vertical_source"] = VERTICAL_GIVEN
+    return state
+
+
+# ------------------------------------------------------------------------------------------------ numba kernel
+
+# The kernel's helpers are inlined (inline="always"): left as calls they made it about 14 % slower (60 000
+# samples, warm cache); inlined, the split costs no measurable time.
+
+
+@njit(cache=True, inline="always")
 def _normalize3(v):
     norm = math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
     if norm > 0.0:
@@ -137,13 +237,13 @@ def _normalize3(v):
     return norm
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _wrap(angle_rad):
     """Angle wrapped to [-π, π)."""
     return angle_rad - 2.0 * math.pi * math.floor((angle_rad + math.pi) / (2.0 * math.pi))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _heading(R, left):
     """Baker rotation (rad) of the pelvis whose left axis is ``left`` (sensor coordinates): atan2(−Y_x, Y_y)."""
     yx = R[0, 0] * left[0] + R[0, 1] * left[1] + R[0, 2] * left[2]
@@ -151,7 +251,7 @@ def _heading(R, left):
     return math.atan2(-yx, yy)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cos_between(a, b):
     na = math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
     nb = math.sqrt(b[0] * b[0] + b[1] * b[1] + b[2] * b[2])
@@ -160,21 +260,205 @@ def _cos_between(a, b):
     return (a[0] * b[0] + a[1] * b[1] + a[2] * b[2]) / (na * nb)
 
 
-@njit(cache=True)
-def _update_alignment(settings, st):
-    """Pelvis axes in sensor coordinates from what is known so far (see the module docstring)."""
-    if settings.given == 2:
+@njit(cache=True, inline="always")
+def _write_nan(angles_pelvis_deg, acc_level_m_s2, i):
+    for k in range(3):
+        angles_pelvis_deg[i, k] = np.nan
+        acc_level_m_s2[i, k] = np.nan
+
+
+@njit(cache=True, inline="always")
+def _sensor_to_earth(q_sensor_to_earth, acc_sensor_m_s2, i, gravity_m_s2, R, acc_earth):
+    """R_sensor_to_earth of sample i into R, its earth-frame acceleration minus gravity into acc_earth; False (and
+    nothing written) for a non-finite or degenerate sample."""
+    qw, qx, qy, qz = q_sensor_to_earth[i, 0], q_sensor_to_earth[i, 1], q_sensor_to_earth[i, 2], \
+        q_sensor_to_earth[i, 3]
+    f0, f1, f2 = acc_sensor_m_s2[i, 0], acc_sensor_m_s2[i, 1], acc_sensor_m_s2[i, 2]
+    qn = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
+    if not (math.isfinite(qn) and qn > 0.5 and math.isfinite(f0 + f1 + f2)):
+        return False
+    qw, qx, qy, qz = qw / qn, qx / qn, qy / qn, qz / qn
+    R[0, 0] = 1 - 2 * (qy * qy + qz * qz)
+    R[0, 1] = 2 * (qx * qy - qw * qz)
+    R[0, 2] = 2 * (qx * qz + qw * qy)
+    R[1, 0] = 2 * (qx * qy + qw * qz)
+    R[1, 1] = 1 - 2 * (qx * qx + qz * qz)
+    R[1, 2] = 2 * (qy * qz - qw * qx)
+    R[2, 0] = 2 * (qx * qz - qw * qy)
+    R[2, 1] = 2 * (qy * qz + qw * qx)
+    R[2, 2] = 1 - 2 * (qx * qx + qy * qy)
+    for k in range(3):
+        acc_earth[k] = R[k, 0] * f0 + R[k, 1] * f1 + R[k, 2] * f2
+    acc_earth[2] -= gravity_m_s2
+    return True
+
+
+@njit(cache=True, inline="always")
+def _track_still(s, st, f0, f1, f2, R, acc_earth):
+    """Still and quasi-static runs before walking, from acc_sensor_m_s2 (f0, f1, f2): candidates for the stand."""
+    if st.finite_samples == 0:
+        st.acc_ema[0], st.acc_ema[1], st.acc_ema[2] = f0, f1, f2
+        st.mean_earth[:] = acc_earth
+    d = math.sqrt((f0 - st.acc_ema[0]) ** 2 + (f1 - st.acc_ema[1]) ** 2 + (f2 - st.acc_ema[2]) ** 2)
+    st.acc_ema[0] += s.still_alpha * (f0 - st.acc_ema[0])
+    st.acc_ema[1] += s.still_alpha * (f1 - st.acc_ema[1])
+    st.acc_ema[2] += s.still_alpha * (f2 - st.acc_ema[2])
+    if st.walked or s.given != 0:
         return
-    if settings.given == 1:
-        st.up[:] = settings.given_up
+    g = s.gravity_m_s2
+    fn = math.sqrt(f0 * f0 + f1 * f1 + f2 * f2)
+    upright_g = abs(fn - g) < 0.1 * g
+    if d < s.still_dev_m_s2 and upright_g:
+        # Sum the fusion's up direction in sensor coordinates (the last row of R), not the raw acceleration: the
+        # alignment must match the orientation it is applied to.
+        st.still_run += 1
+        st.still_sum[0] += R[2, 0]
+        st.still_sum[1] += R[2, 1]
+        st.still_sum[2] += R[2, 2]
+    else:
+        st.still_run = 0
+        st.still_sum[:] = 0.0
+    if d < s.quasi_dev_m_s2 and upright_g:
+        st.quasi_run += 1
+        st.quasi_sum[0] += R[2, 0]
+        st.quasi_sum[1] += R[2, 1]
+        st.quasi_sum[2] += R[2, 2]
+    else:
+        st.quasi_run = 0
+        st.quasi_sum[:] = 0.0
+    _choose_stand(s, st)
+
+
+@njit(cache=True, inline="always")
+def _choose_stand(s, st):
+    """The stand is the longest still period so far (a later one counts once it is stand_keep_samples long): a
+    short still moment later, e.g. on one leg, is not the neutral posture. Quasi-static stance (postural sway above
+    still_dev) gives it only while no still period has, and is replaced by one on the same terms."""
+    keep = min(st.stand_run, s.stand_keep_samples)
+    if st.still_run >= s.still_min_samples and st.still_run >= keep:
+        ss = st.still_sum
+        cos_up = ss[2] / math.sqrt(ss[0] * ss[0] + ss[1] * ss[1] + ss[2] * ss[2])
+        if cos_up >= s.upright_min_cos:
+            st.stand_sum[:] = ss
+            st.has_stand = True
+            st.stand_strict = True
+            st.stand_run = st.still_run
+    elif not st.stand_strict and st.quasi_run >= s.quasi_min_samples and st.quasi_run >= keep:
+        ss = st.quasi_sum
+        cos_up = ss[2] / math.sqrt(ss[0] * ss[0] + ss[1] * ss[1] + ss[2] * ss[2])
+        if cos_up >= s.upright_min_cos:
+            st.stand_sum[:] = ss
+            st.has_stand = True
+            st.stand_run = st.quasi_run
+
+
+@njit(cache=True, inline="always")
+def _detect_walking(s, st, ring_acc, vertical_autocorr, acc_earth, dev):
+    """Walking and its step lag from the autocorrelation of the vertical acceleration (mean removed, into dev and
+    the ring); returns the best lag (0: none)."""
+    L = ring_acc.shape[0]
+    for k in range(3):
+        st.mean_earth[k] += s.mean_alpha * (acc_earth[k] - st.mean_earth[k])
+        dev[k] = acc_earth[k] - st.mean_earth[k]
+    pos = st.ring_pos
+    ring_acc[pos, 0], ring_acc[pos, 1], ring_acc[pos, 2] = dev[0], dev[1], dev[2]
+    st.vertical_var_m2_s4 += s.stats_alpha * (dev[2] * dev[2] - st.vertical_var_m2_s4)
+    top = min(s.lag_max, st.finite_samples)
+    for k in range(1, top + 1):
+        j = pos - k
+        if j < 0:
+            j += L
+        vertical_autocorr[k] += s.stats_alpha * (dev[2] * ring_acc[j, 2] - vertical_autocorr[k])
+    best = _best_step_lag(s, vertical_autocorr, top)
+    st.walking = False
+    st.walk_corr = 0.0
+    if best > 0 and st.vertical_var_m2_s4 > 0.0:
+        st.walk_corr = vertical_autocorr[best] / st.vertical_var_m2_s4
+        # A periodic step is anti-correlated at half its lag; a one-off movement (a rise) is not.
+        st.walking = (st.vertical_var_m2_s4 >= s.walk_min_var_m2_s4 and st.walk_corr >= s.walk_min_corr
+                      and vertical_autocorr[best // 2] < 0.0)
+    if st.walking:
+        st.step_lag = best
+    return best
+
+
+@njit(cache=True, inline="always")
+def _best_step_lag(s, r, top):
+    """The highest local maximum of the autocorrelation r in the step range, or the shortest lag nearly as high
+    (at fast cadences the stride lag can be in range too); 0 if none."""
+    best = 0
+    for k in range(s.lag_min + 1, min(s.lag_max, top)):
+        if r[k] >= r[k - 1] and r[k] >= r[k + 1] and (best == 0 or r[k] > r[best]):
+            best = k
+    if best > 0:
+        for k in range(s.lag_min + 1, best):
+            if r[k] >= r[k - 1] and r[k] >= r[k + 1] and r[k] >= 0.85 * r[best]:
+                best = k
+                break
+    return best
+
+
+@njit(cache=True, inline="always")
+def _set_x_ref(s, st):
+    """The reference axis: sensor x, levelled by the stand's (or the given) vertical if there is one."""
+    st.x_ref[0], st.x_ref[1], st.x_ref[2] = 1.0, 0.0, 0.0
+    if st.has_stand or s.given == 1:
+        up = st.stand_sum if s.given == 0 else s.given_up
+        norm = math.sqrt(up[0] * up[0] + up[1] * up[1] + up[2] * up[2])
+        u0, u1, u2 = up[0], up[1], up[2]
+        if norm > 0.0:
+            u0, u1, u2 = u0 / norm, u1 / norm, u2 / norm
+        st.x_ref[0] -= u0 * u0
+        st.x_ref[1] -= u0 * u1
+        st.x_ref[2] -= u0 * u2
+        _normalize3(st.x_ref)
+    st.has_x_ref = True
+
+
+@njit(cache=True, inline="always")
+def _accumulate_ap_ml(s, st, ring_acc, R, dev, step_lag):
+    """Add a walking sample to the AP/ML statistics, in the frame that turns with x_ref's heading."""
+    st.walked = True
+    if not st.has_x_ref:
+        _set_x_ref(s, st)  # fixed from now on
+    xr = st.x_ref
+    hx = R[0, 0] * xr[0] + R[0, 1] * xr[1] + R[0, 2] * xr[2]
+    hy = R[1, 0] * xr[0] + R[1, 1] * xr[1] + R[1, 2] * xr[2]
+    psi_ref = math.atan2(hy, hx)
+    c, sn = math.cos(psi_ref), math.sin(psi_ref)
+    axes = st.ref_axes_sensor_sum
+    for k in range(3):  # Rᵀ times the columns (c, s, 0), (−s, c, 0), (0, 0, 1) of Rz(ψ_ref)
+        axes[k, 0] += R[0, k] * c + R[1, k] * sn
+        axes[k, 1] += -R[0, k] * sn + R[1, k] * c
+        axes[k, 2] += R[2, k]
+    st.walk_count += 1
+    j = st.ring_pos - step_lag
+    if j < 0:
+        j += ring_acc.shape[0]
+    ax, ay = c * dev[0] + sn * dev[1], -sn * dev[0] + c * dev[1]
+    bx, by = c * ring_acc[j, 0] + sn * ring_acc[j, 1], -sn * ring_acc[j, 0] + c * ring_acc[j, 1]
+    cov = st.lag_cov_ref_sum_m2_s4
+    cov[0] += ax * bx
+    cov[1] += ay * by
+    cov[2] += 0.5 * (ax * by + ay * bx)
+
+
+@njit(cache=True, inline="always")
+def _update_alignment(s, st):
+    """Pelvis axes in sensor coordinates from what is known so far (see the module docstring)."""
+    if s.given == 2:
+        return
+    walk_up = st.ref_axes_sensor_sum[:, 2]
+    if s.given == 1:
+        st.up[:] = s.given_up
         st.vertical_source = VERTICAL_GIVEN
-    elif st.has_stand and not (st.walk_count >= settings.vertical_walk_samples
-                               and _cos_between(st.stand_sum, st.P[:, 2]) < settings.stand_walk_min_cos):
+    elif st.has_stand and not (st.walk_count >= s.vertical_walk_samples
+                               and _cos_between(st.stand_sum, walk_up) < s.stand_walk_min_cos):
         st.up[:] = st.stand_sum
         st.vertical_source = VERTICAL_STAND
-    elif st.walk_count >= settings.vertical_walk_samples:
+    elif st.walk_count >= s.vertical_walk_samples:
         # No stand, or a "stand" far from the walking posture: it was sitting or lying, not neutral standing.
-        st.up[:] = st.P[:, 2]
+        st.up[:] = walk_up
         st.vertical_source = VERTICAL_WALK
     else:
         st.vertical_source = VERTICAL_NONE
@@ -182,14 +466,15 @@ def _update_alignment(settings, st):
     _normalize3(st.up)
     up = st.up
     fwd = st.forward
-    st.yaw_from_walk = st.walk_count >= settings.yaw_walk_samples
+    st.yaw_from_walk = st.walk_count >= s.yaw_walk_samples
     if st.yaw_from_walk:
         # Major axis of the lag-one-step covariance: the eigenvector of its largest (AP, positive) eigenvalue,
         # taken with cos ≥ 0, i.e. on the side of the reference axis (nominal forward).
-        theta = 0.5 * math.atan2(2.0 * st.M[2], st.M[0] - st.M[1])
-        c, s = math.cos(theta), math.sin(theta)
+        cov = st.lag_cov_ref_sum_m2_s4
+        theta = 0.5 * math.atan2(2.0 * cov[2], cov[0] - cov[1])
+        c, sn = math.cos(theta), math.sin(theta)
         for k in range(3):
-            fwd[k] = st.P[k, 0] * c + st.P[k, 1] * s
+            fwd[k] = st.ref_axes_sensor_sum[k, 0] * c + st.ref_axes_sensor_sum[k, 1] * sn
     elif st.has_x_ref:
         fwd[:] = st.x_ref
     else:
@@ -203,166 +488,99 @@ def _update_alignment(settings, st):
     st.left[2] = up[0] * fwd[1] - up[1] * fwd[0]
 
 
+@njit(cache=True, inline="always")
+def _track_heading(st, ring_heading, psi, had_alignment, psi_before):
+    """Unwrap the pelvis heading psi (rad) into st.heading_rad."""
+    if not st.has_heading:
+        st.heading_rad = psi
+        st.has_heading = True
+    else:
+        if had_alignment:
+            # The alignment was refined at this sample: move the heading history with it, so that the walking
+            # direction (its average) follows at once instead of leaving a step in the rotation for a stride.
+            shift = _wrap(psi - psi_before)
+            if shift != 0.0:
+                st.heading_rad += shift
+                st.heading_wrapped = _wrap(st.heading_wrapped + shift)
+                for k in range(ring_heading.shape[0]):
+                    ring_heading[k] += shift
+        st.heading_rad += _wrap(psi - st.heading_wrapped)
+    st.heading_wrapped = psi
+
+
+@njit(cache=True, inline="always")
+def _walk_heading(s, st, ring_heading):
+    """The walking direction (rad): the heading averaged over the last stride."""
+    H = ring_heading.shape[0]
+    if st.walking:
+        st.head_window = min(2 * st.step_lag, H)
+    elif st.head_window == 0:
+        st.head_window = min(s.default_stride_samples, H)
+    ring_heading[st.head_pos] = st.heading_rad
+    st.head_pos = st.head_pos + 1 if st.head_pos + 1 < H else 0
+    if st.head_count < H:
+        st.head_count += 1
+    count = min(st.head_window, st.head_count)
+    total = 0.0
+    for k in range(1, count + 1):
+        j = st.head_pos - k
+        if j < 0:
+            j += H
+        total += ring_heading[j] - st.heading_rad  # relative: keeps the sum small and exact
+    walk_heading = st.heading_rad + total / count
+    st.walk_heading_rad = walk_heading
+    return walk_heading
+
+
+@njit(cache=True, inline="always")
+def _write_angles(s, st, ring_heading, R, acc_earth, had_alignment, psi_before, angles_pelvis_deg, acc_level_m_s2,
+                  i):
+    """Baker angles of R_pelvis_to_earth = R_sensor_to_earth · R_sensor_to_pelvisᵀ (its columns are the pelvis axes
+    in earth coordinates: X anterior, Y left, Z superior), rotation against the walking direction, and the
+    acceleration in the level frame of the walking direction, for sample i."""
+    xz = R[2, 0] * st.forward[0] + R[2, 1] * st.forward[1] + R[2, 2] * st.forward[2]
+    yz = R[2, 0] * st.left[0] + R[2, 1] * st.left[1] + R[2, 2] * st.left[2]
+    zz = R[2, 0] * st.up[0] + R[2, 1] * st.up[1] + R[2, 2] * st.up[2]
+    obliquity = math.asin(min(1.0, max(-1.0, yz)))
+    tilt = math.atan2(-xz, zz)
+    _track_heading(st, ring_heading, _heading(R, st.left), had_alignment, psi_before)
+    walk_heading = _walk_heading(s, st, ring_heading)
+    angles_pelvis_deg[i, 0] = math.degrees(st.heading_rad - walk_heading)
+    angles_pelvis_deg[i, 1] = math.degrees(obliquity)
+    angles_pelvis_deg[i, 2] = math.degrees(tilt)
+    c, sn = math.cos(walk_heading), math.sin(walk_heading)
+    acc_level_m_s2[i, 0] = c * acc_earth[0] + sn * acc_earth[1]
+    acc_level_m_s2[i, 1] = -sn * acc_earth[0] + c * acc_earth[1]
+    acc_level_m_s2[i, 2] = acc_earth[2]
+
+
 @njit(cache=True)
-def pelvis_update(settings, state, ring_acc, rzz, ring_heading, q_sensor_to_earth, acc_sensor_m_s2,
+def pelvis_update(settings, state, ring_acc, vertical_autocorr, ring_heading, q_sensor_to_earth, acc_sensor_m_s2,
                   angles_pelvis_deg, acc_level_m_s2):
     """The pelvis stage kernel: one pass over a block, writing angles and level acceleration per sample.
 
     settings, state: one record each (SETTINGS_DTYPE, STATE_DTYPE). ring_acc (L, 3): recent earth-frame
-    acceleration, mean removed; rzz (L,): vertical autocorrelation per lag; ring_heading (H,): recent unwrapped
-    pelvis headings. Rows with a non-finite input give NaN outputs and leave the state untouched.
+    acceleration, mean removed (m/s²); vertical_autocorr (L,): autocorrelation of its vertical part per lag
+    (m²/s⁴); ring_heading (H,): recent unwrapped pelvis headings (rad). Rows with a non-finite input give NaN
+    outputs and leave the state untouched (but for the sample count). Allocates nothing per sample.
     """
     s = settings[0]
     st = state[0]
-    L = ring_acc.shape[0]
-    H = ring_heading.shape[0]
-    g = s.gravity_m_s2
     R = np.empty((3, 3))
-    a_earth = np.empty(3)
+    acc_earth = np.empty(3)
     dev = np.empty(3)
     for i in range(q_sensor_to_earth.shape[0]):
         sample = st.samples
         st.samples += 1
-        qw, qx, qy, qz = q_sensor_to_earth[i, 0], q_sensor_to_earth[i, 1], q_sensor_to_earth[i, 2], \
-            q_sensor_to_earth[i, 3]
-        f0, f1, f2 = acc_sensor_m_s2[i, 0], acc_sensor_m_s2[i, 1], acc_sensor_m_s2[i, 2]
-        qn = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        if not (math.isfinite(qn) and qn > 0.5 and math.isfinite(f0 + f1 + f2)):
-            for k in range(3):
-                angles_pelvis_deg[i, k] = np.nan
-                acc_level_m_s2[i, k] = np.nan
+        if not _sensor_to_earth(q_sensor_to_earth, acc_sensor_m_s2, i, s.gravity_m_s2, R, acc_earth):
+            _write_nan(angles_pelvis_deg, acc_level_m_s2, i)
             continue
-        qw, qx, qy, qz = qw / qn, qx / qn, qy / qn, qz / qn
-        R[0, 0] = 1 - 2 * (qy * qy + qz * qz)
-        R[0, 1] = 2 * (qx * qy - qw * qz)
-        R[0, 2] = 2 * (qx * qz + qw * qy)
-        R[1, 0] = 2 * (qx * qy + qw * qz)
-        R[1, 1] = 1 - 2 * (qx * qx + qz * qz)
-        R[1, 2] = 2 * (qy * qz - qw * qx)
-        R[2, 0] = 2 * (qx * qz - qw * qy)
-        R[2, 1] = 2 * (qy * qz + qw * qx)
-        R[2, 2] = 1 - 2 * (qx * qx + qy * qy)
-        for k in range(3):
-            a_earth[k] = R[k, 0] * f0 + R[k, 1] * f1 + R[k, 2] * f2
-        a_earth[2] -= g
-        first = st.n == 0
-
-        # -- still, upright periods before walking: candidates for the vertical
-        if first:
-            st.acc_ema[0], st.acc_ema[1], st.acc_ema[2] = f0, f1, f2
-            st.mean_earth[:] = a_earth
-        d = math.sqrt((f0 - st.acc_ema[0]) ** 2 + (f1 - st.acc_ema[1]) ** 2 + (f2 - st.acc_ema[2]) ** 2)
-        st.acc_ema[0] += s.still_alpha * (f0 - st.acc_ema[0])
-        st.acc_ema[1] += s.still_alpha * (f1 - st.acc_ema[1])
-        st.acc_ema[2] += s.still_alpha * (f2 - st.acc_ema[2])
-        if not st.walked and s.given == 0:
-            fn = math.sqrt(f0 * f0 + f1 * f1 + f2 * f2)
-            upright_g = abs(fn - g) < 0.1 * g
-            if d < s.still_dev_m_s2 and upright_g:
-                # Sum the fusion's up direction in sensor coordinates (the last row of R), not the raw
-                # acceleration: the alignment must match the orientation it is applied to.
-                st.still_run += 1
-                st.still_sum[0] += R[2, 0]
-                st.still_sum[1] += R[2, 1]
-                st.still_sum[2] += R[2, 2]
-            else:
-                st.still_run = 0
-                st.still_sum[:] = 0.0
-            if d < s.quasi_dev_m_s2 and upright_g:
-                st.quasi_run += 1
-                st.quasi_sum[0] += R[2, 0]
-                st.quasi_sum[1] += R[2, 1]
-                st.quasi_sum[2] += R[2, 2]
-            else:
-                st.quasi_run = 0
-                st.quasi_sum[:] = 0.0
-            # The stand is the longest still period so far (a later one counts once it is stand_keep_samples
-            # long): a short still moment later, e.g. on one leg, is not the neutral posture. Quasi-static stance
-            # (postural sway above still_dev) gives it only while no still period has, and is replaced by one on
-            # the same terms.
-            keep = min(st.stand_run, s.stand_keep_samples)
-            if st.still_run >= s.still_min_samples and st.still_run >= keep:
-                ss = st.still_sum
-                cos_up = ss[2] / math.sqrt(ss[0] * ss[0] + ss[1] * ss[1] + ss[2] * ss[2])
-                if cos_up >= s.upright_min_cos:
-                    st.stand_sum[:] = ss
-                    st.has_stand = True
-                    st.stand_strict = True
-                    st.stand_run = st.still_run
-            elif not st.stand_strict and st.quasi_run >= s.quasi_min_samples and st.quasi_run >= keep:
-                ss = st.quasi_sum
-                cos_up = ss[2] / math.sqrt(ss[0] * ss[0] + ss[1] * ss[1] + ss[2] * ss[2])
-                if cos_up >= s.upright_min_cos:
-                    st.stand_sum[:] = ss
-                    st.has_stand = True
-                    st.stand_run = st.quasi_run
-
-        # -- walking and its step lag: autocorrelation of vertical acceleration (mean removed)
-        for k in range(3):
-            st.mean_earth[k] += s.mean_alpha * (a_earth[k] - st.mean_earth[k])
-            dev[k] = a_earth[k] - st.mean_earth[k]
-        pos = st.ring_pos
-        ring_acc[pos, 0], ring_acc[pos, 1], ring_acc[pos, 2] = dev[0], dev[1], dev[2]
-        st.rzz0 += s.stats_alpha * (dev[2] * dev[2] - st.rzz0)
-        top = min(s.lag_max, st.n)
-        for k in range(1, top + 1):
-            j = pos - k
-            if j < 0:
-                j += L
-            rzz[k] += s.stats_alpha * (dev[2] * ring_acc[j, 2] - rzz[k])
-        best = 0
-        for k in range(s.lag_min + 1, min(s.lag_max, top)):
-            if rzz[k] >= rzz[k - 1] and rzz[k] >= rzz[k + 1] and (best == 0 or rzz[k] > rzz[best]):
-                best = k
-        # Prefer the shortest lag nearly as good: at fast cadences the stride lag can be in range too.
-        if best > 0:
-            for k in range(s.lag_min + 1, best):
-                if rzz[k] >= rzz[k - 1] and rzz[k] >= rzz[k + 1] and rzz[k] >= 0.85 * rzz[best]:
-                    best = k
-                    break
-        st.walking = False
-        st.walk_corr = 0.0
-        if best > 0 and st.rzz0 > 0.0:
-            st.walk_corr = rzz[best] / st.rzz0
-            # A periodic step is anti-correlated at half its lag; a one-off movement (a rise) is not.
-            st.walking = (st.rzz0 >= s.walk_min_var_m2_s4 and st.walk_corr >= s.walk_min_corr
-                          and rzz[best // 2] < 0.0)
-        if st.walking:
-            st.step_lag = best
-
-        # -- AP/ML statistics while walking (skipped when the alignment is given)
-        if st.walking and s.given != 2:
-            st.walked = True
-            if not st.has_x_ref:
-                # The reference axis: sensor x, levelled by the stand's vertical if there is one. Fixed from now.
-                st.x_ref[0], st.x_ref[1], st.x_ref[2] = 1.0, 0.0, 0.0
-                if st.has_stand or s.given == 1:
-                    up0 = st.stand_sum.copy() if s.given == 0 else s.given_up.copy()
-                    _normalize3(up0)
-                    for k in range(3):
-                        st.x_ref[k] -= up0[0] * up0[k]
-                    _normalize3(st.x_ref)
-                st.has_x_ref = True
-            xr = st.x_ref
-            hx = R[0, 0] * xr[0] + R[0, 1] * xr[1] + R[0, 2] * xr[2]
-            hy = R[1, 0] * xr[0] + R[1, 1] * xr[1] + R[1, 2] * xr[2]
-            psi_ref = math.atan2(hy, hx)
-            c, sn = math.cos(psi_ref), math.sin(psi_ref)
-            for k in range(3):  # Rᵀ times the columns (c, s, 0), (−s, c, 0), (0, 0, 1) of Rz(ψ_ref)
-                st.P[k, 0] += R[0, k] * c + R[1, k] * sn
-                st.P[k, 1] += -R[0, k] * sn + R[1, k] * c
-                st.P[k, 2] += R[2, k]
-            st.walk_count += 1
-            j = pos - best
-            if j < 0:
-                j += L
-            ax, ay = c * dev[0] + sn * dev[1], -sn * dev[0] + c * dev[1]
-            bx, by = c * ring_acc[j, 0] + sn * ring_acc[j, 1], -sn * ring_acc[j, 0] + c * ring_acc[j, 1]
-            st.M[0] += ax * bx
-            st.M[1] += ay * by
-            st.M[2] += 0.5 * (ax * by + ay * bx)
-        st.ring_pos = pos + 1 if pos + 1 < L else 0
-        st.n += 1
+        _track_still(s, st, acc_sensor_m_s2[i, 0], acc_sensor_m_s2[i, 1], acc_sensor_m_s2[i, 2], R, acc_earth)
+        step_lag = _detect_walking(s, st, ring_acc, vertical_autocorr, acc_earth, dev)
+        if st.walking and s.given != 2:  # the AP/ML statistics are not needed when the alignment is given
+            _accumulate_ap_ml(s, st, ring_acc, R, dev, step_lag)
+        st.ring_pos = st.ring_pos + 1 if st.ring_pos + 1 < ring_acc.shape[0] else 0
+        st.finite_samples += 1
 
         had_alignment = st.vertical_source != VERTICAL_NONE or s.given == 2
         psi_before = _heading(R, st.left) if had_alignment else 0.0
@@ -370,61 +588,13 @@ def pelvis_update(settings, state, ring_acc, rzz, ring_heading, q_sensor_to_eart
         if st.aligned_since < 0 and (s.given == 2 or (st.vertical_source != VERTICAL_NONE and st.yaw_from_walk)):
             st.aligned_since = sample
         if st.vertical_source == VERTICAL_NONE and s.given != 2:
-            for k in range(3):
-                angles_pelvis_deg[i, k] = np.nan
-                acc_level_m_s2[i, k] = np.nan
+            _write_nan(angles_pelvis_deg, acc_level_m_s2, i)
             continue
+        _write_angles(s, st, ring_heading, R, acc_earth, had_alignment, psi_before, angles_pelvis_deg,
+                      acc_level_m_s2, i)
 
-        # -- Baker angles of R_pelvis_to_earth = R_sensor_to_earth · R_sensor_to_pelvisᵀ: its columns are the
-        # pelvis axes in earth coordinates (X anterior, Y left, Z superior).
-        xz = R[2, 0] * st.forward[0] + R[2, 1] * st.forward[1] + R[2, 2] * st.forward[2]
-        yz = R[2, 0] * st.left[0] + R[2, 1] * st.left[1] + R[2, 2] * st.left[2]
-        zz = R[2, 0] * st.up[0] + R[2, 1] * st.up[1] + R[2, 2] * st.up[2]
-        obliquity = math.asin(min(1.0, max(-1.0, yz)))
-        tilt = math.atan2(-xz, zz)
-        psi = _heading(R, st.left)
-        if not st.has_heading:
-            st.heading_rad = psi
-            st.has_heading = True
-        else:
-            if had_alignment:
-                # The alignment was refined at this sample: move the heading history with it, so that the walking
-                # direction (its average) follows at once instead of leaving a step in the rotation for a stride.
-                shift = _wrap(psi - psi_before)
-                if shift != 0.0:
-                    st.heading_rad += shift
-                    st.heading_wrapped = _wrap(st.heading_wrapped + shift)
-                    for k in range(H):
-                        ring_heading[k] += shift
-            st.heading_rad += _wrap(psi - st.heading_wrapped)
-        st.heading_wrapped = psi
 
-        # -- walking direction: the heading averaged over the last stride
-        if st.walking:
-            st.head_window = min(2 * st.step_lag, H)
-        elif st.head_window == 0:
-            st.head_window = min(s.default_stride_samples, H)
-        ring_heading[st.head_pos] = st.heading_rad
-        st.head_pos = st.head_pos + 1 if st.head_pos + 1 < H else 0
-        if st.head_count < H:
-            st.head_count += 1
-        count = min(st.head_window, st.head_count)
-        total = 0.0
-        for k in range(1, count + 1):
-            j = st.head_pos - k
-            if j < 0:
-                j += H
-            total += ring_heading[j] - st.heading_rad  # relative: keeps the sum small and exact
-        walk_heading = st.heading_rad + total / count
-        st.walk_heading_rad = walk_heading
-
-        angles_pelvis_deg[i, 0] = math.degrees(st.heading_rad - walk_heading)
-        angles_pelvis_deg[i, 1] = math.degrees(obliquity)
-        angles_pelvis_deg[i, 2] = math.degrees(tilt)
-        c, sn = math.cos(walk_heading), math.sin(walk_heading)
-        acc_level_m_s2[i, 0] = c * a_earth[0] + sn * a_earth[1]
-        acc_level_m_s2[i, 1] = -sn * a_earth[0] + c * a_earth[1]
-        acc_level_m_s2[i, 2] = a_earth[2]
+# ------------------------------------------------------------------------------------------------ Python faces
 
 
 class PelvisTracker:
@@ -433,67 +603,20 @@ class PelvisTracker:
 
     alignment: ``q_sensor_to_pelvis`` from a calibration (``hipcheck.calibration.mounting``); None = automatic
     (module docstring). vertical_sensor: the pelvis superior axis in sensor coordinates if only that is known
-    (a calibration stand); forward then comes from walking.
+    (a calibration stand); forward then comes from walking. settings: any of DEFAULT_SETTINGS.
 
     Readable state for plots and tests: ``alignment`` (q_sensor_to_pelvis, NaN until the vertical is known),
     ``aligned``, ``vertical_source`` ('none', 'stand', 'walking', 'given'), ``walking`` (at the last sample),
     ``walking_s`` (walking seen so far), ``step_time_s`` (latest step-lag estimate), ``walk_heading_deg``.
     """
 
-    def __init__(self, fs_hz: float, alignment=None, *, vertical_sensor=None, yaw_walk_s: float = 1.5,
-                 vertical_walk_s: float = 3.0, stand_keep_s: float = 5.0):
-        if not (np.isfinite(fs_hz) and fs_hz > 0):
-            raise InvalidValueError(f"fs_hz={fs_hz}: the sample rate must be a positive number of Hz")
+    def __init__(self, fs_hz: float, alignment=None, *, vertical_sensor=None, **settings):
+        self.settings = make_settings(fs_hz, alignment=alignment, vertical_sensor=vertical_sensor, **settings)
         self.fs_hz = float(fs_hz)
-        s = np.zeros(1, SETTINGS_DTYPE)
-        s["fs_hz"] = fs_hz
-        s["gravity_m_s2"] = GRAVITY_M_S2
-        s["still_dev_m_s2"] = 0.3
-        s["still_min_samples"] = max(2, round(0.75 * fs_hz))
-        s["quasi_dev_m_s2"] = 0.6
-        s["quasi_min_samples"] = max(2, round(1.5 * fs_hz))
-        s["stand_keep_samples"] = max(2, round(stand_keep_s * fs_hz))
-        s["upright_min_cos"] = math.cos(math.radians(45.0))
-        # Walking holds the pelvis within a few degrees of its quiet-standing tilt; sitting tilts it 15-30° back. A
-        # still period more than 10° from the mean walking posture was a seat (or lying), not neutral standing.
-        s["stand_walk_min_cos"] = math.cos(math.radians(10.0))
-        s["still_alpha"] = 1.0 / (0.25 * fs_hz)
-        # Mean removal before correlating: a gait-initiation surge or a turn's centripetal pull is not a step. The
-        # same filter acts on both horizontal axes, so it cannot turn the AP/ML axes.
-        s["mean_alpha"] = 1.0 / (0.5 * fs_hz)
-        s["stats_alpha"] = 1.0 / (2.0 * fs_hz)
-        s["lag_min"] = max(2, round(0.25 * fs_hz))  # step times 0.25-0.9 s: cadence 67-240 steps/min
-        s["lag_max"] = max(6, round(0.9 * fs_hz))
-        s["walk_min_var_m2_s4"] = 0.3 ** 2
-        s["walk_min_corr"] = 0.4
-        s["vertical_walk_samples"] = round(vertical_walk_s * fs_hz)
-        s["yaw_walk_samples"] = round(yaw_walk_s * fs_hz)
-        s["default_stride_samples"] = round(1.1 * fs_hz)
-        if alignment is not None:
-            q = quat_normalize(np.asarray(alignment, dtype=float).reshape(4))
-            if not np.all(np.isfinite(q)):
-                raise InvalidValueError("alignment must be a finite quaternion q_sensor_to_pelvis (w, x, y, z)")
-            A = matrix_from_quat(q)  # rows: pelvis axes in sensor coordinates
-            s["given"] = 2
-            s["given_up"] = A[2]
-            s["given_forward"] = A[0]
-        elif vertical_sensor is not None:
-            up = np.asarray(vertical_sensor, dtype=float).reshape(3)
-            if not (np.all(np.isfinite(up)) and np.linalg.norm(up) > 0):
-                raise InvalidValueError("vertical_sensor must be a finite non-zero 3-vector (pelvis up in sensor frame)")
-            s["given"] = 1
-            s["given_up"] = up / np.linalg.norm(up)
-        self._settings = s
-        self._state = np.zeros(1, STATE_DTYPE)
-        self._state["aligned_since"] = 0 if alignment is not None else -1
-        if alignment is not None:
-            st = self._state[0]
-            A = matrix_from_quat(quat_normalize(np.asarray(alignment, dtype=float)))
-            st["forward"], st["left"], st["up"] = A[0], A[1], A[2]
-            st["vertical_source"] = VERTICAL_GIVEN
-        L = int(s["lag_max"][0]) + 1
+        self.state = make_state(self.settings)
+        L = int(self.settings["lag_max"][0]) + 1
         self._ring_acc = np.zeros((L, 3))
-        self._rzz = np.zeros(L)
+        self._vertical_autocorr = np.zeros(L)
         self._ring_heading = np.zeros(2 * L)
 
     def update(self, q_sensor_to_earth, acc_sensor_m_s2) -> tuple[np.ndarray, np.ndarray]:
@@ -503,27 +626,27 @@ class PelvisTracker:
             raise InvalidValueError(f"q_sensor_to_earth has shape {q.shape}: expected (n, 4) quaternions (w, x, y, z)")
         if acc.shape != (len(q), 3):
             raise InvalidValueError(f"acc_sensor_m_s2 has shape {acc.shape}: expected ({len(q)}, 3), one row per "
-                             "quaternion")
+                                    "quaternion")
         angles = np.empty((len(q), 3))
         acc_level = np.empty((len(q), 3))
         if len(q):
-            pelvis_update(self._settings, self._state, self._ring_acc, self._rzz, self._ring_heading, q, acc,
-                          angles, acc_level)
+            pelvis_update(self.settings, self.state, self._ring_acc, self._vertical_autocorr, self._ring_heading, q,
+                          acc, angles, acc_level)
         return angles, acc_level
 
     # -- readable state
     @property
     def alignment(self) -> np.ndarray:
         """q_sensor_to_pelvis (4,) in use (NaN until the vertical is known)."""
-        st = self._state[0]
+        st = self.state[0]
         if st["vertical_source"] == VERTICAL_NONE:
             return np.full(4, np.nan)
         return quat_from_matrix(np.stack([st["forward"], st["left"], st["up"]]))
 
     @property
     def aligned(self) -> bool:
-        st = self._state[0]
-        if self._settings[0]["given"] == 2:
+        st = self.state[0]
+        if self.settings[0]["given"] == 2:
             return True
         return bool(st["vertical_source"] != VERTICAL_NONE and st["yaw_from_walk"])
 
@@ -531,35 +654,33 @@ class PelvisTracker:
     def aligned_since(self) -> int:
         """Sample index from which the full alignment was in use (-1: not yet). Angles before it used the nominal
         forward axis or no vertical, so strides that start earlier are not measured on the final frame."""
-        return int(self._state[0]["aligned_since"])
+        return int(self.state[0]["aligned_since"])
 
     @property
     def vertical_source(self) -> str:
-        return VERTICAL_NAMES[int(self._state[0]["vertical_source"])]
+        return VERTICAL_NAMES[int(self.state[0]["vertical_source"])]
 
     @property
     def walking(self) -> bool:
-        return bool(self._state[0]["walking"])
+        return bool(self.state[0]["walking"])
 
     @property
     def walking_s(self) -> float:
-        return float(self._state[0]["walk_count"]) / self.fs_hz
+        return float(self.state[0]["walk_count"]) / self.fs_hz
+
+    @property
+    def yaw_walk_s(self) -> float:
+        """Walking needed before the forward axis comes from data (s)."""
+        return float(self.settings[0]["yaw_walk_samples"]) / self.fs_hz
 
     @property
     def step_time_s(self) -> float:
-        lag = int(self._state[0]["step_lag"])
+        lag = int(self.state[0]["step_lag"])
         return lag / self.fs_hz if lag else float("nan")
 
     @property
     def walk_heading_deg(self) -> float:
-        return math.degrees(float(self._state[0]["walk_heading_rad"]))
-
-    @property
-    def ap_ml_covariance(self) -> np.ndarray:
-        """Lag-one-step covariance (xx, yy, xy) summed over walking, in the reference heading frame (m²/s⁴·samples).
-
-        Its major eigenvalue is AP (positive), its minor ML (negative) when the walking is ordinary."""
-        return self._state[0]["M"].copy()
+        return math.degrees(float(self.state[0]["walk_heading_rad"]))
 
 
 def pelvis_angles(q_sensor_to_earth, acc_sensor_m_s2, fs_hz: float, alignment=None, *,
@@ -575,8 +696,8 @@ def pelvis_angles(q_sensor_to_earth, acc_sensor_m_s2, fs_hz: float, alignment=No
         probe.update(q_sensor_to_earth, acc_sensor_m_s2)
         if not probe.aligned:
             raise InvalidValueError(
-                f"no alignment from this recording (vertical: {probe.vertical_source}, walking found: "
-                f"{probe.walking_s:.1f} s of the {probe._settings[0]['yaw_walk_samples'] / fs_hz:.1f} s needed); "
-                "record a stand and a short walk, or pass alignment= from hipcheck.calibration.mounting")
+                                    f"no alignment from this recording (vertical: {probe.vertical_source}, walking found: "
+                                    f"{probe.walking_s:.1f} s of the {probe.yaw_walk_s:.1f} s needed); "
+                                    "record a stand and a short walk, or pass alignment= from hipcheck.calibration.mounting")
         alignment = probe.alignment
     return PelvisTracker(fs_hz, alignment).update(q_sensor_to_earth, acc_sensor_m_s2)

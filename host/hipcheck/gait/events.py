@@ -47,16 +47,6 @@ The detector follows the classic lower-back recipe, step by step:
    bound sits well above walking to spare fast or unsteady gait. A vetoed peak still counts as a neighbour in the
    chain of the steps around it.
 
-Changes after checking against the mobgap-lab data (benchmarks/gait.py): step 7 added (precision over whole
-recordings 0.591 -> 0.601 against INDIP, F1 inside the reference bouts unchanged), ``step_min_s`` 0.15 -> 0.18 (a
-second peak within 0.18 s of a larger one is the same step's double impact, not a step). Together, inside the INDIP
-bouts at 0.25 s: P 0.854 -> 0.894, R 0.767 -> 0.754, F1 0.808 -> 0.818; whole recordings P 0.561 -> 0.601. Tried and not kept, each no better on these nine recordings: the vertical from a 2-s gravity low-pass instead
-of the orientation (same timing), the antero-posterior acceleration peak (Zijlstra & Hof 2003), McCamley's broader
-wavelet peak, the pitch/roll-rate transient, the norm of the acceleration, the mean of jerk and AP-peak times (all
-less sharp than the vertical jerk), filling gaps and bout ends with low peaks at the expected next step time from the
-running step period (as many false as true contacts added), lower ``min_peak_m_s2``, longer ``max_step_s`` and
-other ``min_steps``.
-
 Streaming: every sample goes through the same kernel, whatever the block sizes, so the output does not depend on how
 the stream is cut. A contact is reported ``delay_samples`` (= ``delay_s`` × fs) after its step anchor, i.e. at most
 about ``delay_s`` + 0.1 s after it happened; events come back with their absolute sample indices (0-based from the
@@ -72,7 +62,8 @@ from hipcheck.errors import InvalidValueError
 from hipcheck.settings import merged_settings
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT
 
-__all__ = ["EventDetector", "detect_events", "DEFAULT_SETTINGS", "SETTINGS_DTYPE", "STATE_DTYPE"]
+__all__ = ["EventDetector", "detect_events", "events_update", "make_settings", "make_state", "DEFAULT_SETTINGS",
+           "SETTINGS_DTYPE", "STATE_DTYPE"]
 
 # Ring buffers hold the recent samples the look-ahead and the look-back need; 512 covers a 1 s delay plus the side
 # window at up to 250 Hz (the constructor checks).
@@ -100,6 +91,7 @@ DEFAULT_SETTINGS = {
     "transition_window_s": 0.5,  # ... anywhere within ± this of the step's anchor (sitting down, standing up, bending)
 }
 
+# DEFAULT_SETTINGS as the kernel uses them: a name without a unit counts samples.
 SETTINGS_DTYPE = np.dtype([
     ("fs_hz", np.float64),
     ("baseline_alpha", np.float64),  # EMA weight of one sample for the baseline
@@ -123,20 +115,19 @@ SETTINGS_DTYPE = np.dtype([
 ])
 
 STATE_DTYPE = np.dtype([
-    ("n", np.int64),  # samples seen
-    ("baseline_m_s2", np.float64),
-    ("baseline_ready", np.bool_),
+    ("samples_seen", np.int64),  # samples seen: the stream index of the next sample
+    ("baseline_m_s2", np.float64),  # slow baseline of the earth-vertical specific force (gravity, sensor scale)
+    ("baseline_ready", np.bool_),  # baseline_m_s2 started (from the first valid sample)
     ("last_vertical_m_s2", np.float64),  # held through invalid (NaN) samples
-    ("last_lateral_m_s2", np.float64),
+    ("last_lateral_m_s2", np.float64),  # the same for acc_lateral
     ("vertical", np.float64, (RING,)),  # acc_vertical, baseline removed
     ("lateral", np.float64, (RING,)),  # acc_lateral
     ("tilt_rate", np.float64, (RING,)),  # horizontal part of the earth-frame angular rate (rad/s): pitch and roll
-    ("last_tilt_rate_rad_s", np.float64),
-    ("smooth", np.float64, (RING,)),  # smoothed vertical, at sample n - smooth_half
-    ("jerk", np.float64, (RING,)),  # vertical jerk, at sample n - impact_half
+    ("last_tilt_rate_rad_s", np.float64),  # the same for the tilt rate
+    ("smooth", np.float64, (RING,)),  # smoothed vertical, written at sample samples_seen - smooth_half
+    ("jerk", np.float64, (RING,)),  # vertical jerk, written at sample samples_seen - impact_half
     ("anchor", np.int64, (PENDING,)),  # step anchors (sample), oldest first in ring order
     ("score", np.float64, (PENDING,)),  # side score per anchor: + = left
-    ("ic", np.int64, (PENDING,)),  # refined initial contact per anchor (set at its decision)
     ("n_anchors", np.int64),  # anchors found so far
     ("n_decided", np.int64),  # anchors decided so far
     ("last_emitted", np.int64),  # sample of the last emitted event (keeps the output ordered)
@@ -162,7 +153,7 @@ def make_settings(fs_hz: float, **overrides) -> np.ndarray:
         half = int(np.ceil(3.0 * sigma)) + (1 if derivative else 0)
         if 2 * half + 1 > KERNEL_MAX:
             raise InvalidValueError(f"{name}_sigma_s={sigma_s} is too long at {fs_hz:g} Hz: at most "
-                             f"{(KERNEL_MAX // 2 - 1) / 3 / fs_hz:.3f} s")
+                                    f"{(KERNEL_MAX // 2 - 1) / 3 / fs_hz:.3f} s")
         k = np.arange(-half, half + 1, dtype=float)
         g = np.exp(-0.5 * (k / sigma) ** 2)
         g /= g.sum()
@@ -189,40 +180,42 @@ def make_settings(fs_hz: float, **overrides) -> np.ndarray:
     needed = max(r["peak_half"] + r["smooth_half"], r["fc_after"] + r["impact_half"], r["ic_after"] + r["impact_half"])
     if r["delay"] < needed + 1:
         raise InvalidValueError(f"delay_s={cfg['delay_s']} is shorter than the look-ahead the settings need "
-                         f"({(needed + 1) / fs_hz:.3f} s): raise delay_s")
+                                f"({(needed + 1) / fs_hz:.3f} s): raise delay_s")
     look_back = r["delay"] + r["side_window"] + r["ic_before"] + abs(r["ic_offset"]) + 2 * r["impact_half"] + 2
     if r["transition_window"] < 0 or r["transition_window"] > r["delay"]:
         raise InvalidValueError(f"transition_window_s={cfg['transition_window_s']} must lie between 0 and delay_s="
-                         f"{cfg['delay_s']} (the look-ahead must cover it)")
+                                f"{cfg['delay_s']} (the look-ahead must cover it)")
     look_back = max(look_back, r["delay"] + r["transition_window"] + 1)
     if look_back >= RING or r["delay"] + r["peak_half"] + r["smooth_half"] >= RING:
         raise InvalidValueError(f"at {fs_hz:g} Hz these settings need {look_back} samples of history, more than the "
-                         f"{RING}-sample ring: lower delay_s or side_window_s (or the sample rate)")
+                                f"{RING}-sample ring: lower delay_s or side_window_s (or the sample rate)")
     if r["max_step"] <= r["peak_half"]:
         raise InvalidValueError(f"max_step_s={cfg['max_step_s']} must exceed step_min_s={cfg['step_min_s']}")
     return s
 
 
 def make_state() -> np.ndarray:
+    """The state record (STATE_DTYPE) at the start of a stream."""
     st = np.zeros(1, STATE_DTYPE)
     st["last_emitted"] = -1
     st["last_walk_anchor"] = -1
     return st
 
 
-@njit(cache=True)
+# The helpers that run on every sample are inlined (inline="always"): left as calls they made the kernel about 18 %
+# slower (60 000 samples, warm cache). Those that run once per step (_decide and its parts) stay calls.
+
+
+@njit(cache=True, inline="always")
 def _ring(i):
     # Sample index → ring slot; indices before the stream start read sample 0 (clamped by the caller).
     return i & (RING - 1)
 
 
 @njit(cache=True)
-def _decide(s, st, out_sample, out_kind, out_side, n_out):
-    """Decide the oldest undecided anchor: walking or not, its contacts and side; returns the new output count."""
-    k = st["n_decided"]
-    slot = k % PENDING
-    anchor = st["anchor"][slot]
-    # The chain: neighbours within max_step of each other, among the anchors remembered and those already found.
+def _chain(s, st, k):
+    """Anchors chained to anchor k (neighbours within max_step of each other) before it and after it, each counted
+    up to min_steps, among the anchors remembered and those already found."""
     back = 0
     j = k - 1
     while j >= 0 and j > k - PENDING + 1 and back < s["min_steps"]:
@@ -237,9 +230,12 @@ def _decide(s, st, out_sample, out_kind, out_side, n_out):
             break
         fwd += 1
         j += 1
-    st["n_decided"] = k + 1
+    return back, fwd
 
-    # Heel strike: the steepest rise of the vertical acceleration around the anchor.
+
+@njit(cache=True)
+def _initial_contact(s, st, anchor):
+    """Heel strike: the steepest rise of the vertical acceleration around the anchor, plus the offset."""
     lo = max(anchor - s["ic_before"], 0)
     hi = anchor + s["ic_after"]
     ic = lo
@@ -249,25 +245,22 @@ def _decide(s, st, out_sample, out_kind, out_side, n_out):
         if v > best:
             best = v
             ic = i
-    ic += s["ic_offset"]
-    st["ic"][slot] = ic
+    return ic + s["ic_offset"]
 
-    # Postural transition: the trunk pitches or rolls fast (sitting down, standing up, bending) around this peak.
-    transition = False
+
+@njit(cache=True)
+def _is_transition(s, st, anchor):
+    """The trunk pitches or rolls fast around this peak: sitting down, standing up or bending, not a step."""
     for i in range(max(anchor - s["transition_window"], 0), anchor + s["transition_window"] + 1):
         if st["tilt_rate"][_ring(i)] > s["transition_rate_rad_s"]:
-            transition = True
-            break
+            return True
+    return False
 
-    if transition or back + fwd + 1 < s["min_steps"]:
-        if anchor - st["last_walk_anchor"] > s["max_step"]:
-            st["walking"] = False
-        return n_out
-    st["walking"] = True
-    st["last_walk_anchor"] = anchor
 
-    # Side: this step's lateral score against its chain neighbours' (the sides alternate).
-    score = st["score"][slot]
+@njit(cache=True)
+def _side(st, k, back, fwd):
+    """This step's lateral score against its chain neighbours' (the sides alternate): LEFT if above, else RIGHT."""
+    score = st["score"][k % PENDING]
     neighbours = 0.0
     count = 0
     if back > 0:
@@ -278,10 +271,14 @@ def _decide(s, st, out_sample, out_kind, out_side, n_out):
         count += 1
     if count > 0:
         score -= neighbours / count
-    side = LEFT if score > 0.0 else RIGHT
+    return LEFT if score > 0.0 else RIGHT
 
-    # Toe off of the other foot: the steepest fall after the loading peak, before the next heel-strike search.
-    # Only when a next step follows: the last step of a walk is not followed by a toe off that starts a swing.
+
+@njit(cache=True)
+def _final_contact(s, st, k, anchor, fwd):
+    """Toe off of the other foot: the steepest fall after the loading peak, before the next heel-strike search;
+    only when a next step follows (the last step of a walk is not followed by a toe off that starts a swing).
+    The sample without the offset, -1 if none."""
     fc_hi = -1
     if fwd > 0:
         fc_hi = min(anchor + s["fc_after"], st["anchor"][(k + 1) % PENDING] - s["ic_before"] - 1)
@@ -292,27 +289,140 @@ def _decide(s, st, out_sample, out_kind, out_side, n_out):
         if v < best:
             best = v
             fc = i
-    if ic > st["last_emitted"]:
-        out_sample[n_out] = ic
-        out_kind[n_out] = IC
-        out_side[n_out] = side
-        n_out += 1
-        st["last_emitted"] = ic
-    if fc >= 0:
-        fc += s["fc_offset"]
-        if fc > st["last_emitted"]:
-            out_sample[n_out] = fc
-            out_kind[n_out] = FC
-            out_side[n_out] = RIGHT if side == LEFT else LEFT
-            n_out += 1
-            st["last_emitted"] = fc
-    return n_out
+    return fc
 
 
 @njit(cache=True)
-def update_kernel(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth,
+def _emit(st, out_sample, out_kind, out_side, n_out, sample, kind, side):
+    """Write one event if it comes after the last one written (keeps the output ordered); the new count."""
+    if sample <= st["last_emitted"]:
+        return n_out
+    out_sample[n_out] = sample
+    out_kind[n_out] = kind
+    out_side[n_out] = side
+    st["last_emitted"] = sample
+    return n_out + 1
+
+
+@njit(cache=True)
+def _decide(s, st, out_sample, out_kind, out_side, n_out):
+    """Decide the oldest undecided anchor: walking or not, its contacts and side; returns the new output count."""
+    k = st["n_decided"]
+    anchor = st["anchor"][k % PENDING]
+    back, fwd = _chain(s, st, k)
+    st["n_decided"] = k + 1
+    ic = _initial_contact(s, st, anchor)
+    if _is_transition(s, st, anchor) or back + fwd + 1 < s["min_steps"]:
+        if anchor - st["last_walk_anchor"] > s["max_step"]:
+            st["walking"] = False
+        return n_out
+    st["walking"] = True
+    st["last_walk_anchor"] = anchor
+    side = _side(st, k, back, fwd)
+    fc = _final_contact(s, st, k, anchor, fwd)
+    n_out = _emit(st, out_sample, out_kind, out_side, n_out, ic, IC, side)
+    if fc >= 0:
+        n_out = _emit(st, out_sample, out_kind, out_side, n_out, fc + s["fc_offset"], FC,
+                      RIGHT if side == LEFT else LEFT)
+    return n_out
+
+
+@njit(cache=True, inline="always")
+def _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, b):
+    """Vertical and lateral acceleration and the tilt rate of input row b into st["last_*"]; an invalid row (NaN,
+    a degenerate quaternion) leaves the previous values there."""
+    qw = q_sensor_to_earth[b, 0]
+    qx = q_sensor_to_earth[b, 1]
+    qy = q_sensor_to_earth[b, 2]
+    qz = q_sensor_to_earth[b, 3]
+    ax = acc_sensor_m_s2[b, 0]
+    ay = acc_sensor_m_s2[b, 1]
+    az = acc_sensor_m_s2[b, 2]
+    norm_q = qw * qw + qx * qx + qy * qy + qz * qz
+    if not (np.isfinite(norm_q) and norm_q > 0.25 and np.isfinite(ax + ay + az)):
+        return
+    inv = 1.0 / norm_q
+    # Rows of R_sensor_to_earth (unit-normalised on the fly).
+    r00 = (1.0 - 2.0 * (qy * qy + qz * qz) * inv)
+    r01 = 2.0 * (qx * qy - qw * qz) * inv
+    r02 = 2.0 * (qx * qz + qw * qy) * inv
+    r10 = 2.0 * (qx * qy + qw * qz) * inv
+    r11 = (1.0 - 2.0 * (qx * qx + qz * qz) * inv)
+    r12 = 2.0 * (qy * qz - qw * qx) * inv
+    r20 = 2.0 * (qx * qz - qw * qy) * inv
+    r21 = 2.0 * (qy * qz + qw * qx) * inv
+    r22 = (1.0 - 2.0 * (qx * qx + qy * qy) * inv)
+    up = r20 * ax + r21 * ay + r22 * az
+    if not st["baseline_ready"]:
+        st["baseline_m_s2"] = up
+        st["baseline_ready"] = True
+    st["baseline_m_s2"] += s["baseline_alpha"] * (up - st["baseline_m_s2"])
+    st["last_vertical_m_s2"] = up - st["baseline_m_s2"]
+    # Lateral: the sensor's left axis (column 1 of R) laid flat; heading is not needed.
+    lx = r01
+    ly = r11
+    ln = np.sqrt(lx * lx + ly * ly)
+    if ln > 0.3:  # the left axis is not (nearly) vertical: the wearer is upright-ish
+        st["last_lateral_m_s2"] = ((r00 * ax + r01 * ay + r02 * az) * lx + (r10 * ax + r11 * ay + r12 * az) * ly) / ln
+    else:
+        st["last_lateral_m_s2"] = 0.0
+    gx = gyr_sensor_rad_s[b, 0]
+    gy = gyr_sensor_rad_s[b, 1]
+    gz = gyr_sensor_rad_s[b, 2]
+    if np.isfinite(gx + gy + gz):
+        wx = r00 * gx + r01 * gy + r02 * gz
+        wy = r10 * gx + r11 * gy + r12 * gz
+        st["last_tilt_rate_rad_s"] = np.sqrt(wx * wx + wy * wy)
+
+
+@njit(cache=True, inline="always")
+def _filter_vertical(s, st, n):
+    """Smoothed vertical acceleration at sample n - smooth_half, vertical jerk at n - impact_half."""
+    m = n - s["smooth_half"]
+    if m >= 0:
+        acc_sum = 0.0
+        for j in range(2 * s["smooth_half"] + 1):
+            acc_sum += s["smooth_kernel"][j] * st["vertical"][_ring(max(m - s["smooth_half"] + j, 0))]
+        st["smooth"][_ring(m)] = acc_sum
+    mj = n - s["impact_half"]
+    if mj >= 0:
+        acc_sum = 0.0
+        for j in range(2 * s["impact_half"] + 1):
+            acc_sum += s["impact_kernel"][j] * st["vertical"][_ring(max(mj - s["impact_half"] + j, 0))]
+        st["jerk"][_ring(mj)] = acc_sum
+
+
+@njit(cache=True, inline="always")
+def _find_anchor(s, st, c):
+    """A step anchor at sample c: above the floor and the largest within ± peak_half (the first of equal values);
+    remembered with its side score."""
+    if c < 0:
+        return
+    v = st["smooth"][_ring(c)]
+    if v < s["min_peak_m_s2"]:
+        return
+    for i in range(max(c - s["peak_half"], 0), c + s["peak_half"] + 1):
+        w = st["smooth"][_ring(i)]
+        if (i < c and w >= v) or (i > c and w > v):
+            return
+    if st["n_anchors"] - st["n_decided"] >= PENDING - 1:
+        st["n_decided"] += 1  # cannot happen with the checked settings; never overwrite pending
+    slot = st["n_anchors"] % PENDING
+    st["anchor"][slot] = c
+    # Side score: mean lateral acceleration over the window before the heel-strike search.
+    total = 0.0
+    end = c - s["ic_before"] // 2
+    for i in range(end - s["side_window"], end):
+        total += st["lateral"][_ring(max(i, 0))]
+    st["score"][slot] = total / s["side_window"]
+    st["n_anchors"] += 1
+
+
+@njit(cache=True)
+def events_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth,
                   out_sample, out_kind, out_side, vertical_out_m_s2, walking_out):
-    """Process one block; writes the settled events to out_* and returns how many. Allocates nothing.
+    """The events stage kernel: one block; writes the settled events to out_* and returns how many. Allocates
+    nothing.
 
     vertical_out_m_s2[i]: earth-vertical acceleration of input sample i (gravity baseline removed);
     walking_out[i]: the walking flag after sample i (it refers to the anchor decided delay samples earlier).
@@ -322,103 +432,21 @@ def update_kernel(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_t
     st = state[0]
     n_out = 0
     for b in range(acc_sensor_m_s2.shape[0]):
-        n = st["n"]
-        qw = q_sensor_to_earth[b, 0]
-        qx = q_sensor_to_earth[b, 1]
-        qy = q_sensor_to_earth[b, 2]
-        qz = q_sensor_to_earth[b, 3]
-        ax = acc_sensor_m_s2[b, 0]
-        ay = acc_sensor_m_s2[b, 1]
-        az = acc_sensor_m_s2[b, 2]
-        norm_q = qw * qw + qx * qx + qy * qy + qz * qz
-        valid = np.isfinite(norm_q) and norm_q > 0.25 and np.isfinite(ax + ay + az)
-        vertical = st["last_vertical_m_s2"]
-        lateral = st["last_lateral_m_s2"]
-        if valid:
-            inv = 1.0 / norm_q
-            # Rows of R_sensor_to_earth (unit-normalised on the fly).
-            r00 = (1.0 - 2.0 * (qy * qy + qz * qz) * inv)
-            r01 = 2.0 * (qx * qy - qw * qz) * inv
-            r02 = 2.0 * (qx * qz + qw * qy) * inv
-            r10 = 2.0 * (qx * qy + qw * qz) * inv
-            r11 = (1.0 - 2.0 * (qx * qx + qz * qz) * inv)
-            r12 = 2.0 * (qy * qz - qw * qx) * inv
-            r20 = 2.0 * (qx * qz - qw * qy) * inv
-            r21 = 2.0 * (qy * qz + qw * qx) * inv
-            r22 = (1.0 - 2.0 * (qx * qx + qy * qy) * inv)
-            up = r20 * ax + r21 * ay + r22 * az
-            if not st["baseline_ready"]:
-                st["baseline_m_s2"] = up
-                st["baseline_ready"] = True
-            st["baseline_m_s2"] += s["baseline_alpha"] * (up - st["baseline_m_s2"])
-            vertical = up - st["baseline_m_s2"]
-            # Lateral: the sensor's left axis (column 1 of R) laid flat; heading is not needed.
-            lx = r01
-            ly = r11
-            ln = np.sqrt(lx * lx + ly * ly)
-            if ln > 0.3:  # the left axis is not (nearly) vertical: the wearer is upright-ish
-                lateral = ((r00 * ax + r01 * ay + r02 * az) * lx + (r10 * ax + r11 * ay + r12 * az) * ly) / ln
-            else:
-                lateral = 0.0
-            st["last_vertical_m_s2"] = vertical
-            st["last_lateral_m_s2"] = lateral
-            gx = gyr_sensor_rad_s[b, 0]
-            gy = gyr_sensor_rad_s[b, 1]
-            gz = gyr_sensor_rad_s[b, 2]
-            if np.isfinite(gx + gy + gz):
-                wx = r00 * gx + r01 * gy + r02 * gz
-                wy = r10 * gx + r11 * gy + r12 * gz
-                st["last_tilt_rate_rad_s"] = np.sqrt(wx * wx + wy * wy)
-        st["vertical"][_ring(n)] = vertical
+        n = st["samples_seen"]
+        _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, b)
+        st["vertical"][_ring(n)] = st["last_vertical_m_s2"]
         st["tilt_rate"][_ring(n)] = st["last_tilt_rate_rad_s"]
-        st["lateral"][_ring(n)] = lateral
-        vertical_out_m_s2[b] = vertical
-
-        # Smoothed vertical acceleration at m = n - smooth_half; vertical jerk at n - impact_half.
-        m = n - s["smooth_half"]
-        if m >= 0:
-            acc_sum = 0.0
-            for j in range(2 * s["smooth_half"] + 1):
-                acc_sum += s["smooth_kernel"][j] * st["vertical"][_ring(max(m - s["smooth_half"] + j, 0))]
-            st["smooth"][_ring(m)] = acc_sum
-        mj = n - s["impact_half"]
-        if mj >= 0:
-            acc_sum = 0.0
-            for j in range(2 * s["impact_half"] + 1):
-                acc_sum += s["impact_kernel"][j] * st["vertical"][_ring(max(mj - s["impact_half"] + j, 0))]
-            st["jerk"][_ring(mj)] = acc_sum
-
-        # A step anchor at c: above the floor and the largest within ± peak_half (the first of equal values).
-        c = m - s["peak_half"]
-        if c >= 0:
-            v = st["smooth"][_ring(c)]
-            if v >= s["min_peak_m_s2"]:
-                is_peak = True
-                for i in range(max(c - s["peak_half"], 0), c + s["peak_half"] + 1):
-                    w = st["smooth"][_ring(i)]
-                    if (i < c and w >= v) or (i > c and w > v):
-                        is_peak = False
-                        break
-                if is_peak:
-                    if st["n_anchors"] - st["n_decided"] >= PENDING - 1:
-                        st["n_decided"] += 1  # cannot happen with the checked settings; never overwrite pending
-                    slot = st["n_anchors"] % PENDING
-                    st["anchor"][slot] = c
-                    # Side score: mean lateral acceleration over the window before the heel-strike search.
-                    total = 0.0
-                    end = c - s["ic_before"] // 2
-                    for i in range(end - s["side_window"], end):
-                        total += st["lateral"][_ring(max(i, 0))]
-                    st["score"][slot] = total / s["side_window"]
-                    st["n_anchors"] += 1
-
+        st["lateral"][_ring(n)] = st["last_lateral_m_s2"]
+        vertical_out_m_s2[b] = st["last_vertical_m_s2"]
+        _filter_vertical(s, st, n)
+        _find_anchor(s, st, n - s["smooth_half"] - s["peak_half"])
         # Decide every anchor whose look-ahead is complete.
         while st["n_decided"] < st["n_anchors"] and n - st["anchor"][st["n_decided"] % PENDING] >= s["delay"]:
             n_out = _decide(s, st, out_sample, out_kind, out_side, n_out)
         if st["walking"] and n - s["delay"] - st["last_walk_anchor"] > s["max_step"]:
             st["walking"] = False
         walking_out[b] = st["walking"]
-        st["n"] = n + 1
+        st["samples_seen"] = n + 1
     return n_out
 
 
@@ -454,7 +482,7 @@ class EventDetector:
 
     @property
     def samples_seen(self) -> int:
-        return int(self.state[0]["n"])
+        return int(self.state[0]["samples_seen"])
 
     def update(self, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth) -> np.ndarray:
         acc = _as_block(acc_sensor_m_s2, 3, "acc_sensor_m_s2")
@@ -462,7 +490,7 @@ class EventDetector:
         q = _as_block(q_sensor_to_earth, 4, "q_sensor_to_earth")
         if not len(acc) == len(gyr) == len(q):
             raise InvalidValueError(f"blocks differ in length: acc {len(acc)}, gyr {len(gyr)}, q {len(q)} samples; "
-                             f"pass one row per sample in each")
+                                    f"pass one row per sample in each")
         n = len(acc)
         # Each anchor yields at most two events; anchors are more than peak_half apart, plus the pending ones.
         capacity = 2 * (n // (int(self.settings[0]["peak_half"]) + 1) + PENDING + 1)
@@ -471,7 +499,7 @@ class EventDetector:
         out_side = np.empty(capacity, np.int8)
         self.vertical_acc_m_s2 = np.empty(n)
         self.walking_per_sample = np.empty(n, dtype=np.bool_)
-        count = update_kernel(self.settings, self.state, acc, gyr, q, out_sample, out_kind, out_side,
+        count = events_update(self.settings, self.state, acc, gyr, q, out_sample, out_kind, out_side,
                               self.vertical_acc_m_s2, self.walking_per_sample)
         events = np.empty(count, EVENT_DTYPE)
         events["sample"] = out_sample[:count]
