@@ -325,6 +325,10 @@ class Alert:
 
 @micropython.viper
 def _update(st, se, quat, acc, flags, n: int, start: int) -> int:
+    # Kept whole, over the 100-line limit on purpose: the loop runs per sample, and a call from viper goes through
+    # the generic call path with its arguments boxed and the state back through the array. Measured in the unix
+    # port (x86-64, batches of 32): moving only the sway stage into a viper helper, one call per sample, took
+    # 0.093 -> 0.190 us/sample (+100 %); pieces under 100 lines would need three or more such calls.
     # Returns the number of samples consumed: all n, or fewer when a still stand has just become ready to be
     # the level reference (the caller computes it and calls again).
     s = ptr32(st)

@@ -140,6 +140,10 @@ class Fusion:
 
 @micropython.viper
 def _fuse(st, se, acc, gyr, quat, flags, n: int, start: int):
+    # Kept whole, over the 100-line limit on purpose: the loop runs per sample, and a call from viper goes through
+    # the generic call path with its arguments boxed and the state back through the array. Measured in the unix
+    # port (x86-64, batches of 32): moving only the quaternion integration into a viper helper, one call per
+    # sample, took 0.112 -> 0.165 us/sample (+47 %); pieces under 100 lines would need two or more such calls.
     s = ptr32(st)
     c = ptr32(se)
     pa = ptr16(acc)

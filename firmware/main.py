@@ -1,8 +1,8 @@
 """hipcheck firmware entry point: wires the modules together for the board named in config.json; nothing else.
 
-What the device does lives in app.py; pins, bus and IMU choice in boards/*.py; settings in config.json (config.py).
-``build(**overrides)`` returns the wired ``App`` without running it (the sim board and tests pass their clock,
-pacing and link); ``run()`` is what the board executes at boot.
+What the device does lives in app.py (and the parts App puts together); pins, bus and IMU choice in boards/*.py;
+settings in config.json (config.py). ``build(**overrides)`` returns the wired ``App`` without running it (the sim
+board and tests pass their clock, pacing and link); ``run()`` is what the board executes at boot.
 """
 
 import asyncio
@@ -11,7 +11,8 @@ import asyncio
 def build(cfg=None, board=None, link=None, imu=None, **app_kw):
     import machine
 
-    from app import App, load_profile
+    from app import App
+    from cal_profile import load as load_profile
     from fusion import Fusion
     from ring import Ring
 

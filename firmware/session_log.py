@@ -1,0 +1,124 @@
+"""The session log on flash (``store.Store``): written while the device runs, listed, downloaded and erased by
+command.
+
+Content: the concatenated payloads of a session's blocks are a sequence of v1 packets, each self-delimiting: DATA
+(full form, the samples of each FIFO read, up to 23 per packet) and EVENT (alerts, overruns). LOG_DOWNLOAD sends a
+session's raw blocks (store.BLOCK_SIZE bytes: header, payload, CRC) as LOG_CHUNKs of up to MTU - 3 - 9 bytes, a
+burst per pump. Writing allocates nothing per sample; commands and the download may allocate (they are rare).
+"""
+
+from micropython import const
+
+import packet
+
+_LOG_BURST = const(4)  # LOG_CHUNKs per pump
+
+
+class SessionLog:
+    """store: a ``store.Store``; clock: ``sampling.DeviceClock`` (a new session's start time). ``active``: a
+    session is being written (``begin`` .. ``end``)."""
+
+    def __init__(self, store, clock):
+        from store import BLOCK_SIZE
+        self.store = store
+        self._now_us = clock.now_us
+        self.active = False
+        self._buf = bytearray(packet.DATA_HEADER_LEN + packet.WIRE_SAMPLE_LEN * packet.MAX_SAMPLES_PER_PACKET)
+        self.downloading = None  # in progress: [session_id, block, offset, n_blocks]
+        self._dl_read = -1  # the block in _blk
+        self._blk = bytearray(BLOCK_SIZE)
+
+    # ------------------------------------------------------------------------------------------------- writing
+    def begin(self, start_time_s):
+        self.store.begin(start_time_s)
+        self.active = True
+
+    def end(self):
+        self.active = False
+        self.store.close()
+
+    def write(self, buf, n):
+        """A packet (an EVENT) into the session."""
+        self.store.write(buf, n)
+
+    def write_samples(self, seq, t_us, period_us, quat, acc, gyr, flags, n):
+        """n samples of the batch arrays as DATA packets: the first one seq at t_us, period_us apart."""
+        buf = self._buf
+        k = 0
+        while k < n:
+            m = n - k
+            if m > packet.MAX_SAMPLES_PER_PACKET:
+                m = packet.MAX_SAMPLES_PER_PACKET
+            L = packet.encode_data(buf, seq + k, t_us + k * period_us, period_us, quat, acc, gyr, flags, k, m, 0)
+            self.store.write(buf, L)
+            k += m
+
+    # ------------------------------------------------------------------------------- commands: (status, fields...)
+    def list(self, index):
+        """LOG_LIST: the number of sessions and session index's id, start time, blocks."""
+        e = self.store.session(index)
+        if e is None:
+            return (packet.UNAVAILABLE,)
+        return packet.OK, self.store.n_sessions, e[0], e[1], e[2]
+
+    def download(self, session_id, from_block):
+        """LOG_DOWNLOAD: the session's blocks from from_block on, sent by pump()."""
+        n_blocks = self.store.n_blocks(session_id)
+        if n_blocks < 0:
+            return (packet.UNAVAILABLE,)
+        self.downloading = [session_id, from_block, 0, n_blocks]
+        self._dl_read = -1
+        return packet.OK, n_blocks
+
+    def erase(self, session_id):
+        """LOG_ERASE (0xFFFF: all): BUSY during a download or for the session being written, STORAGE_ERROR when
+        the flash fails; erasing everything while writing starts a new session."""
+        if self.downloading is not None:
+            return (packet.BUSY,)
+        store = self.store
+        try:
+            found = store.erase(session_id)
+        except OSError as e:
+            # the session being written cannot be erased (StoreError, an OSError): BUSY; else the flash failed
+            return (packet.BUSY if type(e).__name__ == "StoreError" else packet.STORAGE_ERROR,)
+        if self.active and store.session_id < 0:
+            store.begin(self._now_us() // 1000000)
+        return (packet.OK if found else packet.UNAVAILABLE,)
+
+    # ------------------------------------------------------------------------------------------------ download
+    def pump(self, tx, mtu, send):
+        """Send up to a burst of LOG_CHUNKs of the download in progress, encoded in tx, with send (link MTU mtu).
+        Returns the length of a chunk send refused (it stays in tx), else 0."""
+        dl = self.downloading
+        if dl is None:
+            return 0
+        room = mtu - 3 - 9
+        if room > packet.MAX_PACKET_LEN - 9:
+            room = packet.MAX_PACKET_LEN - 9
+        burst = _LOG_BURST
+        blk = self._blk
+        while burst:
+            sid, block, offset, n_blocks = dl
+            if block >= n_blocks:
+                self.downloading = None
+                return 0
+            if self._dl_read != block:
+                try:
+                    self.store.read_block(sid, block, blk)
+                except OSError:  # damaged or erased meanwhile: the host sees the missing block by its number
+                    dl[1] = block + 1
+                    continue
+                self._dl_read = block
+            m = len(blk) - offset
+            if m > room:
+                m = room
+            n = packet.encode_log_chunk(tx, sid, block, offset, memoryview(blk)[offset:offset + m])
+            if offset + m >= len(blk):
+                dl[1] = block + 1
+                dl[2] = 0
+            else:
+                dl[2] = offset + m
+            if not send(tx, n):
+                return n
+            burst -= 1
+        return 0
