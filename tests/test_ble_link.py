@@ -15,6 +15,7 @@ import pytest
 
 from hipcheck import protocol
 from hipcheck.cli import main as cli_main
+from hipcheck.device import DeviceSession, SessionSettings
 from hipcheck.links import CONTROL, DATA, LinkError, within
 from hipcheck.links.ble import BleLink, scan
 from hipcheck.protocol import Opcode, Status
@@ -174,24 +175,14 @@ def test_one_percent_notifications_lost_are_reported_as_gaps(walk_csv):
     run(main())
 
 
-def _session_cls():
-    try:
-        from hipcheck.device import DeviceSession
-    except ImportError:  # being written alongside
-        pytest.skip("hipcheck.device is not there yet")
-    return DeviceSession
-
-
 @pytest.mark.parametrize("mtu", [247, 23])
 def test_one_percent_loss_every_gap_backfilled_by_the_session(walk_csv, mtu):
-    DeviceSession = _session_cls()
-
     async def main():
         air = Air()
         async with EmulatedSensor(air, walk_csv, seconds=20, loss=0.01, seed=5, mtu=mtu) as sensor:
             async with BleLink(sensor.name, backend=air.backend(), watchdog_s=None) as link:
                 assert link.status().mtu == mtu  # 23: compact packets, live and backfilled
-                async with DeviceSession(link, start_seq=0) as session:
+                async with DeviceSession(link, SessionSettings(start_seq=0)) as session:
                     rows = [b.samples async for b in session.blocks()]
                 samples = np.concatenate(rows)
                 assert sensor.dropped_loss >= 1 and link.gaps()
@@ -204,13 +195,11 @@ def test_one_percent_loss_every_gap_backfilled_by_the_session(walk_csv, mtu):
 
 
 def test_link_cut_mid_walk_reconnects_resubscribes_and_backfills(walk_csv):
-    DeviceSession = _session_cls()
-
     async def main():
         air = Air()
         async with EmulatedSensor(air, walk_csv, seconds=16, realtime=True) as sensor:
             async with BleLink(sensor.name, backend=air.backend(), watchdog_s=20, rescan_timeout_s=1.0) as link:
-                async with DeviceSession(link, start_seq=0, reconnect_timeout_s=20) as session:
+                async with DeviceSession(link, SessionSettings(start_seq=0, reconnect_timeout_s=20)) as session:
 
                     async def cutter():
                         await asyncio.sleep(2.5)
@@ -259,13 +248,12 @@ def test_mtu_23_set_rate_the_session_learns_the_new_period(walk_csv):
     """At MTU 23 the compact packets carry no time and no period: the session learns the period from its pongs at the
     start and again after SET_RATE 50 Hz (LSM6DSOX: 9 600 µs at "100 Hz", 19 200 µs at "50 Hz"); every sample is
     still there and device time never steps back."""
-    DeviceSession = _session_cls()
 
     async def main():
         air = Air()
         async with EmulatedSensor(air, walk_csv, seconds=10, mtu=23, realtime=True) as sensor:
             async with BleLink(sensor.name, backend=air.backend(), watchdog_s=None) as link:
-                async with DeviceSession(link, start_seq=0) as session:
+                async with DeviceSession(link, SessionSettings(start_seq=0)) as session:
                     rows, changed = [], False
                     async for block in session.blocks(until_device_s=9.0):
                         rows.append(block.samples)
@@ -290,7 +278,6 @@ def test_mtu_23_set_rate_the_session_learns_the_new_period(walk_csv):
 def test_mtu_23_session_log_replays_to_the_same_samples(walk_csv, tmp_path):
     """A recorded MTU 23 session replays (passive, as fast as possible) to the very samples and device times the
     live session gave: the compact packets take their period and time anchor from the recorded pongs."""
-    DeviceSession = _session_cls()
     from hipcheck.links.replay import ReplayLink
 
     log = tmp_path / "mtu23.hclog"
@@ -299,12 +286,12 @@ def test_mtu_23_session_log_replays_to_the_same_samples(walk_csv, tmp_path):
         air = Air()
         async with EmulatedSensor(air, walk_csv, seconds=8, mtu=23) as sensor:
             async with BleLink(sensor.name, backend=air.backend(), watchdog_s=None) as link:
-                async with DeviceSession(link, start_seq=0, record=log) as session:
+                async with DeviceSession(link, SessionSettings(start_seq=0), record=log) as session:
                     return np.concatenate([b.samples async for b in session.blocks()])
 
     async def replay():
         async with ReplayLink(log, realtime=False) as link:
-            async with DeviceSession(link, passive=True) as session:
+            async with DeviceSession(link, SessionSettings(passive=True)) as session:
                 return np.concatenate([b.samples async for b in session.blocks()])
 
     rows = run(live())

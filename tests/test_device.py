@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from hipcheck.device import CommandError, DeviceSession
+from hipcheck.device import CommandError, DeviceSession, SessionSettings
 from hipcheck.imu_csv import write_imu_csv
 from hipcheck.links.sim import SimLink
 from hipcheck.motion import simulate_walk
@@ -34,11 +34,11 @@ def walk_csv(tmp_path_factory):
     return path
 
 
-def run_session(link, record=None, during=None, **session_options):
+def run_session(link, record=None, during=None, **settings):
     """Open the link, run a session to the end of the stream; returns (session, rows, during's result)."""
     async def main():
         async with link:
-            async with DeviceSession(link, record=record, start_seq=0, **session_options) as session:
+            async with DeviceSession(link, SessionSettings(start_seq=0, **settings), record=record) as session:
                 extra = await during(session) if during is not None else None
                 blocks = [b.samples async for b in session.blocks()]
         return session, np.concatenate(blocks), extra
@@ -138,7 +138,7 @@ def test_time_map_in_real_time_within_a_few_ms(walk_csv):
 
     async def main():
         async with link:
-            async with DeviceSession(link, start_seq=0, sync_interval_s=0.25) as session:
+            async with DeviceSession(link, SessionSettings(start_seq=0, sync_interval_s=0.25)) as session:
                 async for block in session.blocks():
                     arrivals.append((time.monotonic(), block.samples.copy()))
         return session

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hipcheck.cli import main as cli_main
-from hipcheck.device import DeviceSession
+from hipcheck.device import DeviceSession, SessionSettings
 from hipcheck.links import within
 from hipcheck.links.ble import BleLink, scan
 from hipcheck.protocol import Status
@@ -63,7 +63,7 @@ def test_walk_streams_whole_through_the_firmwares_gatt_server_and_commands_are_a
                 assert st.connected and st.mtu == 247 and st.address == sensor.address
                 assert st.battery_pct == 100  # read from the firmware's battery characteristic (its gatts_write)
                 t0 = time.monotonic()
-                async with DeviceSession(link, start_seq=0) as session:
+                async with DeviceSession(link, SessionSettings(start_seq=0)) as session:
                     info = session.device_info
                     assert info["board"] == "sim" and info["imu"] == "LSM6DSOX" and info["rate_hz"] == 100
                     rows = [b.samples async for b in session.blocks()]
@@ -101,7 +101,7 @@ def test_cut_mid_walk_the_firmware_readvertises_the_link_reconnects_and_nothing_
         # two notify buffers: the firmware's burst after the reconnect meets ENOMEM and backs off
         async with FirmwarePeripheral(air, walk_csv, seconds=9, buffers=2) as sensor:
             async with BleLink(sensor.name, backend=air.backend(), watchdog_s=20, rescan_timeout_s=1.0) as link:
-                async with DeviceSession(link, start_seq=0, reconnect_timeout_s=20) as session:
+                async with DeviceSession(link, SessionSettings(start_seq=0, reconnect_timeout_s=20)) as session:
 
                     async def cutter():
                         await asyncio.sleep(2.0)

@@ -250,7 +250,7 @@ def test_a_recorded_sim_session_replays_packet_for_packet(tmp_path):
 def test_data_that_never_decodes_ends_the_session_with_a_clear_error(tmp_path):
     """DATA packets that keep coming but never decode (each one byte short) are not taken as a quiet sensor: the
     session fails after its watchdog and says why."""
-    from hipcheck.device import DeviceSession, SessionError
+    from hipcheck.device import DeviceSession, SessionError, SessionSettings
 
     good = (Path(__file__).parent / "vectors" / "data_1_sample.bin").read_bytes()
     path = tmp_path / "bad.hclog"
@@ -260,7 +260,7 @@ def test_data_that_never_decodes_ends_the_session_with_a_clear_error(tmp_path):
 
     async def main():
         async with ReplayLink(path, realtime=True) as link:
-            async with DeviceSession(link, passive=True, watchdog_s=1.0) as session:
+            async with DeviceSession(link, SessionSettings(passive=True, watchdog_s=1.0)) as session:
                 return [b async for b in session.blocks()], session
 
     with pytest.raises(SessionError, match="none has decoded for 1 s"):

@@ -88,6 +88,11 @@ def encode_record(rtype: int, t_host_s: float, payload: bytes) -> bytes:
     return head + payload + _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
 
 
+def encode_note(note: str, **fields) -> bytes:
+    """A NOTE record's payload: ``{"note": note, **fields}`` as UTF-8 JSON (numpy numbers and arrays as plain)."""
+    return json.dumps({"note": note, **fields}, default=_json_default).encode("utf-8")
+
+
 class LogWriter:
     """Appends records to a new log. ``LogWriter(path, header)`` writes MAGIC and the HEADER record at once.
 
@@ -137,8 +142,7 @@ class LogWriter:
         self.write(RecordType.COMMAND, packet, t_host_s)
 
     def note(self, note: str, t_host_s: float | None = None, **fields) -> None:
-        self.write(RecordType.NOTE, json.dumps({"note": note, **fields}, default=_json_default).encode("utf-8"),
-                   t_host_s)
+        self.write(RecordType.NOTE, encode_note(note, **fields), t_host_s)
 
     def flush(self) -> None:
         if self._fd is not None:
@@ -221,10 +225,6 @@ class LogReader:
 
     def notes(self) -> list[dict]:
         return [r.json() | {"t_host_s": r.t_host_s} for r in self._records() if r.type == RecordType.NOTE]
-
-
-def read_log(path) -> LogReader:
-    return LogReader(path)
 
 
 def log_samples(path) -> np.ndarray:

@@ -32,6 +32,7 @@ from pathlib import Path
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Descriptor, Service
 
+from hipcheck.errors import DeviceError
 from hipcheck.links.simboard import firmware_command, prepare_trace
 
 from .bleak_bumble import Air
@@ -42,7 +43,7 @@ _R, _W = Characteristic.READABLE, Characteristic.WRITEABLE
 _FLAG_READ, _FLAG_WNR, _FLAG_WRITE, _FLAG_NOTIFY, _FLAG_INDICATE = 0x02, 0x04, 0x08, 0x10, 0x20
 
 
-class FirmwareError(RuntimeError):
+class FirmwareError(DeviceError, RuntimeError):
     """The firmware did not come up, or the bridge lost it; the message holds its console output."""
 
 

@@ -16,19 +16,26 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass
+
+from hipcheck import protocol
 from hipcheck.errors import DeviceError
 
 # Channels a packet arrives on: BLE has one characteristic each; serial, sim and replay tell them by packet type.
 DATA = "data"  # DATA packets (full or compact)
 CONTROL = "control"  # ACK and EVENT packets
 LOG = "log"  # LOG_CHUNK packets
+# The channel of a packet by its kind byte, for the links that carry every packet on one stream (serial, sim).
+KIND_CHANNEL = {protocol.kind_byte(protocol.PacketType.DATA): DATA,
+                protocol.kind_byte(protocol.PacketType.ACK): CONTROL,
+                protocol.kind_byte(protocol.PacketType.EVENT): CONTROL,
+                protocol.kind_byte(protocol.PacketType.LOG_CHUNK): LOG}
 
 
 async def within(awaitable, seconds: float):
     """Await with a time limit (TimeoutError when it passes).
 
     Used instead of ``asyncio.wait_for``: in Python 3.11 wait_for swallows a cancellation that lands as the awaited
-    thing completes (CPython gh-86296), and a cancelled session task then ran on forever, hanging its close."""
+    thing completes (CPython gh-86296), so a cancelled session task would run on and hang its close."""
     async with asyncio.timeout(seconds):
         return await awaitable
 
@@ -61,9 +68,16 @@ class LinkStatus:
 
 
 class Link(abc.ABC):
-    """A connection to one sensor. Use ``async with link:`` (open, then close whatever happens)."""
+    """A connection to one sensor. Use ``async with link:`` (open, then close whatever happens).
 
-    name: str = "link"
+    Besides the methods and ``ended``, the device session reads the attributes below; a link overrides them as
+    class attributes or per instance.
+    """
+
+    name: str = "link"  # in the session log's header
+    can_reconnect: bool = True  # open() may bring the link back after it went down (a replay cannot)
+    backfill_chunk: int = 0xFFFF  # samples the session asks per BACKFILL: what the link carries well
+    backfill_timeout_s: float = 1.0  # a BACKFILL answer that stalls this long is asked again
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -85,6 +99,12 @@ class Link(abc.ABC):
     @abc.abstractmethod
     def status(self) -> LinkStatus:
         """A snapshot of the live figures."""
+
+    @property
+    def ended(self) -> bool:
+        """No packet will ever come again (a replay played to its end, a firmware that exited, a link its owner
+        closed): the session ends the stream instead of reconnecting. False for a link that may come back."""
+        return False
 
     async def __aenter__(self) -> Link:
         await self.open()

@@ -248,6 +248,11 @@ class BleLink(Link):
         s.error = self._error.args[0] if self._error else None
         return BleLinkStatus(**vars(s))
 
+    @property
+    def ended(self) -> bool:
+        """Closed by the host: no more packets (a link that gave up may be opened again)."""
+        return self._closed
+
     def gaps(self) -> list[tuple[int, int]]:
         """(first missing sequence number, count) of every gap in the live data, wire values (u32; u16 for the
         compact form), in arrival order."""

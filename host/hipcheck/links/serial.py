@@ -40,13 +40,9 @@ from dataclasses import dataclass
 
 from hipcheck.errors import InvalidValueError
 from hipcheck import protocol
-from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received, within
+from hipcheck.links import CONTROL, KIND_CHANNEL, Link, LinkError, LinkStatus, Received, within
 
 SERIAL_MTU = 247  # the firmware's serial MTU (firmware/link_serial.SERIAL_MTU): commands up to 244 bytes
-_KIND_CHANNEL = {protocol.kind_byte(protocol.PacketType.DATA): DATA,
-                 protocol.kind_byte(protocol.PacketType.ACK): CONTROL,
-                 protocol.kind_byte(protocol.PacketType.EVENT): CONTROL,
-                 protocol.kind_byte(protocol.PacketType.LOG_CHUNK): LOG}
 _COUNTERS = ("frames_ok", "crc_errors", "cobs_errors", "oversize_dropped", "bytes_dropped")
 _READ_TIMEOUT_S = 0.05  # a read returns at least this often: the thread sees close() and the watchdog in time
 
@@ -261,7 +257,7 @@ class SerialLink(Link):
         s = self._status
         items = []
         for packet in packets:
-            channel = _KIND_CHANNEL.get(packet[0])
+            channel = KIND_CHANNEL.get(packet[0])
             if channel is None:
                 s.bad_packets += 1
                 channel = CONTROL  # the session decodes it and says what was wrong

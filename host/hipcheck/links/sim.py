@@ -44,13 +44,9 @@ import numpy as np
 
 from hipcheck.errors import InvalidValueError
 from hipcheck import protocol
-from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received, within
+from hipcheck.links import CONTROL, DATA, KIND_CHANNEL, Link, LinkError, LinkStatus, Received, within
 
 STDIO_MTU = 247  # the stdio link's MTU (firmware/link_serial.SERIAL_MTU): 11 samples per DATA packet
-_KIND_CHANNEL = {protocol.kind_byte(protocol.PacketType.DATA): DATA,
-                 protocol.kind_byte(protocol.PacketType.ACK): CONTROL,
-                 protocol.kind_byte(protocol.PacketType.EVENT): CONTROL,
-                 protocol.kind_byte(protocol.PacketType.LOG_CHUNK): LOG}
 
 
 class SimLink(Link):
@@ -84,7 +80,7 @@ class SimLink(Link):
         # answers included) and then pumps only when a command comes in: a session asks for at most 48 at a time.
         self.backfill_chunk = 0xFFFF if realtime else 48
         # ... and a lost BACKFILL answer is asked again after 0.25 s (7 s of device time), well inside its 32 s ring
-        self.backfill_timeout_s = None if realtime else 0.25
+        self.backfill_timeout_s = 1.0 if realtime else 0.25
         self._rng = random.Random(seed)
         self._queue_packets = queue_packets
         self._workdir_arg = workdir
@@ -246,15 +242,13 @@ class SimLink(Link):
             self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             trace_path = await asyncio.to_thread(self._prepare_trace, simboard)
-            fw = simboard.firmware_dir()
-            args = [simboard.micropython_binary(), str(fw / "sim" / "simboard.py"), str(trace_path),
-                    "--chip", self.chip, "--rate", str(self.rate_hz), "--seconds", repr(self._seconds),
-                    "--interval-ms", str(self.interval_ms), "--record", str(self.workdir / "record.json"),
-                    *(() if self.alerts else ("--no-alerts",)), *(("--realtime",) if self.realtime else ()),
-                    *map(str, self.extra_args)]
+            args, env = simboard.firmware_command(
+                trace_path, "--chip", self.chip, "--rate", self.rate_hz, "--seconds", repr(self._seconds),
+                "--interval-ms", self.interval_ms, "--record", self.workdir / "record.json",
+                *(() if self.alerts else ("--no-alerts",)), *(("--realtime",) if self.realtime else ()),
+                *self.extra_args)
         except simboard.SimBoardError as error:
             raise LinkError(str(error)) from None
-        env = dict(os.environ, MICROPYPATH=f"{fw / 'sim'}:{fw}:.frozen")
         stderr = open(self.workdir / "stderr.txt", "wb")
         try:
             self.proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
@@ -311,7 +305,7 @@ class SimLink(Link):
                 self._cut_over_event.set()  # wake an open() waiting for a cut that can no longer end
 
     async def _deliver(self, packet: bytes, now: float) -> None:
-        channel = _KIND_CHANNEL.get(packet[0])
+        channel = KIND_CHANNEL.get(packet[0])
         if channel is None:
             self.bad_packets += 1
             channel = CONTROL  # the session decodes it and says what was wrong
