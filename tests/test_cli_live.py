@@ -20,7 +20,7 @@ def walk_csv(tmp_path_factory):
 def test_live_runs_the_pipeline_and_names_the_weak_side(walk_csv, capsys):
     assert main(["live", "--sim", str(walk_csv), "--seconds", "14"]) == 0
     captured = capsys.readouterr()
-    assert "live plot does not exist yet" in captured.err
+    assert "live plot does not exist yet" in captured.out
     assert "weak side: right" in captured.out
     assert "0 lost and marked" in captured.out
 

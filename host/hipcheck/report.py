@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from hipcheck.detect import DECISION_NAMES, DEFAULT_DROP_THRESHOLD_DEG, HOLD_NAMES
 from hipcheck.gait import FC, IC, SIDE_NAMES
 
 # A side is named weak when its median stance drop exceeds the drop threshold and the other side's by this much:
@@ -71,7 +72,7 @@ def weak_side(drop_right_stance_deg: float | None, drop_left_stance_deg: float |
     return None
 
 
-def analysis_to_dict(analysis, drop_threshold_deg: float, decision_names: dict, hold_names: dict) -> dict:
+def analysis_to_dict(analysis, drop_threshold_deg: float = DEFAULT_DROP_THRESHOLD_DEG) -> dict:
     """The JSON object of ``hipcheck analyze --json`` (keys described in docs/validation.md and the CLI help)."""
     fs = analysis.fs_hz
     stride_names = {"side": SIDE_NAMES}
@@ -82,7 +83,7 @@ def analysis_to_dict(analysis, drop_threshold_deg: float, decision_names: dict, 
         strides.append(entry)
     decisions = []
     for d in analysis.decisions:
-        entry = record_to_dict(d, decision_names)
+        entry = record_to_dict(d, DECISION_NAMES)
         entry["t_s"] = round(int(d["sample"]) / fs, 4)
         decisions.append(entry)
     out = {
@@ -107,7 +108,7 @@ def analysis_to_dict(analysis, drop_threshold_deg: float, decision_names: dict, 
         },
     }
     if len(analysis.holds):
-        out["holds"] = [record_to_dict(h, hold_names) for h in analysis.holds]
+        out["holds"] = [record_to_dict(h, HOLD_NAMES) for h in analysis.holds]
     return out
 
 
@@ -122,6 +123,27 @@ def stride_line(stride: np.void, fs_hz: float) -> str:
             f"L-stance {fmt(stride['drop_left_stance_deg'], '4.1f')}°  "
             f"sway {fmt(stride['sway_pp_cm'], '4.1f')} cm  tilt {fmt(stride['tilt_mean_deg'], '+5.1f')}°"
             + ("" if stride["aligned"] else "  (provisional: alignment settling)"))
+
+
+def hold_line(hold: np.void) -> str:
+    """One line per single-leg hold."""
+    return "hold: " + ", ".join(f"{k} {v}" for k, v in record_to_dict(hold, HOLD_NAMES).items())
+
+
+def analysis_text(result: dict, strides: np.ndarray, source: str) -> str:
+    """``hipcheck analyze`` without --json: a line per stride, alert and hold, the warnings and the summary.
+    result: ``analysis_to_dict``; strides: the analysis's stride records; source: what was analysed."""
+    fs = result["fs"]
+    lines = [f"{source}: {result['duration_s']} s at {fs:g} Hz, {len(result['initial_contacts'])} initial contacts"]
+    lines += [stride_line(stride, fs) for stride in strides]
+    for decision in result["decisions"]:
+        side = "" if decision["side"] in (None, "none") else f" {decision['side']}"
+        lines.append(f"{decision['t_s']:7.2f} s  alert: {decision['kind']}{side} {decision['value']:.1f} "
+                     f"(threshold {decision['threshold']:g})")
+    lines += ["hold: " + ", ".join(f"{k} {v}" for k, v in hold.items()) for hold in result.get("holds", [])]
+    lines += [f"warning: {warning}" for warning in result["warnings"]]
+    lines.append(summary_text(result["summary"]))
+    return "\n".join(lines)
 
 
 def summary_text(summary: dict) -> str:

@@ -1,0 +1,277 @@
+"""The live job: a sensor's blocks through the streaming pipeline, alerts sent back, a line per stride, a summary.
+
+``run_live(link, ...)`` is the job on any link: a ``DeviceSession`` (backfill, time map, crash-safe log), the
+streaming ``Pipeline`` on its blocks in sequence order (``LiveAnalysis``), a VIBRATE back to the sensor when a
+detector fires (DROP per sample with the stance side's pattern, SWAY and TILT per stride; DROP_STRIDE is the
+per-stride confirmation and is only printed), a line per stride and a closing summary that names the weak side
+(``print_closing``).
+
+``make_link`` opens the link that the command line's link options name (``LinkOptions``); ``run_record`` is the job
+of ``hipcheck record`` and ``hipcheck live``, ``run_connect`` that of ``hipcheck connect``; ``hipcheck demo``
+(``hipcheck.demo``) calls ``run_live`` on the simulated sensor. Call ``warm_up_pipeline()`` before a link opens.
+
+Lost samples (``block.gap``) are left out of the pipeline and counted; the pipeline then joins the samples on
+either side, so a lost stretch shortens the stride it falls in (it is printed, never hidden).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hipcheck import detect, report
+from hipcheck.device import DeviceSession, SessionSettings
+from hipcheck.gait import LEFT, RIGHT, STRIDE_DTYPE
+from hipcheck.hold import HOLD_DTYPE
+from hipcheck.pipeline import Pipeline, sort_decisions
+
+DROP_PATTERN = {LEFT: "drop_left", RIGHT: "drop_right"}  # stance side of a DROP -> firmware vibration pattern
+STRIDE_PATTERN = {detect.SWAY: "sway", detect.TILT: "tilt"}  # per-stride kinds that vibrate
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """The sensor to talk to, as the command line names it: exactly one of sim, serial, ble and replay."""
+
+    sim: Path | None = None  # the simulated sensor (firmware in the unix port) on an IMU CSV or chip trace
+    serial: str | None = None  # a serial port
+    ble: str | None = None  # a BLE name or address
+    replay: Path | None = None  # a recorded session log
+    backend: object = None  # BLE only: what hipcheck.links.ble.load_backend gave, or None for the platform's
+    realtime: bool = False  # sim and replay: at real-time pace instead of as fast as possible
+
+    @property
+    def passive(self) -> bool:
+        """A replay answers no command: the session only listens."""
+        return self.replay is not None
+
+
+@dataclass
+class LiveResult:
+    summary: dict  # report.summarize
+    strides: np.ndarray
+    decisions: np.ndarray
+    holds: np.ndarray
+    session: dict  # DeviceSession.summary()
+    vibrations_sent: int = 0
+    vibrate_latency_ms: list = field(default_factory=list)  # block arrival on the host -> VIBRATE written
+    fs_hz: float = float("nan")
+    wall_s: float = 0.0
+    device_info: dict | None = None
+    record_path: str | None = None
+
+
+class LiveAnalysis:
+    """The pipeline on a session's blocks, in sequence order: lost samples counted and left out, a line per alert
+    and per stride through ``out``, and each alert that has a vibration pattern handed to ``vibrate(pattern)``
+    (None: no VIBRATE is sent). Synchronous, so that it runs apart from the event loop in tests."""
+
+    def __init__(self, out: Callable[[str], None], vibrate: Callable[[str], None] | None = None):
+        self.out = out
+        self.vibrate = vibrate
+        self.pipeline: Pipeline | None = None
+        self.fs_hz = float("nan")
+        self.samples_lost = 0
+        self._strides: list[np.ndarray] = []
+        self._decisions: list[np.ndarray] = []
+        self._holds: list[np.ndarray] = []
+
+    def update(self, block) -> None:
+        """One session block (``hipcheck.device``): its valid samples through the pipeline."""
+        if self.pipeline is None:
+            self.fs_hz = 1e6 / block.period_us
+            self.pipeline = Pipeline(self.fs_hz)
+        valid = block.valid
+        if not valid.all():
+            lost = int(np.count_nonzero(~valid))
+            self.samples_lost += lost
+            self.out(f"  {lost} samples lost at seq {int(block.seq[~valid][0])} (marked, left out of the analysis)")
+        if not valid.any():
+            return
+        result = self.pipeline.update(block.acc_m_s2[valid], block.gyr_rad_s[valid])
+        for decision in result.decisions:
+            self._alert(decision)
+        self._keep(result)
+
+    def finish(self) -> None:
+        """The stream has ended: the strides still open are closed (their decisions are counted, not announced:
+        there is no one left to vibrate)."""
+        if self.pipeline is not None:
+            self._keep(self.pipeline.finish())
+
+    def results(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(strides, decisions in time order, holds) so far."""
+        strides = np.concatenate(self._strides) if self._strides else np.zeros(0, STRIDE_DTYPE)
+        decisions = sort_decisions(np.concatenate(self._decisions)) if self._decisions \
+            else np.zeros(0, detect.DECISION_DTYPE)
+        holds = np.concatenate(self._holds) if self._holds else np.zeros(0, HOLD_DTYPE)
+        return strides, decisions, holds
+
+    def _alert(self, decision: np.void) -> None:
+        kind, side = int(decision["kind"]), int(decision["side"])
+        pattern = DROP_PATTERN.get(side) if kind == detect.DROP else STRIDE_PATTERN.get(kind)
+        send = pattern is not None and self.vibrate is not None
+        if send:
+            self.vibrate(pattern)
+        where = "" if side == detect.NONE else f" {detect.SIDE_NAMES[side]} stance"
+        self.out(f"{int(decision['sample']) / self.fs_hz:7.2f} s  ALERT {detect.KIND_NAMES[kind]}{where}: "
+                 f"{decision['value']:.1f} (threshold {decision['threshold']:g})"
+                 + (f"  -> VIBRATE {pattern}" if send else ""))
+
+    def _keep(self, result) -> None:
+        for stride in result.strides:
+            self.out(report.stride_line(stride, self.fs_hz))
+        self._strides.append(result.strides)
+        self._decisions.append(result.decisions)
+        self._holds.append(result.holds)
+
+
+def warm_up_pipeline(out=None) -> None:
+    """Run the pipeline once over a few seconds of simulated walking, so that its numba kernels are compiled (or
+    loaded from the cache) before a link opens: a first compile takes a minute or two, which would starve the link
+    and trip the session's no-data watchdog. out: where to say so (a first run is otherwise a silent wait)."""
+    from hipcheck.motion import SensorModel, simulate_walk
+    from hipcheck.pipeline import analyze
+
+    if out is not None:
+        out("loading the signal pipeline (the first run compiles it: a minute or two, then cached)")
+    t0 = time.perf_counter()
+    trace = simulate_walk(duration_s=8.0, seed=0, sensor=SensorModel.ideal())
+    analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    if out is not None and time.perf_counter() - t0 > 5.0:
+        out(f"  compiled in {time.perf_counter() - t0:.0f} s")
+
+
+async def run_live(link, *, record=None, seconds: float | None = None, start_seq: int | None = None,
+                   alerts: bool = True, device_alerts_off: bool = True, out=print, passive: bool = False,
+                   header: dict | None = None) -> LiveResult:
+    """The live job on a link (module docstring): until the link ends or ``seconds`` of device time. Returns what
+    it found; prints as it goes. record: the session log to write (None: none); device_alerts_off: switch the
+    sensor's own detector off so that every vibration is one the host sent; passive: only listen (a replay)."""
+    t0 = time.perf_counter()
+    latencies: list[float] = []
+    sends: list[asyncio.Future] = []
+    session = DeviceSession(link, SessionSettings(start_seq=start_seq, passive=passive), record=record, header=header)
+    async with session:
+        info = session.device_info
+        if info is not None:
+            out(f"sensor: {info['board']} board, {info['imu']}, firmware {info['firmware']}, {info['rate_hz']} Hz, "
+                f"battery {info['battery_pct']} %")
+            if device_alerts_off:
+                await session.set_thresholds(enable=())
+                out("the sensor's own alerts are off: the host decides and sends VIBRATE")
+        t_arrival = 0.0
+
+        async def send(pattern: str) -> None:
+            try:
+                await session.vibrate(pattern)
+            except Exception as error:  # an alert that cannot be delivered must not stop the recording
+                out(f"  (vibrate {pattern} not delivered: {error})")
+
+        def vibrate(pattern: str) -> None:
+            latencies.append((time.monotonic() - t_arrival) * 1e3)
+            sends.append(asyncio.ensure_future(send(pattern)))
+
+        analysis = LiveAnalysis(out, vibrate if alerts and not passive else None)
+        async for block in session.blocks(until_device_s=seconds):
+            t_arrival = time.monotonic()
+            analysis.update(block)
+        analysis.finish()
+        if sends:
+            await asyncio.gather(*sends, return_exceptions=True)
+    strides, decisions, holds = analysis.results()
+    return LiveResult(summary=report.summarize(strides, detect.DEFAULT_DROP_THRESHOLD_DEG), strides=strides,
+                      decisions=decisions, holds=holds, session=session.summary(), vibrations_sent=len(sends),
+                      vibrate_latency_ms=latencies, fs_hz=analysis.fs_hz, wall_s=time.perf_counter() - t0,
+                      device_info=session.device_info, record_path=None if record is None else str(record))
+
+
+def print_closing(result: LiveResult, out=print) -> None:
+    """The closing lines: holds, alerts and VIBRATEs, the session's sample accounting, the summary."""
+    s = result.session
+    kinds = result.decisions["kind"]
+    out("")
+    for hold in result.holds:
+        out(report.hold_line(hold))
+    out(f"alerts: {int(np.count_nonzero(kinds == detect.DROP))} drop, "
+        f"{int(np.count_nonzero(kinds == detect.SWAY))} sway, {int(np.count_nonzero(kinds == detect.TILT))} tilt; "
+        f"{result.vibrations_sent} VIBRATE sent"
+        + (f" (host latency, block arrival to command written: median "
+           f"{np.median(result.vibrate_latency_ms):.2f} ms, max {max(result.vibrate_latency_ms):.2f} ms)"
+           if result.vibrate_latency_ms else ""))
+    out(f"samples: {s['samples_emitted']} in sequence ({s['samples_live']} live, {s['samples_backfilled']} "
+        f"backfilled, {s['samples_lost']} lost and marked), {s['holes']} gaps found, {s['reconnects']} reconnects")
+    for r in s["lost"]:
+        out(f"  lost: seq {r['first_seq']}..{r['first_seq'] + r['n'] - 1} ({r['n']}): {r['reason']}")
+    if result.record_path:
+        out(f"recording: {result.record_path}")
+    out(report.summary_text(result.summary))
+
+
+async def make_link(options: LinkOptions, seconds: float | None = None):
+    """The link that ``options`` name, made inside the running event loop (a BLE backend may live in it); the links
+    are imported here, so that a command pulls in only the one it uses. seconds: the device time a --sim trace plays
+    (None: all of it)."""
+    if options.sim is not None:
+        from hipcheck.links.sim import SimLink
+
+        return SimLink(options.sim, seconds=seconds, realtime=options.realtime)
+    if options.serial is not None:
+        from hipcheck.links.serial import SerialLink
+
+        return SerialLink(options.serial)
+    if options.ble is not None:
+        from hipcheck.links.ble import BleLink, resolve_backend
+
+        return BleLink(options.ble, backend=await resolve_backend(options.backend))
+    from hipcheck.links.replay import ReplayLink
+
+    return ReplayLink(options.replay, realtime=options.realtime)
+
+
+def run_record(options: LinkOptions, *, output: Path | None = None, seconds: float | None = None,
+               alerts: bool = True, out=print) -> LiveResult:
+    """``hipcheck record`` and ``hipcheck live``: the live job on the named link, the session kept in ``output``
+    (None: not kept), until the link ends or ``seconds`` of device time; then the closing lines."""
+    async def job():
+        async with await make_link(options, seconds) as link:
+            return await run_live(link, record=output, seconds=seconds, alerts=alerts,
+                                  device_alerts_off=alerts and not options.passive, passive=options.passive,
+                                  start_seq=0 if options.sim is not None else None, out=out)
+
+    warm_up_pipeline(out)  # before the link opens: a cold compile would starve it
+    result = asyncio.run(job())
+    print_closing(result, out)
+    return result
+
+
+def run_connect(options: LinkOptions, *, seconds: float | None = None, out=print) -> None:
+    """``hipcheck connect``: connect, print the device's INFO, then the live link figures every second until
+    ``seconds`` of wall time pass, the link ends, or Ctrl-C."""
+    async def job():
+        async with await make_link(options, seconds) as link:
+            async with DeviceSession(link, SessionSettings(passive=options.passive)) as session:
+                if session.device_info is not None:
+                    out("device: " + ", ".join(f"{k} {v}" for k, v in session.device_info.items()))
+                started = time.monotonic()
+                while seconds is None or time.monotonic() - started < seconds:
+                    await asyncio.sleep(1.0)
+                    status = link.status()
+                    out(f"{time.monotonic() - started:6.1f} s  " + _status_line(status, session))
+                    if not status.connected and link.ended:
+                        break
+
+    asyncio.run(job())
+
+
+def _status_line(st, session: DeviceSession) -> str:
+    """The link's live figures and the session's sample count, for ``hipcheck connect``."""
+    return (f"connected {st.connected}  packets {st.packets_in}  CRC errors {st.crc_errors}  "
+            f"reconnects {st.reconnects}  RSSI {'-' if st.rssi_dbm is None else f'{st.rssi_dbm:.0f} dBm'}  "
+            f"battery {'-' if st.battery_pct is None else f'{st.battery_pct} %'}  "
+            f"samples live {session.stats.samples_live}  holes {len(session.stats.holes)}")
