@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/link.py [--seconds S] [--json PATH]   (about 1.5 minutes: the latency runs are in
 real time). The test support (``tests/support``: a bleak backend on a bumble central, an emulated sensor as a bumble
 peripheral whose packets come from the real firmware) is the link; the host side is ``BleLink`` + ``DeviceSession`` +
-the streaming ``Pipeline``, as ``hipcheck.demo.run_live`` runs them, with a VIBRATE sent on every DROP decision.
+the streaming ``Pipeline``, as ``hipcheck.live.run_live`` runs them, with a VIBRATE sent on every DROP decision.
 
 Two kinds of run, for MTU 247 (full DATA packets) and MTU 23 (compact packets):
 - **as fast as possible** (the sim board's clock waits for nobody): the most the link carries, notifications/s and
@@ -44,8 +44,8 @@ from support.bleak_bumble import Air  # noqa: E402
 from support.emulated_sensor import EmulatedSensor  # noqa: E402
 
 from hipcheck import detect, protocol  # noqa: E402
-from hipcheck.demo import DROP_PATTERN  # noqa: E402
-from hipcheck.device import DeviceSession  # noqa: E402
+from hipcheck.live import DROP_PATTERN  # noqa: E402
+from hipcheck.device import DeviceSession, SessionSettings  # noqa: E402
 from hipcheck.imu_csv import write_imu_csv  # noqa: E402
 from hipcheck.links import DATA, within  # noqa: E402
 from hipcheck.links.ble import BleLink  # noqa: E402
@@ -136,7 +136,7 @@ async def latency(trace: Path, mtu: int, seconds: float) -> dict:
 
         link.on_vibrate = on_vibrate
         async with link:
-            async with DeviceSession(link, start_seq=0) as session:
+            async with DeviceSession(link, SessionSettings(start_seq=0)) as session:
                 await session.set_thresholds(enable=())  # only the host's VIBRATEs reach the motor
                 pipeline = None
                 # seq and device time of every sample fed to the pipeline, by its sample index (preallocated: a
