@@ -329,8 +329,8 @@ def _decide(s, st, out_sample, out_kind, out_side, n_out):
 
 @njit(cache=True, inline="always")
 def _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, b):
-    """Vertical and lateral acceleration and the tilt rate of input row b into st["last_*"]; an invalid row (NaN,
-    a degenerate quaternion) leaves the previous values there."""
+    """Vertical and lateral acceleration of input row b, returned and kept in st["last_*"] with the tilt rate; an
+    invalid row (NaN, a degenerate quaternion) gives the previous values."""
     qw = q_sensor_to_earth[b, 0]
     qx = q_sensor_to_earth[b, 1]
     qy = q_sensor_to_earth[b, 2]
@@ -340,7 +340,7 @@ def _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, 
     az = acc_sensor_m_s2[b, 2]
     norm_q = qw * qw + qx * qx + qy * qy + qz * qz
     if not (np.isfinite(norm_q) and norm_q > 0.25 and np.isfinite(ax + ay + az)):
-        return
+        return st["last_vertical_m_s2"], st["last_lateral_m_s2"]
     inv = 1.0 / norm_q
     # Rows of R_sensor_to_earth (unit-normalised on the fly).
     r00 = (1.0 - 2.0 * (qy * qy + qz * qz) * inv)
@@ -357,15 +357,16 @@ def _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, 
         st["baseline_m_s2"] = up
         st["baseline_ready"] = True
     st["baseline_m_s2"] += s["baseline_alpha"] * (up - st["baseline_m_s2"])
-    st["last_vertical_m_s2"] = up - st["baseline_m_s2"]
+    vertical = up - st["baseline_m_s2"]
     # Lateral: the sensor's left axis (column 1 of R) laid flat; heading is not needed.
     lx = r01
     ly = r11
     ln = np.sqrt(lx * lx + ly * ly)
+    lateral = 0.0
     if ln > 0.3:  # the left axis is not (nearly) vertical: the wearer is upright-ish
-        st["last_lateral_m_s2"] = ((r00 * ax + r01 * ay + r02 * az) * lx + (r10 * ax + r11 * ay + r12 * az) * ly) / ln
-    else:
-        st["last_lateral_m_s2"] = 0.0
+        lateral = ((r00 * ax + r01 * ay + r02 * az) * lx + (r10 * ax + r11 * ay + r12 * az) * ly) / ln
+    st["last_vertical_m_s2"] = vertical
+    st["last_lateral_m_s2"] = lateral
     gx = gyr_sensor_rad_s[b, 0]
     gy = gyr_sensor_rad_s[b, 1]
     gz = gyr_sensor_rad_s[b, 2]
@@ -373,6 +374,7 @@ def _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, 
         wx = r00 * gx + r01 * gy + r02 * gz
         wy = r10 * gx + r11 * gy + r12 * gz
         st["last_tilt_rate_rad_s"] = np.sqrt(wx * wx + wy * wy)
+    return vertical, lateral
 
 
 @njit(cache=True, inline="always")
@@ -433,11 +435,11 @@ def events_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_t
     n_out = 0
     for b in range(acc_sensor_m_s2.shape[0]):
         n = st["samples_seen"]
-        _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, b)
-        st["vertical"][_ring(n)] = st["last_vertical_m_s2"]
+        vertical, lateral = _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, b)
+        st["vertical"][_ring(n)] = vertical
         st["tilt_rate"][_ring(n)] = st["last_tilt_rate_rad_s"]
-        st["lateral"][_ring(n)] = st["last_lateral_m_s2"]
-        vertical_out_m_s2[b] = st["last_vertical_m_s2"]
+        st["lateral"][_ring(n)] = lateral
+        vertical_out_m_s2[b] = vertical
         _filter_vertical(s, st, n)
         _find_anchor(s, st, n - s["smooth_half"] - s["peak_half"])
         # Decide every anchor whose look-ahead is complete.
