@@ -503,7 +503,10 @@ def run_simboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     else:
         for key, value in summary.items():
             print(f"{key:24s} {value}")
-    return 0 if not summary["seq_gaps"] else 1
+    if summary["seq_gaps"]:
+        print(f"hipcheck simboard: the firmware's stream had {len(summary['seq_gaps'])} sequence gaps", file=sys.stderr)
+        return EXIT_REFUSED
+    return 0
 
 
 def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
