@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import gen  # noqa: E402
+import generated  # noqa: E402  (hardware/ is a folder of scripts, not a package)
 
 BOM_CSV = HERE / "bom.csv"
 README = HERE / "README.md"
@@ -112,11 +112,11 @@ def render_block(rows: list[Row]) -> str:
 
 
 def outputs() -> dict[Path, str]:
-    return {README: gen.replace_block(README.read_text(), "bom", render_block(load()))}
+    return {README: generated.replace_block(README.read_text(), "bom", render_block(load()))}
 
 
 if __name__ == "__main__":
-    status = gen.main(outputs, sys.argv[1:], "hardware/bom.py")
+    status = generated.main(outputs, sys.argv[1:], "hardware/bom.py")
     if sys.argv[1:] != ["--write"]:
         rows = load()
         for key, value in totals(rows).items():

@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import gen  # noqa: E402
+import generated  # noqa: E402  (hardware/ is a folder of scripts, not a package)
 from hipcheck.motion.chip_trace import chip_rate_hz  # noqa: E402
 from hipcheck.protocol import ATT_OVERHEAD, DATA_HEADER_LEN, SUPPORTED_RATES_HZ, WIRE_SAMPLE_LEN  # noqa: E402
 
@@ -305,7 +305,7 @@ def outputs() -> dict[Path, str]:
 
 
 if __name__ == "__main__":
-    status = gen.main(outputs, sys.argv[1:], "hardware/power.py")
+    status = generated.main(outputs, sys.argv[1:], "hardware/power.py")
     if sys.argv[1:] != ["--write"]:
         print(render().split("\n## Current per state")[0])
     sys.exit(status)

@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import gen  # noqa: E402  (hardware/ is a folder of scripts, not a package)
+import generated  # noqa: E402  (hardware/ is a folder of scripts, not a package)
 import netlist  # noqa: E402
 
 ROOT = HERE.parent
@@ -290,8 +290,8 @@ def render() -> str:
 
 def outputs() -> dict[Path, str]:
     """Every file this script owns, with the text it must hold."""
-    return {WIRING_MD: render(), README: gen.replace_block(README.read_text(), "pins", summary_table())}
+    return {WIRING_MD: render(), README: generated.replace_block(README.read_text(), "pins", summary_table())}
 
 
 if __name__ == "__main__":
-    sys.exit(gen.main(outputs, sys.argv[1:], "hardware/wiring.py"))
+    sys.exit(generated.main(outputs, sys.argv[1:], "hardware/wiring.py"))
