@@ -1,4 +1,4 @@
-"""The session's receive side without its I/O: DATA packets in, ``SampleBlock`` s out, in sequence order.
+"""The session's receive side without its I/O: DATA packets in, blocks of samples (``SampleBlock``) out, in order.
 
 ``SampleStream`` decodes each DATA packet (``WireDecoder``, timed in the compact form by the ``PeriodLearner``),
 finds the hole a live packet reveals, places the samples (``Reassembly``), and hands every row that can leave to
