@@ -62,14 +62,19 @@ from hipcheck.errors import InvalidValueError
 from hipcheck.settings import merged_settings
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT
 
-__all__ = ["EventDetector", "detect_events", "events_update", "make_settings", "make_state", "DEFAULT_SETTINGS",
-           "SETTINGS_DTYPE", "STATE_DTYPE"]
+__all__ = ["EventDetector", "detect_events", "events_update", "make_settings", "make_state", "make_rings",
+           "check_supported_rate", "DEFAULT_SETTINGS", "SETTINGS_DTYPE", "STATE_DTYPE", "MIN_RATE_HZ", "MAX_RATE_HZ"]
 
-# Ring buffers hold the recent samples the look-ahead and the look-back need; 512 covers a 1 s delay plus the side
-# window at up to 250 Hz (the constructor checks).
-RING = 512
-KERNEL_MAX = 129  # longest Gaussian kernel (taps), 3σ each side
+# The rates every stage is built for. Below 25 Hz a heel strike's impact (tens of ms) falls between samples; above
+# 1000 Hz no body-worn IMU gains anything for gait, and the look-back rings would grow for nothing.
+MIN_RATE_HZ = 25.0
+MAX_RATE_HZ = 1000.0
+KERNEL_MAX = 257  # longest Gaussian kernel (taps), 3σ each side: the 40 ms smoothing at MAX_RATE_HZ
 PENDING = 32  # step anchors remembered for the chain and side decisions
+# Rows of the ring buffers (one array, (N_RINGS, ring length), the length a power of two sized from the rate by
+# make_settings: the look-ahead and the look-back in samples).
+VERTICAL, LATERAL, TILT_RATE, SMOOTH, JERK = range(5)
+N_RINGS = 5
 _GRAVITY_GUESS_M_S2 = 9.81  # starts the baseline; the baseline then tracks the sensor's own gravity reading
 
 DEFAULT_SETTINGS = {
@@ -112,6 +117,7 @@ SETTINGS_DTYPE = np.dtype([
     ("delay", np.int64),
     ("transition_rate_rad_s", np.float64),
     ("transition_window", np.int64),
+    ("ring_mask", np.int64),  # ring length - 1 (the length is a power of two): sample index -> ring slot
 ])
 
 STATE_DTYPE = np.dtype([
@@ -120,12 +126,7 @@ STATE_DTYPE = np.dtype([
     ("baseline_ready", np.bool_),  # baseline_m_s2 started (from the first valid sample)
     ("last_vertical_m_s2", np.float64),  # held through invalid (NaN) samples
     ("last_lateral_m_s2", np.float64),  # the same for acc_lateral
-    ("vertical", np.float64, (RING,)),  # acc_vertical, baseline removed
-    ("lateral", np.float64, (RING,)),  # acc_lateral
-    ("tilt_rate", np.float64, (RING,)),  # horizontal part of the earth-frame angular rate (rad/s): pitch and roll
     ("last_tilt_rate_rad_s", np.float64),  # the same for the tilt rate
-    ("smooth", np.float64, (RING,)),  # smoothed vertical, written at sample samples_seen - smooth_half
-    ("jerk", np.float64, (RING,)),  # vertical jerk, written at sample samples_seen - impact_half
     ("anchor", np.int64, (PENDING,)),  # step anchors (sample), oldest first in ring order
     ("score", np.float64, (PENDING,)),  # side score per anchor: + = left
     ("n_anchors", np.int64),  # anchors found so far
@@ -139,6 +140,7 @@ STATE_DTYPE = np.dtype([
 def make_settings(fs_hz: float, **overrides) -> np.ndarray:
     """One-record settings array from physical settings (see DEFAULT_SETTINGS); checks what the kernel needs."""
     cfg = merged_settings("event-detector", DEFAULT_SETTINGS, overrides, fs_hz)
+    check_supported_rate(fs_hz)
 
     def samples(key: str) -> int:
         return int(round(cfg[key] * fs_hz))
@@ -185,13 +187,26 @@ def make_settings(fs_hz: float, **overrides) -> np.ndarray:
     if r["transition_window"] < 0 or r["transition_window"] > r["delay"]:
         raise InvalidValueError(f"transition_window_s={cfg['transition_window_s']} must lie between 0 and delay_s="
                                 f"{cfg['delay_s']} (the look-ahead must cover it)")
-    look_back = max(look_back, r["delay"] + r["transition_window"] + 1)
-    if look_back >= RING or r["delay"] + r["peak_half"] + r["smooth_half"] >= RING:
-        raise InvalidValueError(f"at {fs_hz:g} Hz these settings need {look_back} samples of history, more than the "
-                                f"{RING}-sample ring: lower delay_s or side_window_s (or the sample rate)")
+    look_back = max(look_back, r["delay"] + r["transition_window"] + 1,
+                    r["delay"] + r["peak_half"] + r["smooth_half"] + 1)
+    # The rings hold that history: the next power of two (a slot is then a bit mask away).
+    s["ring_mask"] = (1 << int(look_back).bit_length()) - 1
     if r["max_step"] <= r["peak_half"]:
         raise InvalidValueError(f"max_step_s={cfg['max_step_s']} must exceed step_min_s={cfg['step_min_s']}")
     return s
+
+
+def check_supported_rate(fs_hz: float) -> None:
+    """Refuse a sample rate outside MIN_RATE_HZ..MAX_RATE_HZ with a message that names the range."""
+    if not MIN_RATE_HZ <= fs_hz <= MAX_RATE_HZ:
+        raise InvalidValueError(f"sample rate {fs_hz:g} Hz is outside the {MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz that "
+                                f"hipcheck analyses: check the rate given (--fs) or resample the recording")
+
+
+def make_rings(settings: np.ndarray) -> np.ndarray:
+    """The ring buffers (N_RINGS, length) at the start of a stream; make_settings sized their length from the
+    rate."""
+    return np.zeros((N_RINGS, int(settings[0]["ring_mask"]) + 1))
 
 
 def make_state() -> np.ndarray:
@@ -207,9 +222,9 @@ def make_state() -> np.ndarray:
 
 
 @njit(cache=True, inline="always")
-def _ring(i):
+def _ring(s, i):
     # Sample index → ring slot; indices before the stream start read sample 0 (clamped by the caller).
-    return i & (RING - 1)
+    return i & s["ring_mask"]
 
 
 @njit(cache=True)
@@ -234,14 +249,14 @@ def _chain(s, st, k):
 
 
 @njit(cache=True)
-def _initial_contact(s, st, anchor):
+def _initial_contact(s, rings, anchor):
     """Heel strike: the steepest rise of the vertical acceleration around the anchor, plus the offset."""
     lo = max(anchor - s["ic_before"], 0)
     hi = anchor + s["ic_after"]
     ic = lo
     best = -np.inf
     for i in range(lo, hi + 1):
-        v = st["jerk"][_ring(i)]
+        v = rings[JERK, _ring(s, i)]
         if v > best:
             best = v
             ic = i
@@ -249,10 +264,10 @@ def _initial_contact(s, st, anchor):
 
 
 @njit(cache=True)
-def _is_transition(s, st, anchor):
+def _is_transition(s, rings, anchor):
     """The trunk pitches or rolls fast around this peak: sitting down, standing up or bending, not a step."""
     for i in range(max(anchor - s["transition_window"], 0), anchor + s["transition_window"] + 1):
-        if st["tilt_rate"][_ring(i)] > s["transition_rate_rad_s"]:
+        if rings[TILT_RATE, _ring(s, i)] > s["transition_rate_rad_s"]:
             return True
     return False
 
@@ -275,7 +290,7 @@ def _side(st, k, back, fwd):
 
 
 @njit(cache=True)
-def _final_contact(s, st, k, anchor, fwd):
+def _final_contact(s, st, rings, k, anchor, fwd):
     """Toe off of the other foot: the steepest fall after the loading peak, before the next heel-strike search;
     only when a next step follows (the last step of a walk is not followed by a toe off that starts a swing).
     The sample without the offset, -1 if none."""
@@ -285,7 +300,7 @@ def _final_contact(s, st, k, anchor, fwd):
     fc = -1
     best = np.inf
     for i in range(anchor, fc_hi + 1):
-        v = st["jerk"][_ring(i)]
+        v = rings[JERK, _ring(s, i)]
         if v < best:
             best = v
             fc = i
@@ -305,21 +320,21 @@ def _emit(st, out_sample, out_kind, out_side, n_out, sample, kind, side):
 
 
 @njit(cache=True)
-def _decide(s, st, out_sample, out_kind, out_side, n_out):
+def _decide(s, st, rings, out_sample, out_kind, out_side, n_out):
     """Decide the oldest undecided anchor: walking or not, its contacts and side; returns the new output count."""
     k = st["n_decided"]
     anchor = st["anchor"][k % PENDING]
     back, fwd = _chain(s, st, k)
     st["n_decided"] = k + 1
-    ic = _initial_contact(s, st, anchor)
-    if _is_transition(s, st, anchor) or back + fwd + 1 < s["min_steps"]:
+    ic = _initial_contact(s, rings, anchor)
+    if _is_transition(s, rings, anchor) or back + fwd + 1 < s["min_steps"]:
         if anchor - st["last_walk_anchor"] > s["max_step"]:
             st["walking"] = False
         return n_out
     st["walking"] = True
     st["last_walk_anchor"] = anchor
     side = _side(st, k, back, fwd)
-    fc = _final_contact(s, st, k, anchor, fwd)
+    fc = _final_contact(s, st, rings, k, anchor, fwd)
     n_out = _emit(st, out_sample, out_kind, out_side, n_out, ic, IC, side)
     if fc >= 0:
         n_out = _emit(st, out_sample, out_kind, out_side, n_out, fc + s["fc_offset"], FC,
@@ -378,33 +393,33 @@ def _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, 
 
 
 @njit(cache=True, inline="always")
-def _filter_vertical(s, st, n):
+def _filter_vertical(s, rings, n):
     """Smoothed vertical acceleration at sample n - smooth_half, vertical jerk at n - impact_half."""
     m = n - s["smooth_half"]
     if m >= 0:
         acc_sum = 0.0
         for j in range(2 * s["smooth_half"] + 1):
-            acc_sum += s["smooth_kernel"][j] * st["vertical"][_ring(max(m - s["smooth_half"] + j, 0))]
-        st["smooth"][_ring(m)] = acc_sum
+            acc_sum += s["smooth_kernel"][j] * rings[VERTICAL, _ring(s, max(m - s["smooth_half"] + j, 0))]
+        rings[SMOOTH, _ring(s, m)] = acc_sum
     mj = n - s["impact_half"]
     if mj >= 0:
         acc_sum = 0.0
         for j in range(2 * s["impact_half"] + 1):
-            acc_sum += s["impact_kernel"][j] * st["vertical"][_ring(max(mj - s["impact_half"] + j, 0))]
-        st["jerk"][_ring(mj)] = acc_sum
+            acc_sum += s["impact_kernel"][j] * rings[VERTICAL, _ring(s, max(mj - s["impact_half"] + j, 0))]
+        rings[JERK, _ring(s, mj)] = acc_sum
 
 
 @njit(cache=True, inline="always")
-def _find_anchor(s, st, c):
+def _find_anchor(s, st, rings, c):
     """A step anchor at sample c: above the floor and the largest within ± peak_half (the first of equal values);
     remembered with its side score."""
     if c < 0:
         return
-    v = st["smooth"][_ring(c)]
+    v = rings[SMOOTH, _ring(s, c)]
     if v < s["min_peak_m_s2"]:
         return
     for i in range(max(c - s["peak_half"], 0), c + s["peak_half"] + 1):
-        w = st["smooth"][_ring(i)]
+        w = rings[SMOOTH, _ring(s, i)]
         if (i < c and w >= v) or (i > c and w > v):
             return
     if st["n_anchors"] - st["n_decided"] >= PENDING - 1:
@@ -415,16 +430,16 @@ def _find_anchor(s, st, c):
     total = 0.0
     end = c - s["ic_before"] // 2
     for i in range(end - s["side_window"], end):
-        total += st["lateral"][_ring(max(i, 0))]
+        total += rings[LATERAL, _ring(s, max(i, 0))]
     st["score"][slot] = total / s["side_window"]
     st["n_anchors"] += 1
 
 
 @njit(cache=True)
-def events_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth,
+def events_update(settings, state, rings, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth,
                   out_sample, out_kind, out_side, vertical_out_m_s2, walking_out):
     """The events stage kernel: one block; writes the settled events to out_* and returns how many. Allocates
-    nothing.
+    nothing. rings: make_rings(settings), carried from block to block like the state.
 
     vertical_out_m_s2[i]: earth-vertical acceleration of input sample i (gravity baseline removed);
     walking_out[i]: the walking flag after sample i (it refers to the anchor decided delay samples earlier).
@@ -436,15 +451,15 @@ def events_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_t
     for b in range(acc_sensor_m_s2.shape[0]):
         n = st["samples_seen"]
         vertical, lateral = _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, b)
-        st["vertical"][_ring(n)] = vertical
-        st["tilt_rate"][_ring(n)] = st["last_tilt_rate_rad_s"]
-        st["lateral"][_ring(n)] = lateral
+        rings[VERTICAL, _ring(s, n)] = vertical
+        rings[TILT_RATE, _ring(s, n)] = st["last_tilt_rate_rad_s"]
+        rings[LATERAL, _ring(s, n)] = lateral
         vertical_out_m_s2[b] = vertical
-        _filter_vertical(s, st, n)
-        _find_anchor(s, st, n - s["smooth_half"] - s["peak_half"])
+        _filter_vertical(s, rings, n)
+        _find_anchor(s, st, rings, n - s["smooth_half"] - s["peak_half"])
         # Decide every anchor whose look-ahead is complete.
         while st["n_decided"] < st["n_anchors"] and n - st["anchor"][st["n_decided"] % PENDING] >= s["delay"]:
-            n_out = _decide(s, st, out_sample, out_kind, out_side, n_out)
+            n_out = _decide(s, st, rings, out_sample, out_kind, out_side, n_out)
         if st["walking"] and n - s["delay"] - st["last_walk_anchor"] > s["max_step"]:
             st["walking"] = False
         walking_out[b] = st["walking"]
@@ -455,9 +470,9 @@ def events_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_t
 class EventDetector:
     """Streaming contact detector: ``update(acc, gyr, q)`` per block returns the contacts settled in it.
 
-    fs_hz: sample rate. settings: any of DEFAULT_SETTINGS (seconds, m/s²). Inputs per block: ``acc_sensor_m_s2``
-    (n, 3), ``gyr_sensor_rad_s`` (n, 3: only its pitch and roll rate are used, to veto postural transitions),
-    ``q_sensor_to_earth`` (n, 4, earth z up, heading arbitrary). Output: EVENT_DTYPE array ordered by sample, with
+    fs_hz: sample rate, MIN_RATE_HZ to MAX_RATE_HZ (25-1000 Hz). settings: any of DEFAULT_SETTINGS (seconds, m/s²).
+    Inputs per block: ``acc_sensor_m_s2`` (n, 3), ``gyr_sensor_rad_s`` (n, 3: only its pitch and roll rate are
+    used, to veto postural transitions), ``q_sensor_to_earth`` (n, 4, earth z up, heading arbitrary). Output: EVENT_DTYPE array ordered by sample, with
     absolute sample indices. A contact is reported about ``delay_samples`` after it happened.
 
     Readable states for plots and tests: ``walking`` (the latest decision), ``walking_per_sample`` and
@@ -468,6 +483,7 @@ class EventDetector:
         self.fs_hz = float(fs_hz)
         self.settings = make_settings(self.fs_hz, **settings)
         self.state = make_state()
+        self.rings = make_rings(self.settings)
         self.vertical_acc_m_s2 = np.zeros(0)
         self.walking_per_sample = np.zeros(0, dtype=bool)
 
@@ -501,7 +517,7 @@ class EventDetector:
         out_side = np.empty(capacity, np.int8)
         self.vertical_acc_m_s2 = np.empty(n)
         self.walking_per_sample = np.empty(n, dtype=np.bool_)
-        count = events_update(self.settings, self.state, acc, gyr, q, out_sample, out_kind, out_side,
+        count = events_update(self.settings, self.state, self.rings, acc, gyr, q, out_sample, out_kind, out_side,
                               self.vertical_acc_m_s2, self.walking_per_sample)
         events = np.empty(count, EVENT_DTYPE)
         events["sample"] = out_sample[:count]
