@@ -11,7 +11,7 @@ part = "case";
 
 wall = 2;
 back_t = 2;
-inner_w = 26;
+inner_w = 31;
 inner_d = 20;
 inner_h = 48;
 corner_r = 3;
@@ -33,7 +33,7 @@ sw_z = 36;
 sw_y = 11;
 
 nano = [18, 5.6, 45];            // Nano standing up, with its parts
-cell = [20, 5.2, 36];
+cell = [29, 4.75, 36];           // 500 mAh cell standing up
 boost = [22.9, 5.0, 36.2];       // PowerBoost 500C standing up, with its USB and JST sockets
 assert(inner_w >= max(nano[0], cell[0], boost[0]) + 1, "inner_w is too small for the parts");
 assert(inner_h >= max(nano[2], cell[2], boost[2]) + 2, "inner_h is too small for the parts");
