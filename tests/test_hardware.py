@@ -240,7 +240,7 @@ def _case_bbox(p):
 
 
 def _lid_bbox(p):
-    return p["inner_w"] + 2 * p["wall"], p["lid_t"] + p["lip_h"] + p["arrow_h"], p["inner_h"] + 2 * p["wall"]
+    return p["inner_w"] + 2 * p["wall"], p["lid_t"] + p["lip_h"], p["inner_h"] + 2 * p["wall"]
 
 
 def _sacrum_bbox(p):

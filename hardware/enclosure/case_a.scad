@@ -3,6 +3,7 @@
 // Inside, from the back wall (body side) to the lid: the IMU breakout flat on the back wall, parts toward the lid,
 // its silk-screen y arrow up (firmware/boards/xiao_esp32s3.py); the cell standing up; the XIAO standing up with
 // its USB-C in the bottom slot. The coin motor and the driver go on the lid's inner face, away from the IMU.
+// Print standing on the bottom face, the lid outer face down; no supports.
 // Render: openscad -o case_a.stl case_a.scad ; openscad -D 'part="lid"' -o lid_a.stl case_a.scad
 include <common.scad>
 
@@ -18,7 +19,7 @@ lid_t = 2;          // lid plate
 lip_h = 2.5;        // the lid's lip reaching into the cavity
 lip_wall = 1.2;
 fit_clear = 0.2;    // play between lip and cavity on each side
-arrow_h = 0.6;      // the raised "up" arrow on the lid
+arrow_h = 0.6;      // depth of the "up" arrow engraved in the lid
 
 usb_w = 11;         // USB-C slot in the bottom wall: across (x)
 usb_t = 5;          //   depth (y)
@@ -43,7 +44,7 @@ holes = [
     [[outer_w - wall - 1, back_t + sw_y - sw_t / 2, wall + sw_z - sw_l / 2], [wall + 2, sw_t, sw_l]],
 ];
 echo(case_bbox = [outer_w, back_t + inner_d + rail_h + detent_h, inner_h + 2 * wall]);
-echo(lid_bbox = [outer_w, lid_t + lip_h + arrow_h, inner_h + 2 * wall]);
+echo(lid_bbox = [outer_w, lid_t + lip_h, inner_h + 2 * wall]);
 
 // For assembly.scad: the outer size without the rail, and the part itself.
 function case_a_outer() = [outer_w, back_t + inner_d, inner_h + 2 * wall];

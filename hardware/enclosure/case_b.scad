@@ -4,6 +4,7 @@
 // connector down in the bottom slot (firmware/boards/nano_rp2040_connect.py: the mounting its AXES assume); the
 // cell; the PowerBoost with its micro-USB (charging) in the second bottom slot. The coin motor and the driver go
 // on the lid's inner face.
+// Print standing on the bottom face, the lid outer face down; no supports.
 // Render: openscad -o case_b.stl case_b.scad ; openscad -D 'part="lid"' -o lid_b.stl case_b.scad
 include <common.scad>
 
@@ -19,7 +20,7 @@ lid_t = 2;
 lip_h = 2.5;
 lip_wall = 1.2;
 fit_clear = 0.2;
-arrow_h = 0.6;
+arrow_h = 0.6;      // depth of the "up" arrow engraved in the lid
 
 nano_usb_w = 10;    // the Nano's micro-USB: slot in the bottom wall, across (x)
 nano_usb_t = 5;     //   depth (y)
@@ -47,7 +48,7 @@ holes = [
     [[outer_w - wall - 1, back_t + sw_y - sw_t / 2, wall + sw_z - sw_l / 2], [wall + 2, sw_t, sw_l]],
 ];
 echo(case_bbox = [outer_w, back_t + inner_d + rail_h + detent_h, inner_h + 2 * wall]);
-echo(lid_bbox = [outer_w, lid_t + lip_h + arrow_h, inner_h + 2 * wall]);
+echo(lid_bbox = [outer_w, lid_t + lip_h, inner_h + 2 * wall]);
 
 // For assembly.scad: the outer size without the rail, and the part itself.
 function case_b_outer() = [outer_w, back_t + inner_d, inner_h + 2 * wall];

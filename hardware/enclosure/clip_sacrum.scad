@@ -1,7 +1,7 @@
 // hipcheck sacrum clip: hooks over the belt at the back, so that the case hangs over the sacrum (S1-S2, midline);
 // worn the same way on the belt at the front for the bridge. A U over the belt's top edge: the back plate rests
 // on the body, the front plate carries the channel that either case slides down into until it clicks.
-// Print on its side (x down), no supports. Render: openscad -o clip_sacrum.stl clip_sacrum.scad
+// Print standing as worn (z up), no supports. Render: openscad -o clip_sacrum.stl clip_sacrum.scad
 include <common.scad>
 
 clip_w = 40;        // across (x)

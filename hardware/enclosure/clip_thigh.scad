@@ -1,6 +1,6 @@
 // hipcheck thigh clip for the clamshell: a saddle that lies on the outside of the top thigh above the knee, held
 // by a 25 mm strap through its two slots; its outer face carries the channel for either case.
-// Print concave side down, no supports. Render: openscad -o clip_thigh.stl clip_thigh.scad
+// Print standing on its end (z up), no supports. Render: openscad -o clip_thigh.stl clip_thigh.scad
 include <common.scad>
 
 thigh_r = 70;       // radius of the thigh where the clip sits (a thigh of ~44 cm around)

@@ -77,20 +77,22 @@ module case_shell(inner, wall, back_t, corner_r, holes = []) {
     translate([outer[0] / 2, 0, 0]) rail(outer[2]);
 }
 
-// Its lid: a plate (y from 0 to lid_t) with a lip (y from -lip_h to 0) that presses into the cavity, and a raised
-// arrow on the outside pointing up (+z, superior when worn). Printed face down.
+// Its lid: a plate (y from 0 to lid_t) with a lip (y from -lip_h to 0) that presses into the cavity, and an arrow
+// engraved arrow_h deep in its outer face, pointing up (+z, superior when worn). Printed outer face down.
 module case_lid(inner, wall, corner_r, lid_t, lip_h, lip_wall, fit_clear, arrow_h) {
     outer = [inner[0] + 2 * wall, inner[2] + 2 * wall];
     lip = [inner[0] - 2 * fit_clear, inner[2] - 2 * fit_clear];
-    rounded_block([outer[0], lid_t, outer[1]], corner_r);
+    difference() {
+        rounded_block([outer[0], lid_t, outer[1]], corner_r);
+        translate([outer[0] / 2, lid_t - arrow_h, outer[1] * 0.62])
+            rotate([-90, 0, 0]) linear_extrude(height = arrow_h + 1) {
+                polygon([[-6, 5], [6, 5], [0, -5]]);  // the tip at 2D -y, which the rotation turns to +z
+                translate([-2, 4]) square([4, 8]);
+            }
+    }
     translate([wall + fit_clear, -lip_h, wall + fit_clear])
         difference() {
             rounded_block([lip[0], lip_h + 0.01, lip[1]], 1);
             translate([lip_wall, -1, lip_wall]) rounded_block([lip[0] - 2 * lip_wall, lip_h + 2, lip[1] - 2 * lip_wall], 0.5);
-        }
-    translate([outer[0] / 2, lid_t, outer[1] * 0.62])
-        rotate([-90, 0, 0]) linear_extrude(height = arrow_h) {
-            polygon([[-6, 5], [6, 5], [0, -5]]);  // the tip at 2D -y, which the rotation turns to +z
-            translate([-2, 4]) square([4, 8]);
         }
 }
