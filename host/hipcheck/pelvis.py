@@ -48,17 +48,18 @@ kernel, so the output does not depend on block sizes.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
 from hipcheck.errors import InvalidValueError
-from hipcheck.rotation import matrix_from_quat, quat_from_matrix, quat_normalize
+from hipcheck.rotation import matrix_from_quat, quat_conjugate, quat_from_matrix, quat_multiply, quat_normalize
 from hipcheck.settings import merged_settings
 from hipcheck.units import GRAVITY_M_S2
 
 __all__ = ["PelvisTracker", "pelvis_angles", "pelvis_update", "make_settings", "make_state", "DEFAULT_SETTINGS",
-           "SETTINGS_DTYPE", "STATE_DTYPE"]
+           "SETTINGS_DTYPE", "STATE_DTYPE", "Mounting", "mounting_to_dict", "to_pelvis_frame"]
 
 DEFAULT_SETTINGS = {
     "still_dev_m_s2": 0.3,  # a sample is still if acc is within this of its recent mean ...
@@ -66,7 +67,7 @@ DEFAULT_SETTINGS = {
     "quasi_dev_m_s2": 0.6,  # quasi-static stance: acc within this of its recent mean ...
     "quasi_min_s": 1.5,  # ... for this long gives the vertical while no still period has
     "stand_keep_s": 5.0,  # a later still period replaces the stand once it is as long as the stand, or this long
-    "upright_max_deg": 45.0,  # largest angle between sensor z and up for an upright stand
+    "upright_max_deg": 45.0,  # largest angle between sensor z and up for an upright stand (nominal frame only)
     # Walking holds the pelvis within a few degrees of its quiet-standing tilt; sitting tilts it 15-30° back. A
     # still period further than this from the mean walking posture was a seat (or lying), not neutral standing.
     "stand_walk_max_deg": 10.0,
@@ -81,6 +82,11 @@ DEFAULT_SETTINGS = {
     "walk_min_corr": 0.4,  # vertical autocorrelation at the step lag (over the variance) needed to call it walking
     "vertical_walk_s": 3.0,  # walking needed for the vertical when there was no still start
     "yaw_walk_s": 1.5,  # walking needed before the forward axis comes from data
+    # Any mounting: the forward *sign* comes from the phase of AP against vertical acceleration (module docstring,
+    # step 2b). It is decided after this much walking, once the evidence (a correlation, -1..1) is this strong;
+    # the real lower-back walks of mobgap-lab give 0.25-0.55 over straight walking, the simulator ~0.7.
+    "sign_walk_s": 1.5,
+    "sign_min_evidence": 0.15,
     "default_stride_s": 1.1,  # heading-average window before a step time is known
 }
 
@@ -108,7 +114,14 @@ SETTINGS_DTYPE = np.dtype([
     ("given_up", np.float64, (3,)),  # sensor-frame pelvis superior axis, if given
     ("given_forward", np.float64, (3,)),  # sensor-frame pelvis anterior axis, if given (given == 2)
     ("given_left", np.float64, (3,)),  # sensor-frame pelvis left axis, if given (given == 2)
+    # 1: the sensor frame is the pelvis frame within ±45° (our clip as designed, or a file remapped with --axes):
+    # the stand must be upright and the forward sign is the one nearest sensor x. 0: any rotation, found from data.
+    ("nominal", np.int8),
+    ("sign_walk_samples", np.int64),  # walking needed before the forward sign is decided from data
+    ("sign_min_evidence", np.float64),  # |forward-sign evidence| needed to decide it
 ])
+
+_SIN_45 = math.sqrt(0.5)
 
 VERTICAL_NONE, VERTICAL_STAND, VERTICAL_WALK, VERTICAL_GIVEN = 0, 1, 2, 3
 VERTICAL_NAMES = ("none", "stand", "walking", "given")
@@ -145,6 +158,17 @@ STATE_DTYPE = np.dtype([
     # Σ over walking samples of the lag-one-step horizontal covariance in the reference-heading frame: xx, yy, xy
     # (m²/s⁴ per sample).
     ("lag_cov_ref_sum_m2_s4", np.float64, (3,)),
+    # Σ of a_h(t − q)·a_v(t) − a_h(t)·a_v(t − q), q a quarter step: horizontal x, y in the reference-heading frame
+    # (the forward-sign evidence, step 2b), with the sums that normalise it: Σ horizontal covariance at lag 0
+    # (xx, yy, xy) and Σ a_v².
+    ("sign_cov_ref_sum_m2_s4", np.float64, (2,)),
+    ("hor_cov_ref_sum_m2_s4", np.float64, (3,)),
+    ("vertical_sq_sum_m2_s4", np.float64),
+    ("sign_decided", np.bool_),  # the forward direction (with its sign) is decided: fwd_dir_ref holds it
+    ("fwd_dir_ref", np.float64, (2,)),  # the decided forward direction, unit, in the reference-heading frame
+    ("sign_evidence", np.float64),  # forward-sign evidence along the forward axis in use (-1..1; + agrees)
+    ("axis_evidence", np.float64),  # (λ_AP − λ_ML) of the lag-one-step covariance over the horizontal variance
+    ("turned_over_at", np.int64),  # last sample at which the forward axis in use reversed (-1: never)
     # -- the alignment in use: pelvis axes in sensor coordinates
     ("vertical_source", np.int8),  # VERTICAL_NONE, _STAND, _WALK or _GIVEN
     ("up", np.float64, (3,)),
@@ -162,11 +186,14 @@ STATE_DTYPE = np.dtype([
 ])
 
 
-def make_settings(fs_hz: float, *, alignment=None, vertical_sensor=None, **overrides) -> np.ndarray:
+def make_settings(fs_hz: float, *, alignment=None, vertical_sensor=None, nominal: bool = False,
+                  **overrides) -> np.ndarray:
     """One settings record (SETTINGS_DTYPE) from DEFAULT_SETTINGS and overrides by name.
 
     alignment: q_sensor_to_pelvis (w, x, y, z) from a calibration; vertical_sensor: the pelvis superior axis in
-    sensor coordinates if only that is known. Neither: the alignment is found automatically.
+    sensor coordinates if only that is known. Neither: the alignment is found automatically. nominal: the sensor
+    frame is known to be the pelvis frame within ±45° (axes given): the forward sign is taken nearest sensor x
+    instead of from the data, and a stand must be upright.
     """
     cfg = merged_settings("pelvis", DEFAULT_SETTINGS, overrides, fs_hz)
     s = np.zeros(1, SETTINGS_DTYPE)
@@ -177,7 +204,11 @@ def make_settings(fs_hz: float, *, alignment=None, vertical_sensor=None, **overr
     s["quasi_dev_m_s2"] = cfg["quasi_dev_m_s2"]
     s["quasi_min_samples"] = max(2, round(cfg["quasi_min_s"] * fs_hz))
     s["stand_keep_samples"] = max(2, round(cfg["stand_keep_s"] * fs_hz))
-    s["upright_min_cos"] = math.cos(math.radians(cfg["upright_max_deg"]))
+    # Any mounting: a stand may have any sensor axis up (upside down included).
+    s["upright_min_cos"] = math.cos(math.radians(cfg["upright_max_deg"])) if nominal else -2.0
+    s["nominal"] = 1 if nominal else 0
+    s["sign_walk_samples"] = round(cfg["sign_walk_s"] * fs_hz)
+    s["sign_min_evidence"] = cfg["sign_min_evidence"]
     s["stand_walk_min_cos"] = math.cos(math.radians(cfg["stand_walk_max_deg"]))
     s["still_alpha"] = 1.0 / (cfg["still_tau_s"] * fs_hz)
     s["mean_alpha"] = 1.0 / (cfg["mean_tau_s"] * fs_hz)
@@ -214,6 +245,7 @@ def make_state(settings: np.ndarray) -> np.ndarray:
     state = np.zeros(1, STATE_DTYPE)
     st = state[0]
     st["aligned_since"] = -1
+    st["turned_over_at"] = -1
     if s["given"] == 2:
         st["aligned_since"] = 0
         st["forward"], st["left"], st["up"] = s["given_forward"], s["given_left"], s["given_up"]
@@ -399,18 +431,30 @@ def _best_step_lag(s, r, top):
 
 
 @njit(cache=True, inline="always")
-def _set_x_ref(s, st):
-    """The reference axis: sensor x, levelled by the stand's (or the given) vertical if there is one."""
-    st.x_ref[0], st.x_ref[1], st.x_ref[2] = 1.0, 0.0, 0.0
+def _set_x_ref(s, st, R):
+    """The reference axis, levelled by the stand's (or the given, or this sample's) vertical: sensor x in the
+    nominal frame; for any mounting the sensor axis furthest from vertical (sensor x may point up, as in mobgap's
+    lower-back frame, and a vertical axis has no heading)."""
     if st.has_stand or s.given == 1:
         up = st.stand_sum if s.given == 0 else s.given_up
-        norm = math.sqrt(up[0] * up[0] + up[1] * up[1] + up[2] * up[2])
         u0, u1, u2 = up[0], up[1], up[2]
-        if norm > 0.0:
-            u0, u1, u2 = u0 / norm, u1 / norm, u2 / norm
-        st.x_ref[0] -= u0 * u0
-        st.x_ref[1] -= u0 * u1
-        st.x_ref[2] -= u0 * u2
+    else:
+        u0, u1, u2 = R[2, 0], R[2, 1], R[2, 2]  # the sensor-frame up of this sample
+    norm = math.sqrt(u0 * u0 + u1 * u1 + u2 * u2)
+    if norm > 0.0:
+        u0, u1, u2 = u0 / norm, u1 / norm, u2 / norm
+    axis = 0
+    if s.nominal == 0 and abs(u0) > _SIN_45:
+        # Sensor x within 45° of vertical: the more horizontal of y and z. Otherwise x, as in the nominal frame, so
+        # that the provisional forward before walking decides it is right for a clip worn as designed.
+        axis = 1 if abs(u1) <= abs(u2) else 2
+    st.x_ref[0], st.x_ref[1], st.x_ref[2] = 0.0, 0.0, 0.0
+    st.x_ref[axis] = 1.0
+    if st.has_stand or s.given == 1 or s.nominal == 0:
+        ua = u0 if axis == 0 else (u1 if axis == 1 else u2)
+        st.x_ref[0] -= ua * u0
+        st.x_ref[1] -= ua * u1
+        st.x_ref[2] -= ua * u2
         _normalize3(st.x_ref)
     st.has_x_ref = True
 
@@ -420,7 +464,7 @@ def _accumulate_ap_ml(s, st, ring_acc, R, dev, step_lag):
     """Add a walking sample to the AP/ML statistics, in the frame that turns with x_ref's heading."""
     st.walked = True
     if not st.has_x_ref:
-        _set_x_ref(s, st)  # fixed from now on
+        _set_x_ref(s, st, R)  # fixed from now on
     xr = st.x_ref
     hx = R[0, 0] * xr[0] + R[0, 1] * xr[1] + R[0, 2] * xr[2]
     hy = R[1, 0] * xr[0] + R[1, 1] * xr[1] + R[1, 2] * xr[2]
@@ -441,6 +485,61 @@ def _accumulate_ap_ml(s, st, ring_acc, R, dev, step_lag):
     cov[0] += ax * bx
     cov[1] += ay * by
     cov[2] += 0.5 * (ax * by + ay * bx)
+    # Forward-sign evidence (step 2b): horizontal acceleration a quarter step ago against the vertical now, minus
+    # horizontal now against vertical a quarter step ago; along AP this is positive (AP leads vertical).
+    jq = st.ring_pos - max(1, (step_lag + 2) // 4)
+    if jq < 0:
+        jq += ring_acc.shape[0]
+    qx, qy = c * ring_acc[jq, 0] + sn * ring_acc[jq, 1], -sn * ring_acc[jq, 0] + c * ring_acc[jq, 1]
+    st.sign_cov_ref_sum_m2_s4[0] += qx * dev[2] - ax * ring_acc[jq, 2]
+    st.sign_cov_ref_sum_m2_s4[1] += qy * dev[2] - ay * ring_acc[jq, 2]
+    hor = st.hor_cov_ref_sum_m2_s4
+    hor[0] += ax * ax
+    hor[1] += ay * ay
+    hor[2] += ax * ay
+    st.vertical_sq_sum_m2_s4 += dev[2] * dev[2]
+
+
+@njit(cache=True, inline="always")
+def _sign_evidence(st, c, sn):
+    """Forward-sign evidence along the horizontal direction (c, sn) of the reference frame: the quarter-step
+    cross-covariance over 2·√(var_AP · var_V), so a pure quarter-period lead reads 1 (-1..1)."""
+    hor = st.hor_cov_ref_sum_m2_s4
+    var_ap = c * c * hor[0] + sn * sn * hor[1] + 2.0 * c * sn * hor[2]
+    norm = 2.0 * math.sqrt(max(var_ap, 0.0) * st.vertical_sq_sum_m2_s4)
+    if norm <= 0.0:
+        return 0.0
+    return (st.sign_cov_ref_sum_m2_s4[0] * c + st.sign_cov_ref_sum_m2_s4[1] * sn) / norm
+
+
+@njit(cache=True, inline="always")
+def _forward_in_ref(s, st):
+    """The forward direction (cos, sin) in the reference-heading frame: the major axis of the lag-one-step
+    covariance (the eigenvector of its largest, AP, eigenvalue), with its sign from the decided direction; until
+    that is decided, nearest the reference axis. The sign is decided once: nearest the reference axis in the
+    nominal frame, else from the quarter-step evidence once enough walking shows it clearly (step 2b)."""
+    cov = st.lag_cov_ref_sum_m2_s4
+    theta = 0.5 * math.atan2(2.0 * cov[2], cov[0] - cov[1])
+    c, sn = math.cos(theta), math.sin(theta)
+    # How clearly the axis stands out: the gap between the lag-one-step eigenvalues over the horizontal variance
+    # (1 for a pure AP repeat every step and ML reversal, 0 for no step-periodic structure).
+    gap = 2.0 * math.sqrt(0.25 * (cov[0] - cov[1]) ** 2 + cov[2] * cov[2])
+    variance = st.hor_cov_ref_sum_m2_s4[0] + st.hor_cov_ref_sum_m2_s4[1]
+    st.axis_evidence = min(1.0, gap / variance) if variance > 0.0 else 0.0
+    if st.sign_decided and c * st.fwd_dir_ref[0] + sn * st.fwd_dir_ref[1] < 0.0:
+        c, sn = -c, -sn
+    evidence = _sign_evidence(st, c, sn)
+    if not st.sign_decided and s.nominal == 0 and evidence < 0.0:
+        # Provisional: the sign the evidence favours so far, so that the frame rarely turns over at the decision.
+        c, sn, evidence = -c, -sn, -evidence
+    if not st.sign_decided and (s.nominal == 1 or (st.walk_count >= s.sign_walk_samples
+                                                    and abs(evidence) >= s.sign_min_evidence)):
+        if s.nominal == 0 and evidence < 0.0:
+            c, sn, evidence = -c, -sn, -evidence
+        st.fwd_dir_ref[0], st.fwd_dir_ref[1] = c, sn
+        st.sign_decided = True
+    st.sign_evidence = evidence
+    return c, sn
 
 
 @njit(cache=True, inline="always")
@@ -463,16 +562,15 @@ def _update_alignment(s, st):
     else:
         st.vertical_source = VERTICAL_NONE
         return
+    # The forward axis in use before this sample, to notice it turning over (a provisional sign reversed).
+    p0, p1, p2 = st.forward[0], st.forward[1], st.forward[2]
+    had = st.vertical_source != VERTICAL_NONE
     _normalize3(st.up)
     up = st.up
     fwd = st.forward
     st.yaw_from_walk = st.walk_count >= s.yaw_walk_samples
     if st.yaw_from_walk:
-        # Major axis of the lag-one-step covariance: the eigenvector of its largest (AP, positive) eigenvalue,
-        # taken with cos ≥ 0, i.e. on the side of the reference axis (nominal forward).
-        cov = st.lag_cov_ref_sum_m2_s4
-        theta = 0.5 * math.atan2(2.0 * cov[2], cov[0] - cov[1])
-        c, sn = math.cos(theta), math.sin(theta)
+        c, sn = _forward_in_ref(s, st)
         for k in range(3):
             fwd[k] = st.ref_axes_sensor_sum[k, 0] * c + st.ref_axes_sensor_sum[k, 1] * sn
     elif st.has_x_ref:
@@ -486,6 +584,8 @@ def _update_alignment(s, st):
     st.left[0] = up[1] * fwd[2] - up[2] * fwd[1]
     st.left[1] = up[2] * fwd[0] - up[0] * fwd[2]
     st.left[2] = up[0] * fwd[1] - up[1] * fwd[0]
+    if had and p0 * fwd[0] + p1 * fwd[1] + p2 * fwd[2] < 0.0:
+        st.turned_over_at = st.samples - 1
 
 
 @njit(cache=True, inline="always")
@@ -554,15 +654,37 @@ def _write_angles(s, st, ring_heading, R, acc_earth, had_alignment, psi_before, 
     acc_level_m_s2[i, 2] = acc_earth[2]
 
 
+@njit(cache=True, inline="always")
+def _is_aligned(s, st):
+    """The full alignment is in use: given, or vertical and forward (with its sign) from data."""
+    return s.given == 2 or (st.vertical_source != VERTICAL_NONE and st.yaw_from_walk and st.sign_decided)
+
+
+@njit(cache=True, inline="always")
+def _write_axes(s, st, axes_sensor_to_pelvis, i):
+    """R_sensor_to_pelvis in use at sample i (the identity while no vertical is known)."""
+    if st.vertical_source != VERTICAL_NONE or s.given == 2:
+        for k in range(3):
+            axes_sensor_to_pelvis[i, 0, k] = st.forward[k]
+            axes_sensor_to_pelvis[i, 1, k] = st.left[k]
+            axes_sensor_to_pelvis[i, 2, k] = st.up[k]
+    else:
+        for k in range(3):
+            for m in range(3):
+                axes_sensor_to_pelvis[i, k, m] = 1.0 if k == m else 0.0
+
+
 @njit(cache=True)
 def pelvis_update(settings, state, ring_acc, vertical_autocorr, ring_heading, q_sensor_to_earth, acc_sensor_m_s2,
-                  angles_pelvis_deg, acc_level_m_s2):
+                  angles_pelvis_deg, acc_level_m_s2, axes_sensor_to_pelvis):
     """The pelvis stage kernel: one pass over a block, writing angles and level acceleration per sample.
 
     settings, state: one record each (SETTINGS_DTYPE, STATE_DTYPE). ring_acc (L, 3): recent earth-frame
     acceleration, mean removed (m/s²); vertical_autocorr (L,): autocorrelation of its vertical part per lag
-    (m²/s⁴); ring_heading (H,): recent unwrapped pelvis headings (rad). Rows with a non-finite input give NaN
-    outputs and leave the state untouched (but for the sample count). Allocates nothing per sample.
+    (m²/s⁴); ring_heading (H,): recent unwrapped pelvis headings (rad). axes_sensor_to_pelvis (n, 3, 3): per
+    sample, R_sensor_to_pelvis in use (rows: anterior, left, up in sensor coordinates; the identity while no
+    vertical is known). Rows with a non-finite input give NaN outputs and leave the state untouched (but for the
+    sample count). Allocates nothing per sample.
     """
     s = settings[0]
     st = state[0]
@@ -574,6 +696,7 @@ def pelvis_update(settings, state, ring_acc, vertical_autocorr, ring_heading, q_
         st.samples += 1
         if not _sensor_to_earth(q_sensor_to_earth, acc_sensor_m_s2, i, s.gravity_m_s2, R, acc_earth):
             _write_nan(angles_pelvis_deg, acc_level_m_s2, i)
+            _write_axes(s, st, axes_sensor_to_pelvis, i)
             continue
         _track_still(s, st, acc_sensor_m_s2[i, 0], acc_sensor_m_s2[i, 1], acc_sensor_m_s2[i, 2], R, acc_earth)
         step_lag = _detect_walking(s, st, ring_acc, vertical_autocorr, acc_earth, dev)
@@ -585,13 +708,122 @@ def pelvis_update(settings, state, ring_acc, vertical_autocorr, ring_heading, q_
         had_alignment = st.vertical_source != VERTICAL_NONE or s.given == 2
         psi_before = _heading(R, st.left) if had_alignment else 0.0
         _update_alignment(s, st)
-        if st.aligned_since < 0 and (s.given == 2 or (st.vertical_source != VERTICAL_NONE and st.yaw_from_walk)):
+        if st.aligned_since < 0 and _is_aligned(s, st):
             st.aligned_since = sample
+        _write_axes(s, st, axes_sensor_to_pelvis, i)
         if st.vertical_source == VERTICAL_NONE and s.given != 2:
             _write_nan(angles_pelvis_deg, acc_level_m_s2, i)
             continue
         _write_angles(s, st, ring_heading, R, acc_earth, had_alignment, psi_before, angles_pelvis_deg,
                       acc_level_m_s2, i)
+
+
+# ------------------------------------------------------------------------------------------------ the mounting
+# What the alignment found (or was given), and whether it can name a side: a wrong side is worse than a refusal.
+# ``source``: ``found`` (from the data, any rotation), ``given`` (the sensor frame declared to be the pelvis frame
+# within ±45°: our clip as designed, or a file remapped with ``--axes``), ``calibrated`` (q_sensor_to_pelvis from
+# hipcheck.calibration.mounting). ``status``: ``ok`` or the reason no side can be named.
+
+SOURCE_FOUND, SOURCE_GIVEN, SOURCE_CALIBRATED = "found", "given", "calibrated"
+STATUS_OK = "ok"
+STATUS_NO_VERTICAL = "no_vertical"  # neither a stand nor enough walking: up is unknown
+STATUS_NO_WALKING = "no_walking"  # too little walking for the forward axis
+STATUS_TOO_FEW_STEPS = "too_few_steps"  # the axis is known but too few steps to tell forward from backward
+STATUS_AMBIGUOUS = "ambiguous"  # enough walking, but the forward-sign evidence is too weak
+STATUS_CONFLICTING = "conflicting"  # the evidence turned against the forward sign decided earlier
+
+_ASK = "pass --axes for the file's axes or calibrate the mounting (hipcheck.calibration.mounting)"
+
+
+@dataclass(frozen=True)
+class Mounting:
+    """The mounting in use at the end of a stream.
+
+    q_sensor_to_pelvis: (w, x, y, z), NaN while up is unknown. forward_axis_evidence: how clearly the
+    lag-one-step covariance separates AP from ML, (λ_AP − λ_ML) over the horizontal variance (0..1: 1 when AP
+    repeats every step and ML reverses; NaN before the axis comes from walking). forward_sign_evidence: the quarter-step cross-covariance of AP against vertical
+    acceleration, normalised to -1..1 (+ = the forward in use leads the vertical by a quarter step, as walking
+    does); the sign is decided once it reaches ``min_sign_evidence`` after ``sign_walk_s`` of walking.
+    """
+
+    q_sensor_to_pelvis: np.ndarray
+    source: str
+    status: str
+    vertical_source: str  # 'none', 'stand', 'walking' or 'given'
+    walking_s: float
+    forward_axis_evidence: float
+    forward_sign_evidence: float
+    min_sign_evidence: float
+    sign_walk_s: float
+    yaw_walk_s: float
+
+    @property
+    def ok(self) -> bool:
+        """Sides can be named on this mounting."""
+        return self.status == STATUS_OK
+
+    @property
+    def confidence(self) -> float:
+        """One figure 0..1: the weaker of the axis and sign evidence (1 for a calibrated mounting; for given axes
+        the axis evidence alone, since the sign was declared)."""
+        if self.source == SOURCE_CALIBRATED:
+            return 1.0
+        figures = [self.forward_axis_evidence]
+        if self.source == SOURCE_FOUND:
+            figures.append(self.forward_sign_evidence)
+        if not all(math.isfinite(f) for f in figures):
+            return 0.0
+        return float(min(1.0, max(0.0, min(figures))))
+
+    @property
+    def reason(self) -> str:
+        """Why sides cannot be named, and what to do; empty when they can."""
+        walked = f"{self.walking_s:.1f} s of walking found"
+        if self.status == STATUS_NO_VERTICAL:
+            why = "neither a still stand nor enough walking to find which way is up"
+        elif self.status == STATUS_NO_WALKING:
+            why = f"{walked}, {self.yaw_walk_s:g} s needed to find which way is forward"
+        elif self.status == STATUS_TOO_FEW_STEPS:
+            why = f"{walked}, {self.sign_walk_s:g} s needed to tell forward from backward"
+        elif self.status == STATUS_AMBIGUOUS:
+            why = (f"the walking does not show which way is forward (sign evidence {self.forward_sign_evidence:+.2f},"
+                   f" at least ±{self.min_sign_evidence:g} needed)")
+        elif self.status == STATUS_CONFLICTING:
+            why = (f"the forward direction found early in the walk is contradicted by the rest of it (sign evidence "
+                   f"{self.forward_sign_evidence:+.2f})")
+        else:
+            return ""
+        return f"the sensor's mounting cannot be found from this recording: {why}; {_ASK}"
+
+
+def mounting_to_dict(mounting: Mounting) -> dict:
+    """JSON-ready: the ``mounting`` object of ``hipcheck analyze --json`` (NaN becomes None)."""
+    def number(value: float, digits: int = 3):
+        return round(float(value), digits) if math.isfinite(value) else None
+
+    q = mounting.q_sensor_to_pelvis
+    return {
+        "q_sensor_to_pelvis": [number(v, 6) for v in q] if np.all(np.isfinite(q)) else None,
+        "source": mounting.source,
+        "status": mounting.status,
+        "confidence": number(mounting.confidence),
+        "forward_axis_evidence": number(mounting.forward_axis_evidence),
+        "forward_sign_evidence": number(mounting.forward_sign_evidence),
+        "vertical_source": mounting.vertical_source,
+        "walking_s": number(mounting.walking_s, 2),
+        "reason": mounting.reason or None,
+    }
+
+
+def to_pelvis_frame(axes_sensor_to_pelvis: np.ndarray, q_sensor_to_earth: np.ndarray, *vectors_sensor: np.ndarray):
+    """Per sample, the orientation of the pelvis frame and sensor-frame vectors turned into it:
+    ``(q_pelvis_to_earth, *vectors_pelvis)``. axes_sensor_to_pelvis (n, 3, 3) as ``PelvisTracker.update`` writes
+    it. Stages that read a side from a sensor axis (the gait events' lateral acceleration) then read it from the
+    pelvis's left axis, whatever the mounting."""
+    q_sensor_to_pelvis = quat_from_matrix(axes_sensor_to_pelvis)
+    q_pelvis_to_earth = quat_multiply(q_sensor_to_earth, quat_conjugate(q_sensor_to_pelvis))
+    turned = [np.einsum("nij,nj->ni", axes_sensor_to_pelvis, v) for v in vectors_sensor]
+    return (np.ascontiguousarray(q_pelvis_to_earth), *turned)
 
 
 # ------------------------------------------------------------------------------------------------ Python faces
@@ -610,8 +842,9 @@ class PelvisTracker:
     ``walking_s`` (walking seen so far), ``step_time_s`` (latest step-lag estimate), ``walk_heading_deg``.
     """
 
-    def __init__(self, fs_hz: float, alignment=None, *, vertical_sensor=None, **settings):
-        self.settings = make_settings(fs_hz, alignment=alignment, vertical_sensor=vertical_sensor, **settings)
+    def __init__(self, fs_hz: float, alignment=None, *, vertical_sensor=None, nominal: bool = False, **settings):
+        self.settings = make_settings(fs_hz, alignment=alignment, vertical_sensor=vertical_sensor, nominal=nominal,
+                                      **settings)
         self.fs_hz = float(fs_hz)
         self.state = make_state(self.settings)
         L = int(self.settings["lag_max"][0]) + 1
@@ -619,7 +852,9 @@ class PelvisTracker:
         self._vertical_autocorr = np.zeros(L)
         self._ring_heading = np.zeros(2 * L)
 
-    def update(self, q_sensor_to_earth, acc_sensor_m_s2) -> tuple[np.ndarray, np.ndarray]:
+    def update(self, q_sensor_to_earth, acc_sensor_m_s2, axes_out=None) -> tuple[np.ndarray, np.ndarray]:
+        """One block; axes_out (n, 3, 3), if given, receives R_sensor_to_pelvis in use per sample (the identity
+        while no vertical is known): the pipeline turns the events stage's input into the pelvis frame with it."""
         q = np.ascontiguousarray(q_sensor_to_earth, dtype=np.float64)
         acc = np.ascontiguousarray(acc_sensor_m_s2, dtype=np.float64)
         if q.ndim != 2 or q.shape[1] != 4:
@@ -629,9 +864,13 @@ class PelvisTracker:
                                     "quaternion")
         angles = np.empty((len(q), 3))
         acc_level = np.empty((len(q), 3))
+        if axes_out is None:
+            axes_out = np.empty((len(q), 3, 3))
+        elif axes_out.shape != (len(q), 3, 3):
+            raise InvalidValueError(f"axes_out has shape {axes_out.shape}: expected ({len(q)}, 3, 3)")
         if len(q):
             pelvis_update(self.settings, self.state, self._ring_acc, self._vertical_autocorr, self._ring_heading, q,
-                          acc, angles, acc_level)
+                          acc, angles, acc_level, axes_out)
         return angles, acc_level
 
     # -- readable state
@@ -648,13 +887,45 @@ class PelvisTracker:
         st = self.state[0]
         if self.settings[0]["given"] == 2:
             return True
-        return bool(st["vertical_source"] != VERTICAL_NONE and st["yaw_from_walk"])
+        return bool(st["vertical_source"] != VERTICAL_NONE and st["yaw_from_walk"] and st["sign_decided"])
+
+    @property
+    def mounting(self) -> Mounting:
+        """The mounting in use, how it was found and whether it can name sides (see Mounting)."""
+        s, st = self.settings[0], self.state[0]
+        source = SOURCE_CALIBRATED if s["given"] == 2 else (SOURCE_GIVEN if s["nominal"] else SOURCE_FOUND)
+        walking_s = self.walking_s
+        if s["given"] == 2:
+            status = STATUS_OK
+        elif st["vertical_source"] == VERTICAL_NONE:
+            status = STATUS_NO_VERTICAL
+        elif walking_s < self.yaw_walk_s:
+            status = STATUS_NO_WALKING
+        elif not st["sign_decided"]:
+            status = STATUS_TOO_FEW_STEPS if st["walk_count"] < s["sign_walk_samples"] else STATUS_AMBIGUOUS
+        elif not s["nominal"] and st["sign_evidence"] <= -s["sign_min_evidence"]:
+            status = STATUS_CONFLICTING  # the evidence turned against the sign decided early on
+        else:
+            status = STATUS_OK
+        from_data = s["given"] != 2 and st["yaw_from_walk"]
+        return Mounting(q_sensor_to_pelvis=self.alignment, source=source, status=status,
+                        vertical_source=self.vertical_source, walking_s=walking_s,
+                        forward_axis_evidence=float(st["axis_evidence"]) if from_data else float("nan"),
+                        forward_sign_evidence=float(st["sign_evidence"]) if from_data else float("nan"),
+                        min_sign_evidence=float(s["sign_min_evidence"]),
+                        sign_walk_s=float(s["sign_walk_samples"]) / self.fs_hz, yaw_walk_s=self.yaw_walk_s)
 
     @property
     def aligned_since(self) -> int:
         """Sample index from which the full alignment was in use (-1: not yet). Angles before it used the nominal
         forward axis or no vertical, so strides that start earlier are not measured on the final frame."""
         return int(self.state[0]["aligned_since"])
+
+    @property
+    def turned_over_at(self) -> int:
+        """Last sample at which the forward axis in use reversed (a provisional sign overturned; -1: never).
+        Anything that read a side from the frame before it (the gait events' lateral acceleration) is suspect."""
+        return int(self.state[0]["turned_over_at"])
 
     @property
     def vertical_source(self) -> str:

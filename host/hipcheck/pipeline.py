@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hipcheck.detect import DECISION_DTYPE, Detectors
+from hipcheck.detect import DECISION_DTYPE, NONE, Detectors
 from hipcheck.fusion import Fusion, orient
 from hipcheck.gait import EVENT_DTYPE, STRIDE_DTYPE
 from hipcheck.gait.events import EventDetector
 from hipcheck.gait.strides import StrideAnalyzer
 from hipcheck.hold import HOLD_DTYPE, HoldAnalyzer
 from hipcheck.inputs import InputReport, check_imu
-from hipcheck.pelvis import PelvisTracker
+from hipcheck.pelvis import Mounting, PelvisTracker, to_pelvis_frame
 
 # Shorter than two strides at a slow cadence plus the stages' start-up leaves nothing to measure.
 MIN_ANALYSIS_S = 3.0
@@ -29,6 +29,10 @@ MIN_ANALYSIS_S = 3.0
 # (at most 5 s) and the gyroscope carries the orientation (hipcheck.fusion, the turn gate). Off in the fusion's
 # own defaults because hand-held motion, as in the BROAD benchmark, rotates fast for long stretches.
 WALKING_FUSION_SETTINGS = {"turn_rate_rad_s": math.radians(20.0)}
+# The gait events read each step's side from the lateral acceleration of the 0.5 s before its contact, contrasted
+# with the step before's: strides that start within this long after the forward axis in use turned over (a
+# provisional sign reversed while the mounting was being found) may have a side read on the reversed frame.
+SIDE_SETTLE_S = 1.5
 
 
 @dataclass
@@ -49,17 +53,21 @@ class Block:
 class Pipeline:
     """Streaming pipeline for one sensor. ``update(acc, gyr)`` for each block, in order.
 
-    alignment: a calibrated q_sensor_to_pelvis (hipcheck.calibration.mounting), else found automatically.
+    alignment: a calibrated q_sensor_to_pelvis (hipcheck.calibration.mounting), else found automatically for any
+    mounting (``mounting`` says what was found). axes_given: the sensor frame is known to be the pelvis frame
+    within ±45° (our clip as designed, or a file remapped with ``--axes``): the forward sign is then taken from
+    it rather than from the data.
     detector_settings: passed to hipcheck.detect.Detectors (thresholds, baseline mode).
     fusion_settings: overrides of WALKING_FUSION_SETTINGS and the fusion's defaults.
     """
 
-    def __init__(self, fs_hz: float, *, alignment: np.ndarray | None = None, detector_settings: dict | None = None,
-                 fusion_settings: dict | None = None):
+    def __init__(self, fs_hz: float, *, alignment: np.ndarray | None = None, axes_given: bool = False,
+                 detector_settings: dict | None = None, fusion_settings: dict | None = None):
         self.fs_hz = float(fs_hz)
         self.fusion = Fusion(self.fs_hz, **{**WALKING_FUSION_SETTINGS, **(fusion_settings or {})})
         self.events = EventDetector(self.fs_hz)
-        self.pelvis = PelvisTracker(self.fs_hz, alignment=alignment)
+        self.pelvis = PelvisTracker(self.fs_hz, alignment=alignment, nominal=axes_given)
+        self._settle_samples = round(SIDE_SETTLE_S * self.fs_hz)
         self.strides = StrideAnalyzer(self.fs_hz)
         self.detectors = Detectors(self.fs_hz, detector_settings)
         self.holds = HoldAnalyzer(self.fs_hz)
@@ -75,8 +83,11 @@ class Pipeline:
             quat = self.fusion.update(acc, gyr)
         else:
             quat = np.ascontiguousarray(q_sensor_to_earth, dtype=np.float64)
-        events = self.events.update(acc, gyr, quat)
-        angles, acc_level = self.pelvis.update(quat, acc)
+        # The pelvis stage first: the events stage names sides from the lateral acceleration, so it gets its input
+        # turned into the pelvis frame found so far (any mounting), not the sensor's own.
+        axes = np.empty((len(acc), 3, 3))
+        angles, acc_level = self.pelvis.update(quat, acc, axes)
+        events = self.events.update(*_pelvis_frame_inputs(axes, quat, acc, gyr))
         strides = self._mark_aligned(self.strides.update(angles, acc_level, events))
         decisions = self.detectors.update(angles, strides[strides["aligned"]])
         holds = self.holds.update(angles, acc_level)
@@ -89,8 +100,16 @@ class Pipeline:
         kept out of the per-stride detectors and the summary. A stride is reported only after all its samples
         went through the pelvis stage, so the mark does not depend on block sizes."""
         since = self.pelvis.aligned_since
+        turned = self.pelvis.turned_over_at
+        if turned >= 0:
+            since = max(since, turned + self._settle_samples) if since >= 0 else since
         strides["aligned"] = (since >= 0) & (strides["start_sample"] >= since)
         return strides
+
+    @property
+    def mounting(self) -> Mounting:
+        """The sensor mounting in use and whether it can name sides (hipcheck.pelvis.Mounting)."""
+        return self.pelvis.mounting
 
     def finish(self) -> Block:
         """End of the stream: settle what the stages still hold back (the contacts within the event detector's
@@ -119,12 +138,23 @@ class Analysis:
     input_report: InputReport
     offline: bool = False
     notes: list[str] = field(default_factory=list)
+    mounting: Mounting | None = None  # None only for analyses built by hand
+
+    @property
+    def side_refused(self) -> str:
+        """Why no side may be named from this analysis (the mounting could not be found); empty if it may."""
+        return "" if self.mounting is None or self.mounting.ok else self.mounting.reason
 
 
 def analyze(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: float, *, offline: bool = False,
-            alignment: np.ndarray | None = None, detector_settings: dict | None = None,
+            alignment: np.ndarray | None = None, axes_given: bool = False, detector_settings: dict | None = None,
             block_size: int | None = None) -> Analysis:
-    """Analyse a whole recording (sensor frame: x anterior, y left, z superior; SI units).
+    """Analyse a whole recording (SI units; any sensor mounting, found from the data unless ``alignment`` is given;
+    ``axes_given``: the axes are known to be x anterior, y left, z superior within ±45°, see Pipeline).
+
+    When the mounting cannot be found (no walking, too few steps, the forward sign unclear), no stride is used, the
+    per-stride decisions are dropped, ``side_refused`` says why and ``notes`` repeats it: a side named on a guessed
+    mounting could be the wrong one.
 
     offline: orientation from the non-causal filter (review), instead of the causal one the live alerts use.
     block_size: feed the pipeline in blocks of this size (results are identical; for tests and progress).
@@ -133,7 +163,7 @@ def analyze(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: fl
     report = check_imu(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz, min_seconds=MIN_ANALYSIS_S)
     acc = np.ascontiguousarray(acc_sensor_m_s2, dtype=np.float64)
     gyr = np.ascontiguousarray(gyr_sensor_rad_s, dtype=np.float64)
-    pipeline = Pipeline(fs_hz, alignment=alignment, detector_settings=detector_settings)
+    pipeline = Pipeline(fs_hz, alignment=alignment, axes_given=axes_given, detector_settings=detector_settings)
     quat_all = orient(acc, gyr, fs_hz, offline=True, **WALKING_FUSION_SETTINGS) if offline else None
     n = len(acc)
     step = n if block_size is None else max(1, int(block_size))
@@ -143,20 +173,37 @@ def analyze(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: fl
         quat = None if quat_all is None else quat_all[start:stop]
         blocks.append(pipeline.update(acc[start:stop], gyr[start:stop], quat))
     blocks.append(pipeline.finish())
+    mounting = pipeline.mounting
+    strides = _concat([b.strides for b in blocks], STRIDE_DTYPE)
+    decisions = sort_decisions(_concat([b.decisions for b in blocks], DECISION_DTYPE))
+    notes = report.warnings()
+    if not mounting.ok:
+        # A mounting decided early and contradicted later: nothing measured on it may name a side.
+        strides["aligned"] = False
+        decisions = decisions[decisions["side"] == NONE]
+        notes.append(f"no side can be named: {mounting.reason}")
     return Analysis(
         fs_hz=float(fs_hz),
         q_sensor_to_earth=np.concatenate([b.q_sensor_to_earth for b in blocks]),
         angles_pelvis_deg=np.concatenate([b.angles_pelvis_deg for b in blocks]),
         acc_level_m_s2=np.concatenate([b.acc_level_m_s2 for b in blocks]),
         events=_concat([b.events for b in blocks], EVENT_DTYPE),
-        strides=_concat([b.strides for b in blocks], STRIDE_DTYPE),
-        decisions=sort_decisions(_concat([b.decisions for b in blocks], DECISION_DTYPE)),
+        strides=strides,
+        decisions=decisions,
         holds=_concat([b.holds for b in blocks], HOLD_DTYPE),
         alignment=pipeline.pelvis.alignment,
         input_report=report,
         offline=offline,
-        notes=report.warnings(),
+        notes=notes,
+        mounting=mounting,
     )
+
+
+def _pelvis_frame_inputs(axes, quat, acc, gyr):
+    """The events stage's inputs (acc, gyr, q) turned into the pelvis frame in use per sample."""
+    q_pelvis_to_earth, acc_pelvis, gyr_pelvis = to_pelvis_frame(axes, quat, acc, gyr)
+    return (np.ascontiguousarray(acc_pelvis), np.ascontiguousarray(gyr_pelvis),
+            np.ascontiguousarray(q_pelvis_to_earth))
 
 
 def sort_decisions(decisions: np.ndarray) -> np.ndarray:
