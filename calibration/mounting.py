@@ -17,8 +17,14 @@ automatic tracker does, so that an accelerometer bias that tilts the filter's in
 raw acceleration checks that the wearer kept still. Sensor orientation convention: ``q_sensor_to_earth`` (w, x, y,
 z), earth z up (docs/pipeline.md).
 
-Errors (``MountingError``, a ValueError) say what to repeat: moving during the stand, too short a stand, sensor not
-upright, no walking found, a bend too small or not about a horizontal axis.
+The sensor may be mounted any way round (the calibration is what a refused automatic mounting asks for): the
+stand is not required to have sensor z up, but with a walk it must match the walking posture within 20°, and the
+walk's forward sign comes from the data as in ``hipcheck.pelvis`` (AP acceleration leads the vertical by a quarter
+step).
+
+Errors (``MountingError``, a ValueError) say what to repeat: moving during the stand, too short a stand, a stand
+that was not upright standing, no walking found, a walk that does not show which way is forward, a bend too small
+or not about a horizontal axis.
 """
 
 from __future__ import annotations
@@ -44,7 +50,11 @@ __all__ = ["MountingError", "MountingCalibration", "calibrate_mounting", "vertic
 STAND_MIN_S = 1.0
 STAND_MAX_ACC_STD_M_S2 = 0.15  # per axis: postural sway is ~0.03 m/s², shifting one's weight ~0.3
 STAND_MAX_ROTATION_DEG = 3.0  # orientation spread during the stand
-UPRIGHT_MAX_DEG = 45.0  # sensor z to up: mountings are within ~20°, postures within ~15° of upright
+UPRIGHT_MAX_DEG = 45.0  # sensor z to up, when the sensor is declared nominal: mountings within ~20°, postures ~15°
+# The stand's vertical against the mean posture over the walk: walking holds the pelvis within a few degrees of
+# its standing tilt. Further off, the "stand" was not upright standing (sitting, lying, bending), which a sensor
+# mounted any way round cannot tell from the stand alone.
+STAND_WALK_MAX_DEG = 20.0
 BEND_MIN_DEG = 20.0
 BEND_MAX_OFF_HORIZONTAL_DEG = 30.0  # the bend's axis must be near horizontal (a twist is not a bend)
 WALK_MIN_S = 4.0
@@ -68,10 +78,13 @@ class MountingCalibration:
     bend_deg: float = float("nan")  # depth of the bend (method 'bend')
 
 
-def vertical_from_stand(q_sensor_to_earth, acc_sensor_m_s2, fs_hz: float) -> tuple[np.ndarray, float]:
-    """Pelvis superior axis in sensor coordinates from a still, upright stand; (up_sensor, acc std m/s²).
+def vertical_from_stand(q_sensor_to_earth, acc_sensor_m_s2, fs_hz: float, *,
+                        nominal: bool = False) -> tuple[np.ndarray, float]:
+    """Pelvis superior axis in sensor coordinates from a still stand; (up_sensor, acc std m/s²).
 
-    Raises MountingError if the stand is too short, the wearer moved, or the sensor is not upright.
+    Any sensor axis may point up (the sensor may be mounted any way round); nominal=True declares it mounted as
+    designed (z up within 45°) and refuses a stand that is not. Raises MountingError if the stand is too short or
+    the wearer moved.
     """
     q = _finite_rows(np.asarray(q_sensor_to_earth, dtype=float), 4, "stand q_sensor_to_earth")
     acc = _finite_rows(np.asarray(acc_sensor_m_s2, dtype=float), 3, "stand acc_sensor_m_s2")
@@ -93,7 +106,7 @@ def vertical_from_stand(q_sensor_to_earth, acc_sensor_m_s2, fs_hz: float) -> tup
         raise MountingError(f"the wearer moved during the stand (the pelvis turned by up to {spread_deg:.1f}°): "
                             "stand still and repeat")
     off_deg = float(np.degrees(np.arccos(np.clip(up[2], -1.0, 1.0))))
-    if off_deg > UPRIGHT_MAX_DEG:
+    if nominal and off_deg > UPRIGHT_MAX_DEG:
         raise MountingError(f"the sensor's z axis is {off_deg:.0f}° from vertical during the stand: the wearer "
                             "must stand upright with the sensor clipped on the sacrum, z up")
     return up, acc_std
@@ -116,6 +129,7 @@ def calibrate_mounting(stand_q, stand_acc_m_s2, fs_hz: float, *, walk_q=None, wa
     if walk_q is not None:
         if walk_acc_m_s2 is None:
             raise MountingError("walk_acc_m_s2 is missing: the walk needs both orientation and acceleration")
+        _check_stand_against_walk(up, walk_q)
         forward, walking_s = _forward_from_walk(up, walk_q, walk_acc_m_s2, fs_hz)
         return _result(up, forward, "walk", stand_s, acc_std, walking_s=walking_s)
     forward, bend_deg = _forward_from_bend(up, bend_q)
@@ -129,13 +143,28 @@ def _forward_from_walk(up, walk_q, walk_acc, fs_hz):
     acc = np.asarray(walk_acc, dtype=float)
     if q.ndim != 2 or q.shape[1] != 4 or acc.shape != (len(q), 3):
         raise MountingError(f"walk: q {q.shape} and acc {acc.shape}; expected (n, 4) and (n, 3) for the same samples")
-    tracker = PelvisTracker(fs_hz, vertical_sensor=up, yaw_walk_s=WALK_MIN_S)
+    tracker = PelvisTracker(fs_hz, vertical_sensor=up, yaw_walk_s=WALK_MIN_S, sign_walk_s=WALK_MIN_S)
     tracker.update(q, acc)
-    if not tracker.aligned:
+    if tracker.walking_s < WALK_MIN_S:
         raise MountingError(f"no steady walking found in the walk ({tracker.walking_s:.1f} s of the {WALK_MIN_S:g} s "
                             "needed): walk straight at a comfortable pace for 10-20 s")
+    if not tracker.aligned:
+        # Forward and backward look alike but for the phase of AP against vertical acceleration (hipcheck.pelvis).
+        raise MountingError(f"the walk does not show which way is forward (evidence "
+                            f"{tracker.mounting.forward_sign_evidence:+.2f}): walk straight at a comfortable pace "
+                            "for 10-20 s, or calibrate with a forward bend")
     A = matrix_from_quat(tracker.alignment)
     return A[0], tracker.walking_s
+
+
+def _check_stand_against_walk(up, walk_q):
+    q = quat_normalize(_finite_rows(np.asarray(walk_q, dtype=float), 4, "walk q_sensor_to_earth"))
+    walk_up = matrix_from_quat(q)[:, 2, :].mean(axis=0)
+    walk_up /= np.linalg.norm(walk_up)
+    off_deg = float(np.degrees(np.arccos(np.clip(walk_up @ up, -1.0, 1.0))))
+    if off_deg > STAND_WALK_MAX_DEG:
+        raise MountingError(f"the stand is {off_deg:.0f}° from the posture of the walk: it was not upright standing; "
+                            "stand upright and still, then walk")
 
 
 def _forward_from_bend(up, bend_q):

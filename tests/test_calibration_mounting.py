@@ -94,5 +94,22 @@ def test_errors_say_what_to_repeat(walk):
         calibrate_mounting(stand_q, nan_stand, FS, walk_q=walk_q, walk_acc_m_s2=walk_acc)
     lying = quat_multiply(quat_from_angles(np.array([0, 0, 90.0]) * RAD_PER_DEG), q_mount)
     with pytest.raises(MountingError, match="upright"):
-        vertical_from_stand(np.tile(lying, (200, 1)), np.tile([9.8, 0, 0], (200, 1)), FS)
+        vertical_from_stand(np.tile(lying, (200, 1)), np.tile([9.8, 0, 0], (200, 1)), FS, nominal=True)
+    # Any mounting: a lying "stand" passes alone, but not against the walk that follows it.
+    vertical_from_stand(np.tile(lying, (200, 1)), np.tile([9.8, 0, 0], (200, 1)), FS)
+    with pytest.raises(MountingError, match="not upright standing"):
+        calibrate_mounting(np.tile(lying, (200, 1)), np.tile([9.8, 0, 0], (200, 1)), FS, walk_q=walk_q,
+                           walk_acc_m_s2=walk_acc)
     assert issubclass(MountingError, ValueError)
+
+
+@pytest.mark.parametrize("mounting", [(180.0, -8.0, 3.0), (0.0, -8.0, 180.0), (0.0, -90.0, 0.0)],
+                         ids=["upside down", "backwards", "x up"])
+def test_any_mounting_calibrates(mounting):
+    """The calibration is what a refused automatic mounting asks for, so it must take any mounting."""
+    trace = simulate_walk(duration_s=20, seed=6, sensor=SensorModel.realistic(seed=6, mounting_rpy_deg=mounting))
+    stand_q, stand_acc, walk_q, walk_acc = parts(trace)
+    result = calibrate_mounting(stand_q, stand_acc, FS, walk_q=walk_q, walk_acc_m_s2=walk_acc)
+    assert axis_error_deg(result.q_sensor_to_pelvis, trace.truth.q_sensor_to_pelvis) < 3.0
+    bent = calibrate_mounting(stand_q, stand_acc, FS, bend_q=bend(trace.truth.q_sensor_to_pelvis))
+    assert axis_error_deg(bent.q_sensor_to_pelvis, trace.truth.q_sensor_to_pelvis) < 3.0

@@ -37,10 +37,15 @@ def random_rotations(n: int, seed: int) -> list[tuple[float, float, float]]:
     return [rpy_deg_from_matrix(matrix_from_quat(row)) for row in q]
 
 
-def weak_side_walk(rpy_deg, seed: int, **settings):
+def weak_side_walk(rpy_deg, seed: int, weak: str = "right", **settings):
+    """A stand, then 16 s of walking (cadence and speed drawn from the seed) with the hip abductors of ``weak``
+    letting the other side sink 8° (3° on the strong side)."""
     rng = np.random.default_rng([seed, 7])
-    walk = dict(duration_s=16.0, drop_right_deg=8.0, drop_left_deg=3.0,
-                cadence_spm=float(rng.uniform(95, 125)), speed_m_s=float(rng.uniform(1.0, 1.4)))
+    drops = {"drop_right_deg": 8.0, "drop_left_deg": 3.0}
+    if weak == "left":
+        drops = {"drop_right_deg": 3.0, "drop_left_deg": 8.0}
+    walk = dict(duration_s=16.0, cadence_spm=float(rng.uniform(95, 125)), speed_m_s=float(rng.uniform(1.0, 1.4)),
+                **drops)
     walk.update(settings)
     return simulate_walk(seed=seed, sensor=SensorModel.realistic(seed=seed, mounting_rpy_deg=rpy_deg), **walk)
 
@@ -54,29 +59,24 @@ def outcome(analysis) -> str:
 
 
 def test_random_rotations_name_the_right_side_or_refuse():
-    outcomes = {"right": 0, "left": 0, "none": 0, "refused": 0}
-    wrong = []
+    """200 uniform draws of SO(3); the weak side alternates, so that naming one side always could not pass."""
+    counts = {"right side": 0, "refused": 0, "wrong side": 0, "no side": 0}
+    failures = []
     for k, rpy in enumerate(random_rotations(DRAWS, seed=10)):
-        trace = weak_side_walk(rpy, seed=100 + k)
+        weak = ("right", "left")[k % 2]
+        trace = weak_side_walk(rpy, seed=100 + k, weak=weak)
         result = outcome(analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz))
-        outcomes[result] += 1
-        if result in ("left", "none"):
-            wrong.append((k, [round(a) for a in rpy], result))
-    print("SO(3) sweep:", outcomes)
-    assert outcomes["left"] == 0, wrong  # never the wrong side
-    assert outcomes["right"] + outcomes["refused"] >= 0.99 * DRAWS, (outcomes, wrong)
-    assert outcomes["right"] >= 0.9 * DRAWS, outcomes  # refusals are the exception on clean walks
+        key = ("right side" if result == weak else "refused" if result == "refused"
+               else "no side" if result == "none" else "wrong side")
+        counts[key] += 1
+        if key in ("wrong side", "no side"):
+            failures.append((k, weak, [round(a) for a in rpy], result))
+    print("SO(3) sweep:", counts)
+    assert counts["wrong side"] == 0, failures  # never the wrong side
+    assert counts["right side"] + counts["refused"] >= 0.99 * DRAWS, (counts, failures)
+    assert counts["right side"] >= 0.9 * DRAWS, counts  # refusals are the exception on clean walks
 
 
-@pytest.mark.parametrize("name, rpy", [
-    ("clip backwards", (0.0, -8.0, 180.0)),
-    ("turned 110° in yaw", (2.0, -8.0, 110.0)),
-    ("upside down", (180.0, -8.0, 3.0)),
-    ("upside down and backwards", (180.0, 8.0, 180.0)),
-    ("x up, 90° frame", (0.0, -90.0, 0.0)),
-    ("y up, 90° frame", (-90.0, 0.0, 90.0)),
-    ("mobgap's axes", rpy_deg_from_matrix(MOBGAP_TO_OURS.T)),
-])
 def test_explicit_mountings_name_the_right_side(name, rpy):
     trace = weak_side_walk(rpy, seed=5, cadence_spm=110.0, speed_m_s=1.2)
     analysis = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
