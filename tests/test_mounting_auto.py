@@ -153,3 +153,31 @@ def test_declared_axes_keep_the_nominal_sign_and_a_calibration_is_used_as_is():
                          alignment=trace.truth.q_sensor_to_pelvis)
     assert calibrated.mounting.source == "calibrated" and calibrated.mounting.confidence == 1.0
     assert outcome(calibrated) == "right"
+
+
+def _write_csv(path, trace, rotation=np.eye(3), samples=None):
+    """The trace as an IMU CSV, its axes turned by ``rotation`` (rows: the file's axes in our coordinates)."""
+    n = samples or len(trace.t_s)
+    table = np.column_stack([trace.t_s[:n], trace.acc_sensor_m_s2[:n] @ rotation.T,
+                             trace.gyr_sensor_rad_s[:n] @ rotation.T])
+    np.savetxt(path, table, delimiter=",", header="t,acc_x,acc_y,acc_z,gyr_x,gyr_y,gyr_z", comments="", fmt="%.6f")
+
+
+def test_analyze_json_reports_the_mounting_and_the_text_says_why_no_side(tmp_path, capsys):
+    import json
+
+    from hipcheck.cli import main
+
+    trace = weak_side_walk((2.0, -8.0, 3.0), seed=8, cadence_spm=110.0, speed_m_s=1.2)
+    mobgap_file, short_file = tmp_path / "mobgap-axes.csv", tmp_path / "short-backwards.csv"
+    _write_csv(mobgap_file, trace, MOBGAP_TO_OURS.T)  # x up, y right, z forward, no --axes
+    _write_csv(short_file, trace, np.diag([-1.0, -1.0, 1.0]), samples=round(3.5 * trace.fs_hz))
+    assert main(["analyze", str(mobgap_file), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["mounting"]["source"] == "found" and found["mounting"]["status"] == "ok"
+    assert found["summary"]["weak_side"] == "right" and "side_refused" not in found["summary"]
+    assert main(["analyze", str(mobgap_file), "--json", "--axes", "z,-y,x"]) == 0
+    assert json.loads(capsys.readouterr().out)["mounting"]["source"] == "given"
+    assert main(["analyze", str(short_file)]) == 0
+    text = capsys.readouterr().out
+    assert "weak side: cannot be named" in text and "--axes" in text

@@ -454,7 +454,9 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
     recording = _read_input(args)
     with _about(args.input):
-        analysis = analyze(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline)
+        # --axes declares the file's frame to be ours: the forward sign is then taken from it, not from the data.
+        analysis = analyze(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline,
+                           axes_given=args.axes is not None)
     result = report.analysis_to_dict(analysis)
     print(json.dumps(result) if args.json else report.analysis_text(result, analysis.strides, str(args.input)))
     return 0

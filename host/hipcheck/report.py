@@ -13,6 +13,7 @@ import numpy as np
 
 from hipcheck.detect import DECISION_NAMES, DEFAULT_DROP_THRESHOLD_DEG, HOLD_NAMES
 from hipcheck.gait import FC, IC, SIDE_NAMES
+from hipcheck.pelvis import mounting_to_dict
 
 # A side is named weak when its median stance drop exceeds the drop threshold and the other side's by this much:
 # the step-to-step variability of pelvic obliquity in healthy walking is about 1° (SD), so 2° is a real difference.
@@ -98,6 +99,7 @@ def analysis_to_dict(analysis, drop_threshold_deg: float = DEFAULT_DROP_THRESHOL
         "strides": strides,
         "decisions": decisions,
         "summary": summarize(analysis.strides, drop_threshold_deg),
+        "mounting": None if analysis.mounting is None else mounting_to_dict(analysis.mounting),
         "warnings": list(analysis.notes),
         "signs": {
             "obliquity_deg": "+ = left side higher",
@@ -107,6 +109,10 @@ def analysis_to_dict(analysis, drop_threshold_deg: float = DEFAULT_DROP_THRESHOL
                                       "<side> is the weak side",
         },
     }
+    if analysis.side_refused:
+        # The mounting could not be found: no side is named, and the summary says why (hipcheck.pelvis.Mounting).
+        out["summary"]["weak_side"] = None
+        out["summary"]["side_refused"] = analysis.side_refused
     if len(analysis.holds):
         out["holds"] = [record_to_dict(h, HOLD_NAMES) for h in analysis.holds]
     return out
@@ -148,12 +154,15 @@ def analysis_text(result: dict, strides: np.ndarray, source: str) -> str:
 
 def summary_text(summary: dict) -> str:
     lines = [f"{summary['strides']} strides ({summary['steady_strides']} steady)"]
-    if summary["strides"]:
+    if "cadence_spm_median" in summary:  # absent when no stride was measured on a settled mounting
         lines.append(f"  cadence {summary['cadence_spm_median']} steps/min, sway {summary['sway_pp_cm_median']} cm "
                      f"peak to peak, mean tilt {summary['tilt_mean_deg_median']}° (+ = anterior)")
         lines.append(f"  pelvic drop (median): {summary['drop_right_stance_deg_median']}° in right stance, "
                      f"{summary['drop_left_stance_deg_median']}° in left stance")
     side = summary.get("weak_side")
+    if summary.get("side_refused"):
+        lines.append(f"  weak side: cannot be named: {summary['side_refused']}")
+        return "\n".join(lines)
     lines.append(f"  weak side: {side} (hip abductors; the pelvis drops while standing on the {side} leg)" if side
                  else "  weak side: none found (drops within the threshold or symmetric)")
     return "\n".join(lines)
