@@ -202,3 +202,35 @@ def test_bad_shapes_and_settings_are_refused():
         EventDetector(0.0)
     with pytest.raises(ValueError, match="delay_s"):
         EventDetector(100.0, delay_s=0.1)
+
+
+def _bumps(fs_hz, times_s, heights_m_s2, duration_s=12.0):
+    """A still, upright sensor whose vertical specific force carries Gaussian bumps (σ 30 ms) at the given times."""
+    t = np.arange(int(duration_s * fs_hz)) / fs_hz
+    acc = np.zeros((len(t), 3))
+    acc[:, 2] = 9.81
+    for t0, height in zip(times_s, heights_m_s2):
+        acc[:, 2] += height * np.exp(-0.5 * ((t - t0) / 0.03) ** 2)
+    q = np.zeros((len(t), 4))
+    q[:, 0] = 1.0
+    return acc, np.zeros((len(t), 3)), q
+
+
+def test_a_weak_step_makes_a_chain_but_no_contact():
+    # Pairs of a clear step and a weak one 0.55 s later, 4 s apart: each clear step has a neighbour only in the
+    # weak one. The weak ones (smoothed peak ~0.3 m/s², below min_peak_m_s2) never give a contact.
+    fs_hz = 100.0
+    strong_s = np.array([2.0, 6.0, 10.0])
+    times = np.concatenate([strong_s, strong_s + 0.55])
+    heights = np.concatenate([np.full(3, 3.0), np.full(3, 0.5)])
+    acc, gyr, q = _bumps(fs_hz, times, heights)
+    ic = detect_events(acc, gyr, q, fs_hz)
+    ic = ic[ic["kind"] == IC]
+    assert len(ic) == 3
+    assert np.all(np.abs(ic["sample"] / fs_hz - strong_s) < 0.1)
+    # Without weak neighbours in the chain (the floor at min_peak_m_s2) the clear steps stand alone: no walking.
+    alone = detect_events(acc, gyr, q, fs_hz, chain_peak_m_s2=0.5)
+    assert len(alone) == 0
+    # A weak bump alone is nothing.
+    acc, gyr, q = _bumps(fs_hz, strong_s + 0.55, np.full(3, 0.5))
+    assert len(detect_events(acc, gyr, q, fs_hz)) == 0

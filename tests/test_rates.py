@@ -1,7 +1,7 @@
 """Every sample rate from 25 to 1000 Hz through the whole pipeline (its buffers sized from the rate); rates outside
 are refused with one line that names the range, by the library and by the command line.
 
-Short simulated walks (20 s) keep this quick; the simulator's truth says where the strides are and which side is weak.
+Short simulated walks (30 s) keep this quick; the simulator's truth says where the strides are and which side is weak.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ WEAK_RIGHT_DEG, HEALTHY_LEFT_DEG = 9.0, 3.0
 
 
 def walk(fs_hz: float, seed: int = 4):
-    return simulate_walk(duration_s=20.0, seed=seed, fs_hz=fs_hz, drop_right_deg=WEAK_RIGHT_DEG,
+    return simulate_walk(duration_s=30.0, seed=seed, fs_hz=fs_hz, drop_right_deg=WEAK_RIGHT_DEG,
                          drop_left_deg=HEALTHY_LEFT_DEG,
                          sensor=SensorModel.realistic(seed=seed, mounting_rpy_deg=(4.0, -10.0, 6.0)))
 
