@@ -77,6 +77,15 @@ def test_random_rotations_name_the_right_side_or_refuse():
     assert counts["right side"] >= 0.9 * DRAWS, counts  # refusals are the exception on clean walks
 
 
+@pytest.mark.parametrize("name, rpy", [
+    ("clip backwards", (0.0, -8.0, 180.0)),
+    ("turned 110° in yaw", (2.0, -8.0, 110.0)),
+    ("upside down", (180.0, -8.0, 3.0)),
+    ("upside down and backwards", (180.0, 8.0, 180.0)),
+    ("x up, 90° frame", (0.0, -90.0, 0.0)),
+    ("y up, 90° frame", (-90.0, 0.0, 90.0)),
+    ("mobgap's axes", rpy_deg_from_matrix(MOBGAP_TO_OURS.T)),
+])
 def test_explicit_mountings_name_the_right_side(name, rpy):
     trace = weak_side_walk(rpy, seed=5, cadence_spm=110.0, speed_m_s=1.2)
     analysis = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
@@ -96,7 +105,7 @@ def test_mobgap_axes_match_the_declared_ones():
     the same residual tilt and yaw of the real sensor from the same samples; what differs is only the start-up
     (the forward axis comes from data 1.5 s into walking in both, but the provisional frame before it differs),
     which moves the later alignment by a few hundredths of a degree. The medians are compared within 0.3°: the
-    two analyses may keep different strides near the start (a provisional sign turned over costs 1.5 s)."""
+    two analyses may keep different strides near the start (a jump of the provisional frame costs 1.5 s)."""
     checked = 0
     for name in ("MS-001-Test11-Trial1-12000-15000", "HA-001-Test5-Trial1"):
         data = np.load(f"{MOBGAP}/{name}.npz")
@@ -181,3 +190,17 @@ def test_analyze_json_reports_the_mounting_and_the_text_says_why_no_side(tmp_pat
     assert main(["analyze", str(short_file)]) == 0
     text = capsys.readouterr().out
     assert "weak side: cannot be named" in text and "--axes" in text
+
+
+def test_found_mounting_is_the_same_for_any_blocks():
+    """The mounting is found sample by sample in the pelvis kernel, provisional sign included: blocks change
+    nothing."""
+    trace = weak_side_walk((170.0, 20.0, -100.0), seed=9, duration_s=12.0)
+    whole = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    cut = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, block_size=37)
+    np.testing.assert_array_equal(whole.angles_pelvis_deg, cut.angles_pelvis_deg)
+    for a, b in ((whole.events, cut.events), (whole.strides, cut.strides)):
+        assert len(a) == len(b)
+        for name in a.dtype.names:
+            np.testing.assert_array_equal(a[name], b[name])  # NaN equals NaN here, field by field
+    assert mounting_to_dict(whole.mounting) == mounting_to_dict(cut.mounting)

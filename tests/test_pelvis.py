@@ -163,3 +163,19 @@ def test_a_seat_before_the_walk_is_not_taken_for_standing():
     late = walking[walking > len(sit.t_s) + 1000]  # after the walking vertical has settled
     tilt_error = angles[late, 2] - walk.truth.angles_pelvis_deg[late - len(sit.t_s), 2]
     assert abs(np.mean(tilt_error)) < 1.0
+
+
+@pytest.mark.parametrize("mounting", [(0, -8, 180), (180, -8, 3), (0, -90, 0)], ids=["backwards", "upside down", "x up"])
+def test_any_mounting_is_found_and_a_declared_frame_keeps_its_sign(mounting):
+    trace = simulate_walk(duration_s=20, seed=2, sensor=SensorModel.realistic(seed=2, mounting_rpy_deg=mounting))
+    tracker = PelvisTracker(trace.fs_hz)
+    angles, _ = tracker.update(trace.truth.q_sensor_to_earth, trace.acc_sensor_m_s2)
+    assert tracker.aligned and tracker.mounting.ok and tracker.mounting.source == "found"
+    assert axis_error_deg(tracker.alignment, trace.truth.q_sensor_to_pelvis) < 3.0
+    assert tracker.mounting.forward_sign_evidence > 0.3 and tracker.mounting.confidence > 0.3
+    since = tracker.aligned_since
+    assert np.sqrt(np.nanmean((angles[since:, 1] - trace.truth.angles_pelvis_deg[since:, 1]) ** 2)) < 1.0
+    if mounting[2] == 180:  # declared nominal, a backwards clip is taken at its word: forward is sensor x
+        declared = PelvisTracker(trace.fs_hz, nominal=True)
+        declared.update(trace.truth.q_sensor_to_earth, trace.acc_sensor_m_s2)
+        assert declared.mounting.source == "given" and matrix_from_quat(declared.alignment)[0, 0] > 0.9

@@ -56,8 +56,8 @@ Output before the alignment is ready: NaN rows until the vertical is known (abou
 3 s of walking without one). Between then and ``yaw_walk_s`` (1.5 s) of detected walking the forward axis is the
 reference axis, levelled (sensor x for a mounting near ours); from then on the walking estimate, refined with
 every walking sample. ``aligned`` is True once vertical, forward and its sign come from data (or a given
-alignment); ``turned_over_at`` is the last sample at which a provisional sign reversed; ``mounting`` reports it
-all. All of this is decided sample by sample in one kernel, so the output does not depend on block sizes.
+alignment); ``frame_jump_at`` is the last sample at which the forward axis in use jumped by more than 30° (the
+reference axis replaced by the walking estimate, or a provisional sign reversed); ``mounting`` reports it all. All of this is decided sample by sample in one kernel, so the output does not depend on block sizes.
 """
 
 from __future__ import annotations
@@ -137,6 +137,7 @@ SETTINGS_DTYPE = np.dtype([
 ])
 
 _SIN_45 = math.sqrt(0.5)
+_COS_30 = math.sqrt(0.75)
 
 VERTICAL_NONE, VERTICAL_STAND, VERTICAL_WALK, VERTICAL_GIVEN = 0, 1, 2, 3
 VERTICAL_NAMES = ("none", "stand", "walking", "given")
@@ -183,7 +184,7 @@ STATE_DTYPE = np.dtype([
     ("fwd_dir_ref", np.float64, (2,)),  # the decided forward direction, unit, in the reference-heading frame
     ("sign_evidence", np.float64),  # forward-sign evidence along the forward axis in use (-1..1; + agrees)
     ("axis_evidence", np.float64),  # (λ_AP − λ_ML) of the lag-one-step covariance over the horizontal variance
-    ("turned_over_at", np.int64),  # last sample at which the forward axis in use reversed (-1: never)
+    ("frame_jump_at", np.int64),  # last sample at which the forward axis in use jumped by > 30° (-1: never)
     # -- the alignment in use: pelvis axes in sensor coordinates
     ("vertical_source", np.int8),  # VERTICAL_NONE, _STAND, _WALK or _GIVEN
     ("up", np.float64, (3,)),
@@ -260,7 +261,7 @@ def make_state(settings: np.ndarray) -> np.ndarray:
     state = np.zeros(1, STATE_DTYPE)
     st = state[0]
     st["aligned_since"] = -1
-    st["turned_over_at"] = -1
+    st["frame_jump_at"] = -1
     if s["given"] == 2:
         st["aligned_since"] = 0
         st["forward"], st["left"], st["up"] = s["given_forward"], s["given_left"], s["given_up"]
@@ -577,9 +578,10 @@ def _update_alignment(s, st):
     else:
         st.vertical_source = VERTICAL_NONE
         return
-    # The forward axis in use before this sample, to notice it turning over (a provisional sign reversed).
-    p0, p1, p2 = st.forward[0], st.forward[1], st.forward[2]
-    had = st.vertical_source != VERTICAL_NONE
+    # The forward axis in use before this sample (sensor x while there was none), to notice it jump.
+    p0, p1, p2 = 1.0, 0.0, 0.0
+    if st.vertical_source != VERTICAL_NONE:
+        p0, p1, p2 = st.forward[0], st.forward[1], st.forward[2]
     _normalize3(st.up)
     up = st.up
     fwd = st.forward
@@ -599,8 +601,8 @@ def _update_alignment(s, st):
     st.left[0] = up[1] * fwd[2] - up[2] * fwd[1]
     st.left[1] = up[2] * fwd[0] - up[0] * fwd[2]
     st.left[2] = up[0] * fwd[1] - up[1] * fwd[0]
-    if had and p0 * fwd[0] + p1 * fwd[1] + p2 * fwd[2] < 0.0:
-        st.turned_over_at = st.samples - 1
+    if p0 * fwd[0] + p1 * fwd[1] + p2 * fwd[2] < _COS_30:
+        st.frame_jump_at = st.samples - 1
 
 
 @njit(cache=True, inline="always")
@@ -937,10 +939,12 @@ class PelvisTracker:
         return int(self.state[0]["aligned_since"])
 
     @property
-    def turned_over_at(self) -> int:
-        """Last sample at which the forward axis in use reversed (a provisional sign overturned; -1: never).
-        Anything that read a side from the frame before it (the gait events' lateral acceleration) is suspect."""
-        return int(self.state[0]["turned_over_at"])
+    def frame_jump_at(self) -> int:
+        """Last sample at which the forward axis in use jumped by more than 30° (-1: never): the walking estimate
+        replaced a reference axis far from forward, or a provisional sign reversed. Anything that read a side from
+        the frame before it (the gait events' lateral acceleration) is suspect. A clip worn as designed (within
+        ~20°) never jumps."""
+        return int(self.state[0]["frame_jump_at"])
 
     @property
     def vertical_source(self) -> str:

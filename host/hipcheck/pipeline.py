@@ -30,8 +30,8 @@ MIN_ANALYSIS_S = 3.0
 # own defaults because hand-held motion, as in the BROAD benchmark, rotates fast for long stretches.
 WALKING_FUSION_SETTINGS = {"turn_rate_rad_s": math.radians(20.0)}
 # The gait events read each step's side from the lateral acceleration of the 0.5 s before its contact, contrasted
-# with the step before's: strides that start within this long after the forward axis in use turned over (a
-# provisional sign reversed while the mounting was being found) may have a side read on the reversed frame.
+# with the step before's: strides that start within this long after the pelvis frame in use jumped (a mounting far
+# from ours while it was being found: PelvisTracker.frame_jump_at) may have a side read on the frame before.
 SIDE_SETTLE_S = 1.5
 
 
@@ -100,9 +100,9 @@ class Pipeline:
         kept out of the per-stride detectors and the summary. A stride is reported only after all its samples
         went through the pelvis stage, so the mark does not depend on block sizes."""
         since = self.pelvis.aligned_since
-        turned = self.pelvis.turned_over_at
-        if turned >= 0:
-            since = max(since, turned + self._settle_samples) if since >= 0 else since
+        jump = self.pelvis.frame_jump_at
+        if jump >= 0 and since >= 0:
+            since = max(since, jump + self._settle_samples)
         strides["aligned"] = (since >= 0) & (strides["start_sample"] >= since)
         return strides
 
