@@ -89,3 +89,37 @@ def test_the_command_line_refuses_them_on_one_line(fs_hz, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err
         assert f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz" in err, err
+
+
+@pytest.mark.parametrize("fs_hz", (400.0, 1000.0))
+def test_the_live_job_runs_at_the_rates_the_firmware_streams(fs_hz):
+    """A sensor streaming at 400 Hz (a rate of our firmware) or 1000 Hz: the live job's pipeline, fed in blocks as a
+    session delivers them, gives strides and alerts on the weak side."""
+    from hipcheck.device import BLOCK_DTYPE, SampleBlock
+    from hipcheck.live import LiveAnalysis
+
+    trace = walk(fs_hz)
+    samples = np.zeros(len(trace.t_s), BLOCK_DTYPE)
+    samples["seq"] = np.arange(len(samples))
+    samples["acc_m_s2"] = trace.acc_sensor_m_s2
+    samples["gyr_rad_s"] = trace.gyr_sensor_rad_s
+    analysis = LiveAnalysis(lambda line: None, lambda pattern: None)
+    block = int(fs_hz / 10)
+    for start in range(0, len(samples), block):
+        analysis.update(SampleBlock(samples[start:start + block], period_us=round(1e6 / fs_hz)))
+    analysis.finish()
+    strides, decisions, _ = analysis.results()
+    assert analysis.fs_hz == fs_hz
+    assert len(strides) >= 0.8 * len(score.steady_strides(trace))
+    drops = decisions[decisions["kind"] == detect.DROP]
+    assert len(drops) > 0 and np.all(drops["side"] == RIGHT)
+
+
+def test_the_live_job_refuses_a_sensor_streaming_too_fast():
+    from hipcheck.device import BLOCK_DTYPE, SampleBlock
+    from hipcheck.live import LiveAnalysis
+
+    samples = np.zeros(100, BLOCK_DTYPE)
+    samples["acc_m_s2"][:, 2] = 9.81
+    with pytest.raises(InvalidValueError, match=f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz"):
+        LiveAnalysis(lambda line: None).update(SampleBlock(samples, period_us=500))
