@@ -6,7 +6,7 @@ benchmark defines it: error quaternion q_e = q_est ⊗ q_ref⁻¹, inclination 2
 `movement` samples (reference NaN skipped), per trial; a group score is the mean of the trials.
 
 Compared, each with its library defaults (6D: accelerometer + gyroscope):
-  ours causal (hipcheck.fusion), ours offline (hipcheck.fusion_offline), vqf's VQF, BasicVQF and offline_vqf
+  ours causal (hipcheck.fusion.causal), ours offline (hipcheck.fusion.offline), vqf's VQF, BasicVQF and offline_vqf
   (Laidig & Seel 2023), imufusion's Ahrs (x-io Fusion; AhrsSettings with only the sample rate set), and ahrs'
   Madgwick (default gain).
 
@@ -16,12 +16,12 @@ that dominates the error of the fast trials. It is a property of the recordings,
 headline figures are those of the first table.
 
 Measured here (9 trials): ours causal 0.759 (VQF 0.758), ours offline 0.549 (offline VQF 0.566), 13 M samples/s.
-An earlier causal figure of 0.719 came from a motion-bias process noise 25 times the paper's (a 4 s instead of a
-100 s forgetting time): it helps BROAD's fast hand-held trials, but lets every gait initiation pull the bias by
-0.25 °/s on a walk (tests/test_fusion.py::test_bias_is_not_pulled_by_walk_start_and_stop). With the paper's noise
-the causal filter matches VQF on every trial; the 0.70 target is not met.
+With the paper's motion-bias process noise the causal filter matches VQF on every trial; the 0.70 target is not
+met. A process noise 25 times the paper's (a 4 s instead of a 100 s forgetting time) reaches 0.719, helped by the
+fast hand-held trials, but lets every gait initiation pull the bias by 0.25 °/s on a walk
+(tests/test_fusion.py::test_bias_is_not_pulled_by_walk_start_and_stop).
 
-Both run with their defaults here: the still anchors of the offline filter (fusion_offline.still_weight) act only
+Both run with their defaults here: the still anchors of the offline filter (the offline still_weight) act only
 on still samples, which BROAD does not score (0.5487 → 0.5488), and the turn gate (fusion.turn_rate_rad_s), a
 setting for a body-worn sensor while walking, is off by default: on these hand-held trials, with sustained
 rotations of 100-400 °/s, a 20 °/s gate raises the causal error from 0.76° to 3.3° (tests/test_fusion.py covers it

@@ -1,4 +1,4 @@
-"""hipcheck.fusion (causal) and hipcheck.fusion_offline: block invariance, no allocation in the kernel, accuracy on
+"""hipcheck.fusion (causal and offline): block invariance, no allocation in the kernel, accuracy on
 BROAD excerpts and on simulated walks, rest and bias, robustness to NaN and saturated samples, error helpers."""
 
 from pathlib import Path
@@ -188,24 +188,24 @@ def _walk_start_stop(sensor, start_rest_s=1.5):
 
 
 def test_bias_is_not_pulled_by_walk_start_and_stop():
-    """Regression: the forward acceleration of gait initiation and stop reaches the motion bias estimate through
-    the inclination corrections. With the paper's process noise (variance grows by (0.1 °/s)² in 100 s) the
-    estimate forgets over ~100 s and hardly moves; with 25 times that (the old bias_sigma_init²) it went to
-    -0.25 °/s in pitch and tilted the first strides by a degree."""
+    """The forward acceleration of gait initiation and stop reaches the motion bias estimate through the
+    inclination corrections. With the paper's process noise (variance grows by (0.1 °/s)² in 100 s) the estimate
+    forgets over ~100 s and hardly moves; with 25 times that (bias_sigma_init² in place of bias_drift_sigma²) it
+    goes to -0.25 °/s in pitch and tilts the first strides by a degree."""
     trace = _walk_start_stop(SensorModel.ideal())
     f = Fusion(trace.fs_hz)
     q = f.update(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace=True)
     bias_err = np.abs(f.bias_trace_rad_s - trace.truth.gyr_bias_rad_s).max(axis=0)
-    assert bias_err.max() < 0.07 * RAD  # measured 0.057 °/s (pitch; vqf 0.051), was 0.29
+    assert bias_err.max() < 0.07 * RAD  # measured 0.057 °/s (pitch; vqf 0.051)
     err = np.degrees(inclination_error_rad(q, trace.truth.q_sensor_to_earth))
     fs = trace.fs_hz
     start, steady = slice(0, int(10 * fs)), slice(int(10 * fs), int(55 * fs))
-    assert err[start].max() < 2.2  # measured 1.84° (gait initiation 1.5 s after switching on; was 3.05)
-    assert err[steady].max() < 0.6  # measured 0.49° (was 0.96)
+    assert err[start].max() < 2.2  # measured 1.84° (gait initiation 1.5 s after switching on)
+    assert err[steady].max() < 0.6  # measured 0.49°
     # Within each stride (~1.1 s) the error changes by less than 0.5°: pelvic tilt ranges stay right.
     n = int(1.1 * fs)
     ranges = [np.ptp(err[k:k + n]) for k in range(int(3.5 * fs), int(55 * fs), n)]
-    assert max(ranges) < 0.5  # measured 0.47 (was 0.66)
+    assert max(ranges) < 0.5  # measured 0.47
 
 
 def test_bias_stays_put_through_a_walk_after_rest():
@@ -317,10 +317,10 @@ def error_in_heading_frame_deg(q: np.ndarray, q_true: np.ndarray) -> np.ndarray:
 
 
 def test_offline_stand_before_a_walk_agrees_with_the_walk():
-    """Regression: the zero-phase low-pass and the backward pass carried the gait initiation's forward acceleration
-    (Δv ≈ 1.2 m/s) back into the 1.5 s stand before it, which tilted the offline estimate of the stand by 1.3° more
-    than the walk's; the pelvis takes its vertical from that stand, so the whole walk's tilt was off by that much.
-    Still periods now anchor the offline estimate."""
+    """Without anchors, the zero-phase low-pass and the backward pass carry the gait initiation's forward
+    acceleration (Δv ≈ 1.2 m/s) back into the 1.5 s stand before it and tilt the offline estimate of the stand by
+    1.3° more than the walk's; the pelvis takes its vertical from that stand, so the whole walk's tilt would be off
+    by that much. Still periods anchor the offline estimate."""
     trace = simulate_walk(duration_s=60, seed=100, drop_right_deg=8, drop_left_deg=4,
                           sensor=SensorModel.realistic(seed=100, mounting_rpy_deg=(2, -8, 3)))
     fs, truth = trace.fs_hz, trace.truth.q_sensor_to_earth
@@ -331,7 +331,7 @@ def test_offline_stand_before_a_walk_agrees_with_the_walk():
                                          truth)
         shift[offline] = (np.abs(err[stand].mean(0) - err[walking].mean(0)).max(),
                           np.abs(err[end].mean(0) - err[walking].mean(0)).max())
-    # measured: causal 0.05 / 1.1 (its end stand carries the stop), offline 0.12 / 0.02 (was 1.30 / 1.3)
+    # measured: causal 0.05 / 1.1 (its end stand carries the stop), offline 0.12 / 0.02 (1.30 / 1.3 without anchors)
     assert shift[True][0] < 0.3 and shift[True][1] < 0.3
     assert shift[True][0] <= shift[False][0] + 0.15
 

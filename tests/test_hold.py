@@ -1,4 +1,4 @@
-"""hipcheck.hold (re-exported by hipcheck.detect): single-leg holds found, timed and scored against the truth."""
+"""hipcheck.hold: single-leg holds found, timed and scored against the truth."""
 
 import numpy as np
 import pytest
@@ -201,9 +201,8 @@ SWEEP_SEEDS = range(24)  # a fixed block of seeds, not chosen by result
 
 def test_sweep_truth_plus_noise():
     """Regression guard on truth + noise (0.7° angle noise, 0.05 m/s² acceleration noise, constant bias): the
-    figures this version (step-fit detector) reaches on seeds 0–23 (all 24 found exactly once, 22 on the right side,
-    21 meeting every target; the leaky-velocity detector before it reached 23 and 22 here, but 15 of 60 through the
-    pipeline against 41 of 60 now). The targets themselves are in test_sweep_pipeline_targets."""
+    figures the step-fit detector reaches on seeds 0–23 (all 24 found exactly once, 22 on the right side, 21
+    meeting every target). The targets themselves are in test_sweep_pipeline_targets."""
     rows = sweep(SWEEP_SEEDS, through_pipeline=False)
     assert all(r["n"] == 1 for r in rows)
     assert sum(r["side"] for r in rows) >= 22

@@ -33,7 +33,7 @@ from hipcheck.rotation import (
     rotvec_from_quat,
 )
 from hipcheck.motion.sensor import apply_sensor
-from hipcheck.protocol import ACC_LSB_M_S2, GYR_LSB_RAD_S
+from hipcheck.units import ACC_LSB_M_S2, GYR_LSB_RAD_S
 from hipcheck.units import DEG_PER_RAD, GRAVITY_M_S2, RAD_PER_DEG
 
 G_EARTH = np.array([0.0, 0.0, -GRAVITY_M_S2])

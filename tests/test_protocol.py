@@ -12,6 +12,7 @@ import pytest
 
 from hipcheck import protocol as p
 from hipcheck.protocol import EventCode, Opcode, SampleFlag, Status
+from hipcheck.units import ACC_LSB_M_S2, GRAVITY_M_S2, GYR_LSB_RAD_S
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTOR_DIR = ROOT / "tests" / "vectors"
@@ -214,12 +215,12 @@ def test_data_round_trip_random():
 
 def test_decoded_physical_values():
     quat = [[1.0, 0.0, 0.0, 0.0], [0.5, -0.5, 0.5, -0.5]]
-    acc = [[0.0, 0.0, p.GRAVITY_M_S2], [-2 * p.GRAVITY_M_S2, 0.1, 0.0]]
+    acc = [[0.0, 0.0, GRAVITY_M_S2], [-2 * GRAVITY_M_S2, 0.1, 0.0]]
     gyr = [[0.0, np.radians(90.0), 0.0], [-1.0, 0.0, 0.0]]
     samples, _ = p.decode_data_packets([p.encode_data(0, 0, 10_000, *p.to_wire(quat, acc, gyr))])
     np.testing.assert_allclose(samples["quat"], quat, atol=1 / 16384)
-    np.testing.assert_allclose(samples["acc_m_s2"], acc, atol=p.ACC_LSB_M_S2 / 2 * 1.001)
-    np.testing.assert_allclose(samples["gyr_rad_s"], gyr, atol=p.GYR_LSB_RAD_S / 2 * 1.001)
+    np.testing.assert_allclose(samples["acc_m_s2"], acc, atol=ACC_LSB_M_S2 / 2 * 1.001)
+    np.testing.assert_allclose(samples["gyr_rad_s"], gyr, atol=GYR_LSB_RAD_S / 2 * 1.001)
     assert p.to_wire(quat, acc, gyr)[1][0, 2] == 2048  # 1 g = 2048 LSB
 
 
@@ -245,8 +246,8 @@ def test_compact_round_trip_random():
     assert report.skipped == [] and report.last_seq == 65_499
     np.testing.assert_array_equal(samples["seq"], 65_000 + np.arange(500))
     np.testing.assert_array_equal(samples["t_us"], 1_000_000 + 5000 * np.arange(500))
-    np.testing.assert_allclose(samples["acc_m_s2"], a * p.ACC_LSB_M_S2, rtol=1e-6)
-    np.testing.assert_allclose(samples["gyr_rad_s"], g * p.GYR_LSB_RAD_S, rtol=1e-6)
+    np.testing.assert_allclose(samples["acc_m_s2"], a * ACC_LSB_M_S2, rtol=1e-6)
+    np.testing.assert_allclose(samples["gyr_rad_s"], g * GYR_LSB_RAD_S, rtol=1e-6)
 
 
 def test_all_packet_kinds_round_trip_through_serial():

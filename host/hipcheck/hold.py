@@ -51,10 +51,12 @@ import numba
 import numpy as np
 
 from hipcheck.errors import InvalidValueError
-from hipcheck.settings import merged_settings
+from hipcheck.filters import butter2_coefficients, butter2_highpass, butter2_lowpass
 from hipcheck.gait import LEFT, RIGHT
+from hipcheck.settings import merged_settings
 
-__all__ = ["HOLD_DTYPE", "HOLD_SETTINGS_DTYPE", "HoldAnalyzer", "analyze_holds", "default_hold_settings"]
+__all__ = ["HOLD_DTYPE", "SETTINGS_DTYPE", "STATE_DTYPE", "DEFAULT_SETTINGS", "make_settings", "hold_update",
+           "HoldAnalyzer", "analyze_holds"]
 
 HOLD_DTYPE = np.dtype([
     ("start_sample", np.int64),  # middle of the lift-off weight shift
@@ -80,62 +82,36 @@ HOLD_DTYPE = np.dtype([
     ("return_shift_cm", np.float64),  # lateral shift back toward the free side at lowering (0 if none seen)
 ])
 
-HOLD_SETTINGS_DTYPE = np.dtype([
-    ("fs_hz", np.float64),
-    ("shift_min_cm", np.float64),  # least lateral shift (step-fit amplitude) that counts as a lift-off
-    ("shift_max_cm", np.float64),  # a larger "shift" is not a weight shift
-    ("end_fraction", np.float64),  # a lowering shift is at least this fraction of the lift shift
-    ("min_hold_s", np.float64),
-    ("max_hold_s", np.float64),  # longest hold kept (the buffer); a longer one is cut and marked capped
-    ("quiet_before_s", np.float64),  # valid, non-walking data needed before the middle of the lift shift
-    ("walk_m_s2", np.float64),  # vertical acceleration RMS above this is walking or stepping
-    ("step_half_s", np.float64),  # the step fit spans ± this about its centre: the analyser's fixed delay
-    ("step_rise_s", np.float64),  # duration of the fitted smooth step (a weight shift takes about half a second)
-    ("lobe_s", np.float64),  # the step fit's side lobes lie within this of a step (at ±0.7 step_half_s)
-    ("lobe_before_ratio", np.float64),  # a step is preceded by its opposite lobe of at least this fraction
-    ("lift_over_sway", np.float64),  # a lift-off step is this many times the largest step fit of the stance before
-    ("return_ratio", np.float64),  # a lowering followed within keep_s by a shift back of this fraction is not one
-    ("keep_s", np.float64),  # window after a lowering shift in which a shift back (touchdown) is looked for
-    ("confirm_s", np.float64),  # a lowering shift must stay (and the obliquity agree) this long after its middle
-    ("obliquity_agree_deg", np.float64),  # a hold whose obliquity left its baseline by this much must return
-    ("quiet_ratio", np.float64),  # after lowering the sway is this fraction of the way from the baseline's to the hold's
-    ("baseline_s", np.float64),  # the two-leg baseline: the quiet stance before lift-off, up to this long
-    ("settle_s", np.float64),  # left out of the metrics after lift-off, before lowering
-    ("drift_window_s", np.float64),  # tilt averaged over this at the start and at the end
-    ("touchdown_hp_hz", np.float64),
-    ("touchdown_m_s2", np.float64),
-    ("touchdown_pad_s", np.float64),  # left out of the metrics around each touchdown transient
-    ("sway_lowpass_hz", np.float64),
-    ("bias_tau_s", np.float64),  # slow mean of the acceleration removed before the sway and walking measures
-])
-
-_DEFAULTS = dict(
-    shift_min_cm=2.5,
-    shift_max_cm=15.0,
-    end_fraction=0.4,
-    min_hold_s=2.0,
-    max_hold_s=120.0,
-    quiet_before_s=1.0,
-    walk_m_s2=0.6,
-    step_half_s=1.0,
-    step_rise_s=0.5,
-    lobe_s=0.9,
-    lobe_before_ratio=0.3,
-    lift_over_sway=2.0,
-    return_ratio=1.0,
-    keep_s=1.2,
-    confirm_s=2.5,
-    obliquity_agree_deg=1.5,
-    quiet_ratio=0.25,
-    baseline_s=3.0,
-    settle_s=0.4,
-    drift_window_s=1.0,
-    touchdown_hp_hz=4.0,
-    touchdown_m_s2=1.0,
-    touchdown_pad_s=0.4,
-    sway_lowpass_hz=3.5,
-    bias_tau_s=4.0,
+# User settings and their defaults.
+DEFAULT_SETTINGS = dict(
+    shift_min_cm=2.5,  # least lateral shift (step-fit amplitude) that counts as a lift-off
+    shift_max_cm=15.0,  # a larger "shift" is not a weight shift
+    end_fraction=0.4,  # a lowering shift is at least this fraction of the lift shift
+    min_hold_s=2.0,  # a shorter hold is not one
+    max_hold_s=120.0,  # longest hold kept (the buffer); a longer one is cut and marked capped
+    quiet_before_s=1.0,  # valid, non-walking data needed before the middle of the lift shift
+    walk_m_s2=0.6,  # vertical acceleration RMS above this is walking or stepping
+    step_half_s=1.0,  # the step fit spans ± this about its centre: the analyser's fixed delay
+    step_rise_s=0.5,  # duration of the fitted smooth step (a weight shift takes about half a second)
+    lobe_s=0.9,  # the step fit's side lobes lie within this of a step (at ±0.7 step_half_s)
+    lobe_before_ratio=0.3,  # a step is preceded by its opposite lobe of at least this fraction
+    lift_over_sway=2.0,  # a lift-off step is this many times the largest step fit of the stance before
+    return_ratio=1.0,  # a lowering followed within keep_s by a shift back of this fraction is not one
+    keep_s=1.2,  # window after a lowering shift in which a shift back (touchdown) is looked for
+    confirm_s=2.5,  # a lowering shift must stay (and the obliquity agree) this long after its middle
+    obliquity_agree_deg=1.5,  # a hold whose obliquity left its baseline by this much must return
+    quiet_ratio=0.25,  # after lowering, the sway is within this fraction of the way from the baseline's to the hold's
+    baseline_s=3.0,  # the two-leg baseline: the quiet stance before lift-off, up to this long
+    settle_s=0.4,  # left out of the metrics after lift-off, before lowering
+    drift_window_s=1.0,  # tilt averaged over this at the start and at the end
+    touchdown_hp_hz=4.0,  # high-pass cut-off of the touchdown detector
+    touchdown_m_s2=1.0,  # a touchdown: energy above touchdown_hp_hz beyond this
+    touchdown_pad_s=0.4,  # left out of the metrics around each touchdown transient
+    sway_lowpass_hz=3.5,  # low-pass of the sway measures (Mancini 2012)
+    bias_tau_s=4.0,  # slow mean of the acceleration removed before the sway and walking measures
 )
+
+SETTINGS_DTYPE = np.dtype([("fs_hz", np.float64)] + [(name, np.float64) for name in DEFAULT_SETTINGS])
 
 QUIET = 0  # two-leg stance, walking, anything but a hold
 HOLDING = 1
@@ -147,14 +123,14 @@ _N_COLS = 5
 _EXTRA_BUFFER_S = 10.0  # baseline before, confirmation after
 _N_BURSTS = 8  # recent touchdown transients remembered (a hold is recognised after its first ones may have passed)
 
-_STATE_DTYPE = np.dtype([
+STATE_DTYPE = np.dtype([
     ("next_sample", np.int64),
     ("mode", np.int8),  # QUIET, HOLDING, AFTER_CAP
     ("n_valid", np.int64),  # valid samples seen
     ("valid_run", np.int64),  # consecutive valid samples up to the last one
     ("bias", np.float64, (3,)),  # slow mean of acc_level
-    ("lp", np.float64, (2, 4)),  # low-pass biquad memory (x1, x2, y1, y2) for x and y
-    ("hp", np.float64, (2, 4)),  # high-pass biquad memory
+    ("lp", np.float64, (2, 2)),  # Butterworth states (hipcheck.filters) of the sway low-pass, for x and y
+    ("hp", np.float64, (2, 2)),  # ... of the touchdown high-pass
     ("hf_energy", np.float64),  # smoothed square of the high-passed horizontal acceleration
     ("z_energy", np.float64),  # smoothed square of the vertical acceleration
     ("quiet_since", np.int64),  # first sample after the last walking or invalid sample (or the last hold's end)
@@ -182,10 +158,10 @@ _STATE_DTYPE = np.dtype([
 ])
 
 
-def default_hold_settings(fs_hz: float, **overrides) -> np.ndarray:
-    """One settings record (HOLD_SETTINGS_DTYPE) with the documented defaults; overrides by field name."""
-    values = merged_settings("hold", _DEFAULTS, overrides, fs_hz)
-    settings = np.zeros(1, dtype=HOLD_SETTINGS_DTYPE)
+def make_settings(fs_hz: float, **overrides) -> np.ndarray:
+    """One settings record (SETTINGS_DTYPE) with the documented defaults; overrides by field name."""
+    values = merged_settings("hold", DEFAULT_SETTINGS, overrides, fs_hz)
+    settings = np.zeros(1, dtype=SETTINGS_DTYPE)
     for name, value in values.items():
         settings[name] = value
     settings["fs_hz"] = fs_hz
@@ -198,16 +174,11 @@ def default_hold_settings(fs_hz: float, **overrides) -> np.ndarray:
     return settings
 
 
-def _biquad_coefficients(fc_hz: float, fs_hz: float, highpass: bool) -> np.ndarray:
-    """Second-order Butterworth (bilinear transform, prewarped): b0, b1, b2, a1, a2."""
-    k = math.tan(math.pi * fc_hz / fs_hz)
-    q = math.sqrt(2.0)
-    norm = 1.0 / (1.0 + q * k + k * k)
-    if highpass:
-        b = (norm, -2.0 * norm, norm)
-    else:
-        b = (k * k * norm, 2.0 * k * k * norm, k * k * norm)
-    return np.array([*b, 2.0 * (k * k - 1.0) * norm, (1.0 - q * k + k * k) * norm])
+def _coefficients(fc_hz: float, fs_hz: float) -> np.ndarray:
+    """Coefficients of the second-order Butterworth of hipcheck.filters for a cut-off in Hz."""
+    c = np.empty(3)
+    butter2_coefficients(fc_hz / fs_hz, c)
+    return c
 
 
 def _smooth_step(u):
@@ -237,16 +208,6 @@ def step_fit_weights(fs_hz: float, half_s: float, rise_s: float, after: int | No
 
 
 # ------------------------------------------------------------------------------------------------ numba kernel
-
-
-@numba.njit(cache=True)
-def _biquad(c, mem, x):
-    y = c[0] * x + c[1] * mem[0] + c[2] * mem[1] - c[3] * mem[2] - c[4] * mem[3]
-    mem[1] = mem[0]
-    mem[0] = x
-    mem[3] = mem[2]
-    mem[2] = y
-    return y
 
 
 @numba.njit(cache=True)
@@ -540,8 +501,8 @@ def _fit_sample(settings, st, buffer, fit_ring, c, fit, full_until, out, n_out):
 
 
 @numba.njit(cache=True)
-def _update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_ring, buffer, angles_pelvis_deg,
-            acc_level_m_s2, out):
+def hold_update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_ring, buffer, angles_pelvis_deg,
+                acc_level_m_s2, out):
     """Hold analysis over one block; writes completed holds into out and returns how many."""
     settings = settings_array[0]
     st = state_array[0]
@@ -553,10 +514,6 @@ def _update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_ring
     bias_gain = dt / settings["bias_tau_s"]
     hf_gain = dt / 0.1  # 0.1 s smoothing: a touchdown transient lasts about that
     z_gain = dt / 1.0  # 1 s: steps at any cadence
-    max_hold = int(round(settings["max_hold_s"] * fs))
-    confirm = int(round(settings["confirm_s"] * fs))
-    pad = int(round(settings["touchdown_pad_s"] * fs))
-    settle = int(round(settings["settle_s"] * fs))
     n_out = 0
     for i in range(angles_pelvis_deg.shape[0]):
         sample = st["next_sample"] + i
@@ -575,10 +532,10 @@ def _update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_ring
             st["valid_run"] += 1
         else:
             st["valid_run"] = 0
-        ax_lp = _biquad(lp_c, st["lp"][0], ax)
-        ay_lp = _biquad(lp_c, st["lp"][1], ay)
-        hx = _biquad(hp_c, st["hp"][0], ax)
-        hy = _biquad(hp_c, st["hp"][1], ay)
+        ax_lp = butter2_lowpass(ax, lp_c, st["lp"][0])
+        ay_lp = butter2_lowpass(ay, lp_c, st["lp"][1])
+        hx = butter2_highpass(ax, hp_c, st["hp"][0])
+        hy = butter2_highpass(ay, hp_c, st["hp"][1])
         st["hf_energy"] += hf_gain * (hx * hx + hy * hy - st["hf_energy"])
         st["z_energy"] += z_gain * (az * az - st["z_energy"])
         row = sample % n_rows
@@ -594,15 +551,7 @@ def _update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_ring
         # Touchdowns: quick transients. Remembered in any mode, since a hold is recognised only after its start.
         burst = ok and math.sqrt(st["hf_energy"]) > settings["touchdown_m_s2"]
         if burst:
-            if not st["in_burst"] and sample - st["last_burst"] > 2 * pad:
-                st["burst_onsets"][st["n_bursts"] % _N_BURSTS] = sample
-                st["n_bursts"] += 1
-                if st["mode"] == HOLDING and sample - st["start"] > settle:
-                    st["touchdowns"] += 1
-                for s in range(max(sample - pad, 0), sample + 1):
-                    buffer[s % n_rows, _EXCLUDED] = 1.0
-            st["last_burst"] = sample
-            st["exclude_until"] = sample + pad
+            _touchdown(settings, st, buffer, sample)
         st["in_burst"] = 1 if burst else 0
 
         # The step fit over the last window, centred half a window back.
@@ -616,27 +565,55 @@ def _update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_ring
                     fit += weights[j] * acc_ring[(c - half + j) % n_acc]
             n_out = _fit_sample(settings, st, buffer, fit_ring, c, fit, c, out, n_out)
 
-        if st["mode"] == QUIET:
-            continue
-        if walking:
-            # Walking off: the hold ended at a lowering shift that was still being confirmed, or was no hold.
-            if st["mode"] == HOLDING and st["pending"] and _lowering_agrees(settings, st, buffer, sample):
+        if st["mode"] != QUIET:
+            n_out = _hold_step(settings, st, buffer, sample, walking, out, n_out)
+    st["next_sample"] += angles_pelvis_deg.shape[0]
+    return n_out
+
+
+@numba.njit(cache=True)
+def _touchdown(settings, st, buffer, sample):
+    """A sample of a quick transient (a touchdown): a new one is remembered (and counted during a hold), and the
+    samples around it are left out of the metrics."""
+    fs = settings["fs_hz"]
+    pad = int(round(settings["touchdown_pad_s"] * fs))
+    settle = int(round(settings["settle_s"] * fs))
+    n_rows = buffer.shape[0]
+    if not st["in_burst"] and sample - st["last_burst"] > 2 * pad:
+        st["burst_onsets"][st["n_bursts"] % _N_BURSTS] = sample
+        st["n_bursts"] += 1
+        if st["mode"] == HOLDING and sample - st["start"] > settle:
+            st["touchdowns"] += 1
+        for s in range(max(sample - pad, 0), sample + 1):
+            buffer[s % n_rows, _EXCLUDED] = 1.0
+    st["last_burst"] = sample
+    st["exclude_until"] = sample + pad
+
+
+@numba.njit(cache=True)
+def _hold_step(settings, st, buffer, sample, walking, out, n_out):
+    """During a hold (or after a capped one): walking ends it, a confirmed lowering ends it, max_hold_s caps it.
+    Returns the new count of holds out."""
+    fs = settings["fs_hz"]
+    if walking:
+        # Walking off: the hold ended at a lowering shift that was still being confirmed, or was no hold.
+        if st["mode"] == HOLDING and st["pending"] and _lowering_agrees(settings, st, buffer, sample):
+            n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
+        st["mode"] = QUIET
+        st["pending"] = 0
+        return n_out
+    if st["pending"] and sample - st["pending_centroid"] >= int(round(settings["confirm_s"] * fs)):
+        if _lowering_agrees(settings, st, buffer, sample):
+            if st["mode"] == HOLDING:
                 n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
             st["mode"] = QUIET
-            st["pending"] = 0
-            continue
-        if st["pending"] and sample - st["pending_centroid"] >= confirm:
-            if _lowering_agrees(settings, st, buffer, sample):
-                if st["mode"] == HOLDING:
-                    n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
-                st["mode"] = QUIET
-                st["quiet_since"] = max(st["quiet_since"], st["pending_centroid"] + settle)
-            st["pending"] = 0
-        if st["mode"] == HOLDING and sample - st["start"] >= max_hold:
-            n_out = _finish(settings, st, buffer, st["start"] + max_hold, True, False, 0.0, out, n_out)
-            st["mode"] = AFTER_CAP
-            st["pending"] = 0
-    st["next_sample"] += angles_pelvis_deg.shape[0]
+            st["quiet_since"] = max(st["quiet_since"], st["pending_centroid"] + int(round(settings["settle_s"] * fs)))
+        st["pending"] = 0
+    max_hold = int(round(settings["max_hold_s"] * fs))
+    if st["mode"] == HOLDING and sample - st["start"] >= max_hold:
+        n_out = _finish(settings, st, buffer, st["start"] + max_hold, True, False, 0.0, out, n_out)
+        st["mode"] = AFTER_CAP
+        st["pending"] = 0
     return n_out
 
 
@@ -704,16 +681,16 @@ class HoldAnalyzer:
 
     def __init__(self, fs_hz: float, settings=None):
         if settings is None:
-            settings = default_hold_settings(fs_hz)
+            settings = make_settings(fs_hz)
         elif isinstance(settings, dict):
-            settings = default_hold_settings(fs_hz, **settings)
+            settings = make_settings(fs_hz, **settings)
         else:
-            settings = np.array(settings, dtype=HOLD_SETTINGS_DTYPE).reshape(1)
+            settings = np.array(settings, dtype=SETTINGS_DTYPE).reshape(1)
         self.fs_hz = float(fs_hz)
         self.settings = settings
         s = settings[0]
-        self._lp = _biquad_coefficients(s["sway_lowpass_hz"], fs_hz, highpass=False)
-        self._hp = _biquad_coefficients(s["touchdown_hp_hz"], fs_hz, highpass=True)
+        self._lp = _coefficients(s["sway_lowpass_hz"], fs_hz)
+        self._hp = _coefficients(s["touchdown_hp_hz"], fs_hz)
         self._weights = step_fit_weights(fs_hz, s["step_half_s"], s["step_rise_s"])
         half = len(self._weights) // 2
         # The end of a stream: fits over cut windows, down to 0.6 of the rise after the centre.
@@ -730,7 +707,7 @@ class HoldAnalyzer:
         self._fit_ring = np.full(int(math.ceil((s["baseline_s"] + 2 * s["lobe_s"] + s["keep_s"] + 2 * s["step_half_s"])
                                            * fs_hz)) + 2,
                                  np.nan)
-        self.state = np.zeros(1, dtype=_STATE_DTYPE)
+        self.state = np.zeros(1, dtype=STATE_DTYPE)
         self.state["exclude_until"] = -1
         self.state["candidate"] = -1
         self.state["last_burst"] = -(1 << 40)
@@ -739,10 +716,11 @@ class HoldAnalyzer:
         angles = np.ascontiguousarray(angles_pelvis_deg, dtype=np.float64)
         acc = np.ascontiguousarray(acc_level_m_s2, dtype=np.float64)
         if angles.ndim != 2 or angles.shape[1] != 3 or acc.shape != angles.shape:
-            raise InvalidValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape} must both be (n, 3)")
+            raise InvalidValueError(f"angles_pelvis_deg {angles.shape} and acc_level_m_s2 {acc.shape} must both be "
+                                    "(n, 3)")
         # At most one hold ends per min_hold_s; a block of n samples cannot finish more than this.
         out = np.zeros(2 + int(len(angles) / (self.settings["min_hold_s"][0] * self.fs_hz)), dtype=HOLD_DTYPE)
-        n = _update(self.settings, self.state, self._lp, self._hp, self._weights, self._acc_ring, self._fit_ring,
+        n = hold_update(self.settings, self.state, self._lp, self._hp, self._weights, self._acc_ring, self._fit_ring,
                     self._buffer, angles, acc, out)
         return out[:n].copy()
 

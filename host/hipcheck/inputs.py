@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from hipcheck.errors import InvalidValueError
-from hipcheck.protocol import ACC_FULL_SCALE_G, GYR_FULL_SCALE_DPS
-from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
+from hipcheck.units import ACC_FULL_SCALE_G, GRAVITY_M_S2, GYR_FULL_SCALE_DPS, GYR_WIDEST_RANGE_RAD_S, RAD_PER_DEG
 
-# Beyond any MEMS gyroscope's range (±2000 °/s ≈ 34.9 rad/s): such a reading means the data is in °/s.
-GYR_PLAUSIBLE_MAX_RAD_S = 40.0
+# Beyond the widest MEMS gyroscope range (34.9 rad/s) the data is in °/s. The 15 % margin (40 rad/s) keeps a real
+# rotation near full scale, read by a chip whose sensitivity is a few % high, from being taken for °/s; data in
+# °/s crosses it at 40 °/s, which most movements exceed.
+GYR_PLAUSIBLE_MAX_RAD_S = 1.15 * GYR_WIDEST_RANGE_RAD_S
 GYR_GLITCH_SAMPLES = 9  # readings beyond that range tolerated as glitches before the unit is doubted
 # Gravity as the median norm of the specific force: a body-worn sensor reads close to 9.81 m/s² most of the time.
 GRAVITY_PLAUSIBLE_M_S2 = (7.0, 13.0)

@@ -19,15 +19,11 @@ from typing import NamedTuple
 import numpy as np
 
 from hipcheck.errors import InvalidValueError
-from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
+from hipcheck.units import ACC_LSB_M_S2, GYR_LSB_RAD_S, to_raw
 
 PROTOCOL_VERSION = 1
 
-# Fixed wire scales: every sample is sent in these units whatever range the chip is set to.
-ACC_FULL_SCALE_G = 16.0
-GYR_FULL_SCALE_DPS = 2000.0
-ACC_LSB_M_S2 = ACC_FULL_SCALE_G * GRAVITY_M_S2 / 32768.0  # 1/2048 g per LSB
-GYR_LSB_RAD_S = GYR_FULL_SCALE_DPS * RAD_PER_DEG / 32768.0  # 0.06103515625 deg/s per LSB
+# The fixed sample scales (ACC_LSB_M_S2, GYR_LSB_RAD_S) and to_raw are in hipcheck.units: the signal stages share them.
 QUAT_FRACTION_BITS = 14  # quaternion components are int16 Q14: 16384 = 1.0
 QUAT_ONE_Q14 = 1 << QUAT_FRACTION_BITS
 
@@ -566,11 +562,6 @@ def saturation_flags(acc_raw: np.ndarray, gyr_raw: np.ndarray) -> np.ndarray:
     acc_sat = is_saturated(acc_raw[..., 0]) | is_saturated(acc_raw[..., 1]) | is_saturated(acc_raw[..., 2])
     gyr_sat = is_saturated(gyr_raw[..., 0]) | is_saturated(gyr_raw[..., 1]) | is_saturated(gyr_raw[..., 2])
     return (acc_sat * np.uint8(SampleFlag.ACC_SATURATED)) | (gyr_sat * np.uint8(SampleFlag.GYR_SATURATED))
-
-
-def to_raw(values, lsb: float) -> np.ndarray:
-    """Physical values to int16 wire integers of step `lsb`: rounded to nearest (ties to even), clipped to int16."""
-    return np.clip(np.rint(np.asarray(values, dtype=np.float64) / lsb), INT16_MIN, INT16_MAX).astype(np.int16)
 
 
 def to_wire(quat, acc_m_s2, gyr_rad_s) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from hipcheck import protocol as p
 from hipcheck.protocol import EventCode, Opcode, SampleFlag, Status
+from hipcheck.units import GRAVITY_M_S2
 
 HERE = Path(__file__).resolve().parent
 CALIBRATED = SampleFlag.GYR_BIAS_CALIBRATED | SampleFlag.ACC_CALIBRATED
@@ -31,9 +32,9 @@ def walking_samples(n: int, fs_hz: float, t0_s: float) -> tuple[np.ndarray, np.n
         cr, sr, cp, sp = math.cos(roll / 2), math.sin(roll / 2), math.cos(pitch / 2), math.sin(pitch / 2)
         quat.append((cr * cp, sr * cp, cr * sp, -sr * sp))
         bounce = 2.5 * math.sin(2 * math.pi * 1.8 * t)
-        acc.append((p.GRAVITY_M_S2 * math.sin(pitch) + 0.4 * math.cos(2 * math.pi * 1.8 * t),
-                    -p.GRAVITY_M_S2 * math.sin(roll),
-                    p.GRAVITY_M_S2 * math.cos(roll) * math.cos(pitch) + bounce))
+        acc.append((GRAVITY_M_S2 * math.sin(pitch) + 0.4 * math.cos(2 * math.pi * 1.8 * t),
+                    -GRAVITY_M_S2 * math.sin(roll),
+                    GRAVITY_M_S2 * math.cos(roll) * math.cos(pitch) + bounce))
         gyr.append((math.radians(4.0) * 2 * math.pi * 0.9 * math.cos(2 * math.pi * 0.9 * t),
                     math.radians(2.0) * 2 * math.pi * 1.8 * math.cos(2 * math.pi * 1.8 * t),
                     0.05 * math.sin(2 * math.pi * 0.9 * t)))

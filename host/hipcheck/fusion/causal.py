@@ -18,9 +18,8 @@ disturbance rejection", Information Fusion 91:187-204. Written from the paper, n
   measurement variances follow from it and the process noise (w = p²/v + p, the steady state of a scalar
   Kalman filter), which keeps the behaviour independent of the sample rate. The process noise v is the paper's:
   the variance grows by (0.1 °/s)² (``bias_drift_sigma_rad_s``) in ``bias_forgetting_s`` (100 s), so the motion
-  estimate forgets with a time constant of about (bias_sigma_motion / bias_drift_sigma)² · 100 s = 100 s. (An
-  earlier version grew it by bias_sigma_init² = (0.5 °/s)² instead: 25 times the process noise, a 4 s time
-  constant, and a pitch-bias estimate pulled to -0.25 °/s by the forward acceleration of every gait initiation.)
+  estimate forgets with a time constant of about (bias_sigma_motion / bias_drift_sigma)² · 100 s = 100 s, and the
+  forward acceleration of a gait initiation hardly moves it.
 
 What we changed:
 
@@ -47,10 +46,10 @@ What we changed:
   of their input for ``acc_warmup_s`` (= tau) while the sensor stays still (then continue as Butterworth from that
   value), so the estimate settles in about one time constant instead of drifting in from a guess. The first
   window that is not still ends the warm-up early: a running mean follows any acceleration within 1/n (a
-  first-order filter with the time since start as its time constant), so a walk begun 1.5 s after switching on
-  tilted it by 3° (VQF, which averages for tau regardless, does the same); now 1.8°, as after a long rest.
-  The motion bias update runs during the warm-up too (as in the paper): skipping it saw only the recovery half of
-  a gait-initiation transient and pulled the bias one way.
+  first-order filter with the time since start as its time constant): a walk begun 1.5 s after switching on
+  would tilt a full-length mean by 3° (as it tilts VQF, which averages for tau regardless); ended at the first
+  motion, 1.8°, as after a long rest. The motion bias update runs during the warm-up too (as in the paper):
+  skipping it would see only the recovery half of a gait-initiation transient and pull the bias one way.
 - **Turn gate** (``turn_rate_rad_s``, off by default): a walker's turn adds the centripetal acceleration ω×v (about
   1 m/s² for 2-3 s) which the inclination low-pass takes for gravity: 2-3° of obliquity or tilt after each turn,
   decaying with tau_acc. While the window-rate angular rate about the earth's vertical, low-passed
@@ -63,7 +62,7 @@ What we changed:
 - 6D only: a magnetometer is refused with a clear error (heading is arbitrary and drifts slowly).
 
 Frames: ``q_sensor_to_earth`` (w, x, y, z), earth z up, heading arbitrary (the I frame starts at the sensor's first
-heading). See ``hipcheck.fusion_offline`` for the non-causal variant used in review.
+heading). See ``hipcheck.fusion.offline`` for the non-causal variant used in review.
 """
 
 from __future__ import annotations
@@ -74,15 +73,16 @@ import numpy as np
 from numba import njit
 
 from hipcheck.errors import InvalidValueError
+from hipcheck.filters import butter2_lowpass
+from hipcheck.fusion._common import (as_samples, gyro_step, gyro_valid, lowpass_coefficients, multiply,
+                                     refuse_magnetometer, rotate, swing_times, swing_to_up, turned_ahead)
 from hipcheck.settings import merged_settings
-from hipcheck.inputs import InputError, unit_problem
-from hipcheck.protocol import ACC_FULL_SCALE_G, GYR_FULL_SCALE_DPS
-from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
+from hipcheck.units import ACC_FULL_SCALE_G, GRAVITY_M_S2, GYR_WIDEST_RANGE_RAD_S, RAD_PER_DEG
 
 __all__ = [
     "SETTINGS_DTYPE",
     "STATE_DTYPE",
-    "DEFAULTS",
+    "DEFAULT_SETTINGS",
     "FLAG_GYR_INVALID",
     "FLAG_ACC_INVALID",
     "FLAG_ACC_REJECTED",
@@ -92,8 +92,8 @@ __all__ = [
     "make_settings",
     "make_state",
     "fusion_update",
+    "acc_problem",
     "Fusion",
-    "orient",
 ]
 
 # Per-sample flags (uint8, OR-ed).
@@ -105,7 +105,7 @@ FLAG_INITIALISING = 16  # inclination not yet set, or its low-pass still in its 
 FLAG_TURNING = 32  # turning about the vertical faster than turn_rate_rad_s: accelerometer correction paused
 
 # User settings and their defaults. Those of the paper keep its values (Laidig & Seel 2023, Table 1).
-DEFAULTS = dict(
+DEFAULT_SETTINGS = dict(
     tau_acc_s=3.0,  # time constant of the accelerometer low-pass in the almost-inertial frame
     acc_warmup_s=3.0,  # the acc low-pass starts as the running mean of its input for this long, while still
     correction_rate_hz=50.0,  # rate of the correction/bias/rest step (windows of fs/rate samples)
@@ -123,8 +123,9 @@ DEFAULTS = dict(
     motion_bias_est=True,
     rest_bias_est=True,
     acc_saturation_m_s2=0.98 * ACC_FULL_SCALE_G * GRAVITY_M_S2,  # any axis at or beyond: saturated, rejected
-    # A gyro reading beyond twice the widest MEMS range (±2000 °/s) is a glitch, not a rotation: held like NaN.
-    gyr_plausible_rad_s=2.0 * GYR_FULL_SCALE_DPS * RAD_PER_DEG,
+    # A gyro reading beyond twice the widest MEMS range is a glitch, not a rotation: held like NaN. Twice, a wide
+    # margin: no real rotation is held, not even one read by the rare chips of ±4000 °/s.
+    gyr_plausible_rad_s=2.0 * GYR_WIDEST_RANGE_RAD_S,
     acc_reject_m_s2=math.inf,  # reject a sample whose norm differs from gravity by more (inf: never)
     gravity_m_s2=GRAVITY_M_S2,
     # Latency compensation: the output is turned ahead by the current angular rate times this (s), to make up for
@@ -143,13 +144,14 @@ DEFAULTS = dict(
     turn_max_s=5.0,
 )
 
-SETTINGS_DTYPE = np.dtype([(name, np.bool_ if isinstance(v, bool) else np.float64) for name, v in DEFAULTS.items()] + [
+SETTINGS_DTYPE = np.dtype([(name, np.bool_ if isinstance(v, bool) else np.float64)
+                           for name, v in DEFAULT_SETTINGS.items()] + [
     # Derived in make_settings; the kernel reads only these and the flags above.
     ("fs_hz", np.float64),
     ("dt_s", np.float64),  # sample period
     ("window_samples", np.int64),
     ("dt_window_s", np.float64),
-    ("acc_lp_c", np.float64, 3),  # Butterworth coefficients (state-variable form) at the window rate, tau_acc_s
+    ("acc_lp_c", np.float64, 3),  # Butterworth coefficients (hipcheck.filters) at the window rate, tau_acc_s
     ("acc_lp_warmup_windows", np.int64),
     ("rest_lp_c", np.float64, 3),
     ("rest_lp_warmup_windows", np.int64),
@@ -174,7 +176,7 @@ STATE_DTYPE = np.dtype([
     ("q_inertial_to_earth", np.float64, 4),  # inclination correction
     ("bias_rad_s", np.float64, 3),  # gyroscope bias estimate, sensor frame
     ("bias_p", np.float64, (3, 3)),  # its covariance, (rad/s)²
-    ("lp_state", np.float64, (_N_LP, 2)),  # Butterworth direct form II transposed
+    ("lp_state", np.float64, (_N_LP, 2)),  # Butterworth states (hipcheck.filters)
     ("lp_out", np.float64, _N_LP),
     ("lp_windows", np.int64),  # windows fed to the accelerometer-path low-pass (warm-up counter)
     ("rest_lp_state", np.float64, (6, 2)),  # gyroscope (0..2) and accelerometer (3..5), sensor frame
@@ -188,8 +190,7 @@ STATE_DTYPE = np.dtype([
     ("window_phase", np.int64),  # samples of the current window seen so far
     ("sum_acc_inertial", np.float64, 3),
     ("n_acc", np.int64),
-    ("sum_qq", np.float64, 9),  # xx yy zz xy xz yz wx wy wz of q_sensor_to_earth: the mean R is linear in them
-    ("n_qq", np.int64),
+    ("sum_qq", np.float64, 9),  # xx yy zz xy xz yz wx wy wz of q_sensor_to_earth (over the n_acc samples)
     ("sum_gyr", np.float64, 3),
     ("sum_acc", np.float64, 3),
     ("n_rest", np.int64),
@@ -203,7 +204,6 @@ STATE_DTYPE = np.dtype([
     ("kf_work", np.float64, (4, 3, 3)),
     # What the last window did, for plots and tests.
     ("acc_earth", np.float64, 3),  # filtered gravity direction in earth before its correction (unit)
-    ("correction_rad", np.float64),  # angle of the last inclination correction
     # Turn gate.
     ("q_window_start", np.float64, 4),  # q_sensor_to_inertial at the start of the current window
     ("turn_rate_rad_s", np.float64),  # low-passed angular rate about the earth's vertical (+ = counter-clockwise)
@@ -218,21 +218,9 @@ STATE_DTYPE = np.dtype([
 ])
 
 
-@njit(cache=True)
-def _butter2(tau_s: float, dt_s: float, c_out: np.ndarray) -> None:
-    """Second-order Butterworth low-pass, cut-off √2/(2π·tau) as in the paper, by the bilinear transform (prewarped),
-    in the state-variable form of Simper (2013, "Linear trapezoidal integrated state variable filter", Cytomic
-    technical paper): same response as the direct form, but its second state is the output itself, so that it
-    starts (or restarts) at a given value without a transient."""
-    fc_hz = math.sqrt(2.0) / (2.0 * math.pi * tau_s)
-    g = math.tan(math.pi * min(fc_hz * dt_s, 0.49))  # capped below Nyquist
-    a1 = 1.0 / (1.0 + g * (g + math.sqrt(2.0)))
-    c_out[0], c_out[1], c_out[2] = a1, g * a1, g * g * a1
-
-
 def make_settings(fs_hz: float, **settings) -> np.ndarray:
-    """One settings record (shape (1,), SETTINGS_DTYPE) for a sample rate; keyword overrides of DEFAULTS."""
-    values = merged_settings("fusion", DEFAULTS, settings, fs_hz)
+    """One settings record (shape (1,), SETTINGS_DTYPE) for a sample rate; keyword overrides of DEFAULT_SETTINGS."""
+    values = merged_settings("fusion", DEFAULT_SETTINGS, settings, fs_hz)
     for name in ("tau_acc_s", "acc_warmup_s", "correction_rate_hz", "rest_tau_s", "bias_sigma_init_rad_s",
                  "bias_forgetting_s", "bias_drift_sigma_rad_s",
                  "bias_sigma_motion_rad_s", "bias_sigma_rest_rad_s", "bias_vertical_forgetting", "gravity_m_s2",
@@ -247,9 +235,9 @@ def make_settings(fs_hz: float, **settings) -> np.ndarray:
     n_win = max(1, int(round(fs_hz / values["correction_rate_hz"])))
     dt_win = n_win * dt_s
     r["fs_hz"], r["dt_s"], r["window_samples"], r["dt_window_s"] = fs_hz, dt_s, n_win, dt_win
-    _butter2(values["tau_acc_s"], dt_win, r["acc_lp_c"])
+    lowpass_coefficients(values["tau_acc_s"], dt_win, r["acc_lp_c"])
     r["acc_lp_warmup_windows"] = max(1, int(math.ceil(values["acc_warmup_s"] / dt_win)))
-    _butter2(values["rest_tau_s"], dt_win, r["rest_lp_c"])
+    lowpass_coefficients(values["rest_tau_s"], dt_win, r["rest_lp_c"])
     r["rest_lp_warmup_windows"] = max(1, int(math.ceil(values["rest_tau_s"] / dt_win)))
     r["rest_min_windows"] = max(1, int(math.ceil(values["rest_min_s"] / dt_win)))
     p0 = values["bias_sigma_init_rad_s"] ** 2
@@ -282,35 +270,15 @@ def make_state(settings: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, inline="always")
-def gyro_valid(gx: float, gy: float, gz: float, limit: float) -> bool:
-    """A gyro sample fit to integrate: finite, and within ±limit on every axis."""
-    return abs(gx) < limit and abs(gy) < limit and abs(gz) < limit  # false for NaN too
-
-
-@njit(cache=True, inline="always")
-def gyro_step(g0: float, g1: float, g2: float, g3: float, tx: float, ty: float,
-              tz: float) -> tuple[float, float, float, float]:
-    """q ⊗ exp(θ/2) for the rotation vector θ = (tx, ty, tz) of one gyro sample (rad), not renormalised: the series
-    of cos(|θ|/2) and sin(|θ|/2)/|θ| to |θ|⁴, exact to 1e-12 for |θ| < 0.1 rad (2000 °/s at 400 Hz is 0.087)."""
-    t2 = tx * tx + ty * ty + tz * tz
-    c = 1.0 - t2 * (0.125 - t2 * (1.0 / 384.0))
-    sk = 0.5 - t2 * (1.0 / 48.0 - t2 * (1.0 / 3840.0))
-    dx, dy, dz = sk * tx, sk * ty, sk * tz
-    return (g0 * c - g1 * dx - g2 * dy - g3 * dz,
-            g0 * dx + g1 * c + g2 * dz - g3 * dy,
-            g0 * dy - g1 * dz + g2 * c + g3 * dx,
-            g0 * dz + g1 * dy - g2 * dx + g3 * c)
-
-
-@njit(cache=True, inline="always")
-def _lp_step(x: float, c: np.ndarray, state: np.ndarray) -> float:
-    """One step of the state-variable Butterworth (coefficients c from _butter2); state (2,) updated in place."""
-    v3 = x - state[1]
-    v1 = c[0] * state[0] + c[1] * v3
-    v2 = state[1] + c[1] * state[0] + c[2] * v3
-    state[0] = 2.0 * v1 - state[0]
-    state[1] = 2.0 * v2 - state[1]
-    return v2
+def acc_problem(ax: float, ay: float, az: float, saturation: float, norm_min2: float, norm_max2: float) -> int:
+    """0 for an accelerometer sample fit for the inclination; else FLAG_ACC_INVALID (not finite) or
+    FLAG_ACC_REJECTED (an axis at ``saturation`` or beyond, or |a|² outside [norm_min2, norm_max2])."""
+    na2 = ax * ax + ay * ay + az * az
+    if na2 - na2 != 0.0:
+        return FLAG_ACC_INVALID
+    if max(abs(ax), abs(ay), abs(az)) >= saturation or na2 < norm_min2 or na2 > norm_max2:
+        return FLAG_ACC_REJECTED
+    return 0
 
 
 @njit(cache=True, inline="always")
@@ -323,27 +291,190 @@ def _lp_warm(x: float, n_fed: int, n_warmup: int, c: np.ndarray, state: np.ndarr
             state[0] = 0.0
             state[1] = y
         return y
-    return _lp_step(x, c, state)
+    return butter2_lowpass(x, c, state)
+
+
+@njit(cache=True)
+def fusion_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, quat_out, flags_out, bias_out,
+                  bias_var_out) -> None:
+    """Run the filter over n samples; writes q_sensor_to_earth (n, 4) to quat_out. Allocates nothing.
+
+    settings, state: one-record arrays (SETTINGS_DTYPE, STATE_DTYPE); state is updated in place, so calling this
+    on consecutive blocks equals one call on the whole recording, bit for bit. acc (n, 3) m/s², gyr (n, 3) rad/s,
+    float64. Traces for plots and for the offline smoother: flags_out (n,) uint8 gets the FLAG_* of each sample,
+    bias_out (n, 3) the bias estimate in use at each sample (rad/s), bias_var_out (n, 3) its variance (diagonal,
+    (rad/s)²); pass arrays of length 0 to skip any of them.
+    """
+    # Per sample here: strapdown integration, output, the window's sums; per window: _end_window. The per-sample
+    # code stays in this loop, with no helper that takes an array (nor a per-window call that takes one): numba
+    # counts references at such calls, which made the filter 5-15 % slower.
+    s, st = settings[0], state[0]
+    acc, gyr = acc_sensor_m_s2, gyr_sensor_rad_s
+    dt, gyr_limit, n_win = s.dt_s, s.gyr_plausible_rad_s, s.window_samples
+    sat, norm_min2, norm_max2 = s.acc_saturation_m_s2, s.acc_norm_min2, s.acc_norm_max2
+    lead = s.output_lead_s != 0.0
+    lead_half = 0.5 * s.output_lead_s / dt  # times θ = (ω - b)·dt gives half the lead angle
+    write_flags, write_bias, write_var = flags_out.shape[0] > 0, bias_out.shape[0] > 0, bias_var_out.shape[0] > 0
+    p = st.bias_p
+    # Hot state in locals (tuples of float64, kept in registers); written back at window ends and on return.
+    g, initialised, slow_flags = _get4(st.q_sensor_to_inertial), st.initialised, _slow_flags(s, st)
+    e, b, lg, la, s_acc, s_gyr, s_acc_sensor, qq, n_acc, n_rest, max_dg2, max_da2, phase = _get_window(st)
+
+    for k in range(acc.shape[0]):
+        flag = slow_flags
+        gx, gy, gz = gyr[k, 0], gyr[k, 1], gyr[k, 2]
+        gyr_ok = gyro_valid(gx, gy, gz, gyr_limit)
+        lx = ly = lz = 0.0
+        if gyr_ok:  # q_sensor_to_inertial ← q ⊗ exp(θ/2), θ = (ω - b)·dt
+            tx, ty, tz = (gx - b[0]) * dt, (gy - b[1]) * dt, (gz - b[2]) * dt
+            g = _integrate(g[0], g[1], g[2], g[3], tx, ty, tz)
+            lx, ly, lz = tx * lead_half, ty * lead_half, tz * lead_half
+        else:
+            flag |= FLAG_GYR_INVALID
+            st.n_gyr_invalid += 1
+
+        ax, ay, az = acc[k, 0], acc[k, 1], acc[k, 2]
+        problem = acc_problem(ax, ay, az, sat, norm_min2, norm_max2)
+        if problem == 0:
+            v = rotate(g[0], g[1], g[2], g[3], ax, ay, az)  # the accelerometer in I
+            if not initialised:  # first valid sample: inclination from it alone (heading of the sensor kept)
+                inv_norm = 1.0 / math.sqrt(ax * ax + ay * ay + az * az)
+                e = swing_to_up(v[0] * inv_norm, v[1] * inv_norm, v[2] * inv_norm)
+                initialised = True
+                flag |= FLAG_INITIALISING
+            s_acc = (s_acc[0] + v[0], s_acc[1] + v[1], s_acc[2] + v[2])
+            n_acc += 1
+        else:
+            flag |= problem
+            _count_acc_problem(st, problem)
+
+        o0, o1, o2, o3 = multiply(e[0], e[1], e[2], e[3], g[0], g[1], g[2], g[3])  # q_sensor_to_earth
+        if lead:
+            quat_out[k, 0], quat_out[k, 1], quat_out[k, 2], quat_out[k, 3] = turned_ahead(o0, o1, o2, o3, lx, ly, lz)
+        else:
+            quat_out[k, 0], quat_out[k, 1], quat_out[k, 2], quat_out[k, 3] = o0, o1, o2, o3
+        if problem == 0:  # the window's mean rotation matrix, over the same samples as its mean acceleration
+            qq = _add_products(qq, o0, o1, o2, o3)
+        if gyr_ok and problem != FLAG_ACC_INVALID:  # rest detector: sums for the low-pass, largest deviation
+            s_gyr = (s_gyr[0] + gx, s_gyr[1] + gy, s_gyr[2] + gz)
+            s_acc_sensor = (s_acc_sensor[0] + ax, s_acc_sensor[1] + ay, s_acc_sensor[2] + az)
+            n_rest += 1
+            max_dg2 = max(max_dg2, (gx - lg[0]) ** 2 + (gy - lg[1]) ** 2 + (gz - lg[2]) ** 2)
+            max_da2 = max(max_da2, (ax - la[0]) ** 2 + (ay - la[1]) ** 2 + (az - la[2]) ** 2)
+        if write_flags:
+            flags_out[k] = flag
+        if write_bias:
+            bias_out[k, 0], bias_out[k, 1], bias_out[k, 2] = b[0], b[1], b[2]
+        if write_var:
+            bias_var_out[k, 0], bias_var_out[k, 1], bias_var_out[k, 2] = p[0, 0], p[1, 1], p[2, 2]
+
+        phase += 1
+        if phase == n_win:  # slow step: the window handed over through the state record; take back what changed
+            _put_window(st, g, e, s_acc, s_gyr, s_acc_sensor, qq, n_acc, n_rest, max_dg2, max_da2, phase,
+                        initialised)
+            _end_window(s, st)
+            e, b, lg, la, s_acc, s_gyr, s_acc_sensor, qq, n_acc, n_rest, max_dg2, max_da2, phase = _get_window(st)
+            slow_flags = _slow_flags(s, st)
+
+    _put_window(st, g, e, s_acc, s_gyr, s_acc_sensor, qq, n_acc, n_rest, max_dg2, max_da2, phase, initialised)
+    st.n_samples += acc.shape[0]
 
 
 @njit(cache=True, inline="always")
-def _swing_to_up(ax: float, ay: float, az: float) -> tuple[float, float, float, float]:
-    """The smallest rotation that turns the unit vector (ax, ay, az) onto +z (axis a × z), as (w, x, y, z)."""
-    if az > -0.999999:
-        w = 1.0 + az
-        k = 1.0 / math.sqrt(2.0 * w)  # |(1 + az, ay, -ax, 0)|² = 2(1 + az) for a unit vector
-        return w * k, ay * k, -ax * k, 0.0
-    return 0.0, 1.0, 0.0, 0.0  # upside down: any horizontal axis will do
+def _get_window(st):
+    """The state fusion_update keeps in locals that the slow step may change: orientation I→E, bias, the rest
+    detector's low-pass, and the window's sums so far."""
+    return (_get4(st.q_inertial_to_earth), _get3(st.bias_rad_s), _get3(st.rest_gyr_lp_rad_s),
+            _get3(st.rest_acc_lp_m_s2), _get3(st.sum_acc_inertial), _get3(st.sum_gyr), _get3(st.sum_acc),
+            _get9(st.sum_qq), st.n_acc, st.n_rest, st.max_dev_gyr2, st.max_dev_acc2, st.window_phase)
+
+
+@njit(cache=True, inline="always")
+def _put_window(st, g, e, s_acc, s_gyr, s_acc_sensor, qq, n_acc, n_rest, max_dg2, max_da2, phase,
+                initialised) -> None:
+    """The locals of fusion_update back into the state record."""
+    _put4(st.q_sensor_to_inertial, g)
+    _put4(st.q_inertial_to_earth, e)
+    _put3(st.sum_acc_inertial, s_acc)
+    _put3(st.sum_gyr, s_gyr)
+    _put3(st.sum_acc, s_acc_sensor)
+    _put9(st.sum_qq, qq)
+    st.n_acc, st.n_rest, st.max_dev_gyr2, st.max_dev_acc2 = n_acc, n_rest, max_dg2, max_da2
+    st.window_phase = phase
+    st.initialised = initialised
+
+
+@njit(cache=True, inline="always")
+def _count_acc_problem(st, problem: int) -> None:
+    if problem == FLAG_ACC_INVALID:
+        st.n_acc_invalid += 1
+    else:
+        st.n_acc_rejected += 1
+
+
+@njit(cache=True, inline="always")
+def _integrate(g0: float, g1: float, g2: float, g3: float, tx: float, ty: float,
+               tz: float) -> tuple[float, float, float, float]:
+    """q ⊗ exp(θ/2) with a first-order renormalisation (no square root per sample)."""
+    h0, h1, h2, h3 = gyro_step(g0, g1, g2, g3, tx, ty, tz)
+    f = 1.5 - 0.5 * (h0 * h0 + h1 * h1 + h2 * h2 + h3 * h3)
+    return h0 * f, h1 * f, h2 * f, h3 * f
+
+
+@njit(cache=True, inline="always")
+def _add_products(qq, o0, o1, o2, o3):
+    """qq + the products of o's components that R(o) is linear in (xx yy zz xy xz yz wx wy wz)."""
+    return (qq[0] + o1 * o1, qq[1] + o2 * o2, qq[2] + o3 * o3, qq[3] + o1 * o2, qq[4] + o1 * o3,
+            qq[5] + o2 * o3, qq[6] + o0 * o1, qq[7] + o0 * o2, qq[8] + o0 * o3)
+
+
+@njit(cache=True, inline="always")
+def _slow_flags(s, st) -> int:
+    """Flags that hold for a whole window: rest, turning, and inclination not yet settled."""
+    flag = 0
+    if st.at_rest:
+        flag |= FLAG_AT_REST
+    if not st.initialised or st.lp_windows < s.acc_lp_warmup_windows:
+        flag |= FLAG_INITIALISING
+    if st.turning:
+        flag |= FLAG_TURNING
+    return flag
+
+
+@njit(cache=True)
+def _start_window(st) -> None:
+    """Empty the sums of the window that begins."""
+    for i in range(3):
+        st.sum_acc_inertial[i] = st.sum_gyr[i] = st.sum_acc[i] = 0.0
+    for i in range(9):
+        st.sum_qq[i] = 0.0
+    st.n_acc = st.n_rest = st.window_phase = 0
+    st.max_dev_gyr2 = st.max_dev_acc2 = 0.0
 
 
 @njit(cache=True)
 def _end_window(s, st) -> None:
-    """The slow step, once per window: low-pass filters, inclination correction, rest detection, bias update."""
-    dt_win = s.dt_window_s
-    bias = st.bias_rad_s
+    """The slow step, once per window: rest detection, turn gate, inclination correction, bias update; then
+    the sums of the next window start empty. (Its steps are inlined: called apart, they cost 2-3 % of the whole
+    filter's time with the default window of 2-6 samples.)"""
+    moving = _rest_step(s, st)
+    if s.turn_rate_rad_s < math.inf:
+        _turn_step(s, st)
+    for i in range(4):
+        st.q_window_start[i] = st.q_sensor_to_inertial[i]
+    measured, ex, ey = False, 0.0, 0.0
+    if st.n_acc > 0 and st.initialised and not st.turning:
+        n_fed = _feed_lowpass(s, st, moving)
+        measured, ex, ey = _correct_inclination(s, st, n_fed)
+    _bias_step(s, st, measured, ex, ey)
+    _start_window(st)
 
-    # Rest detection on the sensor-frame signals (window means feed the low-pass; each sample was compared with
-    # the previous window's low-pass).
+
+@njit(cache=True, inline="always")
+def _rest_step(s, st) -> bool:
+    """Rest detection on the sensor-frame signals: the window means feed the low-pass; each sample was compared
+    with the previous window's low-pass. Sets at_rest; returns whether the sensor moved in this window."""
+    moving = False
     if st.n_rest > 0:
         inv = 1.0 / st.n_rest
         st.rest_lp_windows += 1
@@ -351,8 +482,7 @@ def _end_window(s, st) -> None:
             st.rest_gyr_lp_rad_s[i] = _lp_warm(st.sum_gyr[i] * inv, st.rest_lp_windows, s.rest_lp_warmup_windows,
                                                s.rest_lp_c, st.rest_lp_state[i], st.rest_gyr_lp_rad_s[i])
             st.rest_acc_lp_m_s2[i] = _lp_warm(st.sum_acc[i] * inv, st.rest_lp_windows, s.rest_lp_warmup_windows,
-                                              s.rest_lp_c, st.rest_lp_state[3 + i],
-                                              st.rest_acc_lp_m_s2[i])
+                                              s.rest_lp_c, st.rest_lp_state[3 + i], st.rest_acc_lp_m_s2[i])
         g = st.rest_gyr_lp_rad_s
         # Counted from the first window: during warm-up the low-pass is the running mean, a fair reference already.
         still = (st.max_dev_gyr2 < s.rest_gyr_th_rad_s**2 and st.max_dev_acc2 < s.rest_acc_th_m_s2**2
@@ -363,102 +493,103 @@ def _end_window(s, st) -> None:
         moving = not still and st.rest_lp_windows >= 2
     else:
         st.rest_windows = 0  # no valid sample in the window: cannot claim stillness
-        moving = False
     st.at_rest = st.rest_windows >= s.rest_min_windows
+    return moving
 
-    # Turn gate: the rotation of the window in I (q_end ⊗ q_start⁻¹, its vector part ≈ half the rotation vector),
-    # turned into E; its vertical part per unit time, low-passed. A walker's turn (45-60 °/s for 2-3 s) adds a
-    # centripetal acceleration ω×v (~1 m/s²) that the low-pass would take for a tilt; the gyroscope alone is
-    # accurate over such a turn, so the accelerometer is left out while it lasts. Only the mean rate of the
-    # window enters, so gait's yaw oscillation (±5° per stride) mostly averages out in the low-pass.
-    if s.turn_rate_rad_s < math.inf:
-        q1, q0 = st.q_sensor_to_inertial, st.q_window_start
-        # vector part of q1 ⊗ conj(q0)
-        dx = -q1[0] * q0[1] + q1[1] * q0[0] - q1[2] * q0[3] + q1[3] * q0[2]
-        dy = -q1[0] * q0[2] + q1[1] * q0[3] + q1[2] * q0[0] - q1[3] * q0[1]
-        dz = -q1[0] * q0[3] - q1[1] * q0[2] + q1[2] * q0[1] + q1[3] * q0[0]
-        qa = st.q_inertial_to_earth
-        w, ux, uy, uz = qa[0], qa[1], qa[2], qa[3]
-        # z component of R(q_inertial_to_earth)·d
-        vz = (2.0 * (ux * uz - w * uy)) * dx + (2.0 * (uy * uz + w * ux)) * dy + (1.0 - 2.0 * (ux * ux + uy * uy)) * dz
-        st.turn_rate_rad_s += s.turn_lp_alpha * (2.0 * vz / dt_win - st.turn_rate_rad_s)
-        st.turn_windows = st.turn_windows + 1 if abs(st.turn_rate_rad_s) > s.turn_rate_rad_s else 0
-        st.turning = 0 < st.turn_windows <= s.turn_max_windows
-        if st.turning:
-            st.n_turn_windows += 1
-    for i in range(4):
-        st.q_window_start[i] = st.q_sensor_to_inertial[i]
 
-    # Inclination: low-pass of the accelerometer in I, then turn I→E so that it points up.
-    motion_measurement = False
-    ex = ey = 0.0
-    if st.n_acc > 0 and st.initialised and not st.turning:
-        inv = 1.0 / st.n_acc
-        c, nw = s.acc_lp_c, s.acc_lp_warmup_windows
-        lo = st.lp_out
-        if moving and 1 <= st.lp_windows < nw:
-            # The running mean of the warm-up is the best estimate while the sensor is still, but it follows any
-            # acceleration within 1/n (a first-order filter of time constant "time since start"): a walk begun
-            # during the warm-up would tilt it by degrees. Motion ends the warm-up: the Butterworth continues from
-            # the mean so far, in its steady state.
-            for i in range(_N_LP):
-                st.lp_state[i, 0] = 0.0
-                st.lp_state[i, 1] = lo[i]
-            st.lp_windows = nw
-        st.lp_windows += 1
-        n_fed = st.lp_windows
-        for i in range(3):
-            lo[_LP_ACC + i] = _lp_warm(st.sum_acc_inertial[i] * inv, n_fed, nw, c, st.lp_state[_LP_ACC + i],
-                                       lo[_LP_ACC + i])
-        # Mean R_sensor_to_earth of the window from the mean outer product of its quaternions (R is linear in them).
-        k = 1.0 / st.n_qq
-        q = st.sum_qq
-        xx, yy, zz, xy, xz, yz = q[0] * k, q[1] * k, q[2] * k, q[3] * k, q[4] * k, q[5] * k
-        wx, wy, wz = q[6] * k, q[7] * k, q[8] * k
-        rm = st.r_mean
-        rm[0], rm[1], rm[2] = 1.0 - 2.0 * (yy + zz), 2.0 * (xy - wz), 2.0 * (xz + wy)
-        rm[3], rm[4], rm[5] = 2.0 * (xy + wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz - wx)
-        rm[6], rm[7], rm[8] = 2.0 * (xz - wy), 2.0 * (yz + wx), 1.0 - 2.0 * (xx + yy)
-        for i in range(9):
-            lo[_LP_R + i] = _lp_warm(rm[i], n_fed, nw, c, st.lp_state[_LP_R + i], lo[_LP_R + i])
-        for i in range(2):
-            rb = rm[3 * i] * bias[0] + rm[3 * i + 1] * bias[1] + rm[3 * i + 2] * bias[2]
-            lo[_LP_RB + i] = _lp_warm(rb, n_fed, nw, c, st.lp_state[_LP_RB + i], lo[_LP_RB + i])
+@njit(cache=True, inline="always")
+def _turn_step(s, st) -> None:
+    """Turn gate: the rotation of the window in I (q_end ⊗ q_start⁻¹, its vector part ≈ half the rotation
+    vector), turned into E; its vertical part per unit time, low-passed. A walker's turn (45-60 °/s for 2-3 s) adds
+    a centripetal acceleration ω×v (~1 m/s²) that the low-pass would take for a tilt; the gyroscope alone is
+    accurate over such a turn, so the accelerometer is left out while it lasts. Only the mean rate of the window
+    enters, so gait's yaw oscillation (±5° per stride) mostly averages out in the low-pass."""
+    q1, q0 = st.q_sensor_to_inertial, st.q_window_start
+    # vector part of q1 ⊗ conj(q0)
+    dx = -q1[0] * q0[1] + q1[1] * q0[0] - q1[2] * q0[3] + q1[3] * q0[2]
+    dy = -q1[0] * q0[2] + q1[1] * q0[3] + q1[2] * q0[0] - q1[3] * q0[1]
+    dz = -q1[0] * q0[3] - q1[1] * q0[2] + q1[2] * q0[1] + q1[3] * q0[0]
+    qa = st.q_inertial_to_earth
+    w, ux, uy, uz = qa[0], qa[1], qa[2], qa[3]
+    # z component of R(q_inertial_to_earth)·d
+    vz = (2.0 * (ux * uz - w * uy)) * dx + (2.0 * (uy * uz + w * ux)) * dy + (1.0 - 2.0 * (ux * ux + uy * uy)) * dz
+    st.turn_rate_rad_s += s.turn_lp_alpha * (2.0 * vz / s.dt_window_s - st.turn_rate_rad_s)
+    st.turn_windows = st.turn_windows + 1 if abs(st.turn_rate_rad_s) > s.turn_rate_rad_s else 0
+    st.turning = 0 < st.turn_windows <= s.turn_max_windows
+    if st.turning:
+        st.n_turn_windows += 1
 
-        # The filtered gravity, rotated into E, normalised; then the rotation that turns it up.
-        qa = st.q_inertial_to_earth
-        vx, vy, vz = lo[_LP_ACC], lo[_LP_ACC + 1], lo[_LP_ACC + 2]
-        w, ux, uy, uz = qa[0], qa[1], qa[2], qa[3]
-        tx = 2.0 * (uy * vz - uz * vy)
-        ty = 2.0 * (uz * vx - ux * vz)
-        tz = 2.0 * (ux * vy - uy * vx)
-        ax = vx + w * tx + uy * tz - uz * ty
-        ay = vy + w * ty + uz * tx - ux * tz
-        az = vz + w * tz + ux * ty - uy * tx
-        norm = math.sqrt(ax * ax + ay * ay + az * az)
-        if norm > 0.0:
-            ax, ay, az = ax / norm, ay / norm, az / norm
-            st.acc_earth[0], st.acc_earth[1], st.acc_earth[2] = ax, ay, az
-            c0, c1, c2, _ = _swing_to_up(ax, ay, az)
-            st.correction_rad = 2.0 * math.atan2(math.sqrt(c1 * c1 + c2 * c2), c0)
-            # q_inertial_to_earth ← corr ⊗ q_inertial_to_earth (corr has no z part)
-            n0 = c0 * w - c1 * ux - c2 * uy
-            n1 = c0 * ux + c1 * w + c2 * uz
-            n2 = c0 * uy - c1 * uz + c2 * w
-            n3 = c0 * uz + c1 * uy - c2 * ux
-            k = 1.0 / math.sqrt(n0 * n0 + n1 * n1 + n2 * n2 + n3 * n3)
-            qa[0], qa[1], qa[2], qa[3] = n0 * k, n1 * k, n2 * k, n3 * k
-            if n_fed > 1:  # (the first window has no correction yet)
-                # A bias b turns E at R·b; the corrections undo it: lp(R)·b = -ω_corr + lp(R·b_hat), with
-                # ω_corr = (ay, -ax, 0)/dt the correction's rotation vector per unit time.
-                ex = -ay / dt_win + lo[_LP_RB] - (lo[_LP_R] * bias[0] + lo[_LP_R + 1] * bias[1]
-                                                  + lo[_LP_R + 2] * bias[2])
-                ey = ax / dt_win + lo[_LP_RB + 1] - (lo[_LP_R + 3] * bias[0] + lo[_LP_R + 4] * bias[1]
-                                                     + lo[_LP_R + 5] * bias[2])
-                motion_measurement = True
 
-    # Gyroscope bias: Kalman filter, state = bias (sensor frame), covariance bias_p, measurement e = y - H·b_hat.
-    p = st.bias_p
+@njit(cache=True, inline="always")
+def _feed_lowpass(s, st, moving: bool) -> int:
+    """The window's means into the accelerometer-path low-pass (in I: the accelerometer, R_sensor_to_earth and
+    R·bias_hat); returns the number of windows it has been fed."""
+    c, nw = s.acc_lp_c, s.acc_lp_warmup_windows
+    lo = st.lp_out
+    if moving and 1 <= st.lp_windows < nw:
+        # The running mean of the warm-up is the best estimate while the sensor is still, but it follows any
+        # acceleration within 1/n (a first-order filter of time constant "time since start"): a walk begun
+        # during the warm-up would tilt it by degrees. Motion ends the warm-up: the Butterworth continues from
+        # the mean so far, in its steady state.
+        for i in range(_N_LP):
+            st.lp_state[i, 0] = 0.0
+            st.lp_state[i, 1] = lo[i]
+        st.lp_windows = nw
+    st.lp_windows += 1
+    n_fed = st.lp_windows
+    inv = 1.0 / st.n_acc
+    for i in range(3):
+        lo[_LP_ACC + i] = _lp_warm(st.sum_acc_inertial[i] * inv, n_fed, nw, c, st.lp_state[_LP_ACC + i],
+                                   lo[_LP_ACC + i])
+    # Mean R_sensor_to_earth of the window from the mean products of its quaternions (R is linear in them).
+    q = st.sum_qq
+    xx, yy, zz, xy, xz, yz = q[0] * inv, q[1] * inv, q[2] * inv, q[3] * inv, q[4] * inv, q[5] * inv
+    wx, wy, wz = q[6] * inv, q[7] * inv, q[8] * inv
+    rm = st.r_mean
+    rm[0], rm[1], rm[2] = 1.0 - 2.0 * (yy + zz), 2.0 * (xy - wz), 2.0 * (xz + wy)
+    rm[3], rm[4], rm[5] = 2.0 * (xy + wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz - wx)
+    rm[6], rm[7], rm[8] = 2.0 * (xz - wy), 2.0 * (yz + wx), 1.0 - 2.0 * (xx + yy)
+    for i in range(9):
+        lo[_LP_R + i] = _lp_warm(rm[i], n_fed, nw, c, st.lp_state[_LP_R + i], lo[_LP_R + i])
+    bias = st.bias_rad_s
+    for i in range(2):
+        rb = rm[3 * i] * bias[0] + rm[3 * i + 1] * bias[1] + rm[3 * i + 2] * bias[2]
+        lo[_LP_RB + i] = _lp_warm(rb, n_fed, nw, c, st.lp_state[_LP_RB + i], lo[_LP_RB + i])
+    return n_fed
+
+
+@njit(cache=True, inline="always")
+def _correct_inclination(s, st, n_fed: int) -> tuple[bool, float, float]:
+    """Turn I→E so that the filtered gravity points up. Returns the motion measurement of the bias (measured, ex,
+    ey): the part of this correction that the current bias estimate does not explain."""
+    lo = st.lp_out
+    qa = st.q_inertial_to_earth
+    w, ux, uy, uz = qa[0], qa[1], qa[2], qa[3]
+    ax, ay, az = rotate(w, ux, uy, uz, lo[_LP_ACC], lo[_LP_ACC + 1], lo[_LP_ACC + 2])  # filtered gravity in E
+    norm = math.sqrt(ax * ax + ay * ay + az * az)
+    if not norm > 0.0:
+        return False, 0.0, 0.0
+    ax, ay, az = ax / norm, ay / norm, az / norm
+    st.acc_earth[0], st.acc_earth[1], st.acc_earth[2] = ax, ay, az
+    c0, c1, c2, _ = swing_to_up(ax, ay, az)
+    n0, n1, n2, n3 = swing_times(c0, c1, c2, w, ux, uy, uz)  # q_inertial_to_earth ← correction ⊗ itself
+    k = 1.0 / math.sqrt(n0 * n0 + n1 * n1 + n2 * n2 + n3 * n3)
+    qa[0], qa[1], qa[2], qa[3] = n0 * k, n1 * k, n2 * k, n3 * k
+    if n_fed <= 1:  # the first window has no correction yet
+        return False, 0.0, 0.0
+    # A bias b turns E at R·b; the corrections undo it: lp(R)·b = -ω_corr + lp(R·b_hat), with
+    # ω_corr = (ay, -ax, 0)/dt the correction's rotation vector per unit time.
+    bias, dt_win = st.bias_rad_s, s.dt_window_s
+    ex = -ay / dt_win + lo[_LP_RB] - (lo[_LP_R] * bias[0] + lo[_LP_R + 1] * bias[1] + lo[_LP_R + 2] * bias[2])
+    ey = ax / dt_win + lo[_LP_RB + 1] - (lo[_LP_R + 3] * bias[0] + lo[_LP_R + 4] * bias[1] + lo[_LP_R + 5] * bias[2])
+    return True, ex, ey
+
+
+@njit(cache=True, inline="always")
+def _bias_step(s, st, measured: bool, ex: float, ey: float) -> None:
+    """Gyroscope bias: Kalman filter, state = bias (sensor frame), covariance bias_p, measurement e = y - H·b_hat:
+    at rest the low-pass gyroscope, in motion the inclination correction (ex, ey)."""
+    p, bias = st.bias_p, st.bias_rad_s
     for i in range(3):
         if p[i, i] < s.bias_p0:  # uncertainty grows with time, up to its prior
             p[i, i] += s.bias_v
@@ -469,7 +600,7 @@ def _end_window(s, st) -> None:
                 h[i, j] = 1.0 if i == j else 0.0
             e[i] = st.rest_gyr_lp_rad_s[i] - bias[i]
             w_diag[i] = s.bias_w_rest
-    elif motion_measurement and s.motion_bias_est:
+    elif measured and s.motion_bias_est:
         for i in range(3):
             for j in range(3):
                 h[i, j] = st.lp_out[_LP_R + 3 * i + j]
@@ -534,240 +665,44 @@ def _inv3(m, out) -> None:
             out[i, j] *= inv_det
 
 
-@njit(cache=True)
-def fusion_update(settings, state, acc_sensor_m_s2, gyr_sensor_rad_s, quat_out, flags_out, bias_out,
-                  bias_var_out) -> None:
-    """Run the filter over n samples; writes q_sensor_to_earth (n, 4) to quat_out. Allocates nothing.
-
-    settings, state: one-record arrays (SETTINGS_DTYPE, STATE_DTYPE); state is updated in place, so calling this
-    on consecutive blocks equals one call on the whole recording, bit for bit. acc (n, 3) m/s², gyr (n, 3) rad/s,
-    float64. Traces for plots and for the offline smoother: flags_out (n,) uint8 gets the FLAG_* of each sample,
-    bias_out (n, 3) the bias estimate in use at each sample (rad/s), bias_var_out (n, 3) its variance (diagonal,
-    (rad/s)²); pass arrays of length 0 to skip any of them.
-    """
-    s = settings[0]
-    st = state[0]
-    n = acc_sensor_m_s2.shape[0]
-    write_flags = flags_out.shape[0] > 0
-    write_bias = bias_out.shape[0] > 0
-    write_bias_var = bias_var_out.shape[0] > 0
-    p = st.bias_p
-    dt = s.dt_s
-    n_win = s.window_samples
-    sat = s.acc_saturation_m_s2
-    gyr_limit = s.gyr_plausible_rad_s
-    norm_min2, norm_max2 = s.acc_norm_min2, s.acc_norm_max2
-    lead = s.output_lead_s != 0.0
-    lead_half = 0.5 * s.output_lead_s / dt  # times θ = (ω - b)·dt gives half the lead angle
-
-    # Hot state in locals (float64 scalars); written back at window ends and on return.
-    g0, g1, g2, g3 = (st.q_sensor_to_inertial[0], st.q_sensor_to_inertial[1], st.q_sensor_to_inertial[2],
-                      st.q_sensor_to_inertial[3])
-    e0, e1, e2, e3 = (st.q_inertial_to_earth[0], st.q_inertial_to_earth[1], st.q_inertial_to_earth[2],
-                      st.q_inertial_to_earth[3])
-    bx, by, bz = st.bias_rad_s[0], st.bias_rad_s[1], st.bias_rad_s[2]
-    lgx, lgy, lgz = st.rest_gyr_lp_rad_s[0], st.rest_gyr_lp_rad_s[1], st.rest_gyr_lp_rad_s[2]
-    lax, lay, laz = st.rest_acc_lp_m_s2[0], st.rest_acc_lp_m_s2[1], st.rest_acc_lp_m_s2[2]
-    sx, sy, sz = st.sum_acc_inertial[0], st.sum_acc_inertial[1], st.sum_acc_inertial[2]
-    n_acc = st.n_acc
-    qq0, qq1, qq2, qq3, qq4, qq5, qq6, qq7, qq8 = (st.sum_qq[0], st.sum_qq[1], st.sum_qq[2], st.sum_qq[3],
-                                                   st.sum_qq[4], st.sum_qq[5], st.sum_qq[6], st.sum_qq[7],
-                                                   st.sum_qq[8])
-    sgx, sgy, sgz = st.sum_gyr[0], st.sum_gyr[1], st.sum_gyr[2]
-    sax, say, saz = st.sum_acc[0], st.sum_acc[1], st.sum_acc[2]
-    n_rest = st.n_rest
-    max_dg2, max_da2 = st.max_dev_gyr2, st.max_dev_acc2
-    phase = st.window_phase
-    initialised = st.initialised
-    slow_flags = _slow_flags(s, st)
-    n_gyr_invalid, n_acc_invalid, n_acc_rejected = st.n_gyr_invalid, st.n_acc_invalid, st.n_acc_rejected
-
-    for k in range(n):
-        flag = slow_flags
-        gx, gy, gz = gyr_sensor_rad_s[k, 0], gyr_sensor_rad_s[k, 1], gyr_sensor_rad_s[k, 2]
-        gyr_ok = gyro_valid(gx, gy, gz, gyr_limit)
-        if gyr_ok:
-            # q_sensor_to_inertial ← q ⊗ exp(θ/2), θ = (ω - b)·dt.
-            tx, ty, tz = (gx - bx) * dt, (gy - by) * dt, (gz - bz) * dt
-            h0, h1, h2, h3 = gyro_step(g0, g1, g2, g3, tx, ty, tz)
-            f = 1.5 - 0.5 * (h0 * h0 + h1 * h1 + h2 * h2 + h3 * h3)  # first-order renormalisation
-            g0, g1, g2, g3 = h0 * f, h1 * f, h2 * f, h3 * f
-            lx, ly, lz = tx * lead_half, ty * lead_half, tz * lead_half
-        else:
-            lx = ly = lz = 0.0
-            flag |= FLAG_GYR_INVALID
-            n_gyr_invalid += 1
-
-        ax, ay, az = acc_sensor_m_s2[k, 0], acc_sensor_m_s2[k, 1], acc_sensor_m_s2[k, 2]
-        na2 = ax * ax + ay * ay + az * az
-        acc_ok = na2 - na2 == 0.0
-        acc_use = False
-        if not acc_ok:
-            flag |= FLAG_ACC_INVALID
-            n_acc_invalid += 1
-        elif max(abs(ax), abs(ay), abs(az)) >= sat or na2 < norm_min2 or na2 > norm_max2:
-            flag |= FLAG_ACC_REJECTED
-            n_acc_rejected += 1
-        else:
-            acc_use = True
-            # acc in I: v + 2w(u×v) + 2u×(u×v), u = vector part of q_sensor_to_inertial
-            ux = 2.0 * (g2 * az - g3 * ay)
-            uy = 2.0 * (g3 * ax - g1 * az)
-            uz = 2.0 * (g1 * ay - g2 * ax)
-            vx = ax + g0 * ux + g2 * uz - g3 * uy
-            vy = ay + g0 * uy + g3 * ux - g1 * uz
-            vz = az + g0 * uz + g1 * uy - g2 * ux
-            if not initialised:
-                # First valid sample: inclination from this sample alone (heading of the sensor kept).
-                inv_norm = 1.0 / math.sqrt(na2)
-                e0, e1, e2, e3 = _swing_to_up(vx * inv_norm, vy * inv_norm, vz * inv_norm)
-                initialised = True
-                flag |= FLAG_INITIALISING
-            sx += vx
-            sy += vy
-            sz += vz
-            n_acc += 1
-
-        # Output: q_sensor_to_earth = q_inertial_to_earth ⊗ q_sensor_to_inertial
-        o0 = e0 * g0 - e1 * g1 - e2 * g2 - e3 * g3
-        o1 = e0 * g1 + e1 * g0 + e2 * g3 - e3 * g2
-        o2 = e0 * g2 - e1 * g3 + e2 * g0 + e3 * g1
-        o3 = e0 * g3 + e1 * g2 - e2 * g1 + e3 * g0
-        if lead:  # output turned ahead by (ω - b)·output_lead_s: o ⊗ (1, l), l = half that angle, renormalised
-            p0 = o0 - o1 * lx - o2 * ly - o3 * lz
-            p1 = o0 * lx + o1 + o2 * lz - o3 * ly
-            p2 = o0 * ly - o1 * lz + o2 + o3 * lx
-            p3 = o0 * lz + o1 * ly - o2 * lx + o3
-            f = 1.0 / math.sqrt(p0 * p0 + p1 * p1 + p2 * p2 + p3 * p3)
-            quat_out[k, 0] = p0 * f
-            quat_out[k, 1] = p1 * f
-            quat_out[k, 2] = p2 * f
-            quat_out[k, 3] = p3 * f
-        else:
-            quat_out[k, 0] = o0
-            quat_out[k, 1] = o1
-            quat_out[k, 2] = o2
-            quat_out[k, 3] = o3
-        if acc_use:  # the window's mean rotation matrix, over the same samples as its mean acceleration
-            qq0 += o1 * o1
-            qq1 += o2 * o2
-            qq2 += o3 * o3
-            qq3 += o1 * o2
-            qq4 += o1 * o3
-            qq5 += o2 * o3
-            qq6 += o0 * o1
-            qq7 += o0 * o2
-            qq8 += o0 * o3
-        if gyr_ok and acc_ok:  # rest detector: sums for the low-pass, largest deviation from it
-            sgx += gx
-            sgy += gy
-            sgz += gz
-            sax += ax
-            say += ay
-            saz += az
-            n_rest += 1
-            d2 = (gx - lgx) ** 2 + (gy - lgy) ** 2 + (gz - lgz) ** 2
-            max_dg2 = max(max_dg2, d2)
-            d2 = (ax - lax) ** 2 + (ay - lay) ** 2 + (az - laz) ** 2
-            max_da2 = max(max_da2, d2)
-        if write_flags:
-            flags_out[k] = flag
-        if write_bias:
-            bias_out[k, 0] = bx
-            bias_out[k, 1] = by
-            bias_out[k, 2] = bz
-        if write_bias_var:
-            bias_var_out[k, 0] = p[0, 0]
-            bias_var_out[k, 1] = p[1, 1]
-            bias_var_out[k, 2] = p[2, 2]
-
-        phase += 1
-        if phase == n_win:
-            # Slow step: hand the window over to _end_window through the state record, take back what changed.
-            st.q_inertial_to_earth[0], st.q_inertial_to_earth[1] = e0, e1
-            st.q_inertial_to_earth[2], st.q_inertial_to_earth[3] = e2, e3
-            st.q_sensor_to_inertial[0], st.q_sensor_to_inertial[1] = g0, g1
-            st.q_sensor_to_inertial[2], st.q_sensor_to_inertial[3] = g2, g3
-            st.sum_acc_inertial[0], st.sum_acc_inertial[1], st.sum_acc_inertial[2] = sx, sy, sz
-            st.n_acc = n_acc
-            st.sum_qq[0], st.sum_qq[1], st.sum_qq[2], st.sum_qq[3], st.sum_qq[4] = qq0, qq1, qq2, qq3, qq4
-            st.sum_qq[5], st.sum_qq[6], st.sum_qq[7], st.sum_qq[8] = qq5, qq6, qq7, qq8
-            st.n_qq = n_acc
-            st.sum_gyr[0], st.sum_gyr[1], st.sum_gyr[2] = sgx, sgy, sgz
-            st.sum_acc[0], st.sum_acc[1], st.sum_acc[2] = sax, say, saz
-            st.n_rest = n_rest
-            st.max_dev_gyr2, st.max_dev_acc2 = max_dg2, max_da2
-            st.initialised = initialised
-            _end_window(s, st)
-            e0, e1, e2, e3 = (st.q_inertial_to_earth[0], st.q_inertial_to_earth[1], st.q_inertial_to_earth[2],
-                              st.q_inertial_to_earth[3])
-            bx, by, bz = st.bias_rad_s[0], st.bias_rad_s[1], st.bias_rad_s[2]
-            lgx, lgy, lgz = st.rest_gyr_lp_rad_s[0], st.rest_gyr_lp_rad_s[1], st.rest_gyr_lp_rad_s[2]
-            lax, lay, laz = st.rest_acc_lp_m_s2[0], st.rest_acc_lp_m_s2[1], st.rest_acc_lp_m_s2[2]
-            sx = sy = sz = 0.0
-            qq0 = qq1 = qq2 = qq3 = qq4 = qq5 = qq6 = qq7 = qq8 = 0.0
-            sgx = sgy = sgz = sax = say = saz = 0.0
-            max_dg2 = max_da2 = 0.0
-            n_acc = n_rest = 0
-            phase = 0
-            slow_flags = _slow_flags(s, st)
-
-    st.q_sensor_to_inertial[0], st.q_sensor_to_inertial[1] = g0, g1
-    st.q_sensor_to_inertial[2], st.q_sensor_to_inertial[3] = g2, g3
-    st.q_inertial_to_earth[0], st.q_inertial_to_earth[1] = e0, e1
-    st.q_inertial_to_earth[2], st.q_inertial_to_earth[3] = e2, e3
-    st.sum_acc_inertial[0], st.sum_acc_inertial[1], st.sum_acc_inertial[2] = sx, sy, sz
-    st.n_acc = n_acc
-    st.sum_qq[0], st.sum_qq[1], st.sum_qq[2], st.sum_qq[3], st.sum_qq[4] = qq0, qq1, qq2, qq3, qq4
-    st.sum_qq[5], st.sum_qq[6], st.sum_qq[7], st.sum_qq[8] = qq5, qq6, qq7, qq8
-    st.n_qq = n_acc
-    st.sum_gyr[0], st.sum_gyr[1], st.sum_gyr[2] = sgx, sgy, sgz
-    st.sum_acc[0], st.sum_acc[1], st.sum_acc[2] = sax, say, saz
-    st.n_rest = n_rest
-    st.max_dev_gyr2, st.max_dev_acc2 = max_dg2, max_da2
-    st.window_phase = phase
-    st.initialised = initialised
-    st.n_samples += n
-    st.n_gyr_invalid, st.n_acc_invalid, st.n_acc_rejected = n_gyr_invalid, n_acc_invalid, n_acc_rejected
+@njit(cache=True, inline="always")
+def _get3(a):
+    return a[0], a[1], a[2]
 
 
 @njit(cache=True, inline="always")
-def _slow_flags(s, st) -> int:
-    """Flags that hold for a whole window: rest, and inclination not yet settled."""
-    flag = 0
-    if st.at_rest:
-        flag |= FLAG_AT_REST
-    if not st.initialised or st.lp_windows < s.acc_lp_warmup_windows:
-        flag |= FLAG_INITIALISING
-    if st.turning:
-        flag |= FLAG_TURNING
-    return flag
+def _get4(a):
+    return a[0], a[1], a[2], a[3]
+
+
+@njit(cache=True, inline="always")
+def _get9(a):
+    return a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
+
+
+@njit(cache=True, inline="always")
+def _put3(a, t) -> None:
+    a[0], a[1], a[2] = t[0], t[1], t[2]
+
+
+@njit(cache=True, inline="always")
+def _put4(a, t) -> None:
+    a[0], a[1], a[2], a[3] = t[0], t[1], t[2], t[3]
+
+
+@njit(cache=True, inline="always")
+def _put9(a, t) -> None:
+    a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8] = t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]
 
 
 _NO_FLAGS = np.empty(0, np.uint8)
 _NO_TRACE = np.empty((0, 3))
 
 
-def _as_samples(name: str, x, n: int | None = None) -> np.ndarray:
-    """(n, 3) float64 C-contiguous view (or copy if it must), with a clear error otherwise."""
-    a = np.ascontiguousarray(x, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] != 3:
-        raise InvalidValueError(f"{name}: expected shape (n, 3), got {a.shape}")
-    if n is not None and a.shape[0] != n:
-        raise InvalidValueError(f"{name}: {a.shape[0]} samples, but the accelerometer has {n}; pass blocks of equal length")
-    return a
-
-
-def _refuse_magnetometer(mag) -> None:
-    if mag is not None:
-        raise InvalidValueError("hipcheck.fusion is 6D (accelerometer + gyroscope) for now: pass mag_sensor_uT=None;"
-                                  " the heading of its output is arbitrary and drifts slowly")
-
-
 class Fusion:
     """Causal orientation filter for live blocks (and whole arrays): see the module docstring.
 
-        fusion = Fusion(fs_hz=100.0)            # keyword overrides of DEFAULTS, e.g. tau_acc_s=3.0
+        fusion = Fusion(fs_hz=100.0)            # keyword overrides of DEFAULT_SETTINGS, e.g. tau_acc_s=3.0
         q_sensor_to_earth = fusion.update(acc_sensor_m_s2, gyr_sensor_rad_s)   # (n, 4), per block
         fusion.bias_rad_s, fusion.at_rest, fusion.flags                         # why it did what it did
 
@@ -793,9 +728,9 @@ class Fusion:
         """Feed a block of n samples; returns q_sensor_to_earth (n, 4) (written into ``out`` if given).
 
         Also sets ``self.flags`` (n,) and, with trace=True, ``self.bias_trace_rad_s`` (n, 3)."""
-        _refuse_magnetometer(mag_sensor_uT)
-        acc = _as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
-        gyr = _as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
+        refuse_magnetometer(mag_sensor_uT)
+        acc = as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
+        gyr = as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
         n = len(acc)
         if out is None:
             out = np.empty((n, 4))
@@ -849,34 +784,8 @@ class Fusion:
         return math.degrees(self.state[0]["turn_rate_rad_s"])
 
     @property
-    def correction_deg(self) -> float:
-        """Angle of the last inclination correction (one per window), degrees."""
-        return math.degrees(self.state[0]["correction_rad"])
-
-    @property
     def counts(self) -> dict:
         """Samples seen, and those with an invalid gyroscope, invalid or rejected accelerometer."""
         r = self.state[0]
         return {k: int(r[k]) for k in ("n_samples", "n_gyr_invalid", "n_acc_invalid", "n_acc_rejected",
                                        "n_turn_windows")}
-
-
-def orient(acc_m_s2, gyr_rad_s, fs_hz: float, mag_uT=None, offline: bool = False, **settings) -> np.ndarray:
-    """q_sensor_to_earth (n, 4), earth z up, of a whole recording; acc (n, 3) m/s², gyr (n, 3) rad/s.
-
-    offline=False: the causal filter (what a live session sees). offline=True: the non-causal variant for review
-    (``hipcheck.fusion_offline``), which uses the whole recording. settings: keyword overrides of DEFAULTS (and,
-    offline, of fusion_offline.OFFLINE_DEFAULTS).
-    """
-    _refuse_magnetometer(mag_uT)
-    acc = _as_samples("acc_m_s2", acc_m_s2)
-    gyr = _as_samples("gyr_rad_s", gyr_rad_s, len(acc))
-    # Data in g or °/s would give a filter that never trusts its accelerometer, or spins: refuse it with a hint.
-    problem = unit_problem(acc, gyr)
-    if problem:
-        raise InputError(problem)
-    if offline:
-        from hipcheck.fusion.offline import orient_offline
-
-        return orient_offline(acc, gyr, fs_hz, **settings)
-    return Fusion(fs_hz, **settings).update(acc, gyr)

@@ -1,8 +1,8 @@
-"""Orientation of a whole recording, non-causal, for review: the filter of ``hipcheck.fusion`` run forward and
-backward, with its gyroscope bias smoothed over the whole record and its inclination low-pass made zero-phase.
+"""Orientation of a whole recording, non-causal, for review: the filter of ``hipcheck.fusion.causal`` run forward
+and backward, with its gyroscope bias smoothed over the whole record and its inclination low-pass made zero-phase.
 
-The causal filter (Laidig & Seel 2023, "VQF", Information Fusion 91:187-204; see ``hipcheck.fusion``) has two
-sources of error that knowing the future removes:
+The causal filter (Laidig & Seel 2023, "VQF", Information Fusion 91:187-204; see ``hipcheck.fusion.causal``) has
+two sources of error that knowing the future removes:
 
 1. **Bias.** Its estimate only uses the past, so it is poor until the first rest and lags changes. Here the causal
    filter runs forward, and again over the time-reversed recording (angular rate negated and shifted by one
@@ -39,24 +39,17 @@ import math
 import numpy as np
 from numba import njit
 
-from hipcheck.fusion.causal import (
-    DEFAULTS,
-    FLAG_INITIALISING,
-    FLAG_TURNING,
-    _as_samples,
-    _butter2,
-    _lp_step,
-    _swing_to_up,
-    fusion_update,
-    gyro_step,
-    gyro_valid,
-    make_settings,
-    make_state,
-)
+from hipcheck.filters import butter2_lowpass
+from hipcheck.fusion._common import (as_samples, gyro_step, gyro_valid, lowpass_coefficients, multiply, rotate,
+                                     swing_times, swing_to_up, turned_ahead)
+from hipcheck.fusion.causal import DEFAULT_SETTINGS as CAUSAL_DEFAULT_SETTINGS
+from hipcheck.fusion.causal import (FLAG_INITIALISING, FLAG_TURNING, acc_problem, fusion_update, make_settings,
+                                    make_state)
 
-__all__ = ["OFFLINE_DEFAULTS", "orient_offline", "smoothed_bias"]
+__all__ = ["DEFAULT_SETTINGS", "orient_offline", "smoothed_bias"]
 
-OFFLINE_DEFAULTS = dict(
+# Settings of the offline filter, besides those of the causal one (hipcheck.fusion.causal.DEFAULT_SETTINGS).
+DEFAULT_SETTINGS = dict(
     tau_offline_s=3.0,  # time constant of each of the two (forward, backward) passes of the inclination low-pass
     weight_zero_phase=0.5,  # share of the zero-phase estimate in the blend; the causal passes share the rest
     still_window_s=0.5,  # a still sample: every sample within half this either side is near its local mean
@@ -98,8 +91,8 @@ def _causal_passes(acc: np.ndarray, gyr: np.ndarray, s: np.ndarray):
 def smoothed_bias(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: float,
                   **settings) -> tuple[np.ndarray, np.ndarray]:
     """Gyroscope bias (n, 3) rad/s from forward and backward causal passes, and its variance (n, 3) (rad/s)²."""
-    acc = _as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
-    gyr = _as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
+    acc = as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
+    gyr = as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
     (_, bias_f, var_f, _), (_, bias_b, var_b, _) = _causal_passes(acc, gyr, make_settings(fs_hz, **settings))
     return _fuse_bias(bias_f, var_f, bias_b, var_b)
 
@@ -128,18 +121,10 @@ def _acc_inertial(q_si, acc, saturation, norm_min2, norm_max2, out) -> None:
     """out (n, 4): the accelerometer rotated into I, times its weight (1 usable, 0 not), and the weight."""
     for k in range(acc.shape[0]):
         ax, ay, az = acc[k, 0], acc[k, 1], acc[k, 2]
-        na2 = ax * ax + ay * ay + az * az
-        if (na2 - na2 != 0.0 or max(abs(ax), abs(ay), abs(az)) >= saturation
-                or na2 < norm_min2 or na2 > norm_max2):
+        if acc_problem(ax, ay, az, saturation, norm_min2, norm_max2) != 0:
             out[k, 0] = out[k, 1] = out[k, 2] = out[k, 3] = 0.0
             continue
-        w, x, y, z = q_si[k, 0], q_si[k, 1], q_si[k, 2], q_si[k, 3]
-        tx = 2.0 * (y * az - z * ay)
-        ty = 2.0 * (z * ax - x * az)
-        tz = 2.0 * (x * ay - y * ax)
-        out[k, 0] = ax + w * tx + y * tz - z * ty
-        out[k, 1] = ay + w * ty + z * tx - x * tz
-        out[k, 2] = az + w * tz + x * ty - y * tx
+        out[k, 0], out[k, 1], out[k, 2] = rotate(q_si[k, 0], q_si[k, 1], q_si[k, 2], q_si[k, 3], ax, ay, az)
         out[k, 3] = 1.0
 
 
@@ -155,10 +140,10 @@ def _filtfilt(x, c) -> None:
     for j in range(m):
         state[0], state[1] = 0.0, x[first, j]
         for k in range(n):
-            x[k, j] = _lp_step(x[k, j], c, state)
+            x[k, j] = butter2_lowpass(x[k, j], c, state)
         state[0], state[1] = 0.0, x[n - 1, j]
         for k in range(n - 1, -1, -1):
-            x[k, j] = _lp_step(x[k, j], c, state)
+            x[k, j] = butter2_lowpass(x[k, j], c, state)
 
 
 @njit(cache=True)
@@ -223,19 +208,13 @@ def _still_mask(acc, gyr, bias, half, min_run, gyr_th, acc_th, rate_max, out) ->
 
 @njit(cache=True)
 def _lead(q, gyr, bias, lead_s) -> None:
-    """q ← q ⊗ exp((ω - b)·lead_s / 2) in place (first order, renormalised; hipcheck.fusion's output_lead_s)."""
+    """q ← q ⊗ exp((ω - b)·lead_s / 2) in place (first order, renormalised; the causal filter's output_lead_s)."""
     for k in range(q.shape[0]):
         lx, ly, lz = ((gyr[k, 0] - bias[k, 0]) * 0.5 * lead_s, (gyr[k, 1] - bias[k, 1]) * 0.5 * lead_s,
                       (gyr[k, 2] - bias[k, 2]) * 0.5 * lead_s)
         if (lx + ly + lz) - (lx + ly + lz) != 0.0:
             continue
-        o0, o1, o2, o3 = q[k, 0], q[k, 1], q[k, 2], q[k, 3]
-        p0 = o0 - o1 * lx - o2 * ly - o3 * lz
-        p1 = o0 * lx + o1 + o2 * lz - o3 * ly
-        p2 = o0 * ly - o1 * lz + o2 + o3 * lx
-        p3 = o0 * lz + o1 * ly - o2 * lx + o3
-        f = 1.0 / math.sqrt(p0 * p0 + p1 * p1 + p2 * p2 + p3 * p3)
-        q[k, 0], q[k, 1], q[k, 2], q[k, 3] = p0 * f, p1 * f, p2 * f, p3 * f
+        q[k, 0], q[k, 1], q[k, 2], q[k, 3] = turned_ahead(q[k, 0], q[k, 1], q[k, 2], q[k, 3], lx, ly, lz)
 
 
 @njit(cache=True)
@@ -246,12 +225,9 @@ def _level(q_si, g_weighted, q_out) -> None:
         gx, gy, gz = g_weighted[k, 0], g_weighted[k, 1], g_weighted[k, 2]
         norm = math.sqrt(gx * gx + gy * gy + gz * gz)
         if g_weighted[k, 3] > 1e-6 and norm > 0.0:
-            e0, e1, e2, _ = _swing_to_up(gx / norm, gy / norm, gz / norm)
-        g0, g1, g2, g3 = q_si[k, 0], q_si[k, 1], q_si[k, 2], q_si[k, 3]
-        q_out[k, 0] = e0 * g0 - e1 * g1 - e2 * g2
-        q_out[k, 1] = e0 * g1 + e1 * g0 + e2 * g3
-        q_out[k, 2] = e0 * g2 - e1 * g3 + e2 * g0
-        q_out[k, 3] = e0 * g3 + e1 * g2 - e2 * g1
+            e0, e1, e2, _ = swing_to_up(gx / norm, gy / norm, gz / norm)
+        q_out[k, 0], q_out[k, 1], q_out[k, 2], q_out[k, 3] = swing_times(e0, e1, e2, q_si[k, 0], q_si[k, 1],
+                                                                         q_si[k, 2], q_si[k, 3])
 
 
 @njit(cache=True, inline="always")
@@ -298,23 +274,20 @@ def _blend_inclination(q_base, q_f, q_b, flags_f, flags_b, var_f, var_b, var_flo
         r0 = 1.0 + ux * bx + uy * by + uz * bz
         r1, r2, r3 = uy * bz - uz * by, uz * bx - ux * bz, ux * by - uy * bx
         f = 1.0 / math.sqrt(r0 * r0 + r1 * r1 + r2 * r2 + r3 * r3)
-        r0, r1, r2, r3 = r0 * f, r1 * f, r2 * f, r3 * f
-        q_out[k, 0] = g0 * r0 - g1 * r1 - g2 * r2 - g3 * r3
-        q_out[k, 1] = g0 * r1 + g1 * r0 + g2 * r3 - g3 * r2
-        q_out[k, 2] = g0 * r2 - g1 * r3 + g2 * r0 + g3 * r1
-        q_out[k, 3] = g0 * r3 + g1 * r2 - g2 * r1 + g3 * r0
+        q_out[k, 0], q_out[k, 1], q_out[k, 2], q_out[k, 3] = multiply(g0, g1, g2, g3, r0 * f, r1 * f, r2 * f,
+                                                                      r3 * f)
 
 
 def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) -> np.ndarray:
     """q_sensor_to_earth (n, 4) of a whole recording, non-causal (see the module docstring).
 
-    settings: keyword overrides of hipcheck.fusion.DEFAULTS (used by the forward and backward passes and for the
-    rejection of accelerometer samples) and of OFFLINE_DEFAULTS.
+    settings: keyword overrides of hipcheck.fusion.causal.DEFAULT_SETTINGS (used by the forward and backward passes
+    and for the rejection of accelerometer samples) and of this module's DEFAULT_SETTINGS.
     """
-    offline = {k: settings.pop(k) for k in list(settings) if k in OFFLINE_DEFAULTS}
-    offline = {**OFFLINE_DEFAULTS, **offline}
-    acc = _as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
-    gyr = _as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
+    offline = {k: settings.pop(k) for k in list(settings) if k in DEFAULT_SETTINGS}
+    offline = {**DEFAULT_SETTINGS, **offline}
+    acc = as_samples("acc_sensor_m_s2", acc_sensor_m_s2)
+    gyr = as_samples("gyr_sensor_rad_s", gyr_sensor_rad_s, len(acc))
     n = len(acc)
     q_out = np.empty((n, 4))
     if n == 0:
@@ -332,7 +305,7 @@ def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) 
     usable = np.flatnonzero(np.isfinite(norms) & (norms > 0))
     if len(usable):
         a = acc[usable[0]] / norms[usable[0]]
-        q0 = np.array(_swing_to_up(a[0], a[1], a[2]))
+        q0 = np.array(swing_to_up(a[0], a[1], a[2]))
     q_si = np.empty((n, 4))
     _strapdown(gyr, bias, 1.0 / fs_hz, s["gyr_plausible_rad_s"], q0, q_si)
 
@@ -350,7 +323,7 @@ def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) 
     _exp_filtfilt(g_still, 1.0 - math.exp(-1.0 / (offline["still_tau_s"] * fs_hz)))
     g_still *= offline["still_weight"]
     c = np.empty(3)
-    _butter2(offline["tau_offline_s"], 1.0 / fs_hz, c)
+    lowpass_coefficients(offline["tau_offline_s"], 1.0 / fs_hz, c)
     _filtfilt(g, c)
     g_total = g + g_still
     still_share = g_still[:, 3] / np.maximum(g_total[:, 3], 1e-12)
@@ -363,4 +336,4 @@ def orient_offline(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz: float, **settings) 
     return q_out
 
 
-assert set(OFFLINE_DEFAULTS).isdisjoint(DEFAULTS)
+assert set(DEFAULT_SETTINGS).isdisjoint(CAUSAL_DEFAULT_SETTINGS)

@@ -36,7 +36,7 @@ import numpy as np
 
 from hipcheck.errors import InvalidValueError
 from hipcheck.rotation import quat_from_rotvec, quat_multiply
-from hipcheck.protocol import ACC_FULL_SCALE_G, ACC_LSB_M_S2, GYR_FULL_SCALE_DPS, GYR_LSB_RAD_S, to_raw
+from hipcheck.units import ACC_FULL_SCALE_G, ACC_LSB_M_S2, GYR_FULL_SCALE_DPS, GYR_LSB_RAD_S, to_raw
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
 @dataclass(frozen=True)
