@@ -204,3 +204,17 @@ def test_found_mounting_is_the_same_for_any_blocks():
         for name in a.dtype.names:
             np.testing.assert_array_equal(a[name], b[name])  # NaN equals NaN here, field by field
     assert mounting_to_dict(whole.mounting) == mounting_to_dict(cut.mounting)
+
+
+@pytest.mark.parametrize("rpy", [(0.0, -8.0, 180.0), (180.0, 8.0, 90.0)], ids=["backwards", "upside down, 90°"])
+def test_drop_alerts_never_name_the_wrong_side_while_the_mounting_is_found(rpy):
+    """The per-sample drop alert (the vibration) reads the side from the obliquity's sign: on a provisional
+    frame that could be reversed, so it stays silent until the mounting is decided, then names the weak side."""
+    from hipcheck.detect import DROP, DROP_STRIDE
+    from hipcheck.gait import LEFT, RIGHT
+
+    trace = weak_side_walk(rpy, seed=11, cadence_spm=110.0, speed_m_s=1.2)
+    analysis = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    drops = analysis.decisions[np.isin(analysis.decisions["kind"], (DROP, DROP_STRIDE))]
+    assert len(drops) > 0 and np.all(drops["side"] == RIGHT), drops
+    assert not np.any(drops["side"] == LEFT)

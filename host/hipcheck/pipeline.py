@@ -68,6 +68,7 @@ class Pipeline:
         self.events = EventDetector(self.fs_hz)
         self.pelvis = PelvisTracker(self.fs_hz, alignment=alignment, nominal=axes_given)
         self._settle_samples = round(SIDE_SETTLE_S * self.fs_hz)
+        self._mounting_found = alignment is None and not axes_given
         self.strides = StrideAnalyzer(self.fs_hz)
         self.detectors = Detectors(self.fs_hz, detector_settings)
         self.holds = HoldAnalyzer(self.fs_hz)
@@ -89,7 +90,7 @@ class Pipeline:
         angles, acc_level = self.pelvis.update(quat, acc, axes)
         events = self.events.update(*_pelvis_frame_inputs(axes, quat, acc, gyr))
         strides = self._mark_aligned(self.strides.update(angles, acc_level, events))
-        decisions = self.detectors.update(angles, strides[strides["aligned"]])
+        decisions = self.detectors.update(self._settled(angles), strides[strides["aligned"]])
         holds = self.holds.update(angles, acc_level)
         block = Block(self.n_samples, quat, angles, acc_level, events, strides, decisions, holds)
         self.n_samples += len(acc)
@@ -105,6 +106,19 @@ class Pipeline:
             since = max(since, jump + self._settle_samples)
         strides["aligned"] = (since >= 0) & (strides["start_sample"] >= since)
         return strides
+
+    def _settled(self, angles: np.ndarray) -> np.ndarray:
+        """The angles the per-sample drop detector may use: while a mounting is being found from the data the
+        provisional frame can be reversed, and a drop alert would name the wrong side, so those rows are NaN
+        (nothing fires). A declared or calibrated frame is used from the start, as before."""
+        since = self.pelvis.aligned_since
+        first = self.n_samples
+        if not self._mounting_found or (0 <= since <= first):
+            return angles
+        cut = len(angles) if since < 0 else min(len(angles), since - first)
+        settled = angles.copy()
+        settled[:cut] = np.nan
+        return settled
 
     @property
     def mounting(self) -> Mounting:
