@@ -179,3 +179,15 @@ def test_any_mounting_is_found_and_a_declared_frame_keeps_its_sign(mounting):
         declared = PelvisTracker(trace.fs_hz, nominal=True)
         declared.update(trace.truth.q_sensor_to_earth, trace.acc_sensor_m_s2)
         assert declared.mounting.source == "given" and matrix_from_quat(declared.alignment)[0, 0] > 0.9
+
+
+def test_a_forward_sign_contradicted_later_is_reported():
+    """8 s of walking decide the sign; the rest, played backwards in time, makes AP lag the vertical instead of
+    leading it: the whole walk contradicts the early decision, and the mounting says so instead of naming sides."""
+    trace = simulate_walk(duration_s=40, seed=1, sensor=SensorModel.realistic(seed=1))
+    q, acc = trace.truth.q_sensor_to_earth, trace.acc_sensor_m_s2
+    tracker = PelvisTracker(trace.fs_hz)
+    tracker.update(np.concatenate([q[:800], q[800:][::-1]]), np.concatenate([acc[:800], acc[800:][::-1]]))
+    assert tracker.aligned_since >= 0  # decided early on ...
+    mounting = tracker.mounting
+    assert mounting.status == "conflicting" and not mounting.ok and "contradicted" in mounting.reason
