@@ -235,8 +235,9 @@ def make_state() -> np.ndarray:
 
 @njit(cache=True, inline="always")
 def _ring(s, i):
-    # Sample index → ring slot; indices before the stream start read sample 0 (clamped by the caller).
-    return i & s["ring_mask"]
+    # Sample index → ring slot; indices before the stream start read sample 0 (clamped by the caller). Unsigned, so
+    # that numba adds no negative-index wraparound to each access (the mask is no longer a constant it can see).
+    return np.uint64(i) & np.uint64(s["ring_mask"])
 
 
 @njit(cache=True)
