@@ -234,3 +234,20 @@ def test_a_weak_step_makes_a_chain_but_no_contact():
     # A weak bump alone is nothing.
     acc, gyr, q = _bumps(fs_hz, strong_s + 0.55, np.full(3, 0.5))
     assert len(detect_events(acc, gyr, q, fs_hz)) == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 4])
+def test_sides_stay_right_through_u_turns(seed):
+    """Two 180° turns: the centripetal acceleration toward each turn's centre (about v·ω) must not flip the side
+    of the steps where a turn begins or ends (seeds 0 and 1 had 2 and 1 such flips without the correction)."""
+    trace = simulate_walk(duration_s=40.0, seed=seed, speed_m_s=0.8 + 0.1 * seed,
+                          turns=((12.0, 180.0, 2.0 + 0.2 * seed), (26.0, -180.0, 1.5 + 0.2 * seed)),
+                          sensor=SensorModel.realistic(seed=seed, mounting_rpy_deg=(3, -10, 5)))
+    ic = run(trace)
+    ic = ic[ic["kind"] == IC]
+    truth = [e for e in trace.truth.events if e.kind == "IC"]
+    truth_samples = np.array([e.sample_index for e in truth])
+    pairs = match_events(ic["sample"], truth_samples, 0.1 * trace.fs_hz)
+    assert len(pairs) == len(truth)
+    sides = np.array([RIGHT if truth[j].side == "right" else LEFT for j in pairs[:, 1]])
+    assert np.array_equal(ic["side"][pairs[:, 0]], sides)

@@ -32,7 +32,13 @@ The detector follows the classic lower-back recipe, step by step:
    side from the sign of the angular rate; on the mobgap-lab data the lateral acceleration decides better (0.95 vs
    0.85 with the yaw rate high-passed, 0.70 without). Changed: a step's score is contrasted with its neighbours' in
    the same walk (``score − mean(neighbours)``), since the sides alternate; this cancels a lateral bias such as a
-   slope or a lean. The neighbours are the nearest chain members that are steps in their own right (peak ≥
+   slope or a lean. In a turn the pelvis also accelerates toward the turn's centre, by v·ω (walking speed times
+   yaw rate: 1 m/s at 90°/s gives 1.6 m/s², as much as a step's own lateral acceleration), and that bias appears
+   and vanishes within a step at the turn's start and end, where the contrast cannot cancel it: the lateral
+   acceleration is taken less ``turn_speed_m_s`` times the earth-vertical angular rate smoothed over
+   ``turn_tau_s`` (the speed assumed, 1 m/s, lies between slow and brisk walking). On simulated 180° turns (8 walks
+   at 0.8-1.5 m/s, 536 contacts) this took the wrong sides from 3 to 0; on the mobgap-lab data it changes none.
+   The neighbours are the nearest chain members that are steps in their own right (peak ≥
    ``min_peak_m_s2``), skipping the weak members of step 6: a weak peak may be a second bump of the same step,
    whose lateral score belongs to no foot (with them as neighbours the side accuracy fell from 0.989 to 0.973).
 6. **Walking.** No bout input: a step counts only if it belongs to a chain of at least ``min_steps`` anchors, each
@@ -100,6 +106,8 @@ DEFAULT_SETTINGS = {
     "fc_search_s": 0.25,  # toe off searched from the anchor to this long after it
     "fc_offset_s": 0.0,  # constant added to each final contact
     "side_window_s": 0.5,  # lateral acceleration averaged over this long before the contact
+    "turn_speed_m_s": 1.0,  # walking speed assumed for the centripetal acceleration of a turn (lateral − v·yaw rate)
+    "turn_tau_s": 0.3,  # the yaw rate for that is smoothed over this long
     "delay_s": 1.0,  # decision delay after an anchor (look-ahead for the chain)
     "transition_rate_dps": 150.0,  # trunk tilting faster than this (pitch/roll, earth frame) is no walking step ...
     "transition_window_s": 0.5,  # ... anywhere within ± this of the step's anchor (sitting down, standing up, bending)
@@ -124,6 +132,8 @@ SETTINGS_DTYPE = np.dtype([
     ("fc_after", np.int64),
     ("fc_offset", np.int64),
     ("side_window", np.int64),
+    ("turn_speed_m_s", np.float64),
+    ("turn_alpha", np.float64),  # EMA weight of one sample for the smoothed yaw rate
     ("delay", np.int64),
     ("transition_rate_rad_s", np.float64),
     ("transition_window", np.int64),
@@ -137,6 +147,7 @@ STATE_DTYPE = np.dtype([
     ("last_vertical_m_s2", np.float64),  # held through invalid (NaN) samples
     ("last_lateral_m_s2", np.float64),  # the same for acc_lateral
     ("last_tilt_rate_rad_s", np.float64),  # the same for the tilt rate
+    ("yaw_rate_rad_s", np.float64),  # earth-vertical angular rate smoothed over turn_tau_s (+ = turning left)
     ("anchor", np.int64, (PENDING,)),  # step anchors (sample), oldest first in ring order
     ("score", np.float64, (PENDING,)),  # side score per anchor: + = left
     ("peak", np.float64, (PENDING,)),  # smoothed vertical acceleration at each anchor (m/s²)
@@ -184,6 +195,8 @@ def make_settings(fs_hz: float, **overrides) -> np.ndarray:
     s["fc_after"] = samples("fc_search_s")
     s["fc_offset"] = samples("fc_offset_s")
     s["side_window"] = max(samples("side_window_s"), 1)
+    s["turn_speed_m_s"] = cfg["turn_speed_m_s"]
+    s["turn_alpha"] = 1.0 - np.exp(-1.0 / (max(cfg["turn_tau_s"], 1e-6) * fs_hz))
     s["delay"] = samples("delay_s")
     s["transition_rate_rad_s"] = np.radians(cfg["transition_rate_dps"])
     s["transition_window"] = samples("transition_window_s")
@@ -409,8 +422,6 @@ def _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, 
     lateral = 0.0
     if ln > 0.3:  # the left axis is not (nearly) vertical: the wearer is upright-ish
         lateral = ((r00 * ax + r01 * ay + r02 * az) * lx + (r10 * ax + r11 * ay + r12 * az) * ly) / ln
-    st["last_vertical_m_s2"] = vertical
-    st["last_lateral_m_s2"] = lateral
     gx = gyr_sensor_rad_s[b, 0]
     gy = gyr_sensor_rad_s[b, 1]
     gz = gyr_sensor_rad_s[b, 2]
@@ -418,6 +429,12 @@ def _earth_signals(s, st, acc_sensor_m_s2, gyr_sensor_rad_s, q_sensor_to_earth, 
         wx = r00 * gx + r01 * gy + r02 * gz
         wy = r10 * gx + r11 * gy + r12 * gz
         st["last_tilt_rate_rad_s"] = np.sqrt(wx * wx + wy * wy)
+        wz = r20 * gx + r21 * gy + r22 * gz
+        st["yaw_rate_rad_s"] += s["turn_alpha"] * (wz - st["yaw_rate_rad_s"])
+    # A turn to the left (+ yaw rate) accelerates the pelvis to the left, toward the turn's centre, by v·ω.
+    lateral -= s["turn_speed_m_s"] * st["yaw_rate_rad_s"]
+    st["last_vertical_m_s2"] = vertical
+    st["last_lateral_m_s2"] = lateral
     return vertical, lateral
 
 
