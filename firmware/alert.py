@@ -174,11 +174,15 @@ class Alert:
 
     def set_thresholds(self, enable_mask, drop_cdeg, sway_mm, tilt_cdeg, hysteresis_pct, refractory_ms):
         """SET_THRESHOLDS, field for field (docs/protocol.md). Returns the ACK status: 0 OK, 3 OUT_OF_RANGE
-        (mask bits other than 0-2, hysteresis over 100 %, a field beyond u16); settings unchanged then."""
-        if enable_mask & ~7 or not 0 <= hysteresis_pct <= 100:
+        (mask bits other than 0-2, or a value outside config.ALERT_RANGES, enabled or not: drop 1-30 deg, sway
+        10-300 mm, tilt 1-45 deg, hysteresis 0-100 %, refractory 500-60000 ms); settings unchanged then."""
+        from config import ALERT_RANGES
+        if enable_mask & ~7:
             return _OUT_OF_RANGE
-        for v in (enable_mask, drop_cdeg, sway_mm, tilt_cdeg, refractory_ms):
-            if not 0 <= v <= 0xFFFF:
+        for key, v, unit in (("drop_deg", drop_cdeg, 100), ("sway_mm", sway_mm, 1), ("tilt_deg", tilt_cdeg, 100),
+                             ("hysteresis_pct", hysteresis_pct, 1), ("refractory_ms", refractory_ms, 1)):
+            low, high, _ = ALERT_RANGES[key]
+            if not low * unit <= v <= high * unit:
                 return _OUT_OF_RANGE
         c = self._c
         keep = 100 - hysteresis_pct

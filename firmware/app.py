@@ -140,16 +140,29 @@ class App:
         self.tx.paused = value
 
     # --------------------------------------------------------------------------------------------------- tasks
+    def link_lost(self):
+        """The host went (the link's ``connected`` fell): the motor stops whatever it plays (a pattern a host asked
+        for must not outlive the host), and a pending LOG_ERASE confirmation is forgotten."""
+        if self.haptics is not None:
+            self.haptics.stop()
+        self.commands.on_link_lost()
+
     async def sampler(self):
-        """Sampling task: a step and a pump every interval_ms, until stop()."""
+        """Sampling task: a step and a pump every interval_ms, until stop(); ``link_lost`` when the host goes."""
         pace = self._pace
         measure = self.measure_alloc
         tx = self.tx
+        link = self.link
+        was_connected = link.connected
         step = self.sampling.step
         pump = tx.pump
         warm = 50
         while self.running:
             await pace(self.interval_ms)
+            if link.connected != was_connected:
+                was_connected = not was_connected
+                if not was_connected:
+                    self.link_lost()
             if tx.paused:
                 pump()
             elif measure:
@@ -197,4 +210,9 @@ class App:
         return {"samples": s.samples, "next_seq": self.ring.next_seq, "lost_imu": s.lost_imu,
                 "lost_tx": self.ctrl.lost_tx, "alerts": s.alerts, "ctrl_dropped": self.ctrl.dropped,
                 "alloc_bytes": self.alloc_bytes, "alloc_samples": self.alloc_samples,
-                "alloc_per_sample": self.alloc_bytes / self.alloc_samples if self.alloc_samples else None}
+                "alloc_per_sample": self.alloc_bytes / self.alloc_samples if self.alloc_samples else None,
+                "commands_limited": self.commands.limited, "backfill_sent": self.backfill.sent,
+                "backfill_paced": self.backfill.paced,
+                "haptics": None if self.haptics is None else {
+                    "capped": self.haptics.capped, "budget_cuts": self.haptics.budget_cuts,
+                    "on_ms": self.haptics.on_ms}}

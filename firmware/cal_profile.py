@@ -1,9 +1,16 @@
 """The calibration profile (docs/protocol.md, CAL_UPLOAD): 79 bytes of version, gyroscope bias, accelerometer bias,
 accelerometer matrix and the mounting rotation (q_sensor_to_pelvis), CRC-16 last.
 
-``Upload`` assembles the CAL_UPLOAD chunks and checks the whole; ``save`` keeps it (write then rename), ``load``
-reads it at boot; ``parse`` turns it into the int16 form ``calibrate`` applies to every sample in viper (gyro bias;
-acc bias and matrix in Q13; saturated samples stay raw).
+``Upload`` assembles the CAL_UPLOAD chunks and checks the whole (``validate``: CRC, version, then every value
+finite and plausible, before anything is written); ``save`` keeps it (write then rename), ``load`` reads it at boot
+and validates it again (a profile that fails is ignored with its reason: no file can stop the sensor from booting);
+``parse`` turns it into the int16 form ``calibrate`` applies to every sample in viper (gyro bias; acc bias and
+matrix in Q13; saturated samples stay raw).
+
+Plausible (docs/protocol.md, "Calibration profile"): gyroscope bias within 0.45 rad/s (26 deg/s; the MPU-6050 allows
++-20 deg/s at 25 C), accelerometer bias within 1.5 m/s^2 (0.15 g; the chips allow 20-80 mg), an accelerometer
+matrix that is a rotation times a scale of 0.9-1.1 up to 0.1 of cross-axis and axis-to-axis error (M^T M / s^2
+within 0.1 of the identity, det M > 0: no reflection, no zero matrix), and a mounting quaternion of norm 1 +- 0.01.
 """
 
 import struct
@@ -19,6 +26,14 @@ _CRC_AT = const(77)  # CRC-16 of bytes 0..76, little-endian
 _GYR_LSB_RAD_S = 2000.0 * 3.141592653589793 / 180.0 / 32768.0
 _ACC_LSB_M_S2 = 9.80665 / 2048.0
 _CAL_Q = const(13)  # acc_matrix in Q13 (|entries| <= 2: products stay below 2^31 on 32-bit ports)
+# Plausible ranges (module docstring)
+GYR_BIAS_MAX_RAD_S = 0.45
+ACC_BIAS_MAX_M_S2 = 1.5
+SCALE_MIN = 0.9
+SCALE_MAX = 1.1
+SHAPE_TOL = 0.1  # M^T M / s^2 against the identity, per entry
+QUAT_NORM_TOL = 0.01
+_NAMES = ("gyr_bias_rad_s", "acc_bias_m_s2", "acc_matrix", "q_sensor_to_pelvis")
 
 
 class Upload:
@@ -27,10 +42,13 @@ class Upload:
     def __init__(self):
         self._buf = bytearray(packet.CAL_PROFILE_LEN)
         self._got = 0
+        self.reason = ""  # why the last whole profile was refused
 
     def add(self, total, offset, chunk):
         """One chunk -> (status, profile): the ACK status, and the whole checked profile after its last chunk
-        (else None). OUT_OF_RANGE: a chunk out of order; CRC_ERROR, UNSUPPORTED_VERSION: the whole is bad."""
+        (else None). OUT_OF_RANGE: a chunk out of order, or an implausible whole (``validate``: ``reason`` says
+        why); CRC_ERROR, UNSUPPORTED_VERSION: the whole is bad."""
+        self.reason = ""
         if offset == 0:
             self._got = 0
         if offset != self._got:
@@ -42,7 +60,7 @@ class Upload:
             return packet.OK, None
         blob = bytes(self._buf)
         self._got = 0
-        status = check(blob)
+        status, self.reason = validate(blob)
         return status, (blob if status == packet.OK else None)
 
 
@@ -53,6 +71,58 @@ def check(blob):
     if blob[0] != _VERSION:
         return packet.UNSUPPORTED_VERSION
     return packet.OK
+
+
+def validate(blob):
+    """(status, reason) for a whole profile: (OK, "") when the device may use it, else the ACK status (BAD_LENGTH,
+    CRC_ERROR, UNSUPPORTED_VERSION, OUT_OF_RANGE) and what is wrong, naming the field."""
+    if len(blob) != packet.CAL_PROFILE_LEN:
+        return packet.BAD_LENGTH, "%d bytes, not %d" % (len(blob), packet.CAL_PROFILE_LEN)
+    status = check(blob)
+    if status == packet.CRC_ERROR:
+        return status, "CRC mismatch"
+    if status != packet.OK:
+        return status, "profile_version %d, not %d" % (blob[0], _VERSION)
+    v = struct.unpack_from("<B3f3f9f4f", blob, 0)
+    for i in range(1, 20):
+        if v[i] - v[i] != 0.0:  # NaN, +inf or -inf
+            k = 0 if i < 4 else 1 if i < 7 else 2 if i < 16 else 3
+            return packet.OUT_OF_RANGE, "%s holds %r: not a finite number" % (_NAMES[k], v[i])
+    for i in range(3):
+        if abs(v[1 + i]) > GYR_BIAS_MAX_RAD_S:
+            return packet.OUT_OF_RANGE, "gyr_bias_rad_s[%d] = %g: beyond +-%g rad/s" % (i, v[1 + i],
+                                                                                     GYR_BIAS_MAX_RAD_S)
+        if abs(v[4 + i]) > ACC_BIAS_MAX_M_S2:
+            return packet.OUT_OF_RANGE, "acc_bias_m_s2[%d] = %g: beyond +-%g m/s^2" % (i, v[4 + i],
+                                                                                    ACC_BIAS_MAX_M_S2)
+    why = _matrix_fault(v[7:16])
+    if why:
+        return packet.OUT_OF_RANGE, "acc_matrix " + why
+    q = v[16:20]
+    norm = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]) ** 0.5
+    if abs(norm - 1.0) > QUAT_NORM_TOL:
+        return packet.OUT_OF_RANGE, "q_sensor_to_pelvis has norm %g, not 1" % norm
+    return packet.OK, ""
+
+
+def _matrix_fault(m):
+    # "" when the row-major 3x3 m is a rotation times a scale in [SCALE_MIN, SCALE_MAX] within SHAPE_TOL
+    g = [0.0] * 9  # M^T M
+    for i in range(3):
+        for j in range(3):
+            g[3 * i + j] = m[i] * m[j] + m[3 + i] * m[3 + j] + m[6 + i] * m[6 + j]
+    s2 = (g[0] + g[4] + g[8]) / 3
+    if not SCALE_MIN * SCALE_MIN <= s2 <= SCALE_MAX * SCALE_MAX:
+        return "has a scale of %g: not %g to %g" % (s2 ** 0.5, SCALE_MIN, SCALE_MAX)
+    for i in range(9):
+        if abs(g[i] / s2 - (1.0 if i % 4 == 0 else 0.0)) > SHAPE_TOL:
+            return "is not a rotation times a scale (M^T M / s^2 differs from the identity by more than %g)" % (
+                SHAPE_TOL)
+    det = (m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6])
+           + m[2] * (m[3] * m[7] - m[4] * m[6]))
+    if det <= 0:
+        return "is a reflection (determinant %g)" % det
+    return ""
 
 
 def save(path, blob):
@@ -66,15 +136,17 @@ def save(path, blob):
 
 
 def load(path):
-    """The calibration profile kept at path, or None (none uploaded, or damaged: CRC or version wrong)."""
+    """(profile, reason): the calibration profile kept at path and None, or None and None when there is none, or
+    None and why the one there is ignored (damaged or implausible: see ``validate``)."""
     try:
         with open(path, "rb") as f:
             blob = f.read()
     except OSError:
-        return None
-    if len(blob) != packet.CAL_PROFILE_LEN or check(blob) != packet.OK:
-        return None
-    return blob
+        return None, None
+    status, reason = validate(blob)
+    if status != packet.OK:
+        return None, reason
+    return blob, None
 
 
 def parse(blob):

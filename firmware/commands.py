@@ -4,29 +4,57 @@ Field checks (UNKNOWN_COMMAND, BAD_LENGTH, TOO_LONG, OUT_OF_RANGE, UNSUPPORTED_V
 ``packet.decode_command``; state-dependent answers (UNAVAILABLE, CRC_ERROR, STORAGE_ERROR, BUSY) from here and the
 role objects (haptics, alert, session log, calibration profile). A command that raises is answered BUSY and
 logged: a bug must not stop the sensor. Commands may allocate (they are rare).
+
+Limits, whatever the host (docs/protocol.md, "Motor safety" and "Bounded answers"): at most COMMAND_BURST commands
+at once and COMMAND_PER_S a second (the others: BUSY, before anything is decoded); VIBRATE at most VIBRATE_BURST at
+once and VIBRATE_PER_S a second (BUSY); LOG_ERASE only with the token of an ACK to the same request made less than
+ERASE_CONFIRM_MS earlier on the same connection (``on_link_lost`` forgets it).
 """
+
+import time
 
 from micropython import const
 
 import cal_profile
 import packet
+from limits import TokenBucket
 from packet import (BACKFILL, CAL_UPLOAD, INFO, LOG_DOWNLOAD, LOG_ERASE, LOG_LIST, SET_RATE, SET_THRESHOLDS, START,
                     STOP, TIME_SYNC, VIBRATE)
 
 _U32 = const(0xFFFFFFFF)
+_ALL_SESSIONS = const(0xFFFF)
+COMMAND_BURST = const(40)
+COMMAND_PER_S = const(40)  # a host sends a few a second (pings, an alert's VIBRATE, BACKFILL per hole): 10x that
+VIBRATE_BURST = const(4)
+VIBRATE_PER_S = const(2)  # an alert a stride is ~1 a second; a new pattern replaces the last, faster is not felt
+ERASE_CONFIRM_MS = const(10000)
 
 
 class Commands:
     """The command handler of an ``app.App`` (its parts: ctrl, tx, sampling, ring, backfill, session_log, haptics,
     alert, imu). ``on_packet`` is the link's callback."""
 
-    def __init__(self, app):
+    def __init__(self, app, ticks_ms=None):
         self.app = app
+        self._ticks_ms = ticks_ms if ticks_ms is not None else time.ticks_ms
         self._upload = cal_profile.Upload()
+        self._rate = TokenBucket(COMMAND_BURST, COMMAND_PER_S, self._ticks_ms)
+        self._vibrate = TokenBucket(VIBRATE_BURST, VIBRATE_PER_S, self._ticks_ms)
+        self._erase = None  # LOG_ERASE awaiting its confirmation: (session_id, token, deadline_ms)
+        self.limited = 0  # commands answered BUSY by a rate limit
+
+    def on_link_lost(self):
+        """The connection went: a LOG_ERASE confirmation must come on the connection that asked."""
+        self._erase = None
 
     def on_packet(self, buf, n):
         """One complete incoming packet (a COMMAND) -> exactly one ACK, then a pump."""
         app = self.app
+        if not self._rate.take():
+            self.limited += 1
+            app.ctrl.ack(buf[1] if n > 1 else 0, buf[2] if n > 2 else 0, packet.BUSY)
+            app.pump()
+            return
         cmd = bytes(buf[:n])
         status, opcode, token, f = packet.decode_command(cmd)
         if status == packet.OK:
@@ -62,8 +90,11 @@ class Commands:
         elif op == VIBRATE:
             if app.haptics is None:
                 ack(op, token, packet.UNAVAILABLE)
-                return
-            ack(op, token, app.haptics.play(f[0], f[1], f[2], f[3]))
+            elif not self._vibrate.take():
+                self.limited += 1
+                ack(op, token, packet.BUSY)
+            else:
+                ack(op, token, app.haptics.play(f[0], f[1], f[2], f[3]))
         elif op == SET_THRESHOLDS:
             if app.alert is None:
                 ack(op, token, packet.UNAVAILABLE)
@@ -82,7 +113,9 @@ class Commands:
                 ack(op, token, packet.UNAVAILABLE)
                 return
             ack(op, token, ok, r[0], r[1])
-        elif op in (LOG_LIST, LOG_DOWNLOAD, LOG_ERASE):
+        elif op == LOG_ERASE:
+            self._log_erase(token, f[0], f[1])
+        elif op in (LOG_LIST, LOG_DOWNLOAD):
             self._log_command(op, token, f)
         elif op == CAL_UPLOAD:
             self._cal_upload(token, f)
@@ -100,15 +133,34 @@ class Commands:
             r = (packet.UNAVAILABLE,)
         elif op == LOG_LIST:
             r = log.list(f[0])
-        elif op == LOG_DOWNLOAD:
-            r = log.download(f[0], f[1])
         else:
-            r = log.erase(f[0])
+            r = log.download(f[0], f[1])
         self.app.ctrl.ack(op, token, *r)
+
+    def _log_erase(self, token, session_id, confirm):
+        # two steps: confirm 0 asks and gets a token; the same request with that token erases
+        log = self.app.session_log
+        ack = self.app.ctrl.ack
+        now = self._ticks_ms()
+        pending = self._erase
+        self._erase = None
+        if log is None or (session_id != _ALL_SESSIONS and log.store.n_blocks(session_id) < 0):
+            ack(LOG_ERASE, token, packet.UNAVAILABLE)
+        elif confirm == 0:
+            t = _random_u32()
+            self._erase = (session_id, t, time.ticks_add(now, ERASE_CONFIRM_MS))
+            ack(LOG_ERASE, token, packet.OK, t)
+        elif pending is None or pending[:2] != (session_id, confirm) or time.ticks_diff(pending[2], now) < 0:
+            ack(LOG_ERASE, token, packet.OUT_OF_RANGE)  # no such request, another session, or too late
+        else:
+            r = log.erase(session_id)
+            ack(LOG_ERASE, token, r[0], 0)
 
     def _cal_upload(self, token, f):
         app = self.app
         status, blob = self._upload.add(f[0], f[1], f[2])
+        if status != packet.OK and self._upload.reason and app.log:
+            app.log("calibration profile refused: " + self._upload.reason)
         if blob is not None and app.profile_path is not None:
             try:
                 cal_profile.save(app.profile_path, blob)
@@ -117,3 +169,15 @@ class Commands:
         if blob is not None and status == packet.OK:
             app.apply_profile(blob)
         app.ctrl.ack(CAL_UPLOAD, token, status)
+
+
+def _random_u32():
+    # a confirmation token nobody can guess from the last one: the port's hardware RNG where it has one
+    try:
+        import os
+        b = os.urandom(4)
+        v = b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)
+    except (ImportError, AttributeError):
+        import random
+        v = random.getrandbits(32)
+    return v if v else 1

@@ -6,7 +6,8 @@
 
 Every key is optional except "board"; missing ones take DEFAULTS. Optional wiring keys (read by main.py): "link"
 (ble, serial, stdio), "ring_samples", "autostart", "log_path" (null or "": no log), "log_blocks", "profile_path",
-"serial_path". An unknown board, an unknown key or a value out of range raises ConfigError naming the key, the
+"serial_path", "bonds_path" (the BLE bonds, default /bonds.bin), "pair_window_s" (how long the pairing window stays
+open, default 120). An unknown board, an unknown key or a value out of range raises ConfigError naming the key, the
 value and what would do. The checked config also holds "alert_thresholds", the SET_THRESHOLDS fields derived
 from "alert". Plain Python (no MicroPython-only imports), so the host's `hipcheck flash` checks a config with
 this same code before it copies it.
@@ -22,13 +23,15 @@ BOARDS = {"xiao-esp32s3": "xiao_esp32s3", "nano-rp2040-connect": "nano_rp2040_co
 RATES_HZ = (25, 50, 100, 200, 400)
 ALERT_KINDS = ("drop", "sway", "tilt")  # enable_mask bits 0, 1, 2 (SET_THRESHOLDS)
 
-# (low, high, unit) per alert setting; the protocol's fields are u16 in 0.01 deg / mm / ms.
+# (low, high, unit) per alert setting; the protocol's fields are u16 in 0.01 deg / mm / ms. SET_THRESHOLDS is held
+# to the same ranges (alert.py). Refractory at least 500 ms: an alert is a buzz of up to 650 ms, and a sensor that
+# buzzes back to back is felt as one long buzz (docs/protocol.md, "Motor safety").
 ALERT_RANGES = {
     "drop_deg": (1.0, 30.0, "deg"),
     "sway_mm": (10, 300, "mm"),
     "tilt_deg": (1.0, 45.0, "deg"),
     "hysteresis_pct": (0, 100, "%"),
-    "refractory_ms": (0, 60000, "ms"),
+    "refractory_ms": (500, 60000, "ms"),
 }
 
 LINKS = ("ble", "serial", "stdio")
@@ -41,6 +44,8 @@ _OPTIONAL = {
     "log_blocks": (lambda v: _is_int(v) and 16 <= v <= 65535, "a whole number of 512-byte blocks, 16 to 65535"),
     "profile_path": (lambda v: v is None or isinstance(v, str), "a file path, or null"),
     "serial_path": (lambda v: v is None or isinstance(v, str), "a device path, or null"),
+    "bonds_path": (lambda v: isinstance(v, str) and v != "", "a file path (the BLE bonds)"),
+    "pair_window_s": (lambda v: _is_int(v) and 10 <= v <= 600, "a whole number of seconds, 10 to 600"),
 }
 
 DEFAULTS = {

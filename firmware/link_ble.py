@@ -16,6 +16,16 @@ The notify path allocates nothing: packets go out through memoryviews cached per
 ENOMEM (its buffers are full until the next connection events) becomes a back-off of 2, 4, ... 32 ms during which
 ``send`` returns False without calling the stack. After each connection the sends return False until the central has
 written a command (or 1.5 s passed), so nothing goes out before it subscribed.
+
+Security (docs/security.md): the stack pairs with LE Secure Connections and bonds (``config(bond=True,
+le_secure=True, mitm=False, io=NO_INPUT_OUTPUT)``: the sensor has no display nor keys, so Just Works); its keys
+live in ``bonds.Bonds`` (flash) through ``_IRQ_GET_SECRET`` / ``_IRQ_SET_SECRET``, which keeps new keys only while
+the pairing window is open. The control characteristic needs an encrypted link (``_FLAG_WRITE_ENCRYPTED``: the
+stack answers an unencrypted write with an ATT error). A connection is *trusted* once ``_IRQ_ENCRYPTION_UPDATE``
+says encrypted and bonded with a key the store kept; only then does ``connected`` read True, commands reach
+``on_packet`` and anything is notified (data, control, log: NimBLE's CCCDs carry no security of their own). A
+central that encrypts without a kept bond (it paired outside the window) is disconnected at once; one that is not
+trusted within _TRUST_WAIT_MS is disconnected too, so that nobody can hold the sensor's one connection.
 """
 
 import asyncio
@@ -25,6 +35,7 @@ from array import array
 from micropython import const
 
 import packet
+from bonds import Bonds
 
 SERVICE_UUID = "8f3c0001-4b7e-4a8d-9e62-3d5a1c7b0e91"
 DATA_CHAR_UUID = "8f3c0002-4b7e-4a8d-9e62-3d5a1c7b0e91"
@@ -38,11 +49,16 @@ _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
 _IRQ_GATTS_READ_REQUEST = const(4)
 _IRQ_MTU_EXCHANGED = const(21)
+_IRQ_ENCRYPTION_UPDATE = const(28)
+_IRQ_GET_SECRET = const(29)
+_IRQ_SET_SECRET = const(30)
+_IO_CAPABILITY_NO_INPUT_OUTPUT = const(3)
 
 _FLAG_READ = const(0x0002)
 _FLAG_WRITE_NO_RESPONSE = const(0x0004)
 _FLAG_WRITE = const(0x0008)
 _FLAG_NOTIFY = const(0x0010)
+_FLAG_WRITE_ENCRYPTED = const(0x1000)
 
 _ENOMEM = const(12)
 _MIN_MTU = const(23)
@@ -62,6 +78,8 @@ _IDLE_WAIT_MS = const(1000)
 # no event for a CCCD write, and notifications sent before the central subscribed are dropped on its side (seen
 # against bumble; NimBLE sends them too). A hipcheck host subscribes, then sends INFO, so it never waits.
 _LISTEN_MS = const(1500)
+_TRUST_WAIT_MS = const(30000)  # a connection must be trusted (bonded, encrypted) within this: pairing takes seconds
+_MIN_KEY_SIZE = const(16)
 
 _ADV_FLAGS = const(0x01)
 _ADV_NAME_SHORT = const(0x08)
@@ -100,13 +118,29 @@ class LinkBle:
 
     Device Information: manufacturer "hipcheck", model number = board name, serial number = BLE address (hex),
     firmware revision = fw_version, hardware revision = IMU name. Battery level: ``set_battery(pct)``.
-    Counters: notifies, enomem (refusals by the stack), deferred (sends refused during the back-off),
-    tx_errors, refused (writes longer than MTU - 3), rx_overflows, ctrl_dropped (ACK/EVENT queued when the
-    connection went), connections.
+    bonds: a ``bonds.Bonds`` (default: in RAM, its window open at start, as at a first power-on); window: a
+    ``bonds.Window`` (cues, button), run by ``run()``. Counters: notifies, enomem (refusals by the stack), deferred
+    (sends refused during the back-off), tx_errors, refused (writes longer than MTU - 3), rx_overflows, ctrl_dropped
+    (ACK/EVENT queued when the connection went), connections, trusted (connections that became trusted),
+    untrusted_writes (writes from a connection not trusted: dropped), dropped_untrusted (centrals disconnected
+    for not being trusted). ``can_pair``: False when the port's stack has no bonding (nothing is ever trusted).
     """
 
     def __init__(self, fw_version="0.0.0", board="unknown", imu="unknown", battery_pct=100, ble=None,
-                 adv_interval_us=100000, mtu=_MAX_MTU):
+                 adv_interval_us=100000, mtu=_MAX_MTU, bonds=None, window=None, log=None,
+                 trust_wait_ms=_TRUST_WAIT_MS):
+        if bonds is None:
+            bonds = Bonds()
+            bonds.open_window()
+        self.bonds = bonds
+        self.window = window
+        self._log = log
+        self._trust_wait_ms = trust_wait_ms
+        self.can_pair = True
+        self._trusted = False
+        self._untrusted_key = False  # the stack was refused a key on this connection (window closed)
+        self._new_bond = False
+        self.trusted = self.untrusted_writes = self.dropped_untrusted = 0
         self._ble = ble if ble is not None else bluetooth.BLE()
         self._fw = fw_version
         self._board = board
@@ -170,7 +204,8 @@ class LinkBle:
 
     @property
     def connected(self):
-        return self._conn >= 0
+        """A trusted central is connected (module docstring): the app sends only then."""
+        return self._conn >= 0 and self._trusted
 
     def send(self, buf, n):
         """DATA packet buf[:n] on the data characteristic. False: not connected, or the stack is out of buffers
@@ -184,7 +219,7 @@ class LinkBle:
     def send_control(self, buf, n):
         """ACK or EVENT buf[:n] on the control characteristic. Sent now, or queued (up to 4, in order) while the
         stack is out of buffers and sent by run(); False when not connected or the queue is full."""
-        if self._conn < 0:
+        if self._conn < 0 or not self._trusted:
             return False
         if self._cq_count == 0 and self._notify(self._h_ctrl, buf, n):
             return True
@@ -203,7 +238,9 @@ class LinkBle:
         """The link's counters (for the sim board's record and the device log)."""
         return {"notifies": self.notifies, "enomem": self.enomem, "deferred": self.deferred,
                 "tx_errors": self.tx_errors, "refused": self.refused, "rx_overflows": self.rx_overflows,
-                "ctrl_dropped": self.ctrl_dropped, "connections": self.connections}
+                "ctrl_dropped": self.ctrl_dropped, "connections": self.connections, "trusted": self.trusted,
+                "untrusted_writes": self.untrusted_writes, "dropped_untrusted": self.dropped_untrusted,
+                "bond_entries": len(self.bonds.entries), "keys_refused": self.bonds.refused}
 
     def retry_in_ms(self):
         """Milliseconds until a send may succeed again (0: now)."""
@@ -226,15 +263,28 @@ class LinkBle:
         """The transport's task: set up the GATT server, then forever advertise while unconnected, hand received
         commands to on_packet, flush queued ACK/EVENTs and drop a second central."""
         self._start()
+        if self.window is not None:
+            asyncio.create_task(self.window.run())
         while True:
             if self._conn < 0 and not self._advertising:
                 self._advertise()
+            if (self._conn >= 0 and not self._trusted and self._reject < 0
+                    and time.ticks_diff(time.ticks_ms(), self._connected_at) > self._trust_wait_ms):
+                self._reject = self._conn  # connected but never trusted: it must not hold the one connection
             if self._reject >= 0:
+                if self._reject == self._conn:
+                    self.dropped_untrusted += 1
                 self._ble.gap_disconnect(self._reject)
                 self._reject = -1
+            if self._new_bond:
+                self._new_bond = False
+                if self.window is not None:
+                    self.window.paired()
+                else:
+                    self.bonds.close_window()
             self._service_rx()
             self._flush_control()
-            wait_ms = _IDLE_WAIT_MS
+            wait_ms = _IDLE_WAIT_MS if self._trusted or self._conn < 0 else 100  # (the trust deadline)
             if self._cq_count:
                 wait_ms = max(1, self.retry_in_ms())
             try:
@@ -253,12 +303,18 @@ class LinkBle:
         self.name = DEVICE_NAME_PREFIX + "%02X%02X" % (mac[-2], mac[-1])
         self._serial = "".join("%02X" % b for b in mac)
         ble.config(gap_name=self.name, mtu=self._pref_mtu)
+        try:
+            ble.config(bond=True, le_secure=True, mitm=False, io=_IO_CAPABILITY_NO_INPUT_OUTPUT)
+        except (ValueError, OSError) as e:  # a port without bonding: BLE serves no control at all
+            self.can_pair = False
+            if self._log:
+                self._log("BLE: this port cannot bond (%r): no central will be trusted; use USB serial" % (e,))
         ble.irq(self._irq)
         U = bluetooth.UUID
         services = (
             (U(SERVICE_UUID), (
                 (U(DATA_CHAR_UUID), _FLAG_NOTIFY),
-                (U(CONTROL_CHAR_UUID), _FLAG_WRITE | _FLAG_WRITE_NO_RESPONSE | _FLAG_NOTIFY),
+                (U(CONTROL_CHAR_UUID), _FLAG_WRITE | _FLAG_WRITE_NO_RESPONSE | _FLAG_NOTIFY | _FLAG_WRITE_ENCRYPTED),
                 (U(LOG_CHAR_UUID), _FLAG_NOTIFY),
             )),
             (U(0x180F), (
@@ -295,12 +351,18 @@ class LinkBle:
         if event == _IRQ_GATTS_WRITE:
             conn, handle = data
             if handle == self._h_ctrl and conn == self._conn:
-                self._rx_write(self._ble.gatts_read(handle))
+                if self._trusted:
+                    self._rx_write(self._ble.gatts_read(handle))
+                else:
+                    self.untrusted_writes += 1  # the stack let it through: never act on it
+        elif _IRQ_ENCRYPTION_UPDATE <= event <= _IRQ_SET_SECRET:
+            return self._security_irq(event, data)
         elif event == _IRQ_CENTRAL_CONNECT:
             conn = data[0]
             self._advertising = False  # the stack stops advertising on a connection
             if self._conn < 0:
                 self._conn = conn
+                self._trusted = self._untrusted_key = False
                 self._mtu = _MIN_MTU
                 self._heard = False
                 self._connected_at = time.ticks_ms()
@@ -310,6 +372,7 @@ class LinkBle:
         elif event == _IRQ_CENTRAL_DISCONNECT:
             if data[0] == self._conn:
                 self._conn = -1
+                self._trusted = False
                 self._mtu = _MIN_MTU
         elif event == _IRQ_MTU_EXCHANGED:
             conn, mtu = data
@@ -319,6 +382,28 @@ class LinkBle:
             return 0  # allow
         else:
             return None
+        self._flag.set()
+        return None
+
+    def _security_irq(self, event, data):
+        if event == _IRQ_GET_SECRET:
+            return self.bonds.get(data[0], data[1], data[2])
+        if event == _IRQ_SET_SECRET:
+            sec_type, key, value = data
+            kept = self.bonds.set(sec_type, key, value)
+            if not kept and sec_type in (1, 2):
+                self._untrusted_key = True  # this connection paired outside the window
+            elif kept and value is not None:
+                self._new_bond = True
+            return kept
+        conn, encrypted, _, bonded, key_size = data  # _IRQ_ENCRYPTION_UPDATE (authenticated: Just Works, no)
+        if conn == self._conn:
+            if encrypted and bonded and key_size >= _MIN_KEY_SIZE and not self._untrusted_key and self.can_pair:
+                self._trusted = True
+                self.trusted += 1
+                self._connected_at = time.ticks_ms()  # the listen time (_LISTEN_MS) starts now
+            else:
+                self._reject = conn
         self._flag.set()
         return None
 
@@ -399,7 +484,7 @@ class LinkBle:
 
     def _notify(self, handle, buf, n):
         conn = self._conn
-        if conn < 0:
+        if conn < 0 or not self._trusted:
             return False
         if not self._heard:
             if time.ticks_diff(time.ticks_ms(), self._connected_at) < _LISTEN_MS:

@@ -82,7 +82,7 @@ COMMAND_LAYOUTS = {
     BACKFILL: ("<IH", ("from_seq", "max_samples")),
     LOG_LIST: ("<H", ("index",)),
     LOG_DOWNLOAD: ("<HI", ("session_id", "from_block")),
-    LOG_ERASE: ("<H", ("session_id",)),
+    LOG_ERASE: ("<HI", ("session_id", "confirm")),  # confirm 0 asks; the ACK's token confirms (docs/protocol.md)
     CAL_UPLOAD: ("<HH", ("total_len", "offset")),  # then the chunk, the rest of the packet
 }
 ACK_LAYOUTS = {  # payload of an OK ACK; other opcodes have none
@@ -92,6 +92,7 @@ ACK_LAYOUTS = {  # payload of an OK ACK; other opcodes have none
     BACKFILL: ("<IH", ("first_seq", "count")),
     LOG_LIST: ("<HHII", ("n_sessions", "session_id", "start_time_s", "n_blocks")),
     LOG_DOWNLOAD: ("<I", ("n_blocks",)),
+    LOG_ERASE: ("<I", ("confirm",)),  # nonzero: send LOG_ERASE again with it to erase; 0: erased
 }
 EVENT_LAYOUTS = {
     EV_BUTTON: ("<B", ("press",)),

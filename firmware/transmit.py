@@ -17,6 +17,9 @@ _CTRL_LEN = const(20)  # every control packet fits the 20-byte payload of the mi
 _BACKFILL_BURST = const(4)  # backfill packets per pump, so that live data and commands go on meanwhile
 _BACKFILL_BURST_COMPACT = const(8)  # at MTU 23 (one sample a packet): 400 samples/s, 4x live at 100 Hz
 _SRC_TX_RING = const(1)  # BUFFER_OVERRUN source
+# BACKFILL answers draw at most one ring at once and then 2 samples per sample sampled: a flood of requests can
+# never more than triple the traffic of the live stream (docs/protocol.md, "Bounded answers")
+_BACKFILL_PER_SAMPLE = const(2)
 
 
 class ControlQueue:
@@ -104,12 +107,20 @@ class ControlQueue:
 
 
 class Backfill:
-    """The BACKFILL answer being sent: samples ``seq`` .. ``seq + left - 1`` from the ring, a burst per pump."""
+    """The BACKFILL answer being sent: samples ``seq`` .. ``seq + left - 1`` from the ring, a burst per pump.
+
+    Paced by a bucket of samples (``tokens``): it holds one ring (``ring.capacity``) and gains
+    _BACKFILL_PER_SAMPLE per sample the ring takes; a packet waits while the bucket is empty. A request asks for at
+    most one ring anyway (``ring.backfill``). Counters: ``sent`` (samples sent), ``paced`` (pumps that waited)."""
 
     def __init__(self, ring):
         self.ring = ring
         self.seq = 0
         self.left = 0
+        self.tokens = ring.capacity
+        self._seen = ring.next_seq
+        self.sent = 0
+        self.paced = 0
 
     def start(self, from_seq, max_samples):
         """The command's answer: (first_seq, count) of what will be sent, or None when none of it is held."""
@@ -121,14 +132,29 @@ class Backfill:
     def cancel(self):
         self.left = 0
 
+    def _refill(self):
+        nxt = self.ring.next_seq
+        d = (nxt - self._seen) & _U32
+        if d:
+            self._seen = nxt
+            cap = self.ring.capacity
+            t = self.tokens + _BACKFILL_PER_SAMPLE * (d if d < cap else cap)
+            self.tokens = t if t < cap else cap
+
     def pump(self, tx, link, spp):
         """Send up to a burst of packets, encoded in tx, on link (spp samples per packet, 0: compact form).
         Returns the length of a packet the link refused (it stays in tx), else 0."""
         ring = self.ring
         burst = _BACKFILL_BURST if spp else _BACKFILL_BURST_COMPACT
+        self._refill()
         while self.left > 0 and burst:
+            room = self.tokens
+            if room <= 0:
+                self.paced += 1
+                break
             if spp:
-                n, k = ring.encode_backfill(tx, self.seq, self.left if self.left < spp else spp)
+                m = self.left if self.left < spp else spp
+                n, k = ring.encode_backfill(tx, self.seq, m if m < room else room)
                 if k and not (tx[10] | tx[11]):
                     n = 0  # placeholders of an IMU FIFO gap (period 0): never sent
             else:
@@ -140,6 +166,8 @@ class Backfill:
             self.left -= k
             if n == 0:
                 continue
+            self.tokens -= k
+            self.sent += k
             burst -= 1
             if not link.send(tx, n):
                 return n
@@ -179,8 +207,10 @@ class Transmit:
         self._send_log = getattr(link, "send_log", link.send)
 
     def backlog(self):
-        """Samples and packets waiting for the link."""
-        return self.ring.unsent + self.ctrl.n + (1 if self._tx_n else 0) + self.backfill.left
+        """Samples and packets waiting for the link (a BACKFILL answer waiting for its budget is not: it waits for
+        samples to be taken)."""
+        bf = self.backfill
+        return self.ring.unsent + self.ctrl.n + (1 if self._tx_n else 0) + (bf.left if bf.tokens > 0 else 0)
 
     def pump(self):
         """Send what waits, in order of priority, until the link refuses (back-pressure) or nothing is left:

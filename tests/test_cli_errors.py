@@ -38,6 +38,7 @@ MISSING = {  # command -> [(arguments naming a missing file, exit code)]
     "live": [(["--sim", "{missing}"], EXIT_REFUSED), (["--replay", "{missing}"], EXIT_REFUSED)],
     "connect": [(["--sim", "{missing}"], EXIT_REFUSED), (["--replay", "{missing}"], EXIT_REFUSED)],
     "scan": [],  # reads no file
+    "pair": [],
 }
 GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUSED
     "simulate": [],
@@ -50,6 +51,7 @@ GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUS
     "live": [["--sim", "{file}"], ["--replay", "{file}"]],
     "connect": [["--sim", "{file}"], ["--replay", "{file}"]],
     "scan": [],
+    "pair": [],
 }
 DEVICE = {  # command -> [(arguments naming a device that is not there, or a wrong one, exit code)]
     "simulate": [],
@@ -64,6 +66,7 @@ DEVICE = {  # command -> [(arguments naming a device that is not there, or a wro
     "live": [(["--serial", NO_PORT], EXIT_DEVICE), (["--ble", NO_BLE], EXIT_DEVICE)],
     "connect": [(["--serial", NO_PORT], EXIT_DEVICE), (["--ble", NO_BLE, "--seconds", "1"], EXIT_DEVICE)],
     "scan": [(["--seconds", "0.5"], EXIT_DEVICE)],
+    "pair": [(["--ble", NO_BLE], EXIT_DEVICE)],
 }
 # A replayed log that is not a log is refused input (1), but hipcheck.links.replay turns LogFormatError into a
 # LinkError (69): the cause is outside the CLI.

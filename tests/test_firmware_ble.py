@@ -23,6 +23,7 @@ MICROPYTHON = shutil.which("micropython", path=str(Path(sys.executable).parent))
 pytestmark = pytest.mark.skipif(MICROPYTHON is None, reason="the micropython unix port is not installed")
 
 FLAG_READ, FLAG_WRITE_NO_RESPONSE, FLAG_WRITE, FLAG_NOTIFY = 0x02, 0x04, 0x08, 0x10
+FLAG_WRITE_ENCRYPTED = 0x1000
 
 # The firmware side of a session: LinkBle as main would use it, with a producer that streams ring packets.
 HARNESS = r"""
@@ -199,6 +200,7 @@ read 0x2a27
 read 0x2a19
 read 0x2a00
 subscribe 0x2a19
+pair
 write {p.CONTROL_CHAR_UUID} {cmd_hex('cmd_info')}
 wait 30
 read 0x2a19
@@ -216,7 +218,8 @@ end
     # One custom service with the three characteristics of docs/protocol.md, then Battery and DIS.
     assert {p.SERVICE_UUID, "0x180f", "0x180a"} <= set(services)
     assert chars[p.DATA_CHAR_UUID][3] == FLAG_NOTIFY
-    assert chars[p.CONTROL_CHAR_UUID][3] == FLAG_WRITE | FLAG_WRITE_NO_RESPONSE | FLAG_NOTIFY
+    # control: written only on an encrypted link (docs/security.md)
+    assert chars[p.CONTROL_CHAR_UUID][3] == FLAG_WRITE | FLAG_WRITE_NO_RESPONSE | FLAG_NOTIFY | FLAG_WRITE_ENCRYPTED
     assert chars[p.LOG_CHAR_UUID][3] == FLAG_NOTIFY
     assert chars["0x2a19"][3] == FLAG_READ | FLAG_NOTIFY
     for dis in ("0x2a29", "0x2a24", "0x2a25", "0x2a26", "0x2a27"):
@@ -267,6 +270,7 @@ def test_streaming_survives_enomem_without_loss_or_allocation(tmp_path):
 until adv
 connect 0 c0ffee000001
 mtu 247
+pair
 write {p.CONTROL_CHAR_UUID} {cmd_hex('cmd_start')}
 until note a_done 20000
 mark phase_b
@@ -315,13 +319,15 @@ def test_commands_long_writes_and_reconnect(tmp_path):
 until adv
 connect 0 c0ffee000001
 mtu 247
+pair
 write {ctrl} {cmd_hex('cmd_set_rate')}
 write {ctrl} {too_long}
 wait 20
 disconnect
 until adv
-connect 0 c0ffee000002
+connect 0 c0ffee000001
 connect 1 c0ffee000009
+encrypt
 write {ctrl} {too_long}
 write {ctrl} {cmd_hex('cmd_stop')}
 wait 20

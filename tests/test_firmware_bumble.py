@@ -2,7 +2,9 @@
 bluetooth.BLE API) run in the MicroPython unix port, their stack (firmware/sim/bluetooth.py) bridged to a bumble
 peripheral (tests/support/firmware_peripheral.py); bleak's public API, through BleLink's backend parameter on a bumble
 central, is on the other end. The GATT server, advertising, notifications (with the stack's ENOMEM back-off) and
-command handling all come from the firmware. Real time throughout (a radio on the other end)."""
+command handling all come from the firmware. Real time throughout (a radio on the other end). The firmware takes
+commands from a bonded host only (docs/security.md): each test pairs first, in the window of the sensor's first
+power-on, and the reconnection after a cut is encrypted with that bond."""
 
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ def test_walk_streams_whole_through_the_firmwares_gatt_server_and_commands_are_a
         air = Air()
         async with FirmwarePeripheral(air, walk_csv, seconds=10, buffers=4) as sensor:
             async with BleLink(sensor.name, backend=air.backend(), mtu=247, watchdog_s=None) as link:
+                await link.pair()
                 st = link.status()
                 assert st.connected and st.mtu == 247 and st.address == sensor.address
                 assert st.battery_pct == 100  # read from the firmware's battery characteristic (its gatts_write)
@@ -101,6 +104,7 @@ def test_cut_mid_walk_the_firmware_readvertises_the_link_reconnects_and_nothing_
         # two notify buffers: the firmware's burst after the reconnect meets ENOMEM and backs off
         async with FirmwarePeripheral(air, walk_csv, seconds=9, buffers=2) as sensor:
             async with BleLink(sensor.name, backend=air.backend(), watchdog_s=20, rescan_timeout_s=1.0) as link:
+                await link.pair()
                 async with DeviceSession(link, SessionSettings(start_seq=0, reconnect_timeout_s=20)) as session:
 
                     async def cutter():

@@ -20,3 +20,5 @@ AXES = ((0, 0, -1), (0, -1, 0), (-1, 0, 0))
 MOTOR_PIN = 25  # D2: gate of the motor's MOSFET (or a driver's IN pin)
 MOTOR_PWM_HZ = 20000  # above hearing
 LED_PIN = 6
+# No user button on this board (BUTTON_PIN unset): the BLE pairing window opens at the first power-on and over USB
+# (main.run(pair=True)).

@@ -16,3 +16,4 @@ AXES = ((1, 0, 0), (0, 1, 0), (0, 0, 1))
 MOTOR_PIN = 1
 MOTOR_PWM_HZ = 20000
 LED_PIN = 2
+BUTTON_PIN = 3  # machine.Pin(3).sim_drive(0) presses it

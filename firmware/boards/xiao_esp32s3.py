@@ -20,3 +20,5 @@ AXES = ((0, 0, -1), (-1, 0, 0), (0, 1, 0))
 MOTOR_PIN = 1  # D0: gate of the motor's MOSFET (or a driver's IN pin)
 MOTOR_PWM_HZ = 20000  # above hearing
 LED_PIN = 21
+LED_ACTIVE_LOW = True
+BUTTON_PIN = 0  # the BOOT button (reads 0 when pressed): held 1 s after boot, it opens the BLE pairing window

@@ -19,7 +19,19 @@
 # OSError(ENOTCONN) for an unknown connection; a connection stops advertising; a notification longer than
 # MTU - 3 is truncated (counted in `truncated`, as NimBLE silently does). IRQs are delivered from the event
 # source's task (between the firmware's awaits) or, for ones the firmware causes itself (gap_disconnect), with
-# micropython.schedule, as the real stack does. Not modelled: radio timing, pairing, the central role, L2CAP.
+# micropython.schedule, as the real stack does. Not modelled: radio timing, the central role, L2CAP, passkeys.
+#
+# Security (SimSecurity): config(bond=, le_secure=, mitm=, io=) is kept and recorded; the connection's encryption
+# state decides ATT permissions as NimBLE does: a write (read) of a value with FLAG_WRITE_ENCRYPTED
+# (FLAG_READ_ENCRYPTED) on a link that is not encrypted is refused with ATT error 0x0F insufficient encryption when
+# the stack holds a key for the peer (_IRQ_GET_SECRET finds one), else 0x05 insufficient authentication; an
+# _AUTHENTICATED flag needs an MITM-authenticated link (0x05). CCCDs carry no security (as NimBLE registers them).
+# The key exchange is played by the central's side: a bridge's own Security Manager (bumble) hands over the keys
+# with `secret set`, asks for them with `secret get` and reports the result with `encrypted`; a bare script uses
+# `pair` (Just Works LE Secure Connections: the LTK is 16 random bytes, kept through _IRQ_SET_SECRET, whose answer
+# the stack ignores, as NimBLE does) and `encrypt` (a bonded central's reconnection: the key from _IRQ_GET_SECRET).
+# The firmware learns the outcome from _IRQ_ENCRYPTION_UPDATE (conn, encrypted, authenticated, bonded, key_size).
+# A peer's key is b"\x00" + its address (ble_addr_t: type, address), the sec types NimBLE's (1 ours, 2 the peer's).
 #
 # Line protocol (one command a line, '#' starts a comment; TARGET is a decimal handle, a 128-bit UUID string or
 # 0xNNNN for a 16-bit UUID, naming the characteristic's value handle; CONN defaults to 0):
@@ -36,6 +48,11 @@
 #                                    FREED of them return every INTERVAL_MS (the connection events)
 #   free COUNT                       COUNT notify buffers return now (a bridge: its radio sent them)
 #   disconnect [CONN]                the central disconnects
+#   pair [CONN]                      the central pairs, Just Works LE Secure Connections (see "Security")
+#   encrypt [CONN]                   a bonded central encrypts the link with the key the stack keeps
+#   encrypted CONN ENC AUTH BOND KEY_SIZE   a bridge's Security Manager finished: _IRQ_ENCRYPTION_UPDATE
+#   secret set TYPE KEY VALUE        _IRQ_SET_SECRET (hex; '-' for None): a 'Y' record, arg 1 when kept
+#   secret get TYPE INDEX KEY        _IRQ_GET_SECRET (KEY hex or '-'): a 'Y' record, arg 1 and the value if found
 #   mark TEXT                        an 'M' record (to split a record into phases)
 #   end                              a 'Z' record with counters; sim.finished is set (also at end of input)
 # An `until` that times out writes an 'X' record and ends the script.
@@ -49,6 +66,8 @@
 #   payload: the value as stored)   R read (arg: handle)   K gap_disconnect by the peripheral
 #   V a local gatts_write (arg: handle, payload: the value; what a central's read would return)
 #   F config (text "key=value")   M mark (text)   X error (text)   Z end (text "key=value ...")
+#   P the link's security changed (payload: encrypted, authenticated, bonded, key size: u8 each)
+#   Q an ATT error answered to the central (arg: handle, payload: the error code u8)   Y a secret IRQ's answer
 # Writing a notification record allocates nothing, so the firmware's streaming path can be measured with it. The
 # record is unbuffered (MicroPython's files write through), so a reader on a pipe sees each record as it is made.
 
@@ -81,6 +100,12 @@ _IRQ_CENTRAL_DISCONNECT = 2
 _IRQ_GATTS_WRITE = 3
 _IRQ_GATTS_INDICATE_DONE = 20
 _IRQ_MTU_EXCHANGED = 21
+_IRQ_ENCRYPTION_UPDATE = 28
+_IRQ_GET_SECRET = 29
+_IRQ_SET_SECRET = 30
+_ATT_INSUFFICIENT_AUTHENTICATION = 0x05
+_ATT_INSUFFICIENT_ENCRYPTION = 0x0F
+_SEC_PEER = 2
 
 _DEFAULT_ATTR_LEN = 20  # MicroPython's default value buffer
 _MIN_MTU = 23
@@ -166,6 +191,7 @@ class SimController:
         self._hdr = bytearray(7)
         self.finished = None  # asyncio.Event, made when the script task starts
         self.notes = []
+        self.sec = SimSecurity(self)
         self.reset()
 
     def reset(self):
@@ -420,6 +446,7 @@ class SimController:
         addr = self.peer
         self.conn = -1
         self.mtu = _MIN_MTU
+        self.sec.reset()
         for a in self.attrs.values():
             if a.kind == "P":
                 a.value = b"\x00\x00"  # subscriptions end with the connection (no bonding)
@@ -441,6 +468,7 @@ class SimController:
         self.conn = conn
         self.peer = bytes(addr)
         self.mtu = _MIN_MTU
+        self.sec.reset()
         self.adv = None  # a connection stops advertising
         self._record(0x43, conn, 0, self.peer)  # 'C'
         self._irq(_IRQ_CENTRAL_CONNECT, (conn, 0, memoryview(self.peer)))
@@ -462,6 +490,10 @@ class SimController:
         if a is None or a.kind not in "CDP" or not (a.flags & (FLAG_WRITE | FLAG_WRITE_NO_RESPONSE)):
             self._error("write to handle %d not permitted" % handle)
             return
+        err = self.sec.att_error(a, True)
+        if err:
+            self._record(0x51, conn, handle, bytes((err,)))  # 'Q': the central gets the ATT error, nothing stored
+            return
         data = bytes(data)
         if a.append:
             a.value = (a.value + data)[:a.maxlen]
@@ -475,6 +507,10 @@ class SimController:
         a = self.attrs.get(handle)
         if a is None or a.kind not in "CDP" or not (a.flags & FLAG_READ):
             self._error("read of handle %s not permitted" % handle)
+            return None
+        err = self.sec.att_error(a, False)
+        if err:
+            self._record(0x51, conn, handle, bytes((err,)))  # 'Q'
             return None
         self._record(0x52, conn, handle, a.value)  # 'R'
         return a.value
@@ -517,6 +553,93 @@ class SimController:
             return
         import asyncio
         self._pump_task = asyncio.create_task(ScriptSource(self, self._script).run())
+
+
+class SimSecurity:
+    """The stack's side of security (module comment, "Security"): the pairing configuration, the connection's
+    encryption state, ATT permissions, and the secret IRQs the firmware answers."""
+
+    def __init__(self, ctrl):
+        self.c = ctrl
+        self.config = {"bond": False, "le_secure": False, "mitm": False, "io": 3}  # MicroPython's defaults
+        self.updates = 0
+        self.reset()
+
+    def reset(self):
+        self.encrypted = self.authenticated = self.bonded = False
+        self.key_size = 0
+
+    def peer_key(self):
+        return b"\x00" + self.c.peer
+
+    def get_secret(self, sec_type, index, key):
+        v = self.c._irq(_IRQ_GET_SECRET, (sec_type, index, None if key is None else memoryview(key)))
+        return None if v is None else bytes(v)
+
+    def set_secret(self, sec_type, key, value):
+        v = None if value is None else memoryview(value)
+        return bool(self.c._irq(_IRQ_SET_SECRET, (sec_type, memoryview(key), v)))
+
+    def update(self, conn, encrypted, authenticated, bonded, key_size):
+        if conn != self.c.conn:
+            self.c._error("encrypted: not connected")
+            return
+        self.encrypted, self.authenticated, self.bonded = bool(encrypted), bool(authenticated), bool(bonded)
+        self.key_size = key_size
+        self.updates += 1
+        self.c._record(0x50, conn, 0, bytes((self.encrypted, self.authenticated, self.bonded, key_size)))  # 'P'
+        self.c._irq(_IRQ_ENCRYPTION_UPDATE, (conn, self.encrypted, self.authenticated, self.bonded, key_size))
+
+    def pair(self, conn):
+        """A bare script's central pairs: Just Works, LE Secure Connections, bonding as configured."""
+        if conn != self.c.conn:
+            self.c._error("pair: not connected")
+            return
+        import os
+        bond = bool(self.config["bond"])
+        if bond:
+            self.set_secret(_SEC_PEER, self.peer_key(), os.urandom(16))  # NimBLE does not check the answer
+        self.update(conn, True, False, bond, 16)
+
+    def encrypt(self, conn):
+        """A bonded central encrypts with the key the stack keeps for it; none: the encryption fails."""
+        if conn != self.c.conn:
+            self.c._error("encrypt: not connected")
+        elif self.get_secret(_SEC_PEER, 0, self.peer_key()) is None:
+            self.c._error("encryption failed: no key kept for this central (it must pair)")
+        else:
+            self.update(conn, True, False, True, 16)
+
+    def att_error(self, attr, write):
+        """The ATT error a central's access to attr meets on this connection (0: none), as NimBLE decides it."""
+        enc = FLAG_WRITE_ENCRYPTED if write else FLAG_READ_ENCRYPTED
+        auth = FLAG_WRITE_AUTHENTICATED if write else FLAG_READ_AUTHENTICATED
+        if attr.flags & (enc | auth) and not self.encrypted:
+            if self.get_secret(_SEC_PEER, 0, self.peer_key()) is not None:
+                return _ATT_INSUFFICIENT_ENCRYPTION
+            return _ATT_INSUFFICIENT_AUTHENTICATION
+        if attr.flags & auth and not self.authenticated:
+            return _ATT_INSUFFICIENT_AUTHENTICATION
+        return 0
+
+    def script(self, t):
+        """The script's security lines (module comment): pair, encrypt, encrypted, secret."""
+        import binascii
+        cmd = t[0]
+        n = len(t)
+        if cmd == "pair":
+            self.pair(int(t[1]) if n > 1 else 0)
+        elif cmd == "encrypt":
+            self.encrypt(int(t[1]) if n > 1 else 0)
+        elif cmd == "encrypted":
+            self.update(*[int(x) for x in t[1:6]])
+        elif t[1] == "set":
+            value = None if t[4] == "-" else binascii.unhexlify(t[4])
+            kept = self.set_secret(int(t[2]), binascii.unhexlify(t[3]), value)
+            self.c._record(0x59, 0, 1 if kept else 0)  # 'Y'
+        else:
+            v = self.get_secret(int(t[2]), int(t[3]), None if t[4] == "-" else binascii.unhexlify(t[4]))
+            self.c._record(0x59, 0, 0 if v is None else 1, v or b"")
 
 
 class ScriptSource:
@@ -616,6 +739,8 @@ class ScriptSource:
             c.free_buffers(int(t[1]))
         elif cmd == "disconnect":
             c.central_disconnect(int(t[1]) if n > 1 else 0)
+        elif cmd in ("pair", "encrypt", "encrypted", "secret"):
+            c.sec.script(t)
         elif cmd == "mark":
             c._record(0x4D, 0, 0, " ".join(t[1:]).encode())
         elif cmd == "end":
@@ -701,7 +826,9 @@ class BLE:
                 sim.pref_mtu = v
             elif k == "rxbuf":
                 sim.rxbuf = v
-            elif k in ("addr_mode", "bond", "mitm", "io", "le_secure"):
+            elif k in ("bond", "mitm", "io", "le_secure"):
+                sim.sec.config[k] = v
+            elif k == "addr_mode":
                 pass
             else:
                 raise ValueError("unknown config param")
@@ -741,6 +868,12 @@ class BLE:
     def gatts_set_buffer(self, value_handle, len, append=False):
         self._check()
         sim.set_buffer(value_handle, len, append)
+
+    def gap_pair(self, conn_handle):
+        raise OSError(errno.EOPNOTSUPP)  # the hosts start pairing here; the firmware never asks for it
+
+    def gap_passkey(self, conn_handle, action, passkey):
+        raise OSError(errno.EOPNOTSUPP)  # io=NO_INPUT_OUTPUT: Just Works, no passkey
 
     def gattc_exchange_mtu(self, conn_handle):
         raise OSError(errno.EOPNOTSUPP)  # the central (the script) starts the exchange here

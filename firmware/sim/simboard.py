@@ -22,6 +22,10 @@
 # mtu, subscribe, write, disconnect, free, ...) and its binary record (what the firmware puts on the air: GATT
 # layout, advertising, notifications) is streamed to --ble-record PATH (default '-': stdout). The run ends when
 # stdin does. It implies --realtime: a virtual clock makes no sense against a real-time radio on the other end.
+# --bonds FILE keeps the BLE bonds in FILE (the emulated flash: a reboot with the same file keeps them; default: in
+# RAM, a first power-on every time); --pair opens the pairing window at boot (main.run(pair=True), as over USB);
+# --pair-window-s S sets how long the window stays open; --press-button-s S presses the board's button (held
+# 1.5 s) S seconds after boot.
 import json
 import sys
 import time
@@ -39,7 +43,8 @@ CHIPS = {  # name: (emulator module, class, WHO_AM_I, driver module, I2C address
 }
 USAGE = ("usage: simboard.py TRACE [--chip LSM6DSOX|LSM6DS3TR-C|MPU-6050|MPU-6886] [--rate HZ] [--seconds S] "
          "[--realtime] [--interval-ms MS] [--record FILE.json] [--log FILE] [--profile FILE] [--no-autostart] "
-         "[--no-alerts] [--link stdio|serial|ble] [--mtu N] [--ble-record PATH|-]")
+         "[--no-alerts] [--link stdio|serial|ble] [--mtu N] [--ble-record PATH|-] [--bonds FILE] [--pair] "
+         "[--pair-window-s S] [--press-button-s S]")
 
 _pwms = []
 
@@ -67,12 +72,13 @@ def _err(msg):
 def parse(argv):
     opts = {"trace": None, "chip": "LSM6DSOX", "rate": 100, "seconds": None, "realtime": False, "interval_ms": 20,
             "record": None, "autostart": True, "log": None, "profile": None, "alerts": True, "link": "stdio",
-            "mtu": 247, "ble_record": "-"}
+            "mtu": 247, "ble_record": "-", "bonds": None, "pair": False, "pair_window_s": 120,
+            "press_button_s": None}
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile", "--link", "--mtu",
-                 "--ble-record"):
+                 "--ble-record", "--bonds", "--pair-window-s", "--press-button-s"):
             if i + 1 >= len(argv):
                 raise ValueError("%s needs a value\n%s" % (a, USAGE))
             v = argv[i + 1]
@@ -87,6 +93,10 @@ def parse(argv):
                 opts["seconds"] = float(v)
             elif a == "--interval-ms":
                 opts["interval_ms"] = int(v)
+            elif a == "--pair-window-s":
+                opts["pair_window_s"] = int(v)
+            elif a == "--press-button-s":
+                opts["press_button_s"] = float(v)
             elif a == "--mtu":
                 opts["mtu"] = int(v)  # pack DATA as on a BLE connection with this ATT MTU (23: the compact form)
             elif a == "--link":
@@ -98,6 +108,8 @@ def parse(argv):
             continue
         if a == "--realtime":
             opts["realtime"] = True
+        elif a == "--pair":
+            opts["pair"] = True
         elif a == "--no-autostart":
             opts["autostart"] = False
         elif a == "--no-alerts":
@@ -127,18 +139,20 @@ def sim_board(chip):
     return board
 
 
-def make_link(kind, mtu=247, chip="LSM6DSOX", ble_record="-"):
+def make_link(kind, mtu=247, chip="LSM6DSOX", ble_record="-", bonds=None, pair_window_s=120):
     """The link on this process's stdin/stdout: link_stdio, or link_serial itself (the streams are already set up
     by whoever started the process, e.g. a pty master: raw=False leaves their terminal settings alone), or
-    link_ble on the bridged emulated stack (script on stdin, record to ble_record)."""
+    link_ble on the bridged emulated stack (script on stdin, record to ble_record; bonds: the bonds file)."""
     if kind == "ble":
         import bluetooth
         import link_ble
         from app import FW_VERSION
+        from bonds import Bonds
         rec = sys.stdout.buffer if ble_record == "-" else ble_record
         bluetooth.sim.configure(script="-", record=rec)
         # as main._link builds it for a BLE board; mtu: what the firmware offers in the MTU exchange
-        return link_ble.LinkBle(fw_version="%d.%d.%d" % FW_VERSION, board="sim", imu=chip, mtu=mtu)
+        return link_ble.LinkBle(fw_version="%d.%d.%d" % FW_VERSION, board="sim", imu=chip, mtu=mtu,
+                                bonds=Bonds(bonds, pair_window_s, log=_err), log=_err)
     if kind == "serial":
         import link_serial
         return link_serial.Link(inp=sys.stdin.buffer, out=sys.stdout.buffer, mtu=mtu, raw=False)
@@ -154,6 +168,15 @@ def link_stats(link, kind):
         d["stack"] = {"notifies": s.notifies, "enomem": s.enomem, "truncated": s.truncated,
                       "irq_errors": s.irq_errors}
     return d
+
+
+async def press_button(link, after_s):
+    """--press-button-s: the board's button (the pairing window's pin) held 1.5 s, after_s seconds after boot."""
+    await asyncio.sleep_ms(int(after_s * 1000))
+    button = link.window.button
+    button.sim_drive(0)
+    await asyncio.sleep_ms(1500)
+    button.sim_drive(1)
 
 
 def main(argv):
@@ -181,7 +204,7 @@ def main(argv):
     machine.attach(emu)
 
     import main as firmware
-    link = make_link(o["link"], o["mtu"], o["chip"], o["ble_record"])
+    link = make_link(o["link"], o["mtu"], o["chip"], o["ble_record"], o["bonds"], o["pair_window_s"])
     end_us = None if o["seconds"] is None else int(o["seconds"] * 1000000)
     state = {"app": None, "wall0": time.ticks_ms(), "wall_end": None}
 
@@ -219,6 +242,8 @@ def main(argv):
         return False
 
     async def watch():
+        if o["press_button_s"] is not None:
+            asyncio.create_task(press_button(state["app"].link, o["press_button_s"]))
         if o["link"] == "ble":
             import bluetooth
             await bluetooth.sim.finished.wait()  # the bridge closed stdin (the script's end)
@@ -233,7 +258,7 @@ def main(argv):
                             "log_path": o["log"], "profile_path": o["profile"],
                             "alert": {} if o["alerts"] else {"enable": []}}, "simboard options")
         app = firmware.build(cfg=cfg, board=sim_board(o["chip"]), link=link, ticks_us=clock.ticks_us, pace=pace,
-                             interval_ms=o["interval_ms"], measure_alloc=True, log=_err)
+                             interval_ms=o["interval_ms"], measure_alloc=True, log=_err, pair=o["pair"])
     except (OSError, ValueError) as e:
         _err("the firmware did not start: %s" % e)
         return 1

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for add in (_add_simulate, _add_orient, _add_analyze, _add_flash, _add_simboard, _add_demo, _add_record,
-                _add_connect, _add_live, _add_scan):
+                _add_connect, _add_live, _add_scan, _add_pair):
         add(commands)
     return parser
 
@@ -264,6 +264,20 @@ def _add_scan(commands) -> None:
     scan.add_argument("--json", action="store_true", help="print the list as JSON")
     _add_backend_option(scan)
     scan.set_defaults(run=run_scan, parser=scan)
+
+
+def _add_pair(commands) -> None:
+    pair = commands.add_parser(
+        "pair",
+        help="bond this computer with a sensor over BLE (once, in the sensor's pairing window)",
+        description="Pair and bond with a sensor (LE Secure Connections) so that it takes commands from this computer. "
+        "The sensor accepts a new host only in its pairing window: 2 minutes after its button is held 1 s (the "
+        "motor buzzes short-short-long), after its first power-on, or after main.run(pair=True) over USB. "
+        "docs/security.md",
+    )
+    pair.add_argument("--ble", required=True, metavar="NAME|ADDRESS", help="the sensor, e.g. hipcheck-3F2A")
+    _add_backend_option(pair)
+    pair.set_defaults(run=run_pair, parser=pair)
 
 
 def _add_backend_option(parser: argparse.ArgumentParser) -> None:
@@ -603,6 +617,22 @@ def run_scan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"{'name':<16} {'address':<20} {'RSSI dBm':>8}")
         for f in found:
             print(f"{f.name or '?':<16} {f.address:<20} {'' if f.rssi_dbm is None else f.rssi_dbm:>8}")
+    return 0
+
+
+def run_pair(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import asyncio
+
+    from hipcheck.links.ble import pair_sensor, resolve_backend
+
+    backend = _load_backend(args.backend, parser)
+
+    async def go():
+        return await pair_sensor(args.ble, backend=await resolve_backend(backend))
+
+    info = asyncio.run(go())
+    print(f"paired with {args.ble} (firmware {info['fw_major']}.{info['fw_minor']}.{info['fw_patch']}): it takes "
+          "commands from this computer now")
     return 0
 
 

@@ -239,7 +239,7 @@ COMMAND_LAYOUTS: dict[Opcode, Layout] = {
     Opcode.BACKFILL: Layout("IH", ("from_seq", "max_samples")),
     Opcode.LOG_LIST: Layout("H", ("index",)),
     Opcode.LOG_DOWNLOAD: Layout("HI", ("session_id", "from_block")),
-    Opcode.LOG_ERASE: Layout("H", ("session_id",)),
+    Opcode.LOG_ERASE: Layout("HI", ("session_id", "confirm")),  # confirm 0 asks; the ACK's token erases
     Opcode.CAL_UPLOAD: Layout("HH", ("total_len", "offset"), tail="chunk"),
 }
 
@@ -251,6 +251,7 @@ ACK_LAYOUTS: dict[Opcode, Layout] = {op: EMPTY for op in Opcode} | {
     Opcode.BACKFILL: Layout("IH", ("first_seq", "count")),
     Opcode.LOG_LIST: Layout("HHII", ("n_sessions", "session_id", "start_time_s", "n_blocks")),
     Opcode.LOG_DOWNLOAD: Layout("I", ("n_blocks",)),
+    Opcode.LOG_ERASE: Layout("I", ("confirm",)),  # nonzero: send LOG_ERASE again with it to erase; 0: erased
 }
 
 EVENT_LAYOUTS: dict[EventCode, Layout] = {

@@ -14,7 +14,12 @@ What bumble's link does not do by itself, and this backend does (DESIGN.md, "Emu
   forwarded by ``BleakClient``; ``BleLink`` passes it when the backend says ``supports_mtu_request``);
 - a write longer than MTU − 3 is refused with ``BleakError`` (a real stack refuses or truncates it);
 - the disconnected callback fires on every disconnect, ours or the peripheral's, once per connection;
-- the link has no radio timing: loss, jitter and drops are injected by the peripheral.
+- the link has no radio timing: loss, jitter and drops are injected by the peripheral;
+- pairing: ``pair()`` runs bumble's Security Manager as the central (LE Secure Connections, bonding, no MITM: the
+  sensor has no display or keys) and keeps the keys in the central's key store (one per ``Air``, in memory);
+  ``unpair()`` forgets them and disconnects, as bleak documents. On connecting to a peripheral the store holds keys
+  for, the link is encrypted with them first, as the platform stacks do for a bonded device; a failed encryption
+  (the peripheral forgot the bond) leaves the link unencrypted, and its protected writes fail with the ATT error.
 
 The RSSI in advertisement reports is the bumble controller's fixed -50 dBm. One ``Air`` per event loop.
 """
@@ -39,7 +44,9 @@ from bumble.core import PhysicalTransport
 from bumble.device import Device, Peer
 from bumble.gatt import Characteristic
 from bumble.host import Host
+from bumble.keys import JsonKeyStore
 from bumble.link import LocalLink
+from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport.common import AsyncPipeSink
 
 from hipcheck.links import within
@@ -59,9 +66,13 @@ class Air:
     """One radio medium (a bumble ``LocalLink``) with one central; peripherals add their own devices.
 
     ``backend()`` returns the bleak backend pair bound to this air. Create it inside the running event loop.
+    central_address: the central's (a stranger is another one); keystore_path: a JSON file (bumble's
+    ``JsonKeyStore``) for the central's bonds, as a host's OS keeps them across runs (default: in memory).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, central_address: str = "C0:00:00:00:00:01", keystore_path=None) -> None:
+        self.central_address = central_address
+        self.keystore_path = keystore_path
         self.link = LocalLink()
         self._numbers = itertools.count(1)
         self._central: Device | None = None
@@ -82,7 +93,15 @@ class Air:
     async def central(self) -> Device:
         async with self._central_lock:
             if self._central is None:
-                device = self.new_device("central", "C0:00:00:00:00:01")
+                device = self.new_device("central", self.central_address)
+                if self.keystore_path is not None:
+                    device.keystore = JsonKeyStore("central", str(self.keystore_path))
+                # identity: the random static address it connects with (bumble would give its controller's public
+                # one, which it never uses on the air: a bond could then not be found again)
+                device.pairing_config_factory = lambda _connection: PairingConfig(
+                    sc=True, mitm=False, bonding=True,
+                    delegate=PairingDelegate(io_capability=PairingDelegate.IoCapability.NO_OUTPUT_NO_INPUT),
+                    identity_address_type=PairingConfig.AddressType.RANDOM)
                 await device.power_on()
                 self._central = device
             return self._central
@@ -233,6 +252,7 @@ class BumbleClient(BaseBleakClient):
         connection.on("disconnection", self._on_disconnection)
         self._peer = Peer(connection)
         try:
+            await self._encrypt_if_bonded(central, connection)
             # bumble does not exchange the MTU by itself: ask for it, as a phone or BlueZ would
             await self._op(self._peer.request_mtu(self._mtu_request))
             await self._discover()
@@ -263,11 +283,32 @@ class BumbleClient(BaseBleakClient):
         except asyncio.TimeoutError:
             self._on_disconnection(None)
 
+    async def _encrypt_if_bonded(self, central: Device, connection) -> None:
+        if await central.keystore.get(str(connection.peer_address)) is None:
+            return
+        try:
+            await self._op(connection.encrypt(), timeout=self._timeout)
+        except BleakError:
+            pass  # the peripheral has no key for us any more: protected writes will say so
+
     async def pair(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("pairing is not emulated")
+        """Pair and bond (module docstring); BleakError when the peripheral refuses or the link drops."""
+        if not self.is_connected:
+            raise BleakError("not connected: connect before pairing")
+        try:
+            await self._op(self._connection.pair(), timeout=max(self._timeout, 30.0))
+        except BleakError as error:
+            raise BleakError(f"pairing with {self.address} failed: {error}") from error
 
     async def unpair(self) -> None:
-        raise NotImplementedError("pairing is not emulated")
+        """Forget the keys for this peripheral and disconnect."""
+        central = await self.air.central()
+        address = self._hci_address or self.air.addresses.get(self.address.upper())
+        if self._connection is not None:
+            address = self._connection.peer_address
+        if address is not None and await central.keystore.get(str(address)) is not None:
+            await central.keystore.delete(str(address))
+        await self.disconnect()
 
     async def _op(self, coro, timeout: float | None = None):
         """Run one GATT operation; BleakError when the connection ends meanwhile or it takes too long (bumble's
@@ -284,8 +325,8 @@ class BumbleClient(BaseBleakClient):
                 return task.result()
             except BleakError:
                 raise
-            except Exception as error:
-                raise BleakError(f"{error!r}") from error
+            except Exception as error:  # str() of bumble's ATT_Error names the ATT error, as the platforms' do
+                raise BleakError(str(error) or repr(error)) from error
         task.cancel()
         if gone in done:
             raise BleakError("disconnected during the operation")

@@ -13,6 +13,17 @@ The bridge is the stack's own script and record (see the comment at the top of f
                     writes), disconnect, and, with ``buffers``, ``budget`` once and ``free 1`` per notification the
                     bumble stack took, so that gatts_notify meets ENOMEM when the firmware outruns the bridge
 
+Security: bumble's own Security Manager pairs, as the firmware configured it (F records of ``config(bond=,
+le_secure=, mitm=, io=)``), and its key store *is* the firmware's: ``update``/``get``/``delete`` become ``secret
+set``/``secret get`` lines (MicroPython's _IRQ_SET_SECRET / _IRQ_GET_SECRET, answered by the firmware's
+bonds.py from its flash file) and wait for the 'Y' record with the answer. A finished pairing (after its keys were
+handed over) or a bonded central's encryption becomes an ``encrypted`` line (_IRQ_ENCRYPTION_UPDATE); writes that
+arrive while a pairing is under way wait for it, as NimBLE delivers them after its encryption event. ATT
+permissions follow the firmware's flags as NimBLE decides them: a write to a value with _FLAG_WRITE_ENCRYPTED on a
+link that is not encrypted is answered with insufficient encryption when the store holds a key for the central,
+else insufficient authentication, and never reaches the firmware. ``flash_dir`` keeps the firmware's files (bonds,
+profile) across instances: a reboot of the sensor.
+
 Differences from a board: bumble's LocalLink has no radio timing; its controller reports the advertising data as the
 scan response, so the scan response is appended to the advertisement (as tests/support/emulated_sensor.py does).
 Notifications are sent whether or not the central subscribed (NimBLE's gatts_notify does the same); a central drops
@@ -22,15 +33,21 @@ the ones it did not subscribe to.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import os
 import struct
 import tempfile
 import time
 from pathlib import Path
 
+from bumble.att import ATT_Error, ErrorCode
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Descriptor, Service
+from bumble.hci import Address
+from bumble.keys import KeyStore, PairingKeys
+from bumble.pairing import PairingConfig, PairingDelegate
 
 from hipcheck.errors import DeviceError
 from hipcheck.links.simboard import firmware_command, prepare_trace
@@ -41,6 +58,12 @@ _HDR = struct.Struct("<BHHH")
 P = Characteristic.Properties
 _R, _W = Characteristic.READABLE, Characteristic.WRITEABLE
 _FLAG_READ, _FLAG_WNR, _FLAG_WRITE, _FLAG_NOTIFY, _FLAG_INDICATE = 0x02, 0x04, 0x08, 0x10, 0x20
+_FLAG_WRITE_ENCRYPTED, _FLAG_WRITE_AUTHENTICATED = 0x1000, 0x2000
+_SEC_PEER = 2  # NimBLE's sec type of the peer's keys
+# MicroPython's io capabilities (ble.config(io=...)) as bumble's
+_IOCAP = PairingDelegate.IoCapability
+_IO = {0: _IOCAP.DISPLAY_OUTPUT_ONLY, 1: _IOCAP.DISPLAY_OUTPUT_AND_YES_NO_INPUT, 2: _IOCAP.KEYBOARD_INPUT_ONLY,
+       3: _IOCAP.NO_OUTPUT_NO_INPUT, 4: _IOCAP.DISPLAY_OUTPUT_AND_KEYBOARD_INPUT}
 
 
 class FirmwareError(DeviceError, RuntimeError):
@@ -60,6 +83,36 @@ def _ad_structures(payload: bytes) -> dict[int, bytes]:
     return out
 
 
+def secret_key(name: str) -> bytes:
+    """A bumble key-store name (an address, 'XX:..:XX/P' for a public one) as the stack's key: ble_addr_t, the
+    address type then the address as written (most significant byte first)."""
+    address = Address(name)
+    return bytes([address.address_type]) + bytes(reversed(address.address_bytes))
+
+
+class FirmwareKeyStore(KeyStore):
+    """bumble's key store, kept by the firmware (module docstring, "Security")."""
+
+    def __init__(self, bridge: "FirmwarePeripheral"):
+        self.bridge = bridge
+
+    async def update(self, name: str, keys: PairingKeys) -> None:
+        value = json.dumps(keys.to_dict(), separators=(",", ":")).encode()
+        kept, _ = await self.bridge.secret(f"secret set {_SEC_PEER} {secret_key(name).hex()} {value.hex()}")
+        if not kept:
+            self.bridge.keys_refused += 1  # NimBLE goes on regardless; the firmware drops the connection itself
+
+    async def get(self, name: str) -> PairingKeys | None:
+        found, value = await self.bridge.secret(f"secret get {_SEC_PEER} 0 {secret_key(name).hex()}")
+        return PairingKeys.from_dict(json.loads(value)) if found else None
+
+    async def delete(self, name: str) -> None:
+        await self.bridge.secret(f"secret set {_SEC_PEER} {secret_key(name).hex()} -")
+
+    async def get_all(self) -> list[tuple[str, PairingKeys]]:
+        return []  # no address resolution here: the firmware lists nothing to bumble's resolving list
+
+
 class FirmwarePeripheral:
     """``async with FirmwarePeripheral(air, walk_csv, seconds=12) as sensor:`` the firmware advertises on ``air``.
 
@@ -69,11 +122,15 @@ class FirmwarePeripheral:
     advertisement), ``address``, ``connections``, ``writes`` (values the central wrote to a writable
     characteristic), ``notified`` (``unsubscribed``: of them, sent on a characteristic the central had not
     subscribed to, which it drops), ``dropped`` (N records with no connection to carry them), ``enomem`` (E records),
-    ``errors`` (X records), ``stats`` (the Z record), ``record`` (the sim board's JSON record, after stop)."""
+    ``errors`` (X records), ``stats`` (the Z record), ``record`` (the sim board's JSON record, after stop);
+    security: ``att_errors`` ((handle, ATT error code) answered to the central), ``encryption`` (the
+    (encrypted, authenticated, bonded, key_size) updates the firmware got), ``keys_refused`` (key writes the
+    firmware refused). flash_dir: where the firmware keeps its files (default: a fresh temporary folder; give the
+    same folder, and the same ``address``, to reboot the same sensor)."""
 
     def __init__(self, air: Air, trace, *, seconds: float | None = None, mtu: int = 247, chip: str = "LSM6DSOX",
                  rate_hz: int = 100, buffers: int | None = None, address: str | None = None,
-                 start_timeout_s: float = 15.0, extra_args: tuple = ()):
+                 start_timeout_s: float = 15.0, extra_args: tuple = (), flash_dir=None):
         self.air = air
         self.trace = Path(trace)
         self.seconds = seconds
@@ -111,6 +168,13 @@ class FirmwarePeripheral:
         self.errors: list[str] = []
         self.stats: str | None = None
         self.record: dict | None = None
+        self.flash_dir = None if flash_dir is None else Path(flash_dir)
+        self.att_errors: list[tuple[int, int]] = []
+        self.encryption: list[tuple[int, int, int, int]] = []
+        self.keys_refused = 0
+        self._secret_replies: collections.deque = collections.deque()
+        self._pairing = False  # a pairing under way on the connection: its writes wait (module docstring)
+        self._held: list[str] = []
 
     # ------------------------------------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> "FirmwarePeripheral":
@@ -130,12 +194,14 @@ class FirmwarePeripheral:
     async def _start(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="hipcheck-fwble-")
         self.workdir = Path(self._tmp.name)
+        flash = self.flash_dir or self.workdir
         trace = self.trace
         if trace.suffix.lower() == ".csv":
             trace = self.workdir / "trace.hct"
             prepare_trace(self.trace, trace, self.chip, self.rate_hz)
         options = ["--link", "ble", "--realtime", "--chip", self.chip, "--rate", self.rate_hz, "--mtu", self.mtu,
-                   "--record", self.workdir / "record.json", "--profile", self.workdir / "profile.bin"]
+                   "--record", self.workdir / "record.json", "--profile", flash / "profile.bin",
+                   "--bonds", flash / "bonds.bin"]
         if self.seconds is not None:
             options += ["--seconds", repr(float(self.seconds))]
         self._console = open(self.workdir / "console.txt", "w+b")
@@ -241,8 +307,57 @@ class FirmwarePeripheral:
         self._fw_connected = True
         peer = bytes(reversed(bytes(connection.peer_address)))  # as written, most significant byte first
         self._line(f"connect 0 {peer.hex()}")
+        self._pairing = False
         connection.on("disconnection", lambda reason: self._on_disconnection(connection))
         connection.on("connection_att_mtu_update", lambda: self._line(f"mtu {connection.att_mtu}"))
+        connection.on("pairing_start", self._on_pairing_start)
+        connection.on("pairing", lambda keys: self._on_secured(connection, keys))
+        connection.on("pairing_failure", lambda reason: self._on_pairing_failure())
+        connection.on("connection_encryption_change", lambda: self._on_encryption(connection))
+
+    # ------------------------------------------------------------------------------------------ security
+    def _pairing_config(self, _connection: Connection) -> PairingConfig:
+        """The Security Manager's side as the firmware configured its stack (MicroPython's defaults otherwise)."""
+        c = self._config
+        yes = ("True", "1")
+        # identity: the random static address it advertises (as tests/support/bleak_bumble.py's central)
+        return PairingConfig(sc=c.get("le_secure") in yes, mitm=c.get("mitm") in yes, bonding=c.get("bond") in yes,
+                             delegate=PairingDelegate(io_capability=_IO[int(c.get("io", 3))]),
+                             identity_address_type=PairingConfig.AddressType.RANDOM)
+
+    async def secret(self, line: str) -> tuple[int, bytes]:
+        """A secret line to the firmware and its answer ('Y' record: arg, payload)."""
+        reply = asyncio.get_running_loop().create_future()
+        self._secret_replies.append(reply)
+        self._line(line)
+        if self.proc is None or self.proc.returncode is not None or self._ended:
+            return 0, b""
+        return await asyncio.wait_for(reply, 5.0)
+
+    def _on_pairing_start(self) -> None:
+        self._pairing = True
+
+    def _on_pairing_failure(self) -> None:
+        self._pairing = False
+        self._release()
+
+    def _on_secured(self, connection: Connection, keys: PairingKeys) -> None:
+        # after the keys were handed to the firmware's store: the stack's encryption event
+        self._pairing = False
+        if connection is self.connection:
+            authenticated = int(keys.ltk is not None and keys.ltk.authenticated)
+            self._line(f"encrypted 0 1 {authenticated} {int(self._pairing_config(connection).bonding)} 16")
+        self._release()
+
+    def _on_encryption(self, connection: Connection) -> None:
+        # a bonded central's reconnection (no pairing under way): encrypted with the key the store gave
+        if not self._pairing and connection is self.connection and connection.is_encrypted:
+            self._line("encrypted 0 1 0 1 16")
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        for line in held:
+            self._line(line)
 
     def _on_disconnection(self, connection: Connection) -> None:
         if connection is not self.connection:
@@ -256,11 +371,23 @@ class FirmwarePeripheral:
         (self._subscribed.add if notify or indicate else self._subscribed.discard)(handle)
         self._line(f"subscribe {handle} {1 if notify else 2 if indicate else 0}")
 
-    def _on_write(self, handle: int, value: bytes) -> None:
+    async def _on_write(self, connection: Connection, handle: int, flags: int, value: bytes) -> None:
+        if not flags & (_FLAG_WRITE | _FLAG_WNR):
+            raise ATT_Error(ErrorCode.WRITE_NOT_PERMITTED)  # notify-only (the log): as the firmware's stack
+        if flags & (_FLAG_WRITE_ENCRYPTED | _FLAG_WRITE_AUTHENTICATED) and not connection.is_encrypted:
+            # as NimBLE: a key kept for this central -> insufficient encryption, none -> insufficient authentication
+            found, _ = await self.secret(f"secret get {_SEC_PEER} 0 {secret_key(str(connection.peer_address)).hex()}")
+            code = ErrorCode.INSUFFICIENT_ENCRYPTION if found else ErrorCode.INSUFFICIENT_AUTHENTICATION
+            self.att_errors.append((handle, int(code)))
+            raise ATT_Error(code)
         value = bytes(value)
         self.writes.append(value)
         if value:  # the script has no empty write (nor does a command ever need one)
-            self._line(f"write {handle} {value.hex()}")
+            line = f"write {handle} {value.hex()}"
+            if self._pairing:
+                self._held.append(line)
+            else:
+                self._line(line)
 
     async def cut(self, seconds: float) -> None:
         """The link breaks now (the connection drops, the firmware sees the central go) and the sensor stays out
@@ -307,6 +434,15 @@ class FirmwarePeripheral:
             if self.connection is not None and not self._ended:  # e.g. the firmware switched the radio off
                 with contextlib.suppress(Exception):
                     await self.connection.disconnect()
+        elif kind == "Y":
+            if self._secret_replies:
+                reply = self._secret_replies.popleft()
+                if not reply.done():
+                    reply.set_result((arg, payload))
+        elif kind == "P":
+            self.encryption.append(tuple(payload))
+        elif kind == "Q":
+            self.att_errors.append((arg, payload[0]))
         elif kind == "X":
             self.errors.append(payload.decode(errors="replace"))
         elif kind == "Z":
@@ -346,7 +482,7 @@ class FirmwarePeripheral:
                 value_handle, flags, uuid = int(f[2]), int(f[4]), _bumble_uuid(f[5])
                 current = Characteristic(uuid, P(flags & 0xFF), self._permissions(flags),
                                          CharacteristicValue(read=self._reader(value_handle),
-                                                             write=self._writer(value_handle)))
+                                                             write=self._writer(value_handle, flags)))
                 if flags & (_FLAG_NOTIFY | _FLAG_INDICATE):
                     current.on("subscription", self._subscriber(value_handle))
                 self._chars[value_handle] = current
@@ -354,11 +490,13 @@ class FirmwarePeripheral:
             elif f[0] == "D" and current is not None:
                 handle, flags, uuid = int(f[1]), int(f[2]), _bumble_uuid(f[3])
                 current.descriptors.append(Descriptor(uuid, self._permissions(flags), CharacteristicValue(
-                    read=self._reader(handle), write=self._writer(handle))))
+                    read=self._reader(handle), write=self._writer(handle, flags))))
         services = [Service(uuid, cs) for uuid, cs in layout_services]  # Service copies its list: build last
         name = self._config.get("gap_name", "hipcheck-firmware")
         self.device = device = self.air.new_device(name, self._address)
         self.address = str(device.random_address.to_string(False)).upper()
+        device.keystore = FirmwareKeyStore(self)
+        device.pairing_config_factory = self._pairing_config
         device.add_services(services)
         mtu = int(self._config.get("mtu", self.mtu))
         device.gatt_server.max_mtu = mtu
@@ -377,8 +515,8 @@ class FirmwarePeripheral:
     def _reader(self, handle: int):
         return lambda _connection: self._values.get(handle, b"")
 
-    def _writer(self, handle: int):
-        return lambda _connection, value: self._on_write(handle, value)
+    def _writer(self, handle: int, flags: int):
+        return lambda connection, value: self._on_write(connection, handle, flags, value)
 
     def _subscriber(self, handle: int):
         return lambda _connection, notify, indicate: self._on_subscription(handle, notify, indicate)

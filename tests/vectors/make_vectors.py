@@ -180,8 +180,10 @@ def build() -> None:
     add_control("cmd_log_list", "LOG_LIST entry 2", cmd, dict(opcode=Opcode.LOG_LIST, token=12, index=2))
     add_control("cmd_log_download", "LOG_DOWNLOAD session 7 resuming at block 130", cmd,
                 dict(opcode=Opcode.LOG_DOWNLOAD, token=13, session_id=7, from_block=130))
-    add_control("cmd_log_erase_all", "LOG_ERASE all sessions", cmd,
-                dict(opcode=Opcode.LOG_ERASE, token=14, session_id=p.LOG_ERASE_ALL))
+    add_control("cmd_log_erase_all", "LOG_ERASE all sessions, first step: confirm 0 asks for a token", cmd,
+                dict(opcode=Opcode.LOG_ERASE, token=14, session_id=p.LOG_ERASE_ALL, confirm=0))
+    add_control("cmd_log_erase_confirm", "LOG_ERASE all sessions, second step: the token of the first ACK erases",
+                cmd, dict(opcode=Opcode.LOG_ERASE, token=15, session_id=p.LOG_ERASE_ALL, confirm=0x5EC0DE42))
     profile = p.CalibrationProfile(gyr_bias_rad_s=(0.001953125, -0.0009765625, 0.00048828125),
                                    acc_bias_m_s2=(0.0625, -0.03125, 0.125),
                                    acc_matrix=(1.0078125, 0.001953125, 0.0, -0.001953125, 0.99609375, 0.0,
@@ -214,6 +216,8 @@ def build() -> None:
                      start_time_s=86_400, n_blocks=412))
     add_control("ack_log_download", "LOG_DOWNLOAD accepted: the session has 412 blocks", ack,
                 dict(opcode=Opcode.LOG_DOWNLOAD, token=13, status=Status.OK, n_blocks=412))
+    add_control("ack_log_erase_token", "LOG_ERASE asked: nothing erased yet; send it again with this token", ack,
+                dict(opcode=Opcode.LOG_ERASE, token=14, status=Status.OK, confirm=0x5EC0DE42))
     add_control("ack_set_rate_out_of_range", "SET_RATE 30 Hz refused", ack,
                 dict(opcode=Opcode.SET_RATE, token=4, status=Status.OUT_OF_RANGE))
     add_control("ack_backfill_unavailable", "BACKFILL range no longer in the device buffer", ack,

@@ -20,11 +20,16 @@ Behaviour:
   to backfill; the link reports them (``gaps()``, ``status().samples_missing``).
 - Watchdog: no packet at all for ``watchdog_s`` (connected or not) → the link gives up; ``receive()`` raises
   LinkError saying so. ``watchdog_s=None`` turns it off (e.g. while streaming is stopped on purpose).
+- Pairing (docs/security.md): the sensor takes commands only from a bonded host on an encrypted link. ``pair()``
+  bonds once, through bleak's ``BleakClient.pair()``, while the sensor's pairing window is open (``hipcheck pair
+  --ble NAME``); afterwards the platform stack encrypts every connection with the bond by itself. A write the
+  sensor refuses for want of it (ATT insufficient authentication or encryption) is a ``NotPairedError`` saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,10 +40,21 @@ from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Rece
 from hipcheck.protocol import CONTROL_CHAR_UUID, DATA_CHAR_UUID, LOG_CHAR_UUID, SERVICE_UUID
 
 BATTERY_LEVEL_UUID = "00002a19-0000-1000-8000-00805f9b34fb"
+# what the platform stacks (and bumble) put in the error of a write refused for want of a bond
+_NOT_PAIRED = re.compile(r"insufficient[ _]?(authentication|encryption)|not ?authorized", re.IGNORECASE)
 NAME_PREFIX = "hipcheck-"
 _DATA_KIND = 0x21
 _BACKFILLED = 0x40
 _RATE_WINDOW_S = 2.0
+
+
+class NotPairedError(LinkError):
+    """The sensor refused a command: this host is not bonded with it (or the bond was lost on one side)."""
+
+
+def not_paired_message(who: str) -> str:
+    return (f"{who} refused the command: this computer is not paired with it. Open its pairing window (hold its "
+            f"button 1 s; a new sensor has it open for 2 minutes after power-on) and run `hipcheck pair --ble {who}`")
 
 
 class BleBackend(NamedTuple):
@@ -218,8 +234,26 @@ class BleLink(Link):
         except asyncio.TimeoutError:
             raise LinkError(f"the sensor did not confirm the write within {self.command_timeout_s:g} s") from None
         except Exception as error:
+            if _NOT_PAIRED.search(str(error)):
+                raise NotPairedError(not_paired_message(self._status.name or self.target or "the sensor")) from error
             raise LinkError(f"write to the sensor failed: {error}") from error
         self._status.commands_out += 1
+
+    async def pair(self) -> None:
+        """Bond with the connected sensor (module docstring). LinkError when it refuses (its window is closed), the
+        link drops, or the platform cannot pair on request (macOS: it asks the user at the first protected write)."""
+        client = self._client
+        who = self._status.name or self.target or "the sensor"
+        if client is None or not self._status.connected:
+            raise LinkError("not connected to the sensor: open the link before pairing")
+        try:
+            await within(client.pair(), max(30.0, self.connect_timeout_s))
+        except NotImplementedError:
+            raise LinkError("this platform's Bluetooth stack pairs by itself at the first protected write (accept "
+                            "its prompt); there is no pairing on request here") from None
+        except Exception as error:
+            raise LinkError(f"pairing with {who} failed ({error}): is its pairing window open? Hold its button 1 s "
+                            "(the motor buzzes short-short-long) and try again within 2 minutes") from error
 
     async def receive(self, timeout_s: float | None = None) -> Received | None:
         if self._error is not None and self._queue.empty():
@@ -419,6 +453,32 @@ class BleLink(Link):
         who = self._status.name or self.target or "the sensor"
         self._fail(f"no data from {who} for {self.watchdog_s:g} s ({self._status.reconnects} reconnects): it seems "
                    "switched off or out of range; check its battery and distance, then open the link again")
+
+
+async def pair_sensor(target: str | None, *, backend: BleBackend | None = None, timeout_s: float = 10.0) -> dict:
+    """``hipcheck pair``: connect, bond (``BleLink.pair``), then prove it with INFO, a command the sensor takes only
+    from a bonded host. Returns INFO's fields; LinkError when the sensor refuses (its window is closed: it drops
+    the connection right after the pairing) or cannot be found."""
+    from hipcheck import protocol
+
+    link = BleLink(target, backend=backend, watchdog_s=None, reconnect=False, scan_timeout_s=timeout_s)
+    async with link:
+        who = link.status().name or target or "the sensor"
+        await link.pair()
+        try:
+            await link.send(protocol.encode_command(protocol.Opcode.INFO, 1))
+            deadline = time.monotonic() + timeout_s
+            while (left := deadline - time.monotonic()) > 0:
+                item = await link.receive(timeout_s=left)
+                if item is None:
+                    break
+                if item.channel == CONTROL and item.packet[:3] == bytes([0x23, protocol.Opcode.INFO, 1]):
+                    return dict(protocol.decode_packet(item.packet).fields)
+        except LinkError as error:
+            raise LinkError(f"{who} did not accept the pairing ({error}): its pairing window is closed. Hold its "
+                            "button 1 s (the motor buzzes short-short-long) and run `hipcheck pair` again within "
+                            "2 minutes") from None
+        raise LinkError(f"{who} paired but did not answer INFO within {timeout_s:g} s")
 
 
 async def _quiet_disconnect(client) -> None:
