@@ -6,8 +6,10 @@ Headless it goes as fast as possible (about 20–30 times real time here): the f
 no sample is lost and the analysis is the same as in real time up to where the stream starts in the trace (in real
 time the emulated IMU runs while the firmware boots, so its stream starts 3-4 samples later: measured on a 15 s
 walk, the same alerts and weak side, medians within 0.1°); the vibration patterns, which the emulated motor plays on
-the wall clock, overlap more (fewer duty changes). The sensor's own alert detector is switched off (SET_THRESHOLDS,
-nothing enabled) so that every vibration on the emulated motor is one the host sent.
+the wall clock, overlap more (fewer duty changes), and the sensor refuses VIBRATEs that come faster than 2 a second
+(its motor safety, docs/protocol.md): those are reported as not delivered. The sensor's own alert detector is switched
+off (SET_THRESHOLDS, nothing enabled) so that every vibration on the emulated motor is one the host sent. The sim
+board's link is a cable (physical access), so the demo's pairing step (``link.pair()``) has nothing to do.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
 
     async def job():
         async with link:
+            await link.pair()  # the sim board's link is a cable (physical access): paired as it is
             return await run_live(link, record=record, start_seq=0, out=out, header=header)
 
     warm_up_pipeline(out)  # before the link opens: a cold compile would starve it
@@ -80,8 +83,8 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
         raise SimBoardError("the simulated sensor ended without its record (motor, counters): the firmware did not "
                             "exit cleanly")
     out(f"emulated motor: {motor_vibrations(link)} vibrations started ({len(link.motor)} duty changes logged by the "
-        "firmware)" + ("" if realtime else "; as fast as possible the patterns overlap on the wall clock: "
-                       "--realtime plays each"))
+        "firmware)" + ("" if realtime else "; as fast as possible the patterns overlap on the wall clock and the "
+                       "sensor refuses VIBRATE beyond 2 a second (BUSY): --realtime plays each"))
     out(f"done in {result.wall_s:.1f} s")
     return result, link
 

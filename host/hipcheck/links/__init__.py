@@ -100,6 +100,10 @@ class Link(abc.ABC):
     def status(self) -> LinkStatus:
         """A snapshot of the live figures."""
 
+    async def pair(self) -> None:
+        """Make this host one the sensor takes commands from (docs/security.md). A cable (USB serial, the sim
+        board's stdio) is physical access: nothing to do. BLE bonds here, in the sensor's pairing window."""
+
     @property
     def ended(self) -> bool:
         """No packet will ever come again (a replay played to its end, a firmware that exited, a link its owner
