@@ -97,7 +97,7 @@ def bonded(tmp_path_factory):
     return STATE
 
 
-def test_hipcheck_pair_bonds_in_the_window_of_the_first_power_on(bonded, capsys):
+def test_hipcheck_pair_bonds_in_the_window_of_the_first_power_on(bonded):
     assert bonded["pair_code"] == 0
     assert (bonded["flash"] / "bonds.bin").read_bytes()[:3] == b"HB\x01"
     assert bonded["host_keys"].exists()
@@ -143,7 +143,7 @@ def test_a_stranger_is_refused_hears_nothing_moves_nothing_and_cannot_pair(bonde
                     await client.start_notify(uuid, lambda _c, data: heard.append(bytes(data)))
                 refused = []
                 for packet in (p.encode_command(Opcode.INFO, 1), ATTACK_76_MIN,
-                               bytes.fromhex("220b02ffff00000000")):  # LOG_ERASE of every session
+                               p.encode_command(Opcode.LOG_ERASE, 2, session_id=p.LOG_ERASE_ALL, confirm=0)):
                     with pytest.raises(BleakError) as error:
                         await client.write_gatt_char(p.CONTROL_CHAR_UUID, packet, response=True)
                     refused.append(str(error.value))

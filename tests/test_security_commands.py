@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hipcheck import protocol as p
@@ -218,7 +217,8 @@ REASONS = {"nan acc bias": "acc_bias_m_s2 holds nan: not a finite number",
            "zero matrix": "acc_matrix has a scale of 0", "absurd gyro bias": "gyr_bias_rad_s[0] = 100",
            "absurd acc bias": "acc_bias_m_s2[2] = 9.8", "scale x 3": "acc_matrix has a scale of 3",
            "a reflection": "acc_matrix is a reflection",
-           "shear": "acc_matrix is not a rotation times a scale", "quaternion of norm 2": "q_sensor_to_pelvis has norm 2"}
+           "shear": "acc_matrix is not a rotation times a scale",
+           "quaternion of norm 2": "q_sensor_to_pelvis has norm 2"}
 
 
 def test_implausible_calibration_uploads_are_refused_before_anything_is_written(walk_csv, tmp_path):
@@ -307,3 +307,27 @@ def test_log_erase_needs_the_token_of_its_own_request(walk_csv, tmp_path):
     assert erased.status == Status.OK and erased.fields["confirm"] == 0
     # erasing everything while logging starts a new session: only it is listed now
     assert after.fields["n_sessions"] == 1 and after.fields["start_time_s"] > before.fields["start_time_s"]
+
+
+def test_the_documented_numbers_are_the_firmwares():
+    """docs/protocol.md ("Motor safety") gives the numbers the firmware keeps: read both and hold them together."""
+    def constant(path, name):
+        return int(re.search(rf"^{name} = const\((\d+)\)", (FIRMWARE / path).read_text(), re.M).group(1))
+
+    firmware = {"pattern": constant("haptics.py", "MAX_PATTERN_MS"), "budget": constant("haptics.py", "BUDGET_MS"),
+                "refill": constant("haptics.py", "BUDGET_REFILL_MS_PER_S"),
+                "vib_burst": constant("commands.py", "VIBRATE_BURST"),
+                "vib_rate": constant("commands.py", "VIBRATE_PER_S"),
+                "cmd_burst": constant("commands.py", "COMMAND_BURST"),
+                "cmd_rate": constant("commands.py", "COMMAND_PER_S")}
+    assert firmware == {"pattern": MAX_PATTERN_MS, "budget": BUDGET_MS, "refill": BUDGET_REFILL_MS_PER_S,
+                        "vib_burst": VIBRATE_BURST, "vib_rate": VIBRATE_PER_S, "cmd_burst": COMMAND_BURST,
+                        "cmd_rate": COMMAND_PER_S}
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    section = doc[doc.index("### Motor safety"):doc.index("### Bounded answers")]
+    assert f"| one pattern's length | {MAX_PATTERN_MS // 1000} s" in section
+    assert f"{BUDGET_MS // 1000} s of motor-on in any minute (a bucket of {BUDGET_MS:,} ms refilled at " \
+           f"{BUDGET_REFILL_MS_PER_S} ms/s".replace(",", " ") in section
+    assert f"| VIBRATE rate | {VIBRATE_BURST} at once, then {VIBRATE_PER_S} a second |" in section
+    assert f"| all commands | {COMMAND_BURST} at once, then {COMMAND_PER_S} a second |" in section
+    assert BUDGET_REFILL_MS_PER_S * 60 == BUDGET_MS  # "12 s in any minute"
