@@ -95,10 +95,12 @@ class Haptics:
             return _OUT_OF_RANGE
         if len(steps) < 2 * n_steps:
             return _BAD_LENGTH
+        left = self.budget.level()
+        if self._on_end is not None:
+            left += max(0, time.ticks_diff(self._on_end, time.ticks_ms()))  # what stopping the pattern gives back
+        if left < MIN_ON_MS:
+            return _BUSY  # the pattern playing, if any, goes on
         self._cancel()
-        if self.budget.level() < MIN_ON_MS:
-            self._pwm.duty_u16(0)
-            return _BUSY
         total = 0
         for i in range(2 * n_steps):
             self._steps[i] = steps[i]
