@@ -100,6 +100,8 @@ class Bonds:
             return False
         if not self.window_open():
             self.refused += 1
+            if self._log:
+                self._log("bonds: a pairing was refused: the pairing window is closed (hold the button 1 s)")
             return False
         old = [e for e in self.entries if e[0] == sec_type and e[1] == key]
         entries = [e for e in self.entries if e not in old]
