@@ -4,7 +4,7 @@
 #
 # TRACE is a chip motion trace (hipcheck.motion.chip_trace); the emulated IMU (--chip) plays it into its FIFO, the
 # emulated motor (machine.PWM) records every duty change, and the link is stdio (COBS + CRC frames on stdout,
-# commands on stdin). Streaming starts at boot. hipcheck.simboard on the host drives this; see firmware/README.md,
+# commands on stdin). Streaming starts at boot. hipcheck.links.simboard on the host drives this; see firmware/README.md,
 # "Sim board".
 #
 # Time: by default virtual and as fast as the CPU and the host allow: each sampling step advances the sim clock by
