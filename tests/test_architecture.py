@@ -31,10 +31,11 @@ LAYERS = {
     "errors": FOUNDATION, "units": FOUNDATION, "rotation": FOUNDATION, "settings": FOUNDATION,
     "filters": FOUNDATION,
     "inputs": SIGNAL, "imu_csv": SIGNAL, "fusion": SIGNAL, "pelvis": SIGNAL, "gait": SIGNAL, "detect": SIGNAL,
-    "hold": SIGNAL, "pipeline": SIGNAL, "motion": SIGNAL,
-    "protocol": DEVICE_IO, "links": DEVICE_IO, "device": DEVICE_IO, "record": DEVICE_IO,
+    "hold": SIGNAL, "pipeline": SIGNAL, "motion": SIGNAL, "timing": SIGNAL, "exercises": SIGNAL,
+    "protocol": DEVICE_IO, "links": DEVICE_IO, "device": DEVICE_IO, "record": DEVICE_IO, "sessionfile": DEVICE_IO,
     "cli": APPLICATION, "__main__": APPLICATION, "live": APPLICATION, "demo": APPLICATION, "report": APPLICATION,
-    "flash": APPLICATION, "calibration": APPLICATION,
+    "flash": APPLICATION, "calibration": APPLICATION, "live_window": APPLICATION, "alerts": APPLICATION,
+    "api": APPLICATION, "figures": APPLICATION,
 }
 
 

@@ -3,19 +3,25 @@
 A header row names the columns; ``t`` is in seconds, ``acc_x,acc_y,acc_z`` in m/s², ``gyr_x,gyr_y,gyr_z`` in rad/s and
 the optional ``mag_x,mag_y,mag_z`` in µT. Other units and axis orders are read through options, so a file is used as
 it was exported and nobody edits numbers by hand.
+
+The time column is checked as a clock: its unit (s, ms or µs) is recognised from the sample period, and time gaps
+and changes of rate are found. A recording with gaps or several rates is put on one grid at the nominal rate
+(``timing``): short gaps and other-rate stretches are interpolated, long gaps are left as missing samples (NaN) that
+split it into segments, and every such change is said in ``ImuRecording.notes``.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hipcheck.errors import InvalidValueError
 from hipcheck.inputs import unit_problem
+from hipcheck.timing import TIME_UNIT_SECONDS, regrid, time_unit_from_period
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
 TIME_COLUMN = "t"
@@ -26,6 +32,10 @@ MAG_COLUMNS = ("mag_x", "mag_y", "mag_z")
 ACC_UNITS = {"m/s2": 1.0, "g": GRAVITY_M_S2}
 GYR_UNITS = {"rad/s": 1.0, "deg/s": RAD_PER_DEG}
 MAG_UNITS = {"uT": 1.0, "nT": 1e-3, "gauss": 100.0}
+TIME_UNITS = TIME_UNIT_SECONDS
+# A sample period is read as seconds when it gives 5-5000 Hz, else as ms, else as µs: the three ranges meet end to
+# end, so each period has one reading; a rate outside 5-5000 Hz must be declared with --time-unit.
+DETECTABLE_RATE_HZ = (5.0, 5000.0)
 
 
 class ImuCsvError(InvalidValueError):
@@ -45,6 +55,9 @@ class ImuRecording:
     mag_uT: np.ndarray | None
     fs_hz: float
     source: str = ""
+    time_unit: str = "s"  # the unit the time column was read in (given or recognised)
+    notes: list[str] = field(default_factory=list)  # what was found in the time column and done about it
+    observed: np.ndarray | None = None  # per row: False inside a long time gap (the row is NaN); None: all observed
 
     def __len__(self) -> int:
         return len(self.t_s)
@@ -86,18 +99,23 @@ def read_imu_csv(
     axes: str | None = None,
     fs_hz: float | None = None,
     check_units: bool = True,
+    time_unit: str | None = None,
 ) -> ImuRecording:
     """Read a generic IMU CSV file into SI units.
 
     ``axes`` maps the file's axes onto ours (see ``parse_axes``); it applies to all three sensors. With ``check_units``
-    the magnitudes are checked against gravity and the range of real gyroscopes, so that a file in g or °/s read
-    with the default units fails with a hint instead of giving silently wrong angles.
+    the magnitudes are checked against gravity and the range of real gyroscopes, and the gyroscope against the
+    accelerometer's inclination (``hipcheck.inputs.unit_problem``), so that a file in g or °/s read with the default
+    units fails with a hint instead of giving silently wrong angles. ``time_unit`` (s, ms, us) is recognised from
+    the sample period when not given; gaps and rate changes are handled by ``hipcheck.timing.regrid``.
     """
     path = Path(path)
     acc_scale = _unit_scale(acc_unit, ACC_UNITS, "--acc-unit")
     gyr_scale = _unit_scale(gyr_unit, GYR_UNITS, "--gyr-unit")
     mag_scale = _unit_scale(mag_unit, MAG_UNITS, "--mag-unit")
     rotation = parse_axes(axes)
+    if time_unit is not None:
+        _unit_scale(time_unit, TIME_UNITS, "--time-unit")
     if fs_hz is not None and not (math.isfinite(fs_hz) and fs_hz > 0):
         raise ImuCsvError(f"sample rate {fs_hz} Hz is not a positive number")
 
@@ -138,16 +156,33 @@ def read_imu_csv(
     if np.any(steps <= 0):
         bad = int(np.flatnonzero(steps <= 0)[0])
         raise ImuCsvError(
-            f"{path}: line {bad + 3}: time goes from {t_s[bad]} to {t_s[bad + 1]} s; it must increase from line to line"
+            f"{path}: line {bad + 3}: time goes from {t_s[bad]} to {t_s[bad + 1]}; it must increase from line to line"
         )
+    notes = []
+    if time_unit is None:
+        time_unit = time_unit_from_period(float(np.median(steps)), DETECTABLE_RATE_HZ)
+        if time_unit is None:
+            low, high = DETECTABLE_RATE_HZ
+            raise ImuCsvError(
+                f"{path}: the time column steps by {np.median(steps):.6g} per sample, which is no sample period of "
+                f"{low:g}-{high:g} Hz in s, ms or µs; pass --time-unit s|ms|us (and --fs if the rate is outside)")
+        if time_unit != "s":
+            notes.append(f"the time column was read in {time_unit} (a sample period of "
+                         f"{np.median(steps):.4g} {time_unit}); pass --time-unit to override")
+    t_s = t_s * TIME_UNITS[time_unit]
 
     acc = table[:, 1:4] @ rotation.T * acc_scale
     gyr = table[:, 4:7] @ rotation.T * gyr_scale
     mag = table[:, 7:10] @ rotation.T * mag_scale if has_mag else None
+    grid = regrid(t_s, acc, gyr, mag)
+    if grid.refusal:
+        raise ImuCsvError(f"{path}: {grid.refusal}")
+    notes.extend(grid.notes)
+    nominal_fs_hz = fs_hz if fs_hz is not None else grid.fs_hz
     if check_units:
-        _check_units(path, acc, gyr, acc_unit, gyr_unit)
-    nominal_fs_hz = fs_hz if fs_hz is not None else 1.0 / float(np.median(steps))
-    return ImuRecording(t_s, acc, gyr, mag, float(nominal_fs_hz), str(path))
+        _check_units(path, grid.acc, grid.gyr, acc_unit, gyr_unit, nominal_fs_hz)
+    return ImuRecording(grid.t_s, grid.acc, grid.gyr, grid.mag, float(nominal_fs_hz), str(path), time_unit, notes,
+                        grid.observed)
 
 
 def write_imu_csv(
@@ -188,7 +223,7 @@ def _unit_scale(unit: str, table: dict[str, float], option: str) -> float:
         raise ImuCsvError(f"unknown unit {unit!r} for {option}; use one of {', '.join(table)}") from None
 
 
-def _check_units(path: Path, acc: np.ndarray, gyr: np.ndarray, acc_unit: str, gyr_unit: str) -> None:
-    problem = unit_problem(acc, gyr, acc_unit, gyr_unit)
+def _check_units(path: Path, acc: np.ndarray, gyr: np.ndarray, acc_unit: str, gyr_unit: str, fs_hz: float) -> None:
+    problem = unit_problem(acc, gyr, acc_unit, gyr_unit, fs_hz)
     if problem:
         raise ImuCsvError(f"{path}: {problem}")

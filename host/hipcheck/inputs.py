@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hipcheck.errors import InvalidValueError
-from hipcheck.units import ACC_FULL_SCALE_G, GRAVITY_M_S2, GYR_FULL_SCALE_DPS, GYR_WIDEST_RANGE_RAD_S, RAD_PER_DEG
+from hipcheck.units import ACC_FULL_SCALE_G, DEG_PER_RAD, GRAVITY_M_S2, GYR_FULL_SCALE_DPS, GYR_WIDEST_RANGE_RAD_S, RAD_PER_DEG
 
 # Beyond the widest MEMS gyroscope range (34.9 rad/s) the data is in °/s. The 15 % margin (40 rad/s) keeps a real
 # rotation near full scale, read by a chip whose sensitivity is a few % high, from being taken for °/s; data in
@@ -32,6 +32,22 @@ SATURATION_FRACTION = 0.995
 STUCK_RUN_S = 0.5
 # More than this fraction of unusable samples leaves too little to measure.
 MAX_BAD_FRACTION = 0.5
+
+
+# The gyro-against-inclination check (gyro_scale_from_inclination): both signals are smoothed over this long (s), which
+# keeps the footfall's accelerations out of the inclination and still follows a slow movement; the inclination change
+# is compared over windows this long (s); the acceleration counts as gravity alone within this fraction of 1 g.
+SCALE_SMOOTH_S = 1.0
+SCALE_WINDOW_S = 1.0
+SCALE_STATIC_FRACTION = 0.1
+# The check decides only on a recording whose inclination changes enough (rms over the windows, degrees) and whose
+# gyro explains that change (fraction of its variance); otherwise the unit is left to the range check.
+# The check decides when the fitted scale is at least this many standard deviations above zero; the unit is then
+# the one nearest to the scale on a log axis (rad/s and °/s differ by 57.3, so the boundary is a factor of 7.6 from
+# 1). Right units gave 0.49-1.08 on the nine mobgap lab recordings and 0.3-3.0 on 90 simulated walks, holds,
+# stands, sittings and sit-to-stands at 25-1000 Hz (docs/validation.md).
+SCALE_MIN_T = 2.0
+SCALE_UNIT_BOUNDARY = math.sqrt(DEG_PER_RAD)
 
 
 class InputError(InvalidValueError):
@@ -57,9 +73,105 @@ class InputReport:
         return out
 
 
+@dataclass(frozen=True)
+class GyroScale:
+    """How the gyroscope's integral matches the accelerometer's inclination: ``scale`` times the gyro explains
+    ``fit`` (0..1) of the change of inclination, which moved ``motion_deg`` (rms over ``windows`` windows)."""
+
+    scale: float
+    scale_sd: float
+    fit: float
+    motion_deg: float
+    windows: int
+
+    @property
+    def decisive(self) -> bool:
+        """The scale is known well enough to name a unit (SCALE_MIN_T standard deviations above zero)."""
+        return math.isfinite(self.scale) and self.scale > 0 and self.scale >= SCALE_MIN_T * self.scale_sd
+
+    def unit_factor(self) -> float:
+        """1 for data in the unit it was read as; RAD_PER_DEG when it must still be multiplied by π/180 (°/s read
+        as rad/s), DEG_PER_RAD when by 180/π (rad/s read as °/s); NaN when the check cannot decide."""
+        if not self.decisive:
+            return math.nan
+        if self.scale < 1.0 / SCALE_UNIT_BOUNDARY:
+            return RAD_PER_DEG
+        if self.scale > SCALE_UNIT_BOUNDARY:
+            return DEG_PER_RAD
+        return 1.0
+
+
+def gyro_scale_from_inclination(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float) -> GyroScale:
+    """The factor k for which k·gyr turns the sensor as the accelerometer's gravity direction turns.
+
+    Where the acceleration is gravity alone (its magnitude within 10 % of 1 g: at rest and in slow motion), the
+    gravity direction g in the sensor frame obeys dg/dt = -ω × g (the kinematics of a vector fixed in the earth,
+    seen from a rotating frame; e.g. Titterton & Weston, Strapdown Inertial Navigation Technology, 2nd ed., 2004,
+    eq. 3.17 — the same equation the gradient step of Madgwick et al., IEEE ICORR 2011, fits). Over windows of
+    0.5 s between two such instants, the change of g measured by the accelerometer is regressed on the change the
+    integrated gyro predicts; k is the least-squares slope. Right units give k ≈ 1; °/s read as rad/s give
+    k ≈ 0.0175 and rad/s read as °/s k ≈ 57.3, at any speed of movement, which a range check cannot tell.
+    """
+    acc = np.asarray(acc_m_s2, dtype=np.float64)
+    gyr = np.asarray(gyr_rad_s, dtype=np.float64)
+    n = len(acc)
+    lag = max(1, int(round(SCALE_WINDOW_S * fs_hz)))
+    smooth = max(1, int(round(SCALE_SMOOTH_S * fs_hz)))
+    if n < lag + smooth + 2:
+        return GyroScale(math.nan, math.inf, 0.0, 0.0, 0)
+    finite = np.all(np.isfinite(acc), axis=1) & np.all(np.isfinite(gyr), axis=1)
+    acc_lp = _moving_mean(np.where(finite[:, None], acc, 0.0), smooth)
+    norm = np.linalg.norm(acc_lp, axis=1)
+    g_hat = acc_lp / np.where(norm > 0, norm, 1.0)[:, None]
+    # The gyro's prediction of g as a running sum, smoothed exactly as the measured g: the accelerations of each step
+    # average out of both alike, and a window's change is a difference of two smoothed values.
+    rate = -np.cross(np.where(finite[:, None], gyr, 0.0), g_hat) / fs_hz
+    predicted_g = _moving_mean(np.cumsum(rate, axis=0), smooth)
+    # A window is used only if no NaN falls in its smoothing spans and the mean acceleration is gravity alone.
+    clean = _moving_mean(finite[:, None].astype(float), smooth)[:, 0] > 0.999
+    static = clean & (np.abs(norm - GRAVITY_M_S2) < SCALE_STATIC_FRACTION * GRAVITY_M_S2)
+    valid_run = np.concatenate([[0], np.cumsum(~finite)])
+    start = np.arange(n - lag)
+    use = static[start] & static[start + lag] & (valid_run[start + lag + 1] == valid_run[start])
+    if not use.any():
+        return GyroScale(math.nan, math.inf, 0.0, 0.0, 0)
+    start = start[use]
+    measured = g_hat[start + lag] - g_hat[start]
+    predicted = predicted_g[start + lag] - predicted_g[start]
+    # A constant gyro bias b adds about -(b × g)·window to every prediction while the posture holds: fitted as an
+    # offset (both sides centred), it cannot pass for a scale.
+    measured = measured - measured.mean(axis=0)
+    predicted = predicted - predicted.mean(axis=0)
+    power = float(np.sum(predicted * predicted))
+    change = float(np.sum(measured * measured))
+    motion_deg = math.degrees(math.sqrt(change / len(start)))
+    if power <= 0.0 or change <= 0.0:
+        return GyroScale(math.nan, math.inf, 0.0, motion_deg, int(len(start)))
+    scale = float(np.sum(measured * predicted)) / power
+    residual = float(np.sum((measured - scale * predicted) ** 2))
+    # Overlapping windows are not independent: about one per window-plus-smoothing span of the recording is.
+    independent = max(2.0, len(start) / (lag + smooth))
+    spread = math.sqrt(residual / (3.0 * power * independent))
+    return GyroScale(scale, spread, max(0.0, 1.0 - residual / change), motion_deg, int(len(start)))
+
+
+def _moving_mean(values: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving mean of each column over ``width`` rows (shorter at the ends)."""
+    padded = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
+    n = len(values)
+    half = width // 2
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) - half + width, 0, n)
+    return (padded[hi] - padded[lo]) / (hi - lo)[:, None]
+
+
 def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m/s2",
-                 gyr_unit: str = "rad/s") -> str | None:
-    """What looks wrong with the units of data converted from ``acc_unit``/``gyr_unit``, with the option to fix it."""
+                 gyr_unit: str = "rad/s", fs_hz: float | None = None) -> str | None:
+    """What looks wrong with the units of data converted from ``acc_unit``/``gyr_unit``, with the option to fix it.
+
+    Acceleration: gravity's magnitude. Angular rate: the range of real gyroscopes, then (given ``fs_hz``) the
+    gyro's integral against the accelerometer's change of inclination (``gyro_scale_from_inclination``), which
+    tells rad/s from °/s at any speed of movement."""
     finite = np.all(np.isfinite(acc_m_s2), axis=1)
     if finite.any():
         gravity = float(np.median(np.linalg.norm(acc_m_s2[finite], axis=1)))
@@ -79,7 +191,21 @@ def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m
     if peak > GYR_PLAUSIBLE_MAX_RAD_S and gyr_unit == "rad/s":
         return (f"the angular rate reaches {peak:.0f} rad/s, beyond any IMU's range: the data seems to be in °/s; "
                 "pass --gyr-unit deg/s")
-    return None
+    return None if fs_hz is None else _gyro_scale_problem(acc_m_s2, gyr_rad_s, fs_hz, gyr_unit)
+
+
+def _gyro_scale_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float, gyr_unit: str) -> str | None:
+    estimate = gyro_scale_from_inclination(acc_m_s2, gyr_rad_s, fs_hz)
+    factor = estimate.unit_factor()
+    if not math.isfinite(factor) or factor == 1.0:
+        return None
+    seen = (f"the gyroscope read as {gyr_unit} turns the sensor {1.0 / estimate.scale:.3g} times as far as the "
+            f"accelerometer's inclination changes ({estimate.windows / fs_hz:.0f} s of slow motion compared)")
+    if factor == RAD_PER_DEG and gyr_unit == "rad/s":
+        return f"{seen}: the data seems to be in °/s; pass --gyr-unit deg/s"
+    if factor == DEG_PER_RAD and gyr_unit == "deg/s":
+        return f"{seen}: the data seems to be in rad/s; pass --gyr-unit rad/s"
+    return f"{seen}: check the gyroscope's unit and scale (--gyr-unit rad/s or deg/s)"
 
 
 def check_imu(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float, *, min_seconds: float = 0.0) -> InputReport:
@@ -100,7 +226,7 @@ def check_imu(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float, *, min_
     nan_rows = ~(np.all(np.isfinite(acc), axis=1) & np.all(np.isfinite(gyr), axis=1))
     if nan_rows.all():
         raise InputError("every sample holds NaN or infinite values: nothing to analyse")
-    problem = unit_problem(acc, gyr)
+    problem = unit_problem(acc, gyr, fs_hz=fs_hz)
     if problem:
         raise InputError(problem)
 
