@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from hipcheck.exercises import analyze_guided_holds
 from hipcheck.hold import HOLD_DTYPE, HoldAnalyzer, analyze_holds
 from hipcheck.fusion import orient
 from hipcheck.gait import LEFT, RIGHT
@@ -217,3 +218,62 @@ def test_sweep_pipeline_targets():
     right, start and end within 0.3 s, hold time within 0.5 s, drop and tilt drift within 1°."""
     rows = sweep(SWEEP_SEEDS, through_pipeline=True)
     assert all(meets_targets(r) for r in rows), [r for r in rows if not meets_targets(r)]
+
+
+# ------------------------------------------------------------------------------------------------ user-started holds
+
+
+def user_key_s(seed, lift_s, countdown_s=3.0):
+    """When the user pressed the key: the countdown before the lift-off, the reaction to its "go" drawn from
+    −0.3 s (lifted early) to +0.8 s (its own generator, so the sweep's cases are the automatic finder's)."""
+    reaction_s = np.random.default_rng([seed, 11]).uniform(-0.3, 0.8)
+    return max(0.0, lift_s - countdown_s - reaction_s)
+
+
+def guided_sweep(seeds):
+    rows = []
+    for seed in seeds:
+        trace, case = sweep_case(seed)
+        angles, acc = pipeline(trace)
+        key = int(round(user_key_s(seed, case["lift_s"]) * FS_HZ))
+        # The sweep's holds run to 70 s: a timer of 75 s lets each end at its lowering.
+        _, holds = analyze_guided_holds(angles, acc, FS_HZ, [key], {"target_s": 75.0})
+        truth = [i for i in trace.truth.intervals if i.kind == "hold"][0]
+        summary = trace.summary()
+        row = dict(seed=seed, n=len(holds))
+        if len(holds):
+            h = holds[0]
+            row.update(side=h["side"] == (LEFT if case["side"] == "left" else RIGHT),
+                       start=abs(h["start_sample"] / FS_HZ - truth.start_s),
+                       end=abs(h["end_sample"] / FS_HZ - truth.end_s),
+                       hold=abs(h["hold_time_s"] - (truth.end_s - truth.start_s)),
+                       drop=abs(h["drop_deg"] - summary["free_side_drop_deg_mean"]),
+                       drift=abs(h["tilt_drift_deg"] - summary["tilt_drift_deg"]))
+        rows.append(row)
+    return rows
+
+
+GUIDED_LIMITS = dict(start=0.5, end=0.5, hold=0.5, drop=1.0, drift=1.0)
+
+
+def guided_meets_targets(row):
+    return row["n"] == 1 and row["side"] and all(row[k] <= v for k, v in GUIDED_LIMITS.items())
+
+
+def test_sweep_pipeline_user_started_guard():
+    """Regression guard for holds the user starts, on the real stages (fusion → pelvis → GuidedHold), seeds 0–23:
+    all 24 found once; 20 meet every target of test_sweep_pipeline_targets_user_started (the automatic finder: 16)."""
+    rows = guided_sweep(SWEEP_SEEDS)
+    assert all(r["n"] == 1 for r in rows)
+    assert sum(guided_meets_targets(r) for r in rows) >= 20, [r for r in rows if not guided_meets_targets(r)]
+
+
+@pytest.mark.xfail(strict=True, reason="not met yet: 20 of seeds 0–23 meet every target; seed 8 takes a one-leg "
+                                       "sway step 1.4 s after a weak lift-off shift (wrong side), seeds 2, 10 and 19 "
+                                       "have pipeline tilt drift errors of 1.04-1.18° (19 also obliquity 1.3° and a "
+                                       "lowering found 0.9 s late)")
+def test_sweep_pipeline_targets_user_started():
+    """The targets for holds the user starts, on the real stages, seeds 0–23 of the sweep: every hold found once,
+    side right, start, end and hold time within 0.5 s, drop and tilt drift within 1°."""
+    rows = guided_sweep(SWEEP_SEEDS)
+    assert all(guided_meets_targets(r) for r in rows), [r for r in rows if not guided_meets_targets(r)]

@@ -86,6 +86,7 @@ HOLD_DTYPE = np.dtype([
 DEFAULT_SETTINGS = dict(
     shift_min_cm=2.5,  # least lateral shift (step-fit amplitude) that counts as a lift-off
     shift_max_cm=15.0,  # a larger "shift" is not a weight shift
+    guided_shift_min_cm=1.5,  # least shift of a lift-off the user announced (expect_lift): no sway step to reject
     end_fraction=0.4,  # a lowering shift is at least this fraction of the lift shift
     min_hold_s=2.0,  # a shorter hold is not one
     max_hold_s=120.0,  # longest hold kept (the buffer); a longer one is cut and marked capped
@@ -155,6 +156,14 @@ STATE_DTYPE = np.dtype([
     ("pending_centroid", np.int64),  # middle of the lowering shift (the peak of the step fit)
     ("pending_area", np.float64),  # its size, m, signed (+ = left)
     ("pending_back", np.float64),  # largest step fit back toward the stance side within keep_s after it, m
+    # A lift-off expected by the user (expect_lift): only a shift centred in [go_lo, go_hi] starts a hold.
+    ("guided", np.int8),  # 0: automatic; 1: waiting for the expected lift-off; 2: its window passed with no shift;
+    # 3: its hold was started (2 and 3: no automatic search, idle until the next expect_lift)
+    ("go_lo", np.int64),
+    ("go_hi", np.int64),
+    ("best_sample", np.int64),  # the largest shift in the window so far (-1: none)
+    ("best_m", np.float64),
+    ("started_at", np.int64),  # step-fit centre at which the last guided start was decided (-1: none yet)
 ])
 
 
@@ -414,6 +423,28 @@ def _start_hold(settings, st, buffer, peak, shift_m):
 
 
 @numba.njit(cache=True)
+def _guided_lift(settings, st, buffer, fit_ring, c):
+    """The user said when to lift (expect_lift): the lift-off is the first step fit (guided_shift_min_cm ..
+    shift_max_cm) centred in [go_lo, go_hi] that no larger one follows within ``lobe_s`` (a step fit's leading
+    lobe, smaller, comes first; the one-leg sway after the lift-off can make steps as large as a small lift-off,
+    so the largest of the whole window would not do). No quiet-stance or sway test:
+    the user's start rules out the sway steps of two-leg stance that the automatic finder must reject."""
+    fs = settings["fs_hz"]
+    lobe = int(round(settings["lobe_s"] * fs))
+    fit = fit_ring[c % fit_ring.shape[0]]
+    if st["go_lo"] <= c <= st["go_hi"] and math.isfinite(fit) and abs(fit) <= 0.01 * settings["shift_max_cm"] \
+            and abs(fit) > max(abs(st["best_m"]), 0.01 * settings["guided_shift_min_cm"]):
+        st["best_m"] = fit
+        st["best_sample"] = c
+    if st["best_sample"] >= 0 and (c >= st["best_sample"] + lobe or c > st["go_hi"] + lobe):
+        _start_hold(settings, st, buffer, st["best_sample"], st["best_m"])
+        st["guided"] = 3
+        st["started_at"] = c
+    elif c > st["go_hi"] + lobe:
+        st["guided"] = 2
+
+
+@numba.njit(cache=True)
 def _stands_out(settings, fit_ring, peak_sample, peak, c):
     """Is the lift-off step at peak_sample larger than lift_over_sway × every step fit of the stance before it (up
     to baseline_s before, short of its leading lobe)? Postural sway of two-leg stance makes steps of its own."""
@@ -457,6 +488,11 @@ def _fit_sample(settings, st, buffer, fit_ring, c, fit, full_until, out, n_out):
         st["run_peak"] = fit
         st["run_peak_sample"] = c
 
+    if st["mode"] == QUIET and st["guided"] == 1:
+        _guided_lift(settings, st, buffer, fit_ring, c)
+        return n_out
+    if st["mode"] == QUIET and st["guided"] >= 2:  # the window passed, or its hold was found: idle until the next
+        return n_out
     if st["mode"] == QUIET:
         if st["candidate"] >= 0 and st["quiet_since"] > st["candidate"] - quiet_before:
             st["candidate"] = -1  # walking (or a gap) came after it: not from quiet stance
@@ -711,6 +747,57 @@ class HoldAnalyzer:
         self.state["exclude_until"] = -1
         self.state["candidate"] = -1
         self.state["last_burst"] = -(1 << 40)
+        self.state["best_sample"] = -1
+        self.state["started_at"] = -1
+
+    def expect_lift(self, lo_sample: int, hi_sample: int) -> None:
+        """The user will lift a foot with the middle of the weight shift between these samples (a countdown's
+        "go" and the reaction time around it): the next hold starts at the largest shift there, and no other
+        lift-off is looked for. After that hold (or if the window passes with none: ``missed_lift``) the analyser
+        stays idle until the next ``expect_lift``. A hold under way is not touched."""
+        st = self.state
+        if lo_sample > hi_sample:
+            raise InvalidValueError(f"expect_lift: window {lo_sample}..{hi_sample} is empty")
+        st["guided"] = 1
+        st["go_lo"] = lo_sample
+        st["go_hi"] = hi_sample
+        st["best_sample"] = -1
+        st["best_m"] = 0.0
+        st["started_at"] = -1
+
+    @property
+    def waiting_for_lift(self) -> bool:
+        return bool(self.state["guided"][0] == 1)
+
+    @property
+    def missed_lift(self) -> bool:
+        """The expected lift-off window passed without a weight shift."""
+        return bool(self.state["guided"][0] == 2)
+
+    @property
+    def start_decided_at(self) -> int:
+        """The sample at which the last expected lift-off was recognised (-1: none), ``step_half_s`` after the
+        step-fit centre that decided it."""
+        at = int(self.state["started_at"][0])
+        return -1 if at < 0 else at + len(self._weights) // 2
+
+    @property
+    def reference(self) -> dict:
+        """The hold under way: start sample, stance side, the two-leg baselines it is measured against."""
+        st = self.state[0]
+        return dict(start_sample=int(st["start"]), side=int(st["side"]),
+                    baseline_obliquity_deg=float(st["baseline_obl"]), baseline_tilt_deg=float(st["baseline_tilt"]),
+                    baseline_sway_rms_m_s2=float(st["baseline_rms"]))
+
+    def recent(self, lo_sample: int, hi_sample: int) -> np.ndarray:
+        """The analyser's own per-sample record of samples [lo, hi) still in its buffer, columns: obliquity and
+        tilt (deg), the low-passed horizontal acceleration x, y without its slow mean (m/s²), excluded (1: invalid
+        or next to a touchdown)."""
+        n_rows = len(self._buffer)
+        last = int(self.state["next_sample"][0])
+        if not (last - n_rows <= lo_sample <= hi_sample <= last):
+            raise InvalidValueError(f"samples {lo_sample}..{hi_sample} are not in the buffer ({last - n_rows}..{last})")
+        return self._buffer[np.arange(lo_sample, hi_sample) % n_rows].copy()
 
     def update(self, angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarray) -> np.ndarray:
         angles = np.ascontiguousarray(angles_pelvis_deg, dtype=np.float64)

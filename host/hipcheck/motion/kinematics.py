@@ -318,7 +318,9 @@ class HoldSettings:
     long it stays up (default: until as long before the end as lift_s is after the start). drop_deg: the free
     side's drop, + = sinks below level, − = hikes (obliquity −drop_deg on a right-leg hold, +drop_deg on a
     left-leg hold). The pelvis shifts weight_shift_cm toward the stance side at lift-off. tilt_drift_deg: tilt
-    change (+ = anterior) reached smoothly by the time lowering begins. touchdowns: instants (s)
+    change (+ = anterior) reached smoothly by the time lowering begins. drop_onset_s: the free side is level until
+    this instant of the hold and then drops by drop_deg over transition_s (a hold that gives way late); None: the
+    drop comes with the lift-off. touchdowns: instants (s)
     at which the free foot touches down for touchdown_s; the pelvis then returns touchdown_depth of the way to
     level and half of the weight shift. Sway: band-limited random (0.1–2 Hz) lateral displacement of
     sway_rms_cm RMS on one leg (baseline_sway_rms_cm on two), 0.6 of that front to back, and angle wobble of
@@ -330,6 +332,7 @@ class HoldSettings:
     lift_s: float | None = None
     hold_s: float | None = None
     drop_deg: float = 0.0
+    drop_onset_s: float | None = None
     tilt_mean_deg: float = 0.0
     tilt_drift_deg: float = 0.0
     sway_rms_cm: float = 0.8
@@ -358,6 +361,10 @@ class HoldSettings:
         if self.lower_s + self.transition_s > self.duration_s:
             raise InvalidValueError(f"the hold ends at {self.lower_s:g} s, too close to duration_s={self.duration_s:g}: "
                              f"leave {self.transition_s:g} s to lower the foot")
+        if self.drop_onset_s is not None and not self.lift_s + self.transition_s <= self.drop_onset_s \
+                <= self.lower_s - self.transition_s:
+            raise InvalidValueError(f"drop_onset_s={self.drop_onset_s:g} is not inside the hold ({self.lift_s:g} s to "
+                                    f"{self.lower_s:g} s, a transition away from lift-off and lowering)")
         for t in self.touchdowns:
             if not self.lift_s + self.transition_s <= t <= self.lower_s - self.touchdown_s - self.transition_s:
                 raise InvalidValueError(f"touchdown at {t:g} s is not inside the hold "
@@ -407,6 +414,8 @@ class Hold:
 
         # The free side sinking by drop_deg raises the stance side: obliquity + = left higher.
         obliquity = toward_stance * cfg.drop_deg * loaded
+        if cfg.drop_onset_s is not None:
+            obliquity = obliquity * smooth.step(t, cfg.drop_onset_s - 0.5 * cfg.transition_s, cfg.transition_s)
         # The drift is complete when lowering begins.
         drift = cfg.tilt_drift_deg * smooth.step(t, cfg.lift_s, cfg.hold_s - 0.5 * cfg.transition_s) * on_one_leg
         sway_gain = cfg.baseline_sway_rms_cm + (cfg.sway_rms_cm - cfg.baseline_sway_rms_cm) * on_one_leg

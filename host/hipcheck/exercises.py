@@ -1,0 +1,348 @@
+"""Coaching exercises with a known start: the single-leg hold the user starts (key or double tap on the sensor).
+
+A **user-started hold** (:class:`GuidedHold`) knows when the foot leaves the ground, which the automatic finder of
+:mod:`hipcheck.hold` must guess from sway-sized steps: the user presses the key (or taps the sensor twice), a
+countdown of ``countdown_s`` runs, and at its "go" the user lifts a foot. The lift-off is the largest lateral
+weight shift whose middle lies within ``lift_before_s`` before to ``lift_after_s`` after the go (the step fit of
+:mod:`hipcheck.hold`, which also gives the stance side), so a sway step of two-leg stance can no longer start a
+hold. The two-leg baseline is the stance before the lift-off (up to the hold analyser's ``baseline_s``: the time
+before the key and the countdown). The timer then runs until the foot comes down (the analyser's lowering test) or
+``target_s`` (60 s by default), whichever comes first.
+
+While the hold runs, **cheats** are decided per sample, each switched on after ``on_s`` beyond its threshold and
+off after ``off_s`` back within it less a hysteresis (:data:`CHEAT_DTYPE` records, one per switch; each "on" is a
+vibration for the live layer):
+
+- ``sink``: the free side sinks below the two-leg baseline by ``sink_deg`` (obliquity smoothed over
+  ``smooth_s``; the contralateral pelvic drop of a weak stance-side gluteus medius, the Trendelenburg sign:
+  Trendelenburg 1895, "Ueber den Gang bei angeborener Hüftgelenksluxation", Dtsch Med Wochenschr 21:21–24);
+- ``hike``: the free side hikes above it by ``hike_deg`` (the trunk leaning over the stance leg to unload the
+  abductors, a compensation of the same weakness);
+- ``sway``: the RMS of the horizontal acceleration (low-passed at 3.5 Hz as in Mancini et al. 2012, J NeuroEng
+  Rehabil 9:59) over the last ``sway_window_s`` above ``sway_rms_m_s2``;
+- ``tilt``: the tilt moved by ``tilt_drift_deg`` from its mean over the first ``drift_window_s`` of the hold.
+
+The **score** is the share of the target time held clean: 100 · min(target, held − time with a cheat on) /
+target, with the clean seconds beside it.
+
+Latency: the hold is recognised ``step_half_s`` + ``lobe_s`` (≈ 1.9 s) after the middle of the lift-off shift, and
+its first samples are judged then; after that each sample is judged in the block it arrives in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from hipcheck.errors import InvalidValueError
+from hipcheck.gait import LEFT
+from hipcheck.hold import HOLD_DTYPE, HoldAnalyzer
+from hipcheck.settings import merged_settings
+
+__all__ = ["CHEAT_DTYPE", "CHEAT_NAMES", "GUIDED_HOLD_DTYPE", "DEFAULT_SETTINGS", "GuidedHold",
+           "analyze_guided_holds"]
+
+SINK, HIKE, SWAY, TILT = 0, 1, 2, 3
+CHEAT_NAMES = ("sink", "hike", "sway", "tilt")
+
+CHEAT_DTYPE = np.dtype([
+    ("sample", np.int64),  # the sample at which the cheat switched
+    ("decided_sample", np.int64),  # the last sample seen when it was decided (≥ sample: the hold's start-up)
+    ("kind", np.int8),  # SINK, HIKE, SWAY, TILT
+    ("on", np.bool_),  # True: began (vibrate), False: ended
+    ("value", np.float64),  # deg for sink, hike (+ = beyond the threshold's way), tilt (signed, + = anterior); m/s² sway
+])
+
+GUIDED_HOLD_DTYPE = np.dtype(HOLD_DTYPE.descr + [
+    ("key_sample", np.int64),  # the user's start
+    ("go_sample", np.int64),  # end of the countdown
+    ("target_s", np.float64),
+    ("clean_s", np.float64),  # hold time without a cheat on
+    ("score_pct", np.float64),  # 100 · min(target, clean) / target
+    ("sink_count", np.int32),
+    ("hike_count", np.int32),
+    ("sway_count", np.int32),
+    ("tilt_count", np.int32),
+])
+
+DEFAULT_SETTINGS = dict(
+    countdown_s=3.0,  # key to "go"
+    target_s=60.0,  # the timer: the hold is scored and closed here
+    lift_before_s=1.5,  # the lift-off shift may be centred this long before the go (an early start) ...
+    lift_after_s=2.5,  # ... or this long after it (reaction time)
+    sink_deg=4.0,  # free side below the two-leg baseline
+    hike_deg=4.0,  # free side above it
+    tilt_drift_deg=5.0,  # tilt away from its start of the hold
+    sway_rms_m_s2=1.0,  # horizontal acceleration RMS over sway_window_s (a clean hold of 0.8 cm RMS sway: ~0.65)
+    sway_window_s=2.0,
+    smooth_s=0.1,  # time constant of the obliquity and tilt smoothing
+    drift_window_s=1.0,  # tilt reference: its mean over this at the start of the hold
+    on_s=0.15,  # beyond the threshold this long: the cheat begins
+    off_s=0.5,  # back within it (less the hysteresis) this long: it ends
+    hysteresis=0.25,  # fraction of the threshold
+)
+
+SETTINGS_DTYPE = np.dtype([("fs_hz", np.float64), ("settle_s", np.float64)]
+                          + [(name, np.float64) for name in DEFAULT_SETTINGS])
+
+STATE_DTYPE = np.dtype([
+    ("next", np.int64),  # the next sample to judge
+    ("n", np.int64),  # samples judged in this hold
+    ("obl", np.float64),  # smoothed obliquity minus baseline, signed for the free side (+ = sank)
+    ("tilt", np.float64),  # smoothed tilt
+    ("tilt_sum", np.float64),
+    ("tilt_n", np.int64),
+    ("tilt_ref", np.float64),  # NaN until the first drift window is complete
+    ("sway_energy", np.float64),  # mean square of the horizontal acceleration over sway_window_s
+    ("on", np.int8, (4,)),  # 1: the cheat is on
+    ("count", np.int64, (4,)),  # consecutive samples toward switching
+])
+
+# Idle, counting down, waiting for the lift-off, holding.
+IDLE, COUNTDOWN, LIFT, HOLDING = 0, 1, 2, 3
+PHASE_NAMES = ("idle", "countdown", "lift", "holding")
+
+
+@numba.njit(cache=True)
+def _switch(settings, st, kind, beyond, within, sample, decided, value, out, n_out):
+    """Debounce one cheat: ``beyond`` its threshold for on_s switches it on, ``within`` (threshold less the
+    hysteresis) for off_s switches it off. Returns the new count of records in out."""
+    fs = settings["fs_hz"]
+    need = int(round((settings["off_s"] if st["on"][kind] else settings["on_s"]) * fs))
+    moving = within if st["on"][kind] else beyond
+    st["count"][kind] = st["count"][kind] + 1 if moving else 0
+    if st["count"][kind] >= max(need, 1):
+        st["on"][kind] = 1 - st["on"][kind]
+        st["count"][kind] = 0
+        rec = out[n_out]
+        rec["sample"] = sample
+        rec["decided_sample"] = decided
+        rec["kind"] = kind
+        rec["on"] = st["on"][kind] == 1
+        rec["value"] = value
+        n_out += 1
+    return n_out
+
+
+@numba.njit(cache=True)
+def cheat_update(settings_array, state_array, first_sample, recent, toward_free, baseline_obl, decided, out):
+    """Judge the samples first_sample … of ``recent`` (rows of HoldAnalyzer.recent: obliquity, tilt, ax, ay,
+    excluded); toward_free = +1 on the left leg, −1 on the right (obliquity + = left side higher, so on the left leg
+    the free right side sinks as it grows), baseline_obl the two-leg obliquity. Writes cheat switches
+    (CHEAT_DTYPE) and returns how many."""
+    settings = settings_array[0]
+    st = state_array[0]
+    fs = settings["fs_hz"]
+    gain = 1.0 - math.exp(-1.0 / (settings["smooth_s"] * fs))
+    sway_gain = 1.0 / (settings["sway_window_s"] * fs)
+    drift_n = int(round(settings["drift_window_s"] * fs))
+    h = 1.0 - settings["hysteresis"]
+    n_out = 0
+    for i in range(recent.shape[0]):
+        sample = first_sample + i
+        st["next"] = sample + 1
+        if recent[i, 4] != 0.0 or not math.isfinite(recent[i, 0]) or not math.isfinite(recent[i, 1]):
+            continue  # a touchdown or a gap: nothing is judged, every cheat keeps its state
+        drop = toward_free * (recent[i, 0] - baseline_obl)
+        e = recent[i, 2] * recent[i, 2] + recent[i, 3] * recent[i, 3]
+        if st["n"] == 0:
+            st["obl"] = drop
+            st["tilt"] = recent[i, 1]
+            st["sway_energy"] = e
+        else:
+            st["obl"] += gain * (drop - st["obl"])
+            st["tilt"] += gain * (recent[i, 1] - st["tilt"])
+            st["sway_energy"] += max(sway_gain, 1.0 / (st["n"] + 1)) * (e - st["sway_energy"])
+        st["n"] += 1
+        if st["tilt_n"] < drift_n:
+            st["tilt_sum"] += recent[i, 1]
+            st["tilt_n"] += 1
+            if st["tilt_n"] == drift_n:
+                st["tilt_ref"] = st["tilt_sum"] / drift_n
+        obl = st["obl"]
+        n_out = _switch(settings, st, SINK, obl >= settings["sink_deg"], obl < h * settings["sink_deg"],
+                        sample, decided, obl, out, n_out)
+        n_out = _switch(settings, st, HIKE, -obl >= settings["hike_deg"], -obl < h * settings["hike_deg"],
+                        sample, decided, -obl, out, n_out)
+        if st["n"] >= int(round(settings["sway_window_s"] * fs)):
+            rms = math.sqrt(st["sway_energy"])
+            n_out = _switch(settings, st, SWAY, rms >= settings["sway_rms_m_s2"], rms < h * settings["sway_rms_m_s2"],
+                            sample, decided, rms, out, n_out)
+        if math.isfinite(st["tilt_ref"]):
+            d = st["tilt"] - st["tilt_ref"]
+            n_out = _switch(settings, st, TILT, abs(d) >= settings["tilt_drift_deg"],
+                            abs(d) < h * settings["tilt_drift_deg"], sample, decided, d, out, n_out)
+    return n_out
+
+
+class GuidedHold:
+    """Single-leg holds started by the user, from live blocks of ``angles_pelvis_deg`` and ``acc_level_m_s2`` (the
+    inputs of :class:`hipcheck.hold.HoldAnalyzer`).
+
+    ``start(key_sample)`` when the user presses the key or taps the sensor twice (any sample number, past or
+    future, at least the countdown before the lift); ``update(angles, acc)`` returns ``(cheats, holds)``: the cheat
+    switches decided in this block (CHEAT_DTYPE) and the holds finished in it (GUIDED_HOLD_DTYPE).
+    Live state: ``phase`` ('idle', 'countdown', 'lift', 'holding'), ``countdown_left_s``, ``hold_time_s``,
+    ``cheats_on`` (names), ``missed`` (key samples whose lift-off never came).
+    settings: overrides of DEFAULT_SETTINGS; hold_settings: overrides of the hold analyser's (its max_hold_s is
+    the target).
+    """
+
+    def __init__(self, fs_hz: float, settings: dict | None = None, hold_settings: dict | None = None):
+        values = merged_settings("guided hold", DEFAULT_SETTINGS, settings or {}, fs_hz)
+        if not 0 < values["target_s"] <= 600 or values["countdown_s"] < 0:
+            raise InvalidValueError(f"target_s={values['target_s']:g} must lie in (0, 600] s and countdown_s="
+                                    f"{values['countdown_s']:g} must not be negative")
+        self.fs_hz = float(fs_hz)
+        self.analyzer = HoldAnalyzer(fs_hz, {**(hold_settings or {}), "max_hold_s": values["target_s"]})
+        self.settings = np.zeros(1, dtype=SETTINGS_DTYPE)
+        for name, value in values.items():
+            self.settings[name] = value
+        self.settings["fs_hz"] = fs_hz
+        self.settings["settle_s"] = self.analyzer.settings["settle_s"][0]
+        self._settle = int(round(self.settings["settle_s"][0] * fs_hz))
+        self.missed: list[int] = []
+        self._key = -1
+        self._go = -1
+        self._holding = False
+        self._cheats: list[np.ndarray] = []
+        self._state = np.zeros(1, dtype=STATE_DTYPE)
+
+    def _n(self, name: str) -> int:
+        return int(round(self.settings[name][0] * self.fs_hz))
+
+    def start(self, key_sample: int) -> bool:
+        """The user's start at key_sample; False (ignored) while a hold is counting down, waiting or running."""
+        if self._key >= 0:
+            return False
+        self._key = int(key_sample)
+        self._go = self._key + self._n("countdown_s")
+        self.analyzer.expect_lift(self._go - self._n("lift_before_s"), self._go + self._n("lift_after_s"))
+        return True
+
+    @property
+    def next_sample(self) -> int:
+        return int(self.analyzer.state["next_sample"][0])
+
+    @property
+    def phase(self) -> str:
+        if self._key < 0:
+            return PHASE_NAMES[IDLE]
+        if self._holding:
+            return PHASE_NAMES[HOLDING]
+        return PHASE_NAMES[COUNTDOWN] if self.next_sample < self._go else PHASE_NAMES[LIFT]
+
+    @property
+    def countdown_left_s(self) -> float:
+        return max(0.0, (self._go - self.next_sample) / self.fs_hz) if self._key >= 0 else 0.0
+
+    @property
+    def hold_time_s(self) -> float:
+        return self.analyzer.hold_time_s if self._holding else 0.0
+
+    @property
+    def cheats_on(self) -> list[str]:
+        return [CHEAT_NAMES[k] for k in range(4) if self._holding and self._state["on"][0][k]]
+
+    def update(self, angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        first = self.next_sample
+        ended = self.analyzer.update(angles_pelvis_deg, acc_level_m_s2)
+        return self._after(first, ended)
+
+    def flush(self) -> tuple[np.ndarray, np.ndarray]:
+        """End of the stream: a hold still running is finished where the stream ends (or at its lowering)."""
+        first = self.next_sample
+        return self._after(first, self.analyzer.flush())
+
+    def _after(self, first: int, ended: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cheats over the samples the block made available; the hold finished in it, if any."""
+        cheats = np.zeros(0, dtype=CHEAT_DTYPE)
+        holds = np.zeros(0, dtype=GUIDED_HOLD_DTYPE)
+        if self._key < 0:
+            return cheats, holds
+        decided_at = self.analyzer.start_decided_at
+        if not self._holding and decided_at >= 0:
+            self._holding = True
+            self._state = np.zeros(1, dtype=STATE_DTYPE)
+            self._state["tilt_ref"] = np.nan
+            self._state["next"] = self.analyzer.reference["start_sample"] + self._settle
+            self._cheats = []
+        if self._holding:
+            hi = self.next_sample if not len(ended) else min(self.next_sample, int(ended[0]["end_sample"]) - self._settle)
+            cheats = self._judge(hi, max(decided_at, 0))
+            self._cheats.append(cheats)
+        if len(ended) and self._holding:
+            holds = self._finish(ended[0])
+        elif self.analyzer.missed_lift:
+            self.missed.append(self._key)
+            self._key = -1
+        return cheats, holds
+
+    def _judge(self, hi: int, decided_at: int) -> np.ndarray:
+        lo = int(self._state["next"][0])
+        if hi <= lo:
+            return np.zeros(0, dtype=CHEAT_DTYPE)
+        ref = self.analyzer.reference
+        recent = self.analyzer.recent(lo, hi)
+        out = np.zeros(4 * len(recent) // max(1, self._n("on_s")) + 8, dtype=CHEAT_DTYPE)
+        toward_free = 1.0 if ref["side"] == LEFT else -1.0
+        n = cheat_update(self.settings, self._state, lo, recent, toward_free, ref["baseline_obliquity_deg"],
+                         decided_at, out)
+        out = out[:n].copy()
+        out["decided_sample"] = np.maximum(out["sample"], decided_at)
+        return out
+
+    def _finish(self, hold: np.void) -> np.ndarray:
+        """The finished hold with its cheat counts, clean time and score."""
+        rec = np.zeros(1, dtype=GUIDED_HOLD_DTYPE)
+        for name in HOLD_DTYPE.names:
+            rec[name] = hold[name]
+        switches = np.concatenate(self._cheats) if self._cheats else np.zeros(0, dtype=CHEAT_DTYPE)
+        start, end = int(hold["start_sample"]), int(hold["end_sample"])
+        lo, hi = start + self._settle, max(start + self._settle, end - self._settle)
+        cheating = np.zeros(max(0, end - start), dtype=bool)  # per sample of the hold
+        for kind in range(4):
+            on_at = -1
+            mine = switches[switches["kind"] == kind]
+            for s in mine:
+                if s["on"] and s["sample"] < hi:
+                    on_at = int(s["sample"])
+                    rec[f"{CHEAT_NAMES[kind]}_count"] += 1
+                elif not s["on"] and on_at >= 0:
+                    cheating[max(on_at, lo) - start:min(int(s["sample"]), hi) - start] = True
+                    on_at = -1
+            if on_at >= 0:
+                cheating[max(on_at, lo) - start:hi - start] = True
+        target_s = float(self.settings["target_s"][0])
+        clean_s = (end - start - int(cheating.sum())) / self.fs_hz
+        rec["key_sample"] = self._key
+        rec["go_sample"] = self._go
+        rec["target_s"] = target_s
+        rec["clean_s"] = clean_s
+        rec["score_pct"] = 100.0 * min(target_s, clean_s) / target_s
+        self._holding = False
+        self._key = -1
+        return rec
+
+
+def analyze_guided_holds(angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarray, fs_hz: float,
+                         key_samples, settings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-array form of :class:`GuidedHold`: the user's starts at ``key_samples`` (in time order); returns every
+    cheat switch (CHEAT_DTYPE) and every finished hold (GUIDED_HOLD_DTYPE). A start during a hold is ignored."""
+    guided = GuidedHold(fs_hz, settings)
+    keys = sorted(int(k) for k in key_samples)
+    n = len(angles_pelvis_deg)
+    cheats, holds = [], []
+    at = 0
+    for k in keys + [n]:
+        stop = min(max(k, at), n)
+        c, h = guided.update(angles_pelvis_deg[at:stop], acc_level_m_s2[at:stop])
+        cheats.append(c)
+        holds.append(h)
+        at = stop
+        if k < n:
+            guided.start(k)
+    c, h = guided.flush()
+    return (np.concatenate(cheats + [c]), np.concatenate(holds + [h]))

@@ -1,0 +1,92 @@
+"""hipcheck.exercises: single-leg holds the user starts, their live cheats and score, against the simulator."""
+
+import numpy as np
+import pytest
+
+from hipcheck.exercises import CHEAT_NAMES, GuidedHold, analyze_guided_holds
+from hipcheck.fusion import orient
+from hipcheck.gait import LEFT, RIGHT
+from hipcheck.motion import SensorModel, simulate_hold
+from hipcheck.pelvis import PelvisTracker
+
+FS_HZ = 100.0
+
+
+def pipeline(trace):
+    q = orient(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
+    return PelvisTracker(FS_HZ).update(q, trace.acc_sensor_m_s2)
+
+
+def hold_trace(side, seed, **extra):
+    # Lift-off at 4.2 s, hold 30 s; the user pressed the key at 1.0 s (3 s countdown, lifted 0.2 s after "go").
+    return simulate_hold(duration_s=38, lift_s=4.2, hold_s=30.0, side=side, seed=seed, fs_hz=FS_HZ,
+                         sensor=SensorModel.realistic(seed=seed + 50), **extra)
+
+
+@pytest.mark.parametrize("side, seed", [("right", 1), ("left", 2)])
+def test_late_drop_is_a_cheat_within_half_a_second(side, seed):
+    """A 6° drop of the free side 20 s into the hold: a 'sink' cheat within 0.5 s, the only cheat; the score is
+    the clean share of the 30 s target."""
+    trace = hold_trace(side, seed, drop_deg=6.0, drop_onset_s=24.2)
+    cheats, holds = analyze_guided_holds(*pipeline(trace), FS_HZ, [100], {"target_s": 30.0})
+    assert len(holds) == 1
+    hold = holds[0]
+    assert hold["side"] == (RIGHT if side == "right" else LEFT)
+    on = cheats[cheats["on"]]
+    assert [CHEAT_NAMES[k] for k in on["kind"]] == ["sink"], cheats
+    assert 0.0 <= on[0]["decided_sample"] / FS_HZ - 24.2 <= 0.5
+    assert hold["sink_count"] == 1 and hold["hike_count"] == hold["sway_count"] == hold["tilt_count"] == 0
+    # Clean from the start (4.2 s) to the cheat; the cheat stays on until the last 0.4 s of the hold (the lowering's
+    # settling, not judged): the score is the clean share of the target.
+    clean_s = (on[0]["sample"] - hold["start_sample"]) / FS_HZ + 0.4
+    assert hold["clean_s"] == pytest.approx(clean_s, abs=0.05)
+    assert hold["score_pct"] == pytest.approx(100 * clean_s / 30.0, abs=0.5)
+    assert hold["score_pct"] == pytest.approx(100 * 20.0 / 30.0, abs=2.5)
+
+
+@pytest.mark.parametrize("side, seed", [("right", 3), ("left", 4)])
+def test_clean_hold_has_no_cheat_and_full_score(side, seed):
+    trace = hold_trace(side, seed)
+    cheats, holds = analyze_guided_holds(*pipeline(trace), FS_HZ, [100], {"target_s": 30.0})
+    assert len(cheats) == 0, cheats
+    assert len(holds) == 1 and holds[0]["score_pct"] == pytest.approx(100.0, abs=1.0)
+    assert holds[0]["hold_time_s"] == pytest.approx(30.0, abs=0.5)
+
+
+def test_timer_caps_at_target_and_live_state_is_block_invariant():
+    trace = hold_trace("left", 5, tilt_drift_deg=8.0)
+    angles, acc = pipeline(trace)
+    whole_cheats, whole = analyze_guided_holds(angles, acc, FS_HZ, [100], {"target_s": 20.0})
+    assert len(whole) == 1 and whole[0]["capped"] and whole[0]["hold_time_s"] == pytest.approx(20.0, abs=0.01)
+    assert whole[0]["tilt_count"] == 1  # 8° of drift over 30 s passes 5° by about 20 s
+    guided = GuidedHold(FS_HZ, {"target_s": 20.0})
+    rng = np.random.default_rng(0)
+    pieces, holds, seen = [], [], set()
+    at = 0
+    while at < len(angles):
+        stop = min(len(angles), at + int(rng.integers(1, 300)))
+        if at <= 100 < stop:
+            c, h = guided.update(angles[at:100], acc[at:100])
+            pieces.append(c)
+            holds.append(h)
+            assert guided.start(100) and not guided.start(101)  # a second key during the countdown is ignored
+            at = 100
+        c, h = guided.update(angles[at:stop], acc[at:stop])
+        pieces.append(c)
+        holds.append(h)
+        seen.add(guided.phase)
+        if guided.phase == "countdown":
+            assert 0 < guided.countdown_left_s <= 3.0
+        at = stop
+    c, h = guided.flush()
+    np.testing.assert_array_equal(np.concatenate(pieces + [c]), whole_cheats)
+    np.testing.assert_array_equal(np.concatenate(holds + [h]), whole)
+    assert {"countdown", "lift", "holding", "idle"} <= seen
+
+
+def test_no_lift_is_a_missed_start():
+    trace = simulate_hold(duration_s=38, lift_s=20.0, hold_s=10.0, seed=6, fs_hz=FS_HZ)
+    guided = GuidedHold(FS_HZ)
+    guided.start(100)  # go at 4 s; the user lifts at 20 s
+    cheats, holds = guided.update(*pipeline(trace))
+    assert len(holds) == 0 and guided.missed == [100] and guided.phase == "idle"
