@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hipcheck import __version__
-from hipcheck.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, HipcheckError
+from hipcheck.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, HipcheckError,
+                             InvalidValueError)
 
 ACTIVITIES = ("walk", "hold", "stand", "sit", "sit-to-stand")
 
@@ -76,6 +77,7 @@ def _add_simulate(commands) -> None:
     )
     simulate.add_argument("activity", choices=ACTIVITIES)
     simulate.add_argument("-o", "--output", required=True, type=Path, metavar="FILE.csv", help="where to write")
+    _add_force_option(simulate)
     simulate.add_argument("--seconds", type=float, default=60.0, help="duration in s (default 60)")
     simulate.add_argument("--fs", type=float, default=100.0, help="sample rate in Hz (default 100)")
     simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -106,6 +108,7 @@ def _add_orient(commands) -> None:
     )
     orient.add_argument("input", type=Path, metavar="FILE.csv", help="generic IMU CSV (docs/csv-format.md)")
     orient.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.csv", help="where to write")
+    _add_force_option(orient)
     orient.add_argument("--offline", action="store_true",
                         help="use the whole recording (non-causal filter, for review); default: causal, as live")
     _add_input_options(orient)
@@ -173,6 +176,7 @@ def _add_simboard(commands) -> None:
     simboard.add_argument("--rate", type=int, default=100, choices=(25, 50, 100, 200, 400), help="sample rate, Hz")
     simboard.add_argument("-o", "--output", type=Path, metavar="OUT.npy",
                           help="save the decoded samples (numpy SAMPLE_DTYPE array)")
+    _add_force_option(simboard)
     simboard.add_argument("--json", action="store_true", help="print the summary as JSON")
     simboard.set_defaults(run=run_simboard, parser=simboard)
 
@@ -215,6 +219,7 @@ def _add_record(commands) -> None:
     )
     _add_link_options(record, seconds_help="stop after this much device time")
     record.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.hclog", help="the log to write")
+    _add_force_option(record)
     record.add_argument("--no-alerts", action="store_true", help="record only: no VIBRATE")
     record.set_defaults(run=run_record, parser=record)
 
@@ -229,6 +234,7 @@ def _add_live(commands) -> None:
     _add_link_options(live, seconds_help="stop after this much device time")
     live.add_argument("-o", "--output", type=Path, metavar="FILE.hclog",
                       help="also keep the session log (default: none)")
+    _add_force_option(live)
     live.add_argument("--no-alerts", action="store_true", help="no VIBRATE sent back")
     live.set_defaults(run=run_live, parser=live)
 
@@ -278,6 +284,10 @@ def _add_pair(commands) -> None:
     pair.add_argument("--ble", required=True, metavar="NAME|ADDRESS", help="the sensor, e.g. hipcheck-3F2A")
     _add_backend_option(pair)
     pair.set_defaults(run=run_pair, parser=pair)
+
+
+def _add_force_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
 
 
 def _add_backend_option(parser: argparse.ArgumentParser) -> None:
@@ -357,7 +367,8 @@ def run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     kwargs = _activity_kwargs(args, parser)
     if args.output.suffix.lower() != ".csv":
         parser.error(f"the output {args.output} should end in .csv (the truth goes beside it as .truth.json)")
-    _check_folder(args.output, parser)
+    _check_output(args.output, parser, args.force)
+    _check_output(args.output.with_name(args.output.stem + ".truth.json"), parser, args.force)
     simulate = {
         "walk": motion.simulate_walk,
         "hold": motion.simulate_hold,
@@ -449,17 +460,34 @@ def run_orient(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     if args.output.suffix.lower() != ".csv":
         parser.error(f"the output {args.output} should end in .csv")
+    _check_output(args.output, parser, args.force, inputs=(args.input,))
     recording = _read_input(args)
     with _about(args.input):
         report = check_imu(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz)
     for warning in report.warnings():
         print(f"hipcheck orient: warning: {warning}", file=sys.stderr)
     quat = orient(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline)
-    table = np.column_stack([recording.t_s, quat])
+    rows, left_out = _orientations_to_write(recording.acc_m_s2, recording.gyr_rad_s, quat)
+    if not rows.any():
+        raise InvalidValueError(f"{args.input}: no orientation could be estimated ({left_out}); nothing written")
+    table = np.column_stack([recording.t_s, quat])[rows]
     np.savetxt(args.output, table, delimiter=",", header="t,qw,qx,qy,qz", comments="", fmt="%.9g")
-    print(f"wrote {len(quat)} orientations ({'offline' if args.offline else 'causal'} filter) to {args.output}",
-          file=sys.stderr)
+    print(f"wrote {len(table)} orientations ({'offline' if args.offline else 'causal'} filter) to {args.output}"
+          + (f"; {left_out}" if left_out else ""), file=sys.stderr)
     return 0
+
+
+def _orientations_to_write(acc, gyr, quat):
+    """Which rows of orient's output are results, and what the others were: a sample with no data (NaN in the file,
+    or inside a time gap) has only the orientation held from before it, and a NaN quaternion is no estimate."""
+    import numpy as np
+
+    no_data = ~(np.all(np.isfinite(acc), axis=1) & np.all(np.isfinite(gyr), axis=1))
+    no_estimate = ~np.all(np.isfinite(quat), axis=1) & ~no_data
+    parts = [f"{n} {what}" for n, what in ((int(no_data.sum()), "samples with no data (NaN or inf, or in a time gap)"),
+                                            (int(no_estimate.sum()), "samples the filter gave no estimate for"))
+             if n]
+    return ~(no_data | no_estimate), ("not written: " + ", ".join(parts)) if parts else ""
 
 
 def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -500,6 +528,24 @@ def _check_folder(output: Path | None, parser: argparse.ArgumentParser) -> None:
         parser.error(f"the folder {output.parent} does not exist")
 
 
+def _check_output(output: Path | None, parser: argparse.ArgumentParser, force: bool,
+                  inputs: tuple[Path | None, ...] = ()) -> None:
+    """An output, checked before any work: its folder exists (a usage error otherwise); it is none of the inputs,
+    even with --force (writing would destroy what is read); an existing file is replaced only with --force."""
+    if output is None:
+        return
+    _check_folder(output, parser)
+    for source in inputs:
+        if source is not None and (os.path.abspath(source) == os.path.abspath(output)
+                                   or (source.exists() and output.exists() and os.path.samefile(source, output))):
+            raise InvalidValueError(f"{output} is also the input: writing it would destroy what is read; "
+                                    "give another output file")
+    if output.is_dir():
+        raise InvalidValueError(f"{output} is a folder; give a file name")
+    if output.exists() and not force:
+        raise InvalidValueError(f"{output} exists; pass --force to overwrite it, or give another file name")
+
+
 # ------------------------------------------------------------------------------- commands on the simulated board
 
 def run_simboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -507,7 +553,7 @@ def run_simboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     if args.seconds is not None and not args.seconds > 0:
         parser.error(f"--seconds {args.seconds}: give a positive duration")
-    _check_folder(args.output, parser)
+    _check_output(args.output, parser, args.force, inputs=(args.input,))
     result = simboard(args.input, chip=args.chip, rate_hz=args.rate, seconds=args.seconds, realtime=args.realtime)
     if args.output is not None:
         import numpy as np
@@ -571,7 +617,7 @@ def _link_options(args: argparse.Namespace, parser: argparse.ArgumentParser, out
 
     if args.seconds is not None and not args.seconds > 0:
         parser.error(f"--seconds {args.seconds}: give a positive duration")
-    _check_folder(output, parser)
+    _check_output(output, parser, output is not None and args.force, inputs=(args.sim, args.replay))
     if args.backend is not None and args.ble is None:
         parser.error("--backend applies to --ble only")
     for path in (args.sim, args.replay):
