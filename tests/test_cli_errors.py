@@ -68,9 +68,6 @@ DEVICE = {  # command -> [(arguments naming a device that is not there, or a wro
     "scan": [(["--seconds", "0.5"], EXIT_DEVICE)],
     "pair": [(["--ble", NO_BLE], EXIT_DEVICE)],
 }
-# A replayed log that is not a log is refused input (1), but hipcheck.links.replay turns LogFormatError into a
-# LinkError (69): the cause is outside the CLI.
-REPLAY_EXIT_BUG = "links/replay.py reports a file that is not a session log as a LinkError (exit 69, not 1)"
 
 
 def _hipcheck() -> list[str]:
@@ -132,9 +129,7 @@ def test_missing_file(command, argv, code, tmp_path):
 
 @pytest.mark.parametrize("kind", ["random bytes", "text"])
 @pytest.mark.parametrize("command, argv", [(c, argv) for c in COMMANDS for argv in GARBAGE.get(c, [])])
-def test_garbage_file(command, argv, kind, garbage, tmp_path, request):
-    if "--replay" in argv:
-        request.applymarker(pytest.mark.xfail(reason=REPLAY_EXIT_BUG))
+def test_garbage_file(command, argv, kind, garbage, tmp_path):
     assert_one_line(run([command, *fill(argv, tmp_path, garbage[kind])], tmp_path), command, EXIT_REFUSED)
 
 

@@ -2,8 +2,9 @@
 
 A session recorded from the firmware's sim board (``SimLink``) replays as fast as possible packet for packet; a
 written log with known timing replays at 1x and 2x within a few milliseconds of its schedule; a log cut mid-record
-(as a crash leaves it) and one with a flipped byte play up to their last good record, then end with the damage
-counted; commands are accepted and never answered; what is not a log is a clear LinkError.
+(as a crash leaves it) plays up to its last good record, one with a flipped byte plays every record but the damaged
+one, both with the damage counted; commands are accepted and never answered; what is not a log is a clear
+LogFormatError (a file problem, not a device one).
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hipcheck import protocol
+from hipcheck.errors import InvalidValueError
 from hipcheck.links import CONTROL, DATA, LOG, LinkError, within
 from hipcheck.links.replay import ReplayLink
 from hipcheck.protocol import Opcode, Status
@@ -169,7 +171,7 @@ def test_a_log_cut_mid_record_plays_to_its_last_record_then_ends(written_log, tm
     assert run(link.receive(timeout_s=0.1)) is None  # closed by play(): still no hang, no error
 
 
-def test_a_flipped_byte_ends_the_replay_at_the_damage(written_log, tmp_path):
+def test_a_flipped_byte_loses_only_its_record(written_log, tmp_path):
     path, packets = written_log
     data = bytearray(path.read_bytes())
     at = _cut_inside_record(path, 20 + 2) + 5  # inside packet 20's payload
@@ -187,16 +189,19 @@ def test_a_flipped_byte_ends_the_replay_at_the_damage(written_log, tmp_path):
         return got, ended
 
     got, (s, again, again_no_timeout) = run(main())
-    assert [x.packet for x in got] == [p for _, p, _ in packets[:20]]
+    assert [x.packet for x in got] == [p for _, p, _ in packets[:20] + packets[21:]]  # read on past the damage
     assert again is None and again_no_timeout is None  # an ended replay never blocks
     assert not s.connected and s.complete is False
-    assert s.damaged_bytes == len(data) - _cut_inside_record(path, 20 + 2) + 9
+    start = _cut_inside_record(path, 20 + 2) - 9
+    assert s.damaged_bytes == _cut_inside_record(path, 20 + 3) - 9 - start  # exactly packet 20's record
+    damage = LogReader(bad).damage
+    assert damage.regions == [(start, s.damaged_bytes)] and damage.records_lost == 1
 
 
-def test_what_is_not_a_log_is_a_clear_link_error(tmp_path):
+def test_what_is_not_a_log_is_a_clear_file_error(tmp_path):
     async def main(p):
         link = ReplayLink(p)
-        with pytest.raises(LinkError) as info:
+        with pytest.raises(InvalidValueError) as info:
             await link.open()
         with pytest.raises(LinkError, match="not open"):
             await link.receive(timeout_s=0.1)

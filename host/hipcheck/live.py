@@ -64,6 +64,7 @@ class LiveResult:
     wall_s: float = 0.0
     device_info: dict | None = None
     record_path: str | None = None
+    log_damage: object = None  # hipcheck.record.LogDamage of a replayed log (None for a live link)
 
 
 class LiveAnalysis:
@@ -210,7 +211,14 @@ def print_closing(result: LiveResult, out=print) -> None:
         out(f"  lost: seq {r['first_seq']}..{r['first_seq'] + r['n'] - 1} ({r['n']}): {r['reason']}")
     if result.record_path:
         out(f"recording: {result.record_path}")
+    if result.log_damage is not None:
+        out(result.log_damage.line())
     out(report.summary_text(result.summary))
+    if result.log_damage is not None and result.log_damage.badly_damaged:
+        from hipcheck.record import DAMAGE_WARN_FRACTION
+
+        out(f"  caution: the replayed log lost {100 * result.log_damage.lost_fraction:.1f} % of its records (more "
+            f"than {100 * DAMAGE_WARN_FRACTION:g} %): these figures rest on part of the session")
 
 
 async def make_link(options: LinkOptions, seconds: float | None = None):
@@ -240,9 +248,14 @@ def run_record(options: LinkOptions, *, output: Path | None = None, seconds: flo
     (None: not kept), until the link ends or ``seconds`` of device time; then the closing lines."""
     async def job():
         async with await make_link(options, seconds) as link:
-            return await run_live(link, record=output, seconds=seconds, alerts=alerts,
-                                  device_alerts_off=alerts and not options.passive, passive=options.passive,
-                                  start_seq=0 if options.sim is not None else None, out=out)
+            damage = link.damage if options.replay is not None else None  # the replayed log's account
+            if damage is not None:
+                out(damage.line())
+            result = await run_live(link, record=output, seconds=seconds, alerts=alerts,
+                                    device_alerts_off=alerts and not options.passive, passive=options.passive,
+                                    start_seq=0 if options.sim is not None else None, out=out)
+            result.log_damage = damage
+            return result
 
     warm_up_pipeline(out)  # before the link opens: a cold compile would starve it
     result = asyncio.run(job())
@@ -256,6 +269,9 @@ def run_connect(options: LinkOptions, *, seconds: float | None = None, out=print
     async def job():
         async with await make_link(options, seconds) as link:
             async with DeviceSession(link, SessionSettings(passive=options.passive)) as session:
+                damage = link.damage if options.replay is not None else None  # the replayed log's account
+                if damage is not None:
+                    out(damage.line())
                 if session.device_info is not None:
                     out("device: " + ", ".join(f"{k} {v}" for k, v in session.device_info.items()))
                 started = time.monotonic()

@@ -1,32 +1,10 @@
 """Crash-safe session log: every packet the host got from the sensor (and every command it sent), append-only.
 
-Format (version 1), all integers little-endian::
-
-    file    = MAGIC record*                       MAGIC = b"HCLOG\\x00\\x01\\n" (8 bytes: name, 0, version 1, newline)
-    record  = length u32 | type u8 | t_host_s f64 | payload (length bytes) | crc u32
-    crc     = CRC-32 (zlib.crc32) of the 13 header bytes and the payload
-
-The first record is a HEADER. Record types:
-
-| type | name | payload |
-| ---: | --- | --- |
-| 1 | HEADER | JSON (UTF-8): ``format`` 1, ``start_unix_s``, ``start_monotonic_s`` (the same instant on both clocks), ``link`` (name), ``device`` (the INFO answer: firmware, board, IMU, rate_hz...; ``null`` if unknown), anything else the writer adds |
-| 2 | DATA | one packet from the data channel (DATA, full or compact form), as received |
-| 3 | CONTROL | one packet from the control channel (ACK or EVENT) |
-| 4 | LOG | one packet from the log channel (LOG_CHUNK) |
-| 5 | COMMAND | one COMMAND packet the host sent |
-| 6 | NOTE | JSON: what the session decided (``{"note": "gap_lost", "first_seq": .., "n": .., "reason": ..}``, ``reconnect``, ``time_map``, ``alert``, ``end``...) |
-
-``t_host_s`` is the host's ``time.monotonic()`` when the packet arrived (or was sent); ``start_monotonic_s`` in the
-header turns it into wall time. Packets are stored exactly as they came off the link; ``hipcheck.protocol`` decodes
-them. A replay (``hipcheck.links.replay.ReplayLink``) plays types 2–4 back as ``Received(channel, packet,
-host_time_s)``, channels ``data``, ``control``, ``log``.
-
-Crash safety: each record goes to the file in one ``write`` call on an unbuffered file, so a process killed with
-SIGKILL leaves every record it wrote (the OS holds them); ``fsync`` runs at most once per ``sync_interval_s``
-(power loss). A record cut short by a crash fails its length or CRC: the reader stops there and reports the bytes
-it skipped (``LogReader.tail_bytes``), so a log is readable up to its last complete record. Records of unknown
-types are skipped (a newer writer), an unknown format version is refused.
+The format (MAGIC, then records ``length u32 | type u8 | t_host_s f64 | payload | crc u32``), the record types,
+how a damaged log is read (the reader resynchronises on the next record whose CRC checks) and what is reported
+about the loss are defined in docs/log-format.md; this module implements that page: ``LogWriter`` writes a log,
+``LogReader`` reads one and keeps its ``damage`` account (``LogDamage``), ``DAMAGE_WARN_FRACTION`` is the share of
+records lost above which a summary says the log is badly damaged.
 """
 
 from __future__ import annotations
@@ -37,7 +15,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 
@@ -49,6 +27,10 @@ FORMAT_VERSION = 1
 _HEAD = struct.Struct("<IBd")  # length, type, t_host_s
 _CRC = struct.Struct("<I")
 MAX_RECORD_LEN = 1 << 20  # a length beyond this is damage, not a record
+# Above this share of records lost, a command's summary says the log is badly damaged: at 5 % a two-minute walk
+# misses about 6 s, several strides, enough to move a median drop or a side score, so its figures need that caveat;
+# below it the loss is a few isolated packets (the session marks them lost like a radio gap) and one line says so.
+DAMAGE_WARN_FRACTION = 0.05
 
 
 class RecordType(IntEnum):
@@ -171,51 +153,211 @@ def _json_default(value):
     raise InvalidTypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-class LogReader:
-    """Reads a log written by ``LogWriter``, up to its last complete record.
+@dataclass
+class LogDamage:
+    """What a reader could not read in a log (docs/log-format.md, "What is reported").
 
-    ``header`` (dict), iteration over ``LogRecord`` (the HEADER included), ``tail_bytes`` (bytes after the last
-    good record: a record cut short by a crash, or damage) once iterated, ``complete`` (no such bytes).
+    bytes_skipped: bytes that belong to no good record (damage in the middle, or a record cut short at the end);
+    regions: (offset, length) of each run of such bytes; records_read: good records; records_lost: an estimate of
+    the records those bytes held (each region's length over the mean good record's length, at least one per
+    region); lost_from_s, lost_to_s: on the recording host's clock (``t_host_s``), the last good record before the
+    first region and the first good one after the last region (None where there is none: damage at the start or a
+    cut end); header_lost: the HEADER record itself was damaged (the data records are read all the same).
+    """
+
+    bytes_skipped: int = 0
+    regions: list = field(default_factory=list)
+    records_read: int = 0
+    records_lost: int = 0
+    lost_from_s: float | None = None
+    lost_to_s: float | None = None
+    header_lost: bool = False
+    magic_damaged: bool = False  # the 8 bytes of MAGIC were damaged (good records after them say what it is)
+    span_s: float = 0.0  # host time between the good records around each region, summed (a cut end adds none)
+    cut_end: bool = False  # the last region runs to the end of the file
+    _bytes_read: int = 0  # bytes of good records, for the mean record length
+    _t_last: float | None = None  # t_host_s of the latest good record
+
+    @property
+    def damaged(self) -> bool:
+        return self.bytes_skipped > 0 or self.header_lost or self.magic_damaged
+
+    @property
+    def lost_fraction(self) -> float:
+        """Records lost over the records the log held (read + lost)."""
+        total = self.records_read + self.records_lost
+        return self.records_lost / total if total else 0.0
+
+    @property
+    def badly_damaged(self) -> bool:
+        """More than DAMAGE_WARN_FRACTION of the records lost: a summary says so."""
+        return self.lost_fraction > DAMAGE_WARN_FRACTION
+
+    def line(self) -> str:
+        """The one line a command that read the log prints (also for an intact log: the loss is always said)."""
+        if not self.damaged:
+            return f"log: {self.records_read} records, nothing lost"
+        parts = [f"log damaged: {self.bytes_skipped} bytes skipped in {len(self.regions)} place"
+                 f"{'' if len(self.regions) == 1 else 's'}, about {self.records_lost} of "
+                 f"{self.records_read + self.records_lost} records lost ({100 * self.lost_fraction:.1f} %), "
+                 f"{self.span_s:.2f} s of the session affected"]
+        if self.cut_end:
+            parts.append("the end was cut short")
+        if self.header_lost:
+            parts.append("the header record was lost")
+        if self.magic_damaged:
+            parts.append("the file magic was damaged")
+        return "; ".join(parts)
+
+    def _skip(self, offset: int, length: int) -> None:
+        self.regions.append((offset, length))
+        self.bytes_skipped += length
+        if len(self.regions) == 1:
+            self.lost_from_s = self._t_last
+        self.lost_to_s = None  # until a good record follows
+
+    def _good(self, nbytes: int, t_host_s: float) -> None:
+        if self.regions and self.lost_to_s is None:
+            self.lost_to_s = t_host_s
+            if self._t_last is not None and t_host_s > self._t_last:
+                self.span_s += t_host_s - self._t_last
+        self.records_read += 1
+        self._bytes_read += nbytes
+        self._t_last = t_host_s
+
+    def _finish(self, size: int) -> None:
+        mean = self._bytes_read / self.records_read if self.records_read else _HEAD.size + _CRC.size
+        self.records_lost = sum(max(1, round(length / mean)) for _, length in self.regions)
+        self.cut_end = bool(self.regions) and sum(self.regions[-1]) == size
+
+
+class LogReader:
+    """Reads a log written by ``LogWriter``: every good record, past any damage (docs/log-format.md).
+
+    ``header`` (dict; empty if the HEADER record was damaged), iteration over ``LogRecord`` (the HEADER included),
+    ``damage`` (``LogDamage``, the account of the whole file), ``tail_bytes`` (bytes after the last good record: a
+    record cut short by a crash), ``complete`` (nothing skipped anywhere). A file that does not start as a hipcheck
+    log of this version raises ``LogFormatError``.
     """
 
     def __init__(self, path):
         self.path = Path(path)
         self._data = self.path.read_bytes()
-        if not self._data.startswith(MAGIC):
-            if self._data[:6] == MAGIC[:6] and len(self._data) >= 8:
-                raise LogFormatError(f"{self.path}: a hipcheck log of format version {self._data[6]}, this "
-                                     f"hipcheck reads version {FORMAT_VERSION}: update hipcheck")
-            raise LogFormatError(f"{self.path}: not a hipcheck session log (it does not start with {MAGIC!r})")
-        self.tail_bytes = 0
-        first = next(self._records(), None)
-        if first is None or first.type != RecordType.HEADER:
-            raise LogFormatError(f"{self.path}: the log has no header record (cut short right after it began?)")
-        self.header = first.json()
+        self._data_limit: int | None = None  # where _resync stops looking (None: the end of the file)
+        self.header = self._check_start()
+        self._damage: LogDamage | None = None
+
+    def _check_start(self) -> dict:
+        data = self._data
+        if data.startswith(MAGIC):
+            first = self._record_at(len(MAGIC))
+            if first is not None and first[0] == RecordType.HEADER:
+                return _json_or_empty(first[2])
+            return {}  # a damaged header record: the reader resynchronises on the records after it
+        if data[:6] == MAGIC[:6] and len(data) >= 8 and data[6] != FORMAT_VERSION:
+            raise LogFormatError(f"{self.path}: a hipcheck log of format version {data[6]}, this "
+                                 f"hipcheck reads version {FORMAT_VERSION}: update hipcheck")
+        # a damaged MAGIC in front of a good HEADER record of this version is still our log
+        first = self._record_at(len(MAGIC))
+        if first is not None and first[0] == RecordType.HEADER:
+            header = _json_or_empty(first[2])
+            if header.get("format") == FORMAT_VERSION:
+                return header
+        elif self._two_good_records(len(MAGIC)):
+            return {}  # MAGIC and HEADER both damaged, the records after them good: a damaged log of ours
+        raise LogFormatError(f"{self.path}: not a hipcheck session log (it does not start with {MAGIC!r})")
+
+    def _two_good_records(self, pos: int) -> bool:
+        """Two good records back to back within the first 64 KiB: a damaged log, never chance (a record found by
+        chance passes a 32-bit CRC once in 2^32 tries)."""
+        self._data_limit = min(len(self._data), pos + 65536)
+        try:
+            start = self._resync(pos)
+        finally:
+            self._data_limit = None
+        first = self._record_at(start) if start < len(self._data) else None
+        return first is not None and self._record_at(first[3]) is not None
+
+    def _record_at(self, pos: int):
+        """(type, t_host_s, payload, end) of a good record at ``pos``, or None (no room, implausible, bad CRC)."""
+        data, n = self._data, len(self._data)
+        if pos + _HEAD.size + _CRC.size > n:
+            return None
+        length, rtype, t = _HEAD.unpack_from(data, pos)
+        end = pos + _HEAD.size + length + _CRC.size
+        if length > MAX_RECORD_LEN or end > n:
+            return None
+        if zlib.crc32(data[pos:end - _CRC.size]) != _CRC.unpack_from(data, end - _CRC.size)[0]:
+            return None
+        return rtype, t, data[pos + _HEAD.size:end - _CRC.size], end
 
     def _records(self) -> Iterator[LogRecord]:
+        damage = LogDamage(magic_damaged=not self._data.startswith(MAGIC))
         data, pos, n = self._data, len(MAGIC), len(self._data)
+        skip_from = None  # start of the run of bytes being skipped
+        first = True
         while pos < n:
-            if pos + _HEAD.size > n:
-                break
-            length, rtype, t = _HEAD.unpack_from(data, pos)
-            end = pos + _HEAD.size + length + _CRC.size
-            if length > MAX_RECORD_LEN or end > n:
-                break
-            crc = _CRC.unpack_from(data, end - _CRC.size)[0]
-            if zlib.crc32(data[pos:end - _CRC.size]) != crc:
-                break
-            yield LogRecord(rtype, t, data[pos + _HEAD.size:end - _CRC.size])
+            rec = self._record_at(pos)
+            if rec is None:
+                if skip_from is None:
+                    skip_from = pos
+                pos = self._resync(pos + 1)
+                continue
+            if skip_from is not None:
+                damage._skip(skip_from, pos - skip_from)
+                skip_from = None
+            rtype, t, payload, end = rec
+            if first and rtype != RecordType.HEADER:
+                damage.header_lost = True
+            first = False
+            damage._good(end - pos, t)
+            yield LogRecord(rtype, t, payload)
             pos = end
-        self.tail_bytes = n - pos
+        if skip_from is not None:
+            damage._skip(skip_from, n - skip_from)
+        if first:
+            damage.header_lost = True
+        damage._finish(n)
+        self._damage = damage
+
+    def _resync(self, pos: int) -> int:
+        """The offset of the next good record at or after ``pos`` (the file's length if none): a start whose
+        length is plausible and whose CRC checks. Only such starts cost a CRC: random bytes give a plausible
+        length about once in 4096 places (MAX_RECORD_LEN = 2^20 of 2^32)."""
+        data, n = self._data, len(self._data)
+        stop = n if self._data_limit is None else self._data_limit
+        unpack = _HEAD.unpack_from
+        last = min(n - _HEAD.size - _CRC.size, stop)
+        while pos <= last:
+            length = unpack(data, pos)[0]
+            if length <= MAX_RECORD_LEN and pos + _HEAD.size + length + _CRC.size <= n and \
+                    self._record_at(pos) is not None:
+                return pos
+            pos += 1
+        return n
 
     def __iter__(self) -> Iterator[LogRecord]:
         return self._records()
 
     @property
+    def damage(self) -> LogDamage:
+        """The account of the whole file (read once if it was not iterated to its end yet)."""
+        if self._damage is None:
+            for _ in self._records():
+                pass
+        return self._damage
+
+    @property
+    def tail_bytes(self) -> int:
+        """Bytes after the last good record (a record cut short at the end); 0 if the log ends on a good one."""
+        regions = self.damage.regions
+        if regions and regions[-1][0] + regions[-1][1] == len(self._data):
+            return regions[-1][1]
+        return 0
+
+    @property
     def complete(self) -> bool:
-        for _ in self._records():
-            pass
-        return self.tail_bytes == 0
+        return not self.damage.damaged
 
     def packets(self) -> Iterator[tuple[str, bytes, float]]:
         """Received packets in order: (channel, packet, t_host_s)."""
@@ -225,6 +367,15 @@ class LogReader:
 
     def notes(self) -> list[dict]:
         return [r.json() | {"t_host_s": r.t_host_s} for r in self._records() if r.type == RecordType.NOTE]
+
+
+def _json_or_empty(payload: bytes) -> dict:
+    """A HEADER's JSON; {} if its CRC checked but it is no JSON object (never written by LogWriter)."""
+    try:
+        value = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def log_samples(path) -> np.ndarray:

@@ -15,11 +15,13 @@ A replay cannot answer: commands sent to it are accepted (so a passive session o
 counted in ``status().commands_out`` and kept in ``commands`` with their time, but nothing replies to them;
 ``status().answers_commands`` is False. Use a passive device session (``passive=True``) on a replay.
 
-A log cut short (the recorder killed mid-write) or damaged plays up to its last good record and then ends:
-``receive()`` returns None and ``status().connected`` is False; ``status().damaged_bytes`` counts the bytes after
-that record (``LogReader.tail_bytes``) and ``status().complete`` says whether there were none. Records after a
-damaged one are not played (the log format cannot resynchronise past damage). A file that is not a hipcheck log
-(or of a newer format) fails ``open()`` with a LinkError saying so.
+A damaged log (a record cut short by a crash, flipped, inserted or lost bytes) plays every good record: the reader
+resynchronises on the next record whose CRC checks (docs/log-format.md). Its account is known at ``open()``:
+``damage`` (``hipcheck.record.LogDamage``: bytes skipped, records lost, the time span affected; ``damage.line()``
+is what a command prints), ``status().damaged_bytes`` counts the bytes skipped and ``status().complete`` says
+whether there were none. At the end of the good records ``receive()`` returns None and ``status().connected`` is
+False. A file that is not a hipcheck log (or of a newer format) fails ``open()`` with ``LogFormatError``, a file
+that cannot be read with ``InvalidValueError``: a problem with the file (exit 1), not with a device.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 from hipcheck.errors import InvalidValueError
 from hipcheck import protocol
 from hipcheck.links import Link, LinkError, LinkStatus, Received
-from hipcheck.record import LogFormatError, LogReader
+from hipcheck.record import LogDamage, LogReader
 
 REPLAY_MTU = 247  # the MTU a replay reports when the log's header names none
 
@@ -44,8 +46,8 @@ class ReplayLinkStatus(LinkStatus):
     answers_commands: bool = False  # a replay never answers a command
     records_played: int = 0  # packets delivered
     position_s: float = 0.0  # original time of the latest packet since the first one
-    damaged_bytes: int = 0  # bytes after the last good record (a cut or damaged log); known once played
-    complete: bool | None = None  # the whole log was good (None until it has been played to its end)
+    damaged_bytes: int = 0  # bytes that belong to no good record (damage, a cut end); known at open()
+    complete: bool | None = None  # the whole log was good (None until the link is open)
 
 
 class ReplayLink(Link):
@@ -68,6 +70,7 @@ class ReplayLink(Link):
         self.commands: list[tuple[float, bytes]] = []  # (host monotonic time, packet) of every command sent
         self.last_t_host_s: float | None = None  # original arrival time of the latest packet delivered
         self._reader: LogReader | None = None
+        self.damage: LogDamage | None = None  # the log's damage account, known at open()
         self._records = None  # iterator over the log's packets: (channel, packet, t_host_s)
         self._next: tuple[str, bytes, float] | None = None
         self._t0_log: float | None = None  # original time of the first packet
@@ -87,11 +90,12 @@ class ReplayLink(Link):
             return
         try:
             reader = await asyncio.to_thread(LogReader, self.log_path)
-        except LogFormatError as error:
-            raise LinkError(str(error)) from None
         except OSError as error:
-            raise LinkError(f"cannot read the log {self.log_path}: {error.strerror or error}") from None
+            raise InvalidValueError(f"cannot read the log {self.log_path}: {error.strerror or error}") from None
+        self.damage = await asyncio.to_thread(lambda: reader.damage)  # one pass over the CRCs, before playing
         self._reader = reader
+        self._status.damaged_bytes = self.damage.bytes_skipped
+        self._status.complete = not self.damage.damaged
         self.header = reader.header
         mtu = self.header.get("mtu") if isinstance(self.header, dict) else None
         if isinstance(mtu, int) and protocol.MIN_MTU <= mtu <= 517:
@@ -172,6 +176,3 @@ class ReplayLink(Link):
         if self._next is None and not self._ended:
             self._ended = True
             self._status.connected = False
-            if self._reader is not None:
-                self._status.damaged_bytes = self._reader.tail_bytes
-                self._status.complete = self._reader.tail_bytes == 0
