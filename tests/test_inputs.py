@@ -53,7 +53,8 @@ def test_flaws_are_counted():
     gyr[100:200] = gyr[100]
     report = check_imu(acc, gyr, FS_HZ)
     assert (report.nan_samples, report.saturated_samples, report.stuck_samples) == (4, 1, 100)
-    assert len(report.warnings()) == 3
+    assert report.infinite_samples == 1  # an inf is a flaw counted with the missing samples, and named
+    assert len(report.warnings()) == 4 and any("infinite" in w for w in report.warnings())
 
 
 def test_refusals():

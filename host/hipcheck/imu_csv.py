@@ -171,6 +171,12 @@ def read_imu_csv(
                          f"{np.median(steps):.4g} {time_unit}); pass --time-unit to override")
     t_s = t_s * TIME_UNITS[time_unit]
 
+    # An infinite reading is a flaw, not a value: kept as missing (NaN) so that no arithmetic warns on it; the input
+    # checks count it (hipcheck.inputs.InputReport).
+    infinite_rows = np.any(np.isinf(table[:, 1:]), axis=1)
+    if infinite_rows.any():
+        notes.append(f"{int(infinite_rows.sum())} samples hold an infinite value (inf): read as missing")
+        table[:, 1:][np.isinf(table[:, 1:])] = np.nan
     acc = table[:, 1:4] @ rotation.T * acc_scale
     gyr = table[:, 4:7] @ rotation.T * gyr_scale
     mag = table[:, 7:10] @ rotation.T * mag_scale if has_mag else None

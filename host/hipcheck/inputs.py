@@ -48,6 +48,12 @@ SCALE_STATIC_FRACTION = 0.1
 # stands, sittings and sit-to-stands at 25-1000 Hz (docs/validation.md).
 SCALE_MIN_T = 2.0
 SCALE_UNIT_BOUNDARY = math.sqrt(DEG_PER_RAD)
+# Walking hides the inclination in its accelerations; there a moving body with a still gyro is the tell: an
+# acceleration whose magnitude varies by this much (rms, m/s²) comes with the pelvis turning faster than
+# GYR_MOVING_MIN_RAD_S (the tenth largest reading). Walks and sit-to-stands vary by 0.7-2.5 m/s² and turn at
+# 0.8-3.2 rad/s (nine mobgap lab recordings, simulated activities); rad/s read as °/s turns at 0.014-0.056.
+ACC_MOVING_RMS_M_S2 = 0.5
+GYR_MOVING_MIN_RAD_S = 0.1
 
 
 class InputError(InvalidValueError):
@@ -59,13 +65,15 @@ class InputReport:
     """Flaws found in a recording that was still analysed."""
 
     n_samples: int
-    nan_samples: int
+    nan_samples: int  # samples with a NaN or an infinite value (the infinite ones are also in infinite_samples)
     saturated_samples: int
     stuck_samples: int
+    infinite_samples: int = 0
 
     def warnings(self) -> list[str]:
         out = []
         for count, what in ((self.nan_samples, "NaN (missing) samples: orientation held over them"),
+                            (self.infinite_samples, "samples hold an infinite value (inf): counted with the missing ones"),
                             (self.saturated_samples, "saturated samples: accelerometer correction skipped"),
                             (self.stuck_samples, "samples in runs of identical readings (sensor stuck?)")):
             if count:
@@ -197,13 +205,33 @@ def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m
 def _gyro_scale_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float, gyr_unit: str) -> str | None:
     estimate = gyro_scale_from_inclination(acc_m_s2, gyr_rad_s, fs_hz)
     factor = estimate.unit_factor()
-    if not math.isfinite(factor) or factor == 1.0:
+    if not math.isfinite(factor):
+        return _still_gyro_problem(acc_m_s2, gyr_rad_s, gyr_unit)
+    if factor == 1.0:
         return None
     seen = (f"the gyroscope read as {gyr_unit} turns the sensor {1.0 / estimate.scale:.3g} times as far as the "
             f"accelerometer's inclination changes ({estimate.windows / fs_hz:.0f} s of slow motion compared)")
     if factor == RAD_PER_DEG and gyr_unit == "rad/s":
         return f"{seen}: the data seems to be in °/s; pass --gyr-unit deg/s"
     if factor == DEG_PER_RAD and gyr_unit == "deg/s":
+        return f"{seen}: the data seems to be in rad/s; pass --gyr-unit rad/s"
+    return f"{seen}: check the gyroscope's unit and scale (--gyr-unit rad/s or deg/s)"
+
+
+def _still_gyro_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, gyr_unit: str) -> str | None:
+    """A body that moves (ACC_MOVING_RMS_M_S2) with a gyro that hardly turns (GYR_MOVING_MIN_RAD_S)."""
+    finite = np.all(np.isfinite(acc_m_s2), axis=1) & np.all(np.isfinite(gyr_rad_s), axis=1)
+    if finite.sum() <= GYR_GLITCH_SAMPLES:
+        return None
+    norm = np.linalg.norm(acc_m_s2[finite], axis=1)
+    moving = float(np.sqrt(np.mean((norm - np.median(norm)) ** 2)))
+    rates = np.linalg.norm(gyr_rad_s[finite], axis=1)
+    peak = float(np.partition(rates, len(rates) - GYR_GLITCH_SAMPLES - 1)[len(rates) - GYR_GLITCH_SAMPLES - 1])
+    if moving < ACC_MOVING_RMS_M_S2 or peak >= GYR_MOVING_MIN_RAD_S:
+        return None
+    seen = (f"the accelerometer shows movement (its magnitude varies by {moving:.2f} m/s² rms) but the gyroscope "
+            f"read as {gyr_unit} turns at most {peak * DEG_PER_RAD:.2f} °/s")
+    if gyr_unit == "deg/s":
         return f"{seen}: the data seems to be in rad/s; pass --gyr-unit rad/s"
     return f"{seen}: check the gyroscope's unit and scale (--gyr-unit rad/s or deg/s)"
 
@@ -240,7 +268,8 @@ def check_imu(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float, *, min_
     bad = nan_rows | stuck
     if bad.mean() > MAX_BAD_FRACTION:
         raise InputError(f"{100.0 * bad.mean():.0f} % of the samples are NaN or stuck; too little is left to measure")
-    return InputReport(n, int(nan_rows.sum()), int(saturated.sum()), int(stuck.sum()))
+    infinite = np.any(np.isinf(acc), axis=1) | np.any(np.isinf(gyr), axis=1)
+    return InputReport(n, int(nan_rows.sum()), int(saturated.sum()), int(stuck.sum()), int(infinite.sum()))
 
 
 def _stuck_samples(values: np.ndarray, min_run: int) -> np.ndarray:

@@ -96,8 +96,8 @@ def regrid(t_s: np.ndarray, acc: np.ndarray, gyr: np.ndarray, mag: np.ndarray | 
             f"t = {t_s[long_gaps[0]] - t_s[0]:.2f} s): it holds separate recordings; split it into one file each"))
     t_grid = t_s[0] + np.arange(int(np.floor(span_s / period + 1e-9)) + 1) * period
     observed = np.ones(len(t_grid), dtype=bool)
-    for i in long_gaps:
-        observed[(t_grid > t_s[i]) & (t_grid < t_s[i + 1])] = False
+    for i in long_gaps:  # a grid point within a quarter period of a real sample is that sample
+        observed[(t_grid > t_s[i] + 0.25 * period) & (t_grid < t_s[i + 1] - 0.25 * period)] = False
     if long_gaps:
         segments = np.split(np.arange(len(t_s)), np.array(long_gaps) + 1)
         spans = ", ".join(f"{t_s[s[0]] - t_s[0]:.2f}-{t_s[s[-1]] - t_s[0]:.2f} s" for s in segments)
