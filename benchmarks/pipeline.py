@@ -24,7 +24,7 @@ from hipcheck.gait.strides import StrideAnalyzer
 from hipcheck.hold import HoldAnalyzer
 from hipcheck.motion import SensorModel, simulate_walk
 from hipcheck.pelvis import PelvisTracker
-from hipcheck.pipeline import WALKING_FUSION_SETTINGS, analyze
+from hipcheck.pipeline import WALKING_FUSION_SETTINGS, analyze_arrays
 
 FS_HZ = 100.0
 
@@ -56,8 +56,8 @@ def main() -> None:
     args = parser.parse_args()
 
     warm = simulate_walk(duration_s=20, seed=2, fs_hz=FS_HZ, sensor=SensorModel.realistic(seed=2))
-    analyze(warm.acc_sensor_m_s2, warm.gyr_sensor_rad_s, FS_HZ)
-    analyze(warm.acc_sensor_m_s2, warm.gyr_sensor_rad_s, FS_HZ, offline=True)
+    analyze_arrays(warm.acc_sensor_m_s2, warm.gyr_sensor_rad_s, FS_HZ)
+    analyze_arrays(warm.acc_sensor_m_s2, warm.gyr_sensor_rad_s, FS_HZ, offline=True)
     stage_times(warm.acc_sensor_m_s2, warm.gyr_sensor_rad_s, 1)
 
     started = time.perf_counter()
@@ -68,11 +68,11 @@ def main() -> None:
     n = len(acc)
 
     rows = stage_times(acc, gyr, 3)
-    t_causal, result = best_of(3, lambda: analyze(acc, gyr, FS_HZ))
+    t_causal, result = best_of(3, lambda: analyze_arrays(acc, gyr, FS_HZ))
     rows.append(("whole pipeline, causal (live)", t_causal))
-    t_offline, _ = best_of(3, lambda: analyze(acc, gyr, FS_HZ, offline=True))
+    t_offline, _ = best_of(3, lambda: analyze_arrays(acc, gyr, FS_HZ, offline=True))
     rows.append(("whole pipeline, offline review", t_offline))
-    t_blocks, _ = best_of(1, lambda: analyze(acc, gyr, FS_HZ, block_size=10))
+    t_blocks, _ = best_of(1, lambda: analyze_arrays(acc, gyr, FS_HZ, block_size=10))
     rows.append(("whole pipeline, causal, 10-sample blocks", t_blocks))
 
     print(f"hipcheck pipeline on a simulated {args.minutes:g}-minute walk at {FS_HZ:g} Hz ({n:,} samples, "

@@ -16,7 +16,7 @@ import numpy as np
 
 from hipcheck import detect
 from hipcheck.motion import SensorModel, score, simulate_walk
-from hipcheck.pipeline import analyze
+from hipcheck.pipeline import analyze_arrays
 
 FS_HZ = 100.0
 SCENARIOS = [
@@ -39,7 +39,7 @@ def accuracy_rows(offline: bool) -> list[dict]:
     for k, (name, mounting, settings) in enumerate(SCENARIOS):
         trace = simulate_walk(duration_s=60.0, seed=100 + k, fs_hz=FS_HZ,
                               sensor=SensorModel.realistic(seed=100 + k, mounting_rpy_deg=mounting), **settings)
-        result = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ, offline=offline)
+        result = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ, offline=offline)
         (_, rmse_obliquity, rmse_tilt), _ = score.angle_rmse_deg(trace, result.angles_pelvis_deg)
         pairs = score.matched_strides(trace, result.strides)
 
@@ -63,7 +63,7 @@ def detection(threshold: float) -> score.DetectionCounts:
         trace = simulate_walk(duration_s=90.0, seed=200 + k, fs_hz=FS_HZ, amplitude_cv=0.08,
                               drop_right_deg=threshold + right, drop_left_deg=threshold + left,
                               sensor=SensorModel.realistic(seed=200 + k, mounting_rpy_deg=mountings[k]))
-        result = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
+        result = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
         counts.add(score.drop_detection(trace, result.decisions, detect.DROP, threshold))
     return counts
 

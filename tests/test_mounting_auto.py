@@ -11,7 +11,7 @@ import pytest
 
 from hipcheck.motion import SensorModel, simulate_stand, simulate_walk
 from hipcheck.pelvis import mounting_to_dict
-from hipcheck.pipeline import analyze
+from hipcheck.pipeline import analyze_arrays
 from hipcheck.report import summarize
 from hipcheck.rotation import matrix_from_quat
 
@@ -65,7 +65,7 @@ def test_random_rotations_name_the_right_side_or_refuse():
     for k, rpy in enumerate(random_rotations(DRAWS, seed=10)):
         weak = ("right", "left")[k % 2]
         trace = weak_side_walk(rpy, seed=100 + k, weak=weak)
-        result = outcome(analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz))
+        result = outcome(analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz))
         key = ("right side" if result == weak else "refused" if result == "refused"
                else "no side" if result == "none" else "wrong side")
         counts[key] += 1
@@ -88,7 +88,7 @@ def test_random_rotations_name_the_right_side_or_refuse():
 ])
 def test_explicit_mountings_name_the_right_side(name, rpy):
     trace = weak_side_walk(rpy, seed=5, cadence_spm=110.0, speed_m_s=1.2)
-    analysis = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    analysis = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
     assert analysis.mounting.ok and analysis.mounting.source == "found", analysis.mounting.reason
     assert outcome(analysis) == "right", name
     # The mounting found is the simulator's, up to the few degrees a short walk leaves.
@@ -111,8 +111,8 @@ def test_mobgap_axes_match_the_declared_ones():
         data = np.load(f"{MOBGAP}/{name}.npz")
         fs = float(data["fs"])
         acc, gyr = data["acc"].astype(float), np.radians(data["gyr_dps"].astype(float))
-        found = analyze(acc, gyr, fs)
-        declared = analyze(acc @ MOBGAP_TO_OURS.T, gyr @ MOBGAP_TO_OURS.T, fs, axes_given=True)
+        found = analyze_arrays(acc, gyr, fs)
+        declared = analyze_arrays(acc @ MOBGAP_TO_OURS.T, gyr @ MOBGAP_TO_OURS.T, fs, axes_given=True)
         assert found.mounting.ok and found.mounting.source == "found", found.mounting.reason
         assert declared.mounting.source == "given"
         # The found mounting maps mobgap's axes onto ours: its rows are ours in mobgap's coordinates.
@@ -135,7 +135,7 @@ def test_mobgap_axes_match_the_declared_ones():
 
 def test_stand_only_refuses_to_name_a_side_and_says_what_to_do():
     trace = simulate_stand(duration_s=10.0, seed=2, sensor=SensorModel.realistic(seed=2, mounting_rpy_deg=(0, 0, 180)))
-    analysis = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    analysis = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
     assert analysis.mounting.status == "no_walking" and not analysis.mounting.ok
     assert "--axes" in analysis.side_refused and "calibrat" in analysis.side_refused
     assert any("no side can be named" in note for note in analysis.notes)
@@ -148,7 +148,7 @@ def test_a_few_steps_refuse():
     little walking to tell forward from backward."""
     trace = weak_side_walk((0.0, 0.0, 180.0), seed=3, cadence_spm=110.0, speed_m_s=1.2)
     n = round(3.5 * trace.fs_hz)
-    analysis = analyze(trace.acc_sensor_m_s2[:n], trace.gyr_sensor_rad_s[:n], trace.fs_hz)
+    analysis = analyze_arrays(trace.acc_sensor_m_s2[:n], trace.gyr_sensor_rad_s[:n], trace.fs_hz)
     assert analysis.mounting.status in ("no_walking", "too_few_steps"), analysis.mounting
     assert "--axes" in analysis.side_refused and outcome(analysis) == "refused"
     assert not np.any(analysis.strides["aligned"])
@@ -156,9 +156,9 @@ def test_a_few_steps_refuse():
 
 def test_declared_axes_keep_the_nominal_sign_and_a_calibration_is_used_as_is():
     trace = weak_side_walk((2.0, -8.0, 3.0), seed=4, cadence_spm=110.0, speed_m_s=1.2)
-    given = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, axes_given=True)
+    given = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, axes_given=True)
     assert given.mounting.source == "given" and given.mounting.ok and outcome(given) == "right"
-    calibrated = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz,
+    calibrated = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz,
                          alignment=trace.truth.q_sensor_to_pelvis)
     assert calibrated.mounting.source == "calibrated" and calibrated.mounting.confidence == 1.0
     assert outcome(calibrated) == "right"
@@ -196,8 +196,8 @@ def test_found_mounting_is_the_same_for_any_blocks():
     """The mounting is found sample by sample in the pelvis kernel, provisional sign included: blocks change
     nothing."""
     trace = weak_side_walk((170.0, 20.0, -100.0), seed=9, duration_s=12.0)
-    whole = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
-    cut = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, block_size=37)
+    whole = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    cut = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, block_size=37)
     np.testing.assert_array_equal(whole.angles_pelvis_deg, cut.angles_pelvis_deg)
     for a, b in ((whole.events, cut.events), (whole.strides, cut.strides)):
         assert len(a) == len(b)
@@ -214,7 +214,7 @@ def test_drop_alerts_never_name_the_wrong_side_while_the_mounting_is_found(rpy):
     from hipcheck.gait import LEFT, RIGHT
 
     trace = weak_side_walk(rpy, seed=11, cadence_spm=110.0, speed_m_s=1.2)
-    analysis = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    analysis = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
     drops = analysis.decisions[np.isin(analysis.decisions["kind"], (DROP, DROP_STRIDE))]
     assert len(drops) > 0 and np.all(drops["side"] == RIGHT), drops
     assert not np.any(drops["side"] == LEFT)

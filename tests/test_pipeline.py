@@ -20,7 +20,7 @@ from hipcheck.gait import IC, LEFT
 from hipcheck.inputs import InputError
 from hipcheck.motion import SensorModel, simulate_hold, simulate_walk
 from hipcheck.motion import score
-from hipcheck.pipeline import Pipeline, analyze, sort_decisions
+from hipcheck.pipeline import Pipeline, analyze_arrays, sort_decisions
 
 FS_HZ = 100.0
 # Mountings (roll, pitch, yaw) in degrees, up to 20° about any axis: the acceptance's "mounting rotation up to 20°".
@@ -38,7 +38,7 @@ def walk(seed: int, mounting: tuple, drop_right_deg: float = 8.0, drop_left_deg:
 @functools.lru_cache(maxsize=None)
 def analysed(seed: int, mounting: tuple, **settings):
     trace = walk(seed, mounting, **settings)
-    return trace, analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
+    return trace, analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
 
 
 # ------------------------------------------------------------------------------------------ accuracy vs truth
@@ -99,7 +99,7 @@ def test_weak_side_is_named_in_the_summary():
 def test_single_leg_hold_is_found():
     trace = simulate_hold(duration_s=30.0, side="left", drop_deg=4.0, seed=5, fs_hz=FS_HZ,
                           sensor=SensorModel.realistic(seed=5, mounting_rpy_deg=MOUNTINGS[1]))
-    result = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
+    result = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
     (truth,) = [i for i in trace.truth.intervals if i.kind == "hold"]
     assert len(result.holds) == 1
     hold = result.holds[0]
@@ -121,7 +121,7 @@ def _records_equal(a: np.ndarray, b: np.ndarray) -> bool:
 def test_whole_and_random_blocks_give_identical_results(seed):
     trace = walk(20 + seed, MOUNTINGS[seed + 1], duration_s=40.0, turns=((20.0, 90.0, 2.0),))
     acc, gyr = trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s
-    whole = analyze(acc, gyr, FS_HZ)
+    whole = analyze_arrays(acc, gyr, FS_HZ)
     rng = np.random.default_rng(seed)
     pipeline = Pipeline(FS_HZ)
     blocks, start = [], 0
@@ -151,22 +151,22 @@ def _short_walk():
 def test_wrong_units_are_refused_with_a_hint():
     trace = _short_walk()
     with pytest.raises(InputError, match="--acc-unit g"):
-        analyze(trace.acc_sensor_m_s2 / 9.80665, trace.gyr_sensor_rad_s, FS_HZ)
+        analyze_arrays(trace.acc_sensor_m_s2 / 9.80665, trace.gyr_sensor_rad_s, FS_HZ)
     with pytest.raises(InputError, match="--gyr-unit deg/s"):
-        analyze(trace.acc_sensor_m_s2, np.degrees(trace.gyr_sensor_rad_s) * 10, FS_HZ)
+        analyze_arrays(trace.acc_sensor_m_s2, np.degrees(trace.gyr_sensor_rad_s) * 10, FS_HZ)
 
 
 def test_too_short_constant_and_all_nan_recordings_are_refused():
     trace = _short_walk()
     with pytest.raises(InputError, match="at least"):
-        analyze(trace.acc_sensor_m_s2[:100], trace.gyr_sensor_rad_s[:100], FS_HZ)
+        analyze_arrays(trace.acc_sensor_m_s2[:100], trace.gyr_sensor_rad_s[:100], FS_HZ)
     constant_acc = np.tile([0.0, 0.0, 9.81], (2000, 1))
     with pytest.raises(InputError, match="stuck"):
-        analyze(constant_acc, np.zeros((2000, 3)), FS_HZ)
+        analyze_arrays(constant_acc, np.zeros((2000, 3)), FS_HZ)
     with pytest.raises(InputError, match="NaN"):
-        analyze(np.full((2000, 3), np.nan), np.full((2000, 3), np.nan), FS_HZ)
+        analyze_arrays(np.full((2000, 3), np.nan), np.full((2000, 3), np.nan), FS_HZ)
     with pytest.raises(InputError, match="shape"):
-        analyze(trace.acc_sensor_m_s2[:, :2], trace.gyr_sensor_rad_s, FS_HZ)
+        analyze_arrays(trace.acc_sensor_m_s2[:, :2], trace.gyr_sensor_rad_s, FS_HZ)
 
 
 def test_nan_and_saturated_samples_are_counted_and_survived():
@@ -175,8 +175,8 @@ def test_nan_and_saturated_samples_are_counted_and_survived():
     acc[500:510] = np.nan
     gyr[900] = np.nan
     acc[1200:1203, 2] = 16 * 9.80665
-    clean = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
-    result = analyze(acc, gyr, FS_HZ)
+    clean = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
+    result = analyze_arrays(acc, gyr, FS_HZ)
     assert result.input_report.nan_samples == 11 and result.input_report.saturated_samples == 3
     assert any("NaN" in note for note in result.notes)
     assert np.all(np.isfinite(result.q_sensor_to_earth))
@@ -199,7 +199,7 @@ def test_corrupted_recordings_get_an_answer_or_a_clear_refusal(data):
         value = data.draw(st.sampled_from([np.nan, np.inf, 0.0, 16 * 9.80665, -34.9, 1e6]))
         target[start:stop, data.draw(st.integers(0, 2))] = value
     try:
-        result = analyze(acc, gyr, FS_HZ)
+        result = analyze_arrays(acc, gyr, FS_HZ)
     except InputError as error:
         assert str(error)
         return

@@ -17,7 +17,7 @@ from hipcheck.gait.events import MAX_RATE_HZ, MIN_RATE_HZ, EventDetector
 from hipcheck.fusion import orient
 from hipcheck.imu_csv import write_imu_csv
 from hipcheck.motion import SensorModel, score, simulate_walk
-from hipcheck.pipeline import analyze
+from hipcheck.pipeline import analyze_arrays
 
 RATES_HZ = (25.0, 50.0, 100.0, 200.0, 400.0, 1000.0)
 WEAK_RIGHT_DEG, HEALTHY_LEFT_DEG = 9.0, 3.0
@@ -32,7 +32,7 @@ def walk(fs_hz: float, seed: int = 4):
 @pytest.mark.parametrize("fs_hz", RATES_HZ)
 def test_the_pipeline_finds_the_strides_and_the_weak_side_at_every_rate(fs_hz):
     trace = walk(fs_hz)
-    result = analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, fs_hz)
+    result = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, fs_hz)
     # Contacts: every true initial contact of the walk found within 50 ms, with its side.
     ic = result.events[result.events["kind"] == IC]
     truth = [e for e in trace.truth.events if e.kind == "IC"]
@@ -76,7 +76,7 @@ def test_events_do_not_depend_on_blocks_at_high_rates(fs_hz):
 def test_rates_outside_the_range_are_refused_naming_it(fs_hz):
     trace = simulate_walk(duration_s=8.0, seed=2, fs_hz=fs_hz)
     with pytest.raises(InvalidValueError, match=f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz"):
-        analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, fs_hz)
+        analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, fs_hz)
 
 
 @pytest.mark.parametrize("fs_hz", (10.0, 2000.0))

@@ -14,11 +14,12 @@ sensor to decision, with the module that owns each step, is drawn in docs/archit
 3. **Applications** — ``cli`` (the ``hipcheck`` command), ``live`` (the live job), ``demo``, ``report``, ``flash``
    and ``hipcheck.calibration``.
 
-In a notebook::
+In a notebook (``hipcheck.api``, docs/api.md)::
 
     import hipcheck
-    result = hipcheck.analyze(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz=100.0)
-    result.strides["drop_right_stance_deg"]
+    result = hipcheck.analyze("walk.hclog")              # or a CSV path, a DataFrame, (acc, gyr) with fs=100
+    result.strides["drop_right_stance_deg"]              # pandas DataFrames: contacts, strides, decisions, holds
+    result.summary, result.plot()
 
 Every error the library raises on purpose is a ``hipcheck.HipcheckError``.
 """
@@ -27,7 +28,8 @@ __version__ = "0.1.0"
 
 from hipcheck.errors import DeviceError, HipcheckError, InvalidTypeError, InvalidValueError
 from hipcheck.fusion import orient
-from hipcheck.pipeline import Analysis, Pipeline, analyze
+from hipcheck.pipeline import Analysis, Pipeline
+from hipcheck.api import Result, analyze
 
-__all__ = ["__version__", "analyze", "Analysis", "orient", "Pipeline", "HipcheckError", "InvalidValueError",
+__all__ = ["__version__", "analyze", "Result", "Analysis", "orient", "Pipeline", "HipcheckError", "InvalidValueError",
            "InvalidTypeError", "DeviceError"]

@@ -106,7 +106,8 @@ def _add_orient(commands) -> None:
         description="Estimate the sensor's orientation (6D: accelerometer and gyroscope) and write t,qw,qx,qy,qz: "
         "the quaternion that maps the sensor frame into an earth frame with z up (heading arbitrary).",
     )
-    orient.add_argument("input", type=Path, metavar="FILE.csv", help="generic IMU CSV (docs/csv-format.md)")
+    orient.add_argument("input", type=Path, metavar="FILE",
+                        help="generic IMU CSV (docs/csv-format.md) or session log (.hclog)")
     orient.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.csv", help="where to write")
     _add_force_option(orient)
     orient.add_argument("--offline", action="store_true",
@@ -123,8 +124,10 @@ def _add_analyze(commands) -> None:
         "per-stride pelvic drop (named by the stance side), sway, tilt and rotation, the detectors' decisions and "
         "single-leg holds. Sensor axes: x anterior, y left, z superior (remap others with --axes).",
     )
-    analyze.add_argument("input", type=Path, metavar="FILE.csv", help="generic IMU CSV (docs/csv-format.md)")
-    analyze.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    analyze.add_argument("input", type=Path, metavar="FILE",
+                         help="generic IMU CSV (docs/csv-format.md) or session log (.hclog)")
+    analyze.add_argument("--json", action="store_true",
+                         help="print one JSON object instead of text (schema: hipcheck/schema/analysis-v1.json)")
     analyze.add_argument("--offline", action="store_true",
                          help="orientation from the non-causal filter (review); default: causal, as the live alerts")
     _add_input_options(analyze)
@@ -492,23 +495,25 @@ def _orientations_to_write(acc, gyr, quat):
 
 def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from hipcheck import report
-    from hipcheck.pipeline import analyze
+    from hipcheck.api import analysis_json
+    from hipcheck.pipeline import analyze_arrays
 
     recording = _read_input(args)
     with _about(args.input):
         # --axes declares the file's frame to be ours: the forward sign is then taken from it, not from the data.
-        analysis = analyze(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline,
-                           axes_given=args.axes is not None)
-    result = report.analysis_to_dict(analysis)
+        analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline,
+                                  axes_given=args.axes is not None)
+    result = analysis_json(analysis, recording)
     print(json.dumps(result) if args.json else report.analysis_text(result, analysis.strides, str(args.input)))
     return 0
 
 
 def _read_input(args: argparse.Namespace):
-    """The input CSV in SI units and our axes (ImuCsvError, naming the file, when it cannot be used)."""
-    from hipcheck.imu_csv import read_imu_csv
+    """The input (a CSV or a session log) in SI units and our axes (an error naming the file when it cannot be
+    used); a log gives its samples in sequence order with the lost ones left out, as the live job did."""
+    from hipcheck.api import read_recording
 
-    return read_imu_csv(args.input, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit, axes=args.axes, fs_hz=args.fs)
+    return read_recording(args.input, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit, axes=args.axes, fs_hz=args.fs)
 
 
 @contextmanager

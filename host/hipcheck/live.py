@@ -209,6 +209,9 @@ def print_closing(result: LiveResult, out=print) -> None:
         f"backfilled, {s['samples_lost']} lost and marked), {s['holes']} gaps found, {s['reconnects']} reconnects")
     for r in s["lost"]:
         out(f"  lost: seq {r['first_seq']}..{r['first_seq'] + r['n'] - 1} ({r['n']}): {r['reason']}")
+    if s.get("link_packets_dropped"):
+        out(f"  the host fell behind: {s['link_packets_dropped']} packets dropped at the link's receive queue "
+            "(their samples are in the gaps above: backfilled, or lost and marked)")
     if result.record_path:
         out(f"recording: {result.record_path}")
     if result.log_damage is not None:

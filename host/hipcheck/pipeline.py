@@ -1,7 +1,8 @@
 """The measuring pipeline: IMU samples in, orientation, pelvic angles, gait events, strides and decisions out.
 
 ``Pipeline`` composes the stages of docs/pipeline.md (fusion ▶ gait events ▶ pelvis ▶ strides ▶ detectors and
-the single-leg-hold analyser) for live blocks; ``analyze`` runs the same pipeline over a whole recording. Both give
+the single-leg-hold analyser) for live blocks; ``analyze_arrays`` runs the same pipeline over a whole recording
+held in arrays (``hipcheck.analyze``, the notebook's front door, reads files and tables and calls it). Both give
 identical results whatever blocks a recording arrives in, because every stage is a streaming state machine that
 counts samples from the start of the stream.
 """
@@ -160,9 +161,9 @@ class Analysis:
         return "" if self.mounting is None or self.mounting.ok else self.mounting.reason
 
 
-def analyze(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: float, *, offline: bool = False,
-            alignment: np.ndarray | None = None, axes_given: bool = False, detector_settings: dict | None = None,
-            block_size: int | None = None) -> Analysis:
+def analyze_arrays(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: float, *,
+                   offline: bool = False, alignment: np.ndarray | None = None, axes_given: bool = False,
+                   detector_settings: dict | None = None, block_size: int | None = None) -> Analysis:
     """Analyse a whole recording (SI units; any sensor mounting, found from the data unless ``alignment`` is given;
     ``axes_given``: the axes are known to be x anterior, y left, z superior within ±45°, see Pipeline).
 

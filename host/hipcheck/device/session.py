@@ -122,8 +122,11 @@ class DeviceSession:
         self._finish()
 
     def summary(self) -> dict:
-        """The counts, every range lost and the time map's figures (the log's closing NOTE)."""
-        return self.stats.summary() | {"lost": [vars(r) for r in self.lost], "time_map": self.time_map.summary()}
+        """The counts, every range lost, the packets the link dropped because the host fell behind (its receive
+        queue was full: the gaps they left are holes like a radio's) and the time map's figures (the log's closing
+        NOTE)."""
+        return self.stats.summary() | {"lost": [vars(r) for r in self.lost], "time_map": self.time_map.summary(),
+                                       "link_packets_dropped": self.link.status().packets_dropped}
 
     async def blocks(self, until_device_s: float | None = None):
         """Sample blocks in sequence order, until the stream ends: the link ended, the device's clock stopped

@@ -31,6 +31,18 @@ KIND_CHANNEL = {protocol.kind_byte(protocol.PacketType.DATA): DATA,
                 protocol.kind_byte(protocol.PacketType.LOG_CHUNK): LOG}
 
 
+# Every link holds at most this much memory of received packets waiting for receive(): a sensor does not wait
+# for the host, so a host that falls behind must drop (counted, and backfilled by the session where the link
+# allows) instead of growing without limit. 8 MiB is seconds to minutes of data at any rate the firmware streams
+# and nothing next to the pipeline's own footprint.
+RECEIVE_QUEUE_BYTES = 8 << 20
+# Host memory one queued packet costs at most: a Received (a dataclass with its __dict__) holding a bytes of the
+# largest packet (protocol.MAX_PACKET_LEN, 510 bytes on serial) and a float, and its queue slot: tracemalloc
+# measures about 670 bytes; rounded up for the allocator's slack (tests/test_serial_flood.py measures it again).
+PACKET_COST_BYTES = 1024
+RECEIVE_QUEUE_PACKETS = RECEIVE_QUEUE_BYTES // PACKET_COST_BYTES
+
+
 async def within(awaitable, seconds: float):
     """Await with a time limit (TimeoutError when it passes).
 
@@ -61,6 +73,7 @@ class LinkStatus:
     bytes_in: int = 0
     commands_out: int = 0
     crc_errors: int = 0  # frames refused by the CRC (serial, sim)
+    packets_dropped: int = 0  # packets received but dropped: receive() fell RECEIVE_QUEUE_PACKETS behind
     reconnects: int = 0
     rssi_dbm: float | None = None  # where the platform gives it
     battery_pct: int | None = None

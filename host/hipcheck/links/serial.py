@@ -27,8 +27,14 @@ Behaviour:
 - ``open()`` of a port that does not exist or is busy raises ``LinkError`` at once, with what to check; after a
   failure ``open()`` may be called again; ``close()`` is safe to call twice.
 
-Limits: the queue to ``receive()`` is unbounded (a real sensor does not wait for the host: holding its packets is
-better than losing them); the baud rate means nothing on USB CDC or a pty, only on a UART bridge.
+- Bounded memory: packets wait for ``receive()`` in a queue of at most ``queue_packets`` (default
+  ``hipcheck.links.RECEIVE_QUEUE_PACKETS``, sized from ``RECEIVE_QUEUE_BYTES``); the reader thread drops what
+  comes while it is full and counts it in ``status().packets_dropped``. A sensor does not wait for the host, so a
+  host that falls behind loses packets instead of growing without limit; the device session sees the sequence gap
+  and backfills it from the sensor's buffer. The thread never leaves more than one wake-up pending in the event
+  loop, so a blocked loop does not pile up callbacks either.
+
+Limits: the baud rate means nothing on USB CDC or a pty, only on a UART bridge.
 """
 
 from __future__ import annotations
@@ -36,11 +42,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from hipcheck.errors import InvalidValueError
 from hipcheck import protocol
-from hipcheck.links import CONTROL, KIND_CHANNEL, Link, LinkError, LinkStatus, Received, within
+from hipcheck.links import (CONTROL, KIND_CHANNEL, RECEIVE_QUEUE_PACKETS, Link, LinkError, LinkStatus, Received,
+                            within)
 
 SERIAL_MTU = 247  # the firmware's serial MTU (firmware/link_serial.SERIAL_MTU): commands up to 244 bytes
 _COUNTERS = ("frames_ok", "crc_errors", "cobs_errors", "oversize_dropped", "bytes_dropped")
@@ -61,13 +69,15 @@ class SerialLink(Link):
     """A hipcheck sensor on a serial port. port: ``/dev/ttyACM0``, ``COM5``, a pty's slave path; baudrate: for a
     UART bridge (ignored by USB CDC); watchdog_s: no packet for this long ends the link with LinkError (None: off);
     reopen_interval_s: how often a lost port is tried again; write_timeout_s: a write that cannot go out in this
-    time (a device that stopped reading) raises LinkError."""
+    time (a device that stopped reading) raises LinkError; queue_packets: packets held for ``receive()`` before
+    new ones are dropped (counted)."""
 
     name = "serial"
     can_reconnect = True
 
     def __init__(self, port: str, *, baudrate: int = 115200, watchdog_s: float | None = 10.0,
-                 reopen_interval_s: float = 0.25, write_timeout_s: float = 2.0):
+                 reopen_interval_s: float = 0.25, write_timeout_s: float = 2.0,
+                 queue_packets: int = RECEIVE_QUEUE_PACKETS):
         if watchdog_s is not None and watchdog_s <= 0:
             raise InvalidValueError(f"watchdog_s {watchdog_s}: a positive number of seconds, or None for no watchdog")
         self.port = str(port)
@@ -81,7 +91,12 @@ class SerialLink(Link):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue | None = None
+        self.queue_packets = int(queue_packets)
+        # Received items (None: a wake-up) from the reader thread to receive(); the thread appends, the loop pops
+        self._queue: deque | None = None
+        self._queue_lock = threading.Lock()
+        self._ready: asyncio.Event | None = None  # set when the queue may have an item
+        self._wake_pending = False  # a wake-up is scheduled in the event loop and has not run yet
         self._deframer = protocol.Deframer()
         self._counted = dict.fromkeys(_COUNTERS, 0)  # the counters of the deframers of earlier connections
         self._status = SerialLinkStatus(mtu=SERIAL_MTU, port=self.port)
@@ -103,7 +118,8 @@ class SerialLink(Link):
             await asyncio.to_thread(_quiet_close, port)
             raise LinkError(f"cannot write to serial port {self.port} ({error}): is the sensor still there?") from None
         if self._queue is None:
-            self._queue = asyncio.Queue()
+            self._queue = deque()
+            self._ready = asyncio.Event()
             self._write_lock = asyncio.Lock()
         self._closed = False
         self._stop.clear()
@@ -132,7 +148,9 @@ class SerialLink(Link):
             await asyncio.to_thread(_quiet_close, port)
         self._status.connected = False
         if self._queue is not None:
-            self._queue.put_nowait(None)  # wake a waiting receive()
+            with self._queue_lock:
+                self._queue.append(None)  # wake a waiting receive()
+            self._ready.set()
 
     async def send(self, packet: bytes) -> None:
         if self._error is not None:
@@ -160,15 +178,22 @@ class SerialLink(Link):
     async def receive(self, timeout_s: float | None = None) -> Received | None:
         if self._queue is None:
             raise LinkError(f"serial port {self.port} is not open: await open() first")
-        if self._queue.empty():
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            with self._queue_lock:
+                item = self._queue.popleft() if self._queue else False
+                if item is False:
+                    self._ready.clear()  # under the lock: an append after this schedules a new set()
+            if item is not False:
+                break
             if self._error is not None:
                 raise self._error
             if self._closed:
                 return None
-        try:
-            item = await within(self._queue.get(), timeout_s)
-        except asyncio.TimeoutError:
-            return None
+            try:
+                await within(self._ready.wait(), None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                return None
         if item is None:  # a wake-up: the link failed or was closed
             if self._error is not None:
                 raise self._error
@@ -268,19 +293,30 @@ class SerialLink(Link):
         return items
 
     def _post(self, items) -> bool:
-        """Hand items (Received, or None to wake receive()) to the event loop; False if the loop is gone."""
-        queue = self._queue
-
-        def put():
+        """Hand items (Received, or None to wake receive()) to the event loop, dropping (counted) the packets that
+        find the queue full; False if the loop is gone."""
+        with self._queue_lock:
+            queue = self._queue
             for item in items:
-                queue.put_nowait(item)
-
+                if item is None or len(queue) < self.queue_packets:
+                    queue.append(item)
+                else:
+                    self._status.packets_dropped += 1
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if not wake:
+            return True
         try:
-            self._loop.call_soon_threadsafe(put)
+            self._loop.call_soon_threadsafe(self._wake)
         except RuntimeError:  # the event loop was closed under us: nobody is listening any more
             self._stop.set()
             return False
         return True
+
+    def _wake(self) -> None:
+        with self._queue_lock:
+            self._wake_pending = False
+        self._ready.set()
 
     def _silent(self, now: float) -> bool:
         last = self._status.last_packet_host_s

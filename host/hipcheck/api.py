@@ -1,0 +1,253 @@
+"""The notebook's front door: ``hipcheck.analyze(data)`` on arrays, a table, a CSV file or a session log, and its
+result as pandas tables, a summary and figures; and the versioned JSON that ``hipcheck analyze --json`` prints.
+
+    import hipcheck
+    result = hipcheck.analyze("walk.hclog")                 # or a CSV path, a DataFrame, (acc, gyr) with fs=
+    result.strides[["t_s", "side", "drop_right_stance_deg", "drop_left_stance_deg"]]
+    result.summary["weak_side"]
+    result.plot()
+
+Inputs, all in SI units and the sensor frame (docs/csv-format.md for names and signs):
+
+- a path: a session log (``.hclog``, recognised by its first bytes) through ``hipcheck.sessionfile`` — the samples
+  in sequence order, lost ones left out as the live job left them out, at the live job's rate — or a CSV file in
+  the generic format through ``hipcheck.imu_csv``;
+- a pandas DataFrame with the CSV format's columns (``acc_x`` … ``gyr_z``; ``t`` in s gives the rate when ``fs``
+  is not given);
+- ``(acc, gyr)``, two (n, 3) arrays, or one (n, 6) array ``acc_x … gyr_z``, with ``fs``.
+
+Every input goes through ``hipcheck.pipeline.analyze_arrays``: the same samples give the same strides whatever form
+they came in. ``mode`` says what the recording is of — ``"walk"`` (strides, the summary of ``analyze --json``) or
+``"hold"`` (single-leg holds: their summary and figures); the pipeline finds both in either. ``thresholds`` are the
+detectors' settings by name (``hipcheck.detect.DEFAULT_SETTINGS``, e.g. ``drop_threshold_deg=5``).
+
+The JSON (``Result.json()``, ``analysis_json``) follows ``schema/analysis-v1.json`` (JSON Schema 2020-12, shipped
+with the package; ``schema()`` loads it); ``schema_version`` says which, and a minor version only adds optional keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from hipcheck import report
+from hipcheck.detect import DEFAULT_DROP_THRESHOLD_DEG, KIND_NAMES
+from hipcheck.detect import SIDE_NAMES as DECISION_SIDE_NAMES
+from hipcheck.errors import InvalidTypeError, InvalidValueError
+from hipcheck.gait import FC, IC, SIDE_NAMES
+from hipcheck.imu_csv import ACC_COLUMNS, GYR_COLUMNS, TIME_COLUMN, parse_axes, read_imu_csv
+from hipcheck.pipeline import Analysis, analyze_arrays
+from hipcheck.sessionfile import SessionLog, is_session_log, read_session_log
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "analysis-v1.json"
+MODES = ("walk", "hold")
+CONTACT_NAMES = {IC: "initial", FC: "final"}
+
+
+@dataclass
+class Recording:
+    """What was read, in SI units and the sensor frame: the samples analysed and where they came from."""
+
+    acc_m_s2: np.ndarray
+    gyr_rad_s: np.ndarray
+    fs_hz: float
+    t_s: np.ndarray | None  # the input's own times (None for arrays without them)
+    format: str  # "csv", "hclog", "arrays", "dataframe"
+    path: str | None = None
+    session: SessionLog | None = None  # an .hclog's account: lost ranges, the device's orientation, host times
+
+    def input_json(self) -> dict:
+        """The ``input`` object of the JSON."""
+        out = {"format": self.format, "path": self.path,
+               "samples_lost": 0 if self.session is None else self.session.n_lost}
+        if self.session is not None:
+            out["lost"] = [{"first_seq": int(r.first_seq), "n": int(r.n), "reason": r.reason}
+                           for r in self.session.lost]
+            out["damaged_bytes"] = int(self.session.damaged_bytes)
+        return out
+
+
+def read_recording(path, *, fs_hz: float | None = None, acc_unit: str = "m/s2", gyr_unit: str = "rad/s",
+                   axes: str | None = None) -> Recording:
+    """A file as a recording: a session log (recognised by its first bytes, or named ``.hclog``) or a CSV in the
+    generic format read with these units, axes and rate. A log holds SI units and knows its rate: other units are
+    refused, ``fs_hz`` must agree with it, ``axes`` turns its samples like a CSV's."""
+    path = Path(path)
+    if path.suffix.lower() != ".hclog" and not is_session_log(path):
+        csv = read_imu_csv(path, acc_unit=acc_unit, gyr_unit=gyr_unit, axes=axes, fs_hz=fs_hz)
+        rate = csv.fs_hz if fs_hz is not None else rate_from_times(csv.t_s)
+        return Recording(csv.acc_m_s2, csv.gyr_rad_s, rate, csv.t_s, "csv", str(path))
+    if (acc_unit, gyr_unit) != ("m/s2", "rad/s"):
+        raise InvalidValueError(f"{path}: a session log is in m/s2 and rad/s; the unit options are for CSV files")
+    log = read_session_log(path)
+    if fs_hz is not None and abs(fs_hz - log.fs_hz) > 1e-6 * log.fs_hz:
+        raise InvalidValueError(f"{path}: the log was sampled at {log.fs_hz:g} Hz, not {fs_hz:g} Hz: leave out --fs")
+    rotation = parse_axes(axes)
+    return Recording(log.acc_m_s2 @ rotation.T, log.gyr_rad_s @ rotation.T, log.fs_hz, log.t_s, "hclog", str(path),
+                     session=log)
+
+
+def as_recording(data, fs: float | None = None) -> Recording:
+    """Any input ``analyze`` takes (module docstring) as a ``Recording``."""
+    if isinstance(data, (str, Path)):
+        return read_recording(data, fs_hz=fs)
+    if _is_dataframe(data):
+        return _from_dataframe(data, fs)
+    if isinstance(data, tuple) and len(data) == 2:
+        acc, gyr = (np.asarray(a, dtype=np.float64) for a in data)
+    elif isinstance(data, np.ndarray) and data.ndim == 2 and data.shape[1] == 6:
+        acc, gyr = np.asarray(data[:, :3], dtype=np.float64), np.asarray(data[:, 3:], dtype=np.float64)
+    else:
+        raise InvalidTypeError(f"hipcheck.analyze takes a path, a DataFrame, (acc, gyr) or an (n, 6) array, not "
+                               f"{type(data).__name__}" + (f" of shape {data.shape}" if hasattr(data, "shape") else ""))
+    if fs is None:
+        raise InvalidValueError("arrays carry no time: give the sample rate, e.g. hipcheck.analyze((acc, gyr), fs=100)")
+    return Recording(acc, gyr, float(fs), None, "arrays")
+
+
+def _is_dataframe(data) -> bool:
+    import pandas
+
+    return isinstance(data, pandas.DataFrame)
+
+
+def _from_dataframe(frame, fs: float | None) -> Recording:
+    columns = {str(c).strip().lower(): c for c in frame.columns}
+    missing = [c for c in ACC_COLUMNS + GYR_COLUMNS if c not in columns]
+    if missing:
+        raise InvalidValueError(f"the DataFrame lacks {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}"
+                                " (names as docs/csv-format.md: t, acc_x, acc_y, acc_z, gyr_x, gyr_y, gyr_z)")
+    acc = frame[[columns[c] for c in ACC_COLUMNS]].to_numpy(dtype=np.float64)
+    gyr = frame[[columns[c] for c in GYR_COLUMNS]].to_numpy(dtype=np.float64)
+    t_s = frame[columns[TIME_COLUMN]].to_numpy(dtype=np.float64) if TIME_COLUMN in columns else None
+    if fs is None:
+        if t_s is None or len(t_s) < 2 or not np.median(np.diff(t_s)) > 0:
+            raise InvalidValueError("the DataFrame has no increasing 't' column (s): give the rate, fs=...")
+        fs = rate_from_times(t_s)
+    return Recording(acc, gyr, float(fs), t_s, "dataframe")
+
+
+def rate_from_times(t_s: np.ndarray) -> float:
+    """The nominal rate of a time column: 1 / the median step, the step rounded to the nanosecond. Times written
+    as decimals come back with float noise in their steps (a 100 Hz file gives 100.00000000000213 Hz), and the
+    pipeline's results are not blind to it (a stride's drop moved by 0.03° between 100 and that rate), so a table
+    read with ``fs=100`` and the same file read alone would disagree; no sensor's period is finer than 1 ns."""
+    step_ns = round(float(np.median(np.diff(t_s))) * 1e9)
+    return 1e9 / step_ns
+
+
+def analyze(data, fs: float | None = None, *, mode: str = "walk", offline: bool = False, **thresholds) -> Result:
+    """Analyse a recording (module docstring): ``data`` a path (.hclog or CSV), a DataFrame, ``(acc, gyr)`` or an
+    (n, 6) array; ``fs`` the sample rate in Hz (from the file or the ``t`` column when not given); ``mode`` "walk"
+    or "hold"; ``offline`` the non-causal orientation filter (review) instead of the live one; ``thresholds`` the
+    detectors' settings by name. Raises a ``hipcheck.HipcheckError`` for input that cannot be analysed."""
+    if mode not in MODES:
+        raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    recording = as_recording(data, fs)
+    analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=offline,
+                              detector_settings=thresholds or None)
+    return Result(analysis, recording, mode, float(thresholds.get("drop_threshold_deg", DEFAULT_DROP_THRESHOLD_DEG)))
+
+
+def analysis_json(analysis: Analysis, recording: Recording,
+                  drop_threshold_deg: float = DEFAULT_DROP_THRESHOLD_DEG) -> dict:
+    """The object ``hipcheck analyze --json`` prints (schema/analysis-v1.json)."""
+    return {"schema_version": SCHEMA_VERSION, "input": recording.input_json(),
+            **report.analysis_to_dict(analysis, drop_threshold_deg)}
+
+
+def schema() -> dict:
+    """The JSON Schema of ``analysis_json`` (version ``SCHEMA_VERSION``)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+class Result:
+    """An analysed recording: tables (pandas DataFrames, a row per record, sides and kinds by name, ``t_s`` = sample
+    / fs), ``summary``, ``json()`` and ``plot()``; ``analysis`` (``hipcheck.pipeline.Analysis``) holds the arrays
+    (orientation, pelvic angles) and ``recording`` what was read."""
+
+    def __init__(self, analysis: Analysis, recording: Recording, mode: str = "walk",
+                 drop_threshold_deg: float = DEFAULT_DROP_THRESHOLD_DEG):
+        self.analysis = analysis
+        self.recording = recording
+        self.mode = mode
+        self.drop_threshold_deg = drop_threshold_deg
+
+    def __repr__(self) -> str:
+        a = self.analysis
+        return (f"<hipcheck.Result {self.recording.format} {len(a.q_sensor_to_earth) / a.fs_hz:.1f} s at "
+                f"{a.fs_hz:g} Hz, mode {self.mode}: {len(a.strides)} strides, {len(a.decisions)} decisions, "
+                f"{len(a.holds)} holds>")
+
+    def json(self) -> dict:
+        """The same object as ``hipcheck analyze --json`` on this input."""
+        return analysis_json(self.analysis, self.recording, self.drop_threshold_deg)
+
+    @cached_property
+    def contacts(self):
+        """Initial and final contacts: sample, t_s, kind ("initial", "final"), side (the foot)."""
+        events = self.analysis.events
+        return self._table(events, {"kind": CONTACT_NAMES, "side": dict(enumerate(SIDE_NAMES))}, "sample")
+
+    @cached_property
+    def strides(self):
+        """A row per stride (hipcheck.gait.STRIDE_DTYPE's fields; ``side``: the foot that starts it)."""
+        return self._table(self.analysis.strides, {"side": dict(enumerate(SIDE_NAMES))}, "start_sample")
+
+    @cached_property
+    def decisions(self):
+        """The detectors' decisions in sample order (kind, stance side for drops, value, threshold)."""
+        names = {"kind": dict(enumerate(KIND_NAMES)), "side": dict(enumerate(DECISION_SIDE_NAMES))}
+        return self._table(self.analysis.decisions, names, "sample")
+
+    @cached_property
+    def holds(self):
+        """A row per single-leg hold (hipcheck.hold.HOLD_DTYPE's fields; ``side``: the stance leg)."""
+        return self._table(self.analysis.holds, {"side": dict(enumerate(DECISION_SIDE_NAMES))}, "start_sample")
+
+    @cached_property
+    def summary(self) -> dict:
+        """walk: the summary of ``analyze --json`` (medians over steady strides, the weak side or why none may be
+        named); hold: the holds per stance leg and their medians."""
+        if self.mode == "walk":
+            return self.json()["summary"]
+        return hold_summary(self.holds, self.analysis.side_refused)
+
+    def _table(self, records: np.ndarray, names: dict, sample_field: str):
+        import pandas
+
+        frame = pandas.DataFrame({name: records[name] for name in records.dtype.names})
+        for name, codes in names.items():
+            frame[name] = pandas.Categorical(frame[name].map(codes), categories=list(dict.fromkeys(codes.values())))
+        frame.insert(1, "t_s", records[sample_field] / self.analysis.fs_hz)
+        return frame
+
+    def plot(self, path=None):
+        """The main figures in one matplotlib Figure (walk: obliquity with contacts and alerts, stride-normalised
+        obliquity per side mean ± SD, stance drops per side over the session and as histograms; hold: obliquity and
+        tilt with the holds, their metrics). Saved to ``path`` when given. Returns the Figure."""
+        from hipcheck.figures import hold_figure, walk_figure
+
+        figure = walk_figure(self) if self.mode == "walk" else hold_figure(self)
+        if path is not None:
+            figure.savefig(path, dpi=110)
+        return figure
+
+
+def hold_summary(holds, side_refused: str) -> dict:
+    """Holds per stance leg and the medians of their main metrics (None when there are none)."""
+    out: dict = {"holds": int(len(holds))}
+    for side in ("left", "right"):
+        out[f"holds_{side}_stance"] = int((holds["side"] == side).sum()) if len(holds) else 0
+    for name in ("hold_time_s", "drop_deg", "tilt_drift_deg", "sway_rms_m_s2", "jerk_rms_m_s3"):
+        values = holds[name].dropna() if len(holds) else []
+        out[f"{name}_median"] = round(float(np.median(values)), 3) if len(values) else None
+    if side_refused:
+        out["side_refused"] = side_refused
+    return out
+

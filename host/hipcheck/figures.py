@@ -1,0 +1,149 @@
+"""The figures of an analysed recording (``hipcheck.api.Result.plot``), drawn on a matplotlib ``Figure`` without
+pyplot (no global state, any backend; a notebook shows the returned Figure).
+
+Walk: pelvic obliquity over the session with the initial contacts and the detectors' drop alerts; the pelvic
+angles over the gait cycle, normalised 0–100 % from an initial contact to the next of the same foot, mean ± SD per
+side, as gait laboratories draw them (Baker R., 2013, "Measuring Walking: A Handbook of Clinical Gait Analysis",
+Mac Keith Press: a cycle per foot, the curves of both sides on one axis); the stance drops per stride over the
+session and their histograms per stance side. Hold: obliquity and tilt with each hold shaded by its stance leg,
+and each hold's drop and duration.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hipcheck.detect import DROP
+from hipcheck.gait import IC, LEFT, RIGHT
+
+SIDE_COLOR = {LEFT: "tab:blue", RIGHT: "tab:red"}
+SIDE_WORD = {LEFT: "left", RIGHT: "right"}
+ANGLES = ((1, "obliquity (°, + left up)"), (2, "tilt (°, + anterior)"), (0, "rotation (°, + left turn)"))
+CYCLE_POINTS = 101  # 0, 1, … 100 % of the stride
+
+
+def _figure(height_in: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(12, height_in), layout="constrained")
+
+
+def stride_normalised(angles_deg: np.ndarray, strides: np.ndarray) -> np.ndarray:
+    """(n_strides, 101) of one angle from each stride's initial contact to the next of the same foot."""
+    out = np.full((len(strides), CYCLE_POINTS), np.nan)
+    grid = np.linspace(0.0, 1.0, CYCLE_POINTS)
+    for row, stride in enumerate(strides):
+        a, b = int(stride["start_sample"]), int(stride["end_sample"])
+        if b > a and b < len(angles_deg):
+            out[row] = np.interp(grid * (b - a), np.arange(b - a + 1), angles_deg[a:b + 1])
+    return out
+
+
+def walk_figure(result):
+    """The walk figures of a ``hipcheck.api.Result`` (module docstring)."""
+    analysis = result.analysis
+    fs = analysis.fs_hz
+    angles = analysis.angles_pelvis_deg
+    figure = _figure(10.0)
+    grid = figure.add_gridspec(3, 3)
+    ax = figure.add_subplot(grid[0, :])
+    t = np.arange(len(angles)) / fs
+    ax.plot(t, angles[:, 1], color="0.3", lw=0.7)
+    events = analysis.events[analysis.events["kind"] == IC]
+    for side in (LEFT, RIGHT):
+        samples = events["sample"][events["side"] == side]
+        samples = samples[samples < len(angles)]
+        ax.plot(samples / fs, angles[samples, 1], "o", ms=3, color=SIDE_COLOR[side],
+                label=f"{SIDE_WORD[side]} initial contact")
+        drops = analysis.decisions[(analysis.decisions["kind"] == DROP) & (analysis.decisions["side"] == side)]
+        if len(drops):
+            ax.plot(drops["sample"] / fs, np.full(len(drops), np.nanmax(angles[:, 1])), "v", ms=6,
+                    color=SIDE_COLOR[side], label=f"drop alert, {SIDE_WORD[side]} stance")
+    ax.set(xlabel="time (s)", ylabel="obliquity (°, + left up)", title=f"{result.recording.format} input, "
+           f"{len(t) / fs:.0f} s at {fs:g} Hz: pelvic obliquity")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.3 * (high - low))  # room for the legend above the curve
+    ax.legend(loc="upper right", fontsize=8, ncols=4)
+    used = analysis.strides[analysis.strides["aligned"]] if np.any(analysis.strides["aligned"]) \
+        else analysis.strides
+    for col, (k, label) in enumerate(ANGLES):
+        _cycle_panel(figure.add_subplot(grid[1, col]), stride_normalised(angles[:, k], used), used, label)
+    _drops_panels(figure.add_subplot(grid[2, :2]), figure.add_subplot(grid[2, 2]), used, fs,
+                  result.drop_threshold_deg)
+    _say_refused(figure, analysis.side_refused)
+    return figure
+
+
+def _say_refused(figure, refused: str) -> None:
+    """A mounting that could not be found: the figure says that no side may be read from it."""
+    if refused:
+        figure.suptitle(f"no side can be named: {refused[:120]}…", color="tab:red", fontsize=9)
+
+
+def _cycle_panel(ax, curves: np.ndarray, strides: np.ndarray, label: str) -> None:
+    pct = np.linspace(0.0, 100.0, CYCLE_POINTS)
+    for side in (LEFT, RIGHT):
+        rows = curves[strides["side"] == side]
+        rows = rows[np.all(np.isfinite(rows), axis=1)]
+        if not len(rows):
+            continue
+        mean, sd = rows.mean(axis=0), rows.std(axis=0)
+        ax.plot(pct, mean, color=SIDE_COLOR[side], label=f"{SIDE_WORD[side]} cycle (n={len(rows)})")
+        ax.fill_between(pct, mean - sd, mean + sd, color=SIDE_COLOR[side], alpha=0.2, lw=0)
+    ax.axhline(0.0, color="0.7", lw=0.5)
+    ax.set(xlabel="% gait cycle (initial contact to the next, same foot)", ylabel=label, xlim=(0, 100))
+    ax.legend(fontsize=8)
+
+
+def _drops_panels(ax_time, ax_hist, strides: np.ndarray, fs: float, threshold_deg: float) -> None:
+    names = {RIGHT: "drop_right_stance_deg", LEFT: "drop_left_stance_deg"}
+    values = [strides[name][np.isfinite(strides[name])] for name in names.values()]
+    bins = np.linspace(min([0.0] + [v.min() for v in values if len(v)]),
+                       max([threshold_deg + 1.0] + [v.max() for v in values if len(v)]), 25)
+    for (side, name), finite in zip(names.items(), values):
+        ok = np.isfinite(strides[name])
+        ax_time.plot(strides["start_sample"][ok] / fs, strides[name][ok], ".-", lw=0.6, ms=4,
+                     color=SIDE_COLOR[side], label=f"{SIDE_WORD[side]} stance")
+        ax_hist.hist(finite, bins=bins, color=SIDE_COLOR[side], alpha=0.5,
+                     label=f"{SIDE_WORD[side]} stance: median {np.median(finite):.1f}°" if len(finite) else None)
+    for ax in (ax_time, ax_hist):
+        ax.legend(fontsize=8)
+    ax_time.axhline(threshold_deg, color="0.4", ls="--", lw=0.8)
+    ax_hist.axvline(threshold_deg, color="0.4", ls="--", lw=0.8)
+    ax_time.set(xlabel="stride start (s)", ylabel="pelvic drop per stride (°)",
+                title=f"drop of the free side per stance side (threshold {threshold_deg:g}°)")
+    ax_hist.set(xlabel="pelvic drop (°)", ylabel="strides")
+
+
+def hold_figure(result):
+    """The hold figures of a ``hipcheck.api.Result`` (module docstring)."""
+    analysis = result.analysis
+    fs = analysis.fs_hz
+    angles = analysis.angles_pelvis_deg
+    t = np.arange(len(angles)) / fs
+    figure = _figure(8.0)
+    grid = figure.add_gridspec(3, 2)
+    axes = [figure.add_subplot(grid[0, :]), figure.add_subplot(grid[1, :])]
+    for ax, (k, label) in zip(axes, ANGLES[:2]):
+        ax.plot(t, angles[:, k], color="0.3", lw=0.7)
+        for hold in analysis.holds:
+            side = int(hold["side"])
+            ax.axvspan(hold["start_sample"] / fs, hold["end_sample"] / fs, color=SIDE_COLOR.get(side, "0.5"),
+                       alpha=0.15, label=f"hold on the {SIDE_WORD.get(side, '?')} leg")
+        ax.set(ylabel=label)
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:
+            unique = dict(zip(labels, handles))
+            ax.legend(unique.values(), unique.keys(), fontsize=8, loc="upper right")
+    axes[0].set_title(f"{result.recording.format} input, {len(t) / fs:.0f} s at {fs:g} Hz: "
+                      f"{len(analysis.holds)} single-leg hold(s)")
+    axes[1].set_xlabel("time (s)")
+    holds = analysis.holds
+    labels = [f"{i + 1}: {SIDE_WORD.get(int(h['side']), '?')}" for i, h in enumerate(holds)]
+    colors = [SIDE_COLOR.get(int(h["side"]), "0.5") for h in holds]
+    for col, (name, label) in enumerate((("drop_deg", "drop of the free side (°)"), ("hold_time_s", "hold (s)"))):
+        ax = figure.add_subplot(grid[2, col])
+        ax.bar(labels, holds[name], color=colors, width=0.5)
+        ax.set(ylabel=label, xlabel="hold: stance leg", xlim=(-1, max(1, len(holds))))
+    _say_refused(figure, analysis.side_refused)
+    return figure

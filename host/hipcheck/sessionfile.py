@@ -1,0 +1,172 @@
+"""A session log (``.hclog``, ``hipcheck.record``) read back as a recording: the samples in sequence order, as the
+live session handed them to its pipeline.
+
+``read_session_log(path)`` puts the log's packets through the session's own receive side
+(``hipcheck.device.SampleStream``: decoding, the compact form's period from the recorded pongs, reassembly, the time
+map), in the order the host received them, and replays the decisions the live session logged:
+
+- backfilled samples take their places, as they did live;
+- a range the live session marked lost (its ``gap_lost`` NOTE) is marked lost at the same point of the stream, so a
+  backfill that came after the decision is dropped as it was live; a BUFFER_OVERRUN event marks its samples lost;
+- a hole still open at the end of the log (a recorder killed before the backfill came) is marked lost.
+
+Lost samples are left out of ``acc_m_s2``/``gyr_rad_s``, as the live job leaves them out of the pipeline
+(``hipcheck.live``), so ``hipcheck.pipeline.analyze_arrays`` on them finds the strides the live job found. The
+sample rate is the live job's: that of the first block (``1e6 / period_us``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hipcheck import protocol
+from hipcheck.device import LostRange, SampleBlock, SampleStream, SessionRecording, SessionStats
+from hipcheck.device.reassembly import BLOCK_DTYPE
+from hipcheck.errors import InvalidValueError
+from hipcheck.protocol import Ack, Command, Event, EventCode, Opcode, Status
+from hipcheck.record import MAGIC, LogReader, RecordType, log_samples
+
+
+class SessionLogError(InvalidValueError):
+    """A session log that holds nothing to analyse; the message names the file and says why."""
+
+
+@dataclass
+class SessionLog:
+    """A session log as a recording (``t_s``, ``acc_m_s2``, ``gyr_rad_s``, ``fs_hz``, ``source`` as
+    ``hipcheck.imu_csv.ImuRecording``) plus what only a log has. Per-sample arrays hold the received samples only
+    (lost ones left out); ``samples`` holds every row the session emitted, lost ones marked (``BLOCK_DTYPE``)."""
+
+    t_s: np.ndarray  # device time since the first emitted sample, s
+    acc_m_s2: np.ndarray  # (n, 3) specific force, sensor frame
+    gyr_rad_s: np.ndarray  # (n, 3) angular rate, sensor frame
+    fs_hz: float
+    source: str
+    q_device_sensor_to_earth: np.ndarray  # (n, 4) w, x, y, z: the sensor's own fusion
+    t_host_s: np.ndarray  # the same instants on the recording host's time.monotonic() clock (time map)
+    seq: np.ndarray  # sequence numbers, unwrapped
+    samples: np.ndarray  # every emitted row, lost ones with gap True
+    lost: list[LostRange] = field(default_factory=list)
+    header: dict = field(default_factory=dict)
+    damaged_bytes: int = 0  # bytes after the last good record (a log cut short): not read
+    bad_packets: int = 0  # DATA packets that could not be decoded (skipped, as live)
+
+    mag_uT = None  # the sensor sends no magnetometer
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+    @property
+    def n_lost(self) -> int:
+        return int(np.count_nonzero(self.samples["gap"]))
+
+
+def is_session_log(path) -> bool:
+    """The file starts as a hipcheck session log does (any format version: the reader says which it takes)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(6) == MAGIC[:6]
+    except OSError:
+        return False
+
+
+def read_session_log(path) -> SessionLog:
+    """The samples of a session log, in sequence order, lost ones marked (module docstring). Raises
+    ``LogFormatError`` for a file that is not a log, ``SessionLogError`` for a log without samples."""
+    path = Path(path)
+    try:
+        reader = LogReader(path)
+    except FileNotFoundError:
+        raise SessionLogError(f"{path}: no such file") from None
+    except OSError as error:
+        raise SessionLogError(f"{path}: cannot be read ({error.strerror or error})") from None
+    blocks: list[SampleBlock] = []
+    stats = SessionStats()
+    stream = SampleStream(_start_seq(path, reader), stats, SessionRecording(None), blocks.append)
+    _Replay(stream).run(reader)
+    stream.lose_missing("not in the recording")
+    if not blocks:
+        raise SessionLogError(f"{path}: the log holds no samples (was the sensor streaming?)")
+    rows = np.concatenate([b.samples for b in blocks]) if blocks else np.zeros(0, BLOCK_DTYPE)
+    valid = rows[~rows["gap"]]
+    t_device = valid["t_device_us"]
+    return SessionLog(
+        t_s=(t_device - t_device[0]) * 1e-6 if len(valid) else np.zeros(0),
+        acc_m_s2=valid["acc_m_s2"].astype(np.float64),
+        gyr_rad_s=valid["gyr_rad_s"].astype(np.float64),
+        fs_hz=1e6 / blocks[0].period_us,
+        source=str(path),
+        q_device_sensor_to_earth=valid["quat"].astype(np.float64),
+        t_host_s=valid["t_host_s"].copy(),
+        seq=valid["seq"].copy(),
+        samples=rows,
+        lost=list(stream.reassembly.lost),
+        header=reader.header,
+        damaged_bytes=reader.tail_bytes,
+        bad_packets=stats.bad_packets,
+    )
+
+
+def _start_seq(path: Path, reader: LogReader) -> int | None:
+    """The first sequence number the live session emitted: the lowest the log holds (a session that started at 0
+    backfilled everything since boot; one that started at its first live sample never asked for anything before
+    it), or the first of a range it marked lost. None (the first live sample's) for a log in the compact form only."""
+    seqs = [int(s) for s in log_samples(path)["seq"][:1]]
+    seqs += [int(note["first_seq"]) for note in reader.notes() if note.get("note") == "gap_lost"]
+    return min(seqs) if seqs else None
+
+
+class _Replay:
+    """The log's records in order through a ``SampleStream``, as ``DeviceSession``'s receive task fed it live."""
+
+    def __init__(self, stream: SampleStream):
+        self.stream = stream
+        self.pings: dict[int, float] = {}  # TIME_SYNC token -> when the host sent it
+
+    def run(self, reader: LogReader) -> None:
+        for record in reader:
+            if record.type == RecordType.DATA:
+                self.data(record.payload, record.t_host_s)
+            elif record.type in (RecordType.CONTROL, RecordType.COMMAND):
+                self.control(record.payload, record.t_host_s)
+            elif record.type == RecordType.NOTE:
+                self.note(record.json())
+
+    def data(self, packet: bytes, t: float) -> None:
+        try:
+            self.stream.data(packet, t)
+        except protocol.ProtocolError:
+            self.stream.stats.bad_packets += 1  # skipped live too (the session logged a bad_packet NOTE)
+
+    def control(self, packet: bytes, t: float) -> None:
+        try:
+            message = protocol.decode_packet(packet)
+        except protocol.ProtocolError:
+            return
+        if isinstance(message, Command) and message.opcode == Opcode.TIME_SYNC:
+            self.pings[message.token] = t
+        elif isinstance(message, Ack) and message.status == Status.OK:
+            self.ack(message, t)
+        elif isinstance(message, Event) and message.code == EventCode.BUFFER_OVERRUN:
+            self.stream.overrun(message.fields)
+
+    def ack(self, ack: Ack, t: float) -> None:
+        stream = self.stream
+        if ack.opcode == Opcode.TIME_SYNC:
+            pong = stream.wire.pong(ack.fields)
+            sent = self.pings.pop(ack.token, None)
+            if sent is not None:
+                stream.time_map.add_exchange(sent, t, pong["device_t_us"])
+            for packet, t_early in stream.take_pong(pong["next_seq"], pong["next_t_us"]):
+                self.data(packet, t_early)
+        elif ack.opcode == Opcode.SET_RATE:
+            stream.period.forget()
+
+    def note(self, note: dict) -> None:
+        if note.get("note") == "gap_lost":
+            first = int(note["first_seq"])
+            self.stream.lose(first, first + int(note["n"]), str(note.get("reason", "lost")))
+
