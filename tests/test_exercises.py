@@ -3,10 +3,18 @@
 import numpy as np
 import pytest
 
-from hipcheck.exercises import CHEAT_NAMES, GuidedHold, analyze_guided_holds
+from hipcheck.exercises import (
+    CHEAT_NAMES,
+    FLAG_NAMES,
+    GuidedHold,
+    RepCounter,
+    analyze_guided_holds,
+    count_reps,
+    segment_angles_deg,
+)
 from hipcheck.fusion import orient
 from hipcheck.gait import LEFT, RIGHT
-from hipcheck.motion import SensorModel, simulate_hold
+from hipcheck.motion import SensorModel, simulate_bridge, simulate_clamshell, simulate_hold
 from hipcheck.pelvis import PelvisTracker
 
 FS_HZ = 100.0
@@ -90,3 +98,63 @@ def test_no_lift_is_a_missed_start():
     guided.start(100)  # go at 4 s; the user lifts at 20 s
     cheats, holds = guided.update(*pipeline(trace))
     assert len(holds) == 0 and guided.missed == [100] and guided.phase == "idle"
+
+
+# ------------------------------------------------------------------------------------------------ repetitions
+
+
+def fused_segment_angles(trace):
+    """Fusion on the sensor's signals, turned into the segment frame with the mounting a mount calibration gives."""
+    q = orient(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
+    return segment_angles_deg(q, trace.truth.q_sensor_to_pelvis)
+
+
+def check_reps(reps, trace, tempo_tol):
+    truth = [i for i in trace.truth.intervals if i.kind == "rep"]
+    assert len(reps) == len(truth)
+    cfg = trace.params
+    np.testing.assert_allclose(reps["start_sample"] / FS_HZ, [i.start_s for i in truth], atol=0.2)
+    np.testing.assert_allclose(reps["end_sample"] / FS_HZ, [i.end_s for i in truth], atol=0.3)
+    # The set's tempo within 10 %, and each rep's within tempo_tol.
+    assert np.mean(reps["up_s"]) == pytest.approx(cfg["up_s"], rel=0.1)
+    assert np.mean(reps["down_s"]) == pytest.approx(cfg["down_s"], rel=0.1)
+    np.testing.assert_allclose(reps["up_s"], cfg["up_s"], rtol=tempo_tol)
+    np.testing.assert_allclose(reps["down_s"], cfg["down_s"], rtol=tempo_tol)
+
+
+@pytest.mark.parametrize("drop_side, seed", [(None, 1), ("right", 2), ("left", 3)])
+def test_bridges_counted_timed_and_side_drop_flagged(drop_side, seed):
+    trace = simulate_bridge(reps=12, drop_side=drop_side, drop_deg=5.0, seed=seed, fs_hz=FS_HZ)
+    counter = RepCounter(FS_HZ, "bridge")
+    angles = fused_segment_angles(trace)
+    reps = np.concatenate([counter.update(angles[i:i + 137]) for i in range(0, len(angles), 137)])
+    np.testing.assert_array_equal(reps, count_reps(angles, FS_HZ, "bridge"))  # blocks change nothing
+    assert counter.count == 12
+    check_reps(reps, trace, tempo_tol=0.12)
+    np.testing.assert_allclose(reps["range_deg"], 25.0, atol=1.5)
+    expected = {None: "none", "right": "right side dropped", "left": "left side dropped"}[drop_side]
+    assert {FLAG_NAMES[f] for f in reps["flag"]} == {expected}
+
+
+def test_bridge_tempo_follows_the_exercise():
+    trace = simulate_bridge(reps=12, up_s=2.0, down_s=2.0, top_s=0.5, seed=4, fs_hz=FS_HZ)
+    reps = count_reps(fused_segment_angles(trace), FS_HZ, "bridge")
+    check_reps(reps, trace, tempo_tol=0.12)
+
+
+@pytest.mark.parametrize("worn, roll_back_deg, seed", [("thigh", 0.0, 5), ("thigh", 15.0, 6), ("pelvis", 15.0, 7)])
+def test_clamshells_counted_and_roll_back_flagged(worn, roll_back_deg, seed):
+    trace = simulate_clamshell(reps=20, worn=worn, roll_back_deg=roll_back_deg, seed=seed, fs_hz=FS_HZ)
+    on_pelvis = {"worn_on_pelvis": 1.0} if worn == "pelvis" else {}
+    reps = count_reps(fused_segment_angles(trace), FS_HZ, "clamshell", on_pelvis)
+    check_reps(reps, trace, tempo_tol=0.2)
+    expected_range = roll_back_deg + (40.0 if worn == "thigh" else 0.0)
+    np.testing.assert_allclose(reps["range_deg"], expected_range, rtol=0.05)  # the fusion loses ~1° of 40
+    flagged = {FLAG_NAMES[f] for f in reps["flag"]}
+    assert flagged == ({"pelvis rolled back"} if worn == "pelvis" else {"none"})
+
+
+def test_still_pelvis_in_clamshells_gives_no_rep_and_no_flag():
+    """Worn on the pelvis, a clean set (no roll back) moves the pelvis by its wobble only: nothing counted."""
+    trace = simulate_clamshell(reps=20, worn="pelvis", seed=8, fs_hz=FS_HZ)
+    assert len(count_reps(fused_segment_angles(trace), FS_HZ, "clamshell", {"worn_on_pelvis": 1.0})) == 0

@@ -39,10 +39,11 @@ import numpy as np
 from hipcheck.errors import InvalidValueError
 from hipcheck.gait import LEFT
 from hipcheck.hold import HOLD_DTYPE, HoldAnalyzer
+from hipcheck.rotation import angles_from_quat, quat_conjugate, quat_multiply
 from hipcheck.settings import merged_settings
 
 __all__ = ["CHEAT_DTYPE", "CHEAT_NAMES", "GUIDED_HOLD_DTYPE", "DEFAULT_SETTINGS", "GuidedHold",
-           "analyze_guided_holds"]
+           "analyze_guided_holds", "REP_DTYPE", "FLAG_NAMES", "RepCounter", "count_reps", "segment_angles_deg"]
 
 SINK, HIKE, SWAY, TILT = 0, 1, 2, 3
 CHEAT_NAMES = ("sink", "hike", "sway", "tilt")
@@ -346,3 +347,215 @@ def analyze_guided_holds(angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarr
             guided.start(k)
     c, h = guided.flush()
     return (np.concatenate(cheats + [c]), np.concatenate(holds + [h]))
+
+
+# ------------------------------------------------------------------------------------------------ repetitions
+
+BRIDGE, CLAMSHELL = 0, 1
+REP_MODES = {"bridge": BRIDGE, "clamshell": CLAMSHELL}
+# Flags of a rep.
+FLAG_NONE, FLAG_LEFT_DROP, FLAG_RIGHT_DROP, FLAG_ROLL_BACK = 0, 1, 2, 3
+FLAG_NAMES = ("none", "left side dropped", "right side dropped", "pelvis rolled back")
+
+REP_DTYPE = np.dtype([
+    ("start_sample", np.int64),  # the movement up begins
+    ("top_start_sample", np.int64),  # the top is reached
+    ("top_end_sample", np.int64),  # the movement down begins
+    ("end_sample", np.int64),  # back at rest
+    ("up_s", np.float64),
+    ("top_s", np.float64),
+    ("down_s", np.float64),
+    ("range_deg", np.float64),  # the rep's angle at the top against rest (mean over the top)
+    ("level_deg", np.float64),  # bridge: obliquity at the top against rest, + = left side higher
+    ("flag", np.int8),  # FLAG_*
+])
+
+REP_DEFAULTS = dict(
+    min_range_deg=8.0,  # a smaller excursion is not a rep
+    rest_tau_s=2.0,  # the rest angle follows slow changes while at rest
+    side_drop_deg=3.0,  # bridge: one side this much lower at the top is flagged
+    roll_back_deg=10.0,  # clamshell worn on the pelvis: a roll this large is the pelvis rolling back
+    worn_on_pelvis=0.0,  # clamshell: 1 when the sensor is on the pelvis instead of the thigh
+)
+
+REP_SETTINGS_DTYPE = np.dtype([("fs_hz", np.float64), ("mode", np.float64)]
+                              + [(name, np.float64) for name in REP_DEFAULTS])
+REP_STATE_DTYPE = np.dtype([
+    ("next", np.int64),
+    ("rest", np.float64),
+    ("rest_level", np.float64),
+    ("active", np.int8),  # 0 rest, 1 in a rep
+    ("first", np.int64),  # first sample of this stretch at rest or in a rep (the search bound)
+    ("peak", np.float64),
+    ("peak_sample", np.int64),
+])
+_REP_BUFFER_S = 60.0  # longest rep
+# A minimum-jerk movement (Flash and Hogan 1985, "The coordination of arm movements: an experimentally confirmed
+# mathematical model", J Neurosci 5:1688–1703; the quintic 10u³ − 15u⁴ + 6u⁵) passes 10 % of its way at u = 0.2466
+# and 90 % at 0.7534: its whole duration is the 10–90 % time over 0.5067. Noise hides the ends; these do not.
+_MJ_10 = 0.24664
+_MJ_SPAN = 1.0 - 2.0 * _MJ_10
+
+
+@numba.njit(cache=True)
+def _crossing(ring, lo, hi, level, step):
+    """The first sample from lo toward hi (step ±1, hi excluded) whose value is ≤ level (step −1: searching back)
+    or ≥ level (step +1); hi if none."""
+    n = ring.shape[0]
+    s = lo
+    while s != hi:
+        v = ring[s % n, 0]
+        if (step < 0 and v <= level) or (step > 0 and v >= level):
+            return s
+        s += step
+    return hi
+
+
+@numba.njit(cache=True)
+def _close_rep(settings, st, ring, now, out, n_out):
+    """The rep whose value just came back to 10 % of its peak at ``now``: its timing from the 10 % and 90 %
+    crossings, extended to a minimum-jerk movement's whole duration."""
+    fs = settings["fs_hz"]
+    n = ring.shape[0]
+    # The top from the peak first, then again from the mean over that top (the peak stands above it by the noise).
+    top = st["peak"]
+    for _ in range(2):
+        t10_up = _crossing(ring, st["peak_sample"], st["first"] - 1, 0.1 * top, -1)
+        t90_up = _crossing(ring, t10_up, st["peak_sample"] + 1, 0.9 * top, 1)
+        t90_down = now  # back from the end: the last sample at 90 % or more
+        while t90_down > st["peak_sample"] and ring[t90_down % n, 0] < 0.9 * top:
+            t90_down -= 1
+        t10_down = t90_down  # forward: the first sample back at 10 % or less
+        while t10_down < now and ring[t10_down % n, 0] > 0.1 * top:
+            t10_down += 1
+        total = 0.0
+        level = 0.0
+        for k in range(t90_up, t90_down + 1):
+            total += ring[k % n, 0]
+            level += ring[k % n, 1]
+        count = t90_down - t90_up + 1
+        top = total / count
+    up = (t90_up - t10_up) / _MJ_SPAN
+    down = (t10_down - t90_down) / _MJ_SPAN
+    rec = out[n_out]
+    rec["start_sample"] = int(round(t10_up - _MJ_10 * up))
+    rec["top_start_sample"] = int(round(t90_up + _MJ_10 * up))
+    rec["top_end_sample"] = int(round(t90_down - _MJ_10 * down))
+    rec["end_sample"] = int(round(t10_down + _MJ_10 * down))
+    rec["up_s"] = up / fs
+    rec["down_s"] = down / fs
+    rec["top_s"] = max(0.0, (rec["top_end_sample"] - rec["top_start_sample"]) / fs)
+    rec["range_deg"] = top
+    rec["level_deg"] = level / count
+    rec["flag"] = FLAG_NONE
+    if settings["mode"] == BRIDGE and abs(rec["level_deg"]) >= settings["side_drop_deg"]:
+        rec["flag"] = FLAG_RIGHT_DROP if rec["level_deg"] > 0.0 else FLAG_LEFT_DROP  # + = left side higher
+    if settings["mode"] == CLAMSHELL and settings["worn_on_pelvis"] != 0.0 \
+            and rec["range_deg"] >= settings["roll_back_deg"]:
+        rec["flag"] = FLAG_ROLL_BACK
+    return n_out + 1
+
+
+@numba.njit(cache=True)
+def rep_update(settings_array, state_array, ring, angles_deg, out):
+    """Repetitions over one block of segment angles (rotation, obliquity, tilt, deg). The rep angle: bridge, the
+    posterior turn (rest tilt − tilt); clamshell, the roll away from rest (|obliquity − rest|). Writes finished
+    reps (REP_DTYPE) into out, returns how many."""
+    settings = settings_array[0]
+    st = state_array[0]
+    fs = settings["fs_hz"]
+    n_ring = ring.shape[0]
+    rest_gain = 1.0 / (settings["rest_tau_s"] * fs)
+    enter = 0.5 * settings["min_range_deg"]
+    n_out = 0
+    for i in range(angles_deg.shape[0]):
+        sample = st["next"] + i
+        a = angles_deg[i, 2] if settings["mode"] == BRIDGE else angles_deg[i, 1]
+        obl = angles_deg[i, 1]
+        if not (math.isfinite(a) and math.isfinite(obl)):
+            ring[sample % n_ring, 0] = ring[(sample - 1) % n_ring, 0]  # hold the last value through a gap
+            ring[sample % n_ring, 1] = ring[(sample - 1) % n_ring, 1]
+            continue
+        if sample == 0 or not math.isfinite(st["rest"]):
+            st["rest"] = a
+            st["rest_level"] = obl
+        x = st["rest"] - a if settings["mode"] == BRIDGE else abs(a - st["rest"])
+        ring[sample % n_ring, 0] = x
+        ring[sample % n_ring, 1] = obl - st["rest_level"]
+        if st["active"] == 0:
+            if x > enter:
+                st["active"] = 1
+                st["first"] = max(st["first"], sample - n_ring // 4)  # the search back stays within the ring
+                st["peak"] = x
+                st["peak_sample"] = sample
+            elif x < 0.5 * enter:  # still: the rest follows slow drift
+                st["rest"] += rest_gain * (a - st["rest"])
+                st["rest_level"] += rest_gain * (obl - st["rest_level"])
+        else:
+            if x > st["peak"]:
+                st["peak"] = x
+                st["peak_sample"] = sample
+            long_rep = sample - st["first"] >= n_ring - 1
+            if x <= 0.1 * st["peak"] or long_rep:
+                if st["peak"] >= settings["min_range_deg"] and not long_rep:
+                    n_out = _close_rep(settings, st, ring, sample, out, n_out)
+                st["active"] = 0
+                st["first"] = sample
+    st["next"] += angles_deg.shape[0]
+    return n_out
+
+
+class RepCounter:
+    """Bridge or clamshell repetitions from live blocks of segment angles (``segment_angles_deg``):
+    ``update(angles_deg)`` returns the reps finished in the block (REP_DTYPE), ``count`` is the total so far.
+
+    mode: 'bridge' (sensor on the belt at the front, lying on the back: the pelvis turns posteriorly as it rises;
+    one side lower at the top by ``side_drop_deg`` is flagged on that side) or 'clamshell' (sensor on the outside
+    of the top thigh: the opening is its roll; with ``worn_on_pelvis=1`` the roll is the pelvis's and a rep of
+    ``roll_back_deg`` or more is flagged as the pelvis rolling back). A rep is an excursion of at least
+    ``min_range_deg`` from rest and back to within 10 % of it; its up and down durations are those of a
+    minimum-jerk movement with the same 10–90 % times (Flash and Hogan 1985), so that the ends, where the
+    movement is slow and noise decides, are not measured directly. A rep is reported when it is back at 10 %.
+    """
+
+    def __init__(self, fs_hz: float, mode: str, settings: dict | None = None):
+        if mode not in REP_MODES:
+            raise InvalidValueError(f"mode={mode!r}: the rep counter knows {', '.join(REP_MODES)}")
+        values = merged_settings(f"{mode} rep", REP_DEFAULTS, settings or {}, fs_hz)
+        self.fs_hz = float(fs_hz)
+        self.mode = mode
+        self.settings = np.zeros(1, dtype=REP_SETTINGS_DTYPE)
+        for name, value in values.items():
+            self.settings[name] = value
+        self.settings["fs_hz"] = fs_hz
+        self.settings["mode"] = REP_MODES[mode]
+        self.state = np.zeros(1, dtype=REP_STATE_DTYPE)
+        self.state["rest"] = np.nan
+        self._ring = np.zeros((int(_REP_BUFFER_S * fs_hz), 2))
+        self.count = 0
+
+    def update(self, angles_deg: np.ndarray) -> np.ndarray:
+        angles = np.ascontiguousarray(angles_deg, dtype=np.float64)
+        if angles.ndim != 2 or angles.shape[1] != 3:
+            raise InvalidValueError(f"angles_deg {angles.shape} must be (n, 3)")
+        out = np.zeros(2 + len(angles) // max(1, int(0.5 * self.fs_hz)), dtype=REP_DTYPE)
+        n = rep_update(self.settings, self.state, self._ring, angles, out)
+        self.count += n
+        return out[:n].copy()
+
+    @property
+    def in_rep(self) -> bool:
+        return bool(self.state["active"][0])
+
+
+def segment_angles_deg(q_sensor_to_earth: np.ndarray, q_sensor_to_segment: np.ndarray) -> np.ndarray:
+    """Baker angles (deg) of the segment the sensor is worn on, from the fused orientation and the mounting (a
+    mount calibration, or the clip's declared orientation): rotation, obliquity (+ = left side higher), tilt."""
+    q_segment = quat_multiply(np.asarray(q_sensor_to_earth, dtype=float),
+                              quat_conjugate(np.asarray(q_sensor_to_segment, dtype=float)))
+    return np.degrees(angles_from_quat(q_segment))
+
+
+def count_reps(angles_deg: np.ndarray, fs_hz: float, mode: str, settings: dict | None = None) -> np.ndarray:
+    """Whole-array form of :class:`RepCounter`."""
+    return RepCounter(fs_hz, mode, settings).update(angles_deg)

@@ -8,6 +8,8 @@ Frames, signs and every parameter are described in docs/motion.md.
 """
 
 from hipcheck.motion.kinematics import (
+    BridgeSettings,
+    ClamshellSettings,
     HoldSettings,
     PelvisMotion,
     SitSettings,
@@ -17,6 +19,8 @@ from hipcheck.motion.kinematics import (
 )
 from hipcheck.motion.sensor import SensorErrors, SensorModel
 from hipcheck.motion.simulate import (
+    simulate_bridge,
+    simulate_clamshell,
     simulate_hold,
     simulate_sit,
     simulate_sit_to_stand,
@@ -41,6 +45,10 @@ __all__ = [
     "simulate_stand",
     "simulate_sit",
     "simulate_sit_to_stand",
+    "simulate_bridge",
+    "simulate_clamshell",
+    "BridgeSettings",
+    "ClamshellSettings",
     "SensorModel",
     "SensorErrors",
     "Trace",

@@ -607,3 +607,133 @@ class SitToStand:
         angles = smooth.stack([wobble.column(0) + heading, wobble.column(1), wobble.column(2) + tilt * RAD_PER_DEG])
         phase = np.full(len(t_s), PHASE_OTHER, dtype=np.int8)
         return PelvisMotion(t.value, pos, angles, sway, Jet.constant(heading, t), phase, np.full(len(t_s), np.nan))
+
+
+# ---------------------------------------------------------------------------------- floor exercises (repetitions)
+
+
+@dataclass(frozen=True)
+class RepSettings:
+    """Repetitions lying down: rest, lift over up_s, stay top_s, lower over down_s, rest rest_s, from first_s on.
+
+    The simulated frame is the segment the sensor is worn on, lying with its long (cranial) axis horizontal: Baker
+    tilt −90° (supine), obliquity then the roll about the long axis (+ = the segment's left side higher).
+    duration_s: None for as long as the reps need plus rest_s. Movements are minimum-jerk smooth steps.
+    """
+
+    reps: int = 10
+    duration_s: float | None = None
+    first_s: float = 2.0
+    up_s: float = 1.0
+    top_s: float = 1.0
+    down_s: float = 3.0
+    rest_s: float = 1.5
+    range_deg: float = 25.0
+    angle_sway_rms_deg: float = 0.3
+    heading_deg: float = 0.0
+    height_m: float = 0.15
+
+    def __post_init__(self):
+        if self.reps < 1 or min(self.up_s, self.down_s) <= 0 or min(self.top_s, self.rest_s, self.first_s) < 0:
+            raise InvalidValueError(f"reps={self.reps}, up_s={self.up_s:g}, down_s={self.down_s:g}: at least one rep "
+                                    "with positive up and down times (top_s, rest_s, first_s not negative)")
+        need = self.rep_start_s(self.reps)
+        if self.duration_s is None:
+            object.__setattr__(self, "duration_s", need + self.rest_s)
+        elif self.duration_s < need:
+            raise InvalidValueError(f"{self.reps} reps need duration_s ≥ {need:.1f} s")
+
+    @property
+    def cycle_s(self) -> float:
+        return self.up_s + self.top_s + self.down_s + self.rest_s
+
+    def rep_start_s(self, rep: int) -> float:
+        return self.first_s + rep * self.cycle_s
+
+
+@dataclass(frozen=True)
+class BridgeSettings(RepSettings):
+    """Bridges, sensor on the belt at the front, lying on the back: each rep the pelvis rises by rise_cm and turns
+    posteriorly by range_deg (the tilt goes from −90° toward −90° − range_deg). drop_side: 'left' or 'right' — that
+    side sinks by drop_deg at the top (the weak side's hip extensors), None: level."""
+
+    range_deg: float = 25.0
+    rise_cm: float = 15.0
+    drop_side: str | None = None
+    drop_deg: float = 5.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.drop_side not in (None, "left", "right"):
+            raise InvalidValueError(f"drop_side={self.drop_side!r}: 'left', 'right' or None")
+
+
+@dataclass(frozen=True)
+class ClamshellSettings(RepSettings):
+    """Clamshells lying on the side, knees bent. worn='thigh' (outside of the top thigh above the knee): the
+    segment rolls by range_deg (the opening) each rep; worn='pelvis': the pelvis should stay still and rolls
+    only by roll_back_deg (the pelvis rolling back, the cheat); on the thigh the roll-back adds to the opening."""
+
+    range_deg: float = 40.0
+    worn: str = "thigh"
+    roll_back_deg: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.worn not in ("thigh", "pelvis"):
+            raise InvalidValueError(f"worn={self.worn!r}: 'thigh' or 'pelvis'")
+
+
+@dataclass(frozen=True)
+class Reps:
+    """Bridges or clamshells: a rep profile 0 → 1 → 0 per repetition, mapped onto the segment's angles."""
+
+    settings: RepSettings
+    wobble: tuple[BandNoise, BandNoise, BandNoise]
+
+    @staticmethod
+    def draw(settings: RepSettings, rng: np.random.Generator) -> Reps:
+        return Reps(settings, tuple(BandNoise.draw(rng, 1.0, (0.05, 1.0)) for _ in range(3)))
+
+    def events(self) -> list:
+        return []
+
+    def intervals(self) -> list[Interval]:
+        cfg = self.settings
+        out = []
+        side = getattr(cfg, "drop_side", None)
+        for rep in range(cfg.reps):
+            start = cfg.rep_start_s(rep)
+            top = start + cfg.up_s
+            out += [Interval("rep", start, top + cfg.top_s + cfg.down_s, side), Interval("up", start, top),
+                    Interval("down", top + cfg.top_s, top + cfg.top_s + cfg.down_s)]
+        return out
+
+    def profile(self, t: Jet) -> Jet:
+        cfg = self.settings
+        moves = []
+        for rep in range(cfg.reps):
+            start = cfg.rep_start_s(rep)
+            moves += [(start, cfg.up_s, 1.0), (start + cfg.up_s + cfg.top_s, cfg.down_s, 0.0)]
+        return smooth.keyframes(t, 0.0, moves)
+
+    def at(self, t_s: np.ndarray, with_path: bool = True) -> PelvisMotion:
+        cfg = self.settings
+        t = Jet.time(t_s)
+        p = self.profile(t)
+        a = cfg.angle_sway_rms_deg
+        tilt = Jet.constant(-90.0, t) + a * self.wobble[2](t)
+        obliquity = a * self.wobble[1](t)
+        height = Jet.constant(cfg.height_m, t)
+        if isinstance(cfg, BridgeSettings):
+            tilt = tilt - cfg.range_deg * p
+            if cfg.drop_side is not None:  # obliquity + = left side higher
+                obliquity = obliquity + (1.0 if cfg.drop_side == "right" else -1.0) * cfg.drop_deg * p
+            height = height + 0.01 * cfg.rise_cm * p
+        else:
+            roll = cfg.roll_back_deg + (cfg.range_deg if cfg.worn == "thigh" else 0.0)
+            obliquity = obliquity + roll * p
+        angles = [a * self.wobble[0](t), obliquity, tilt]
+        zero = Jet.constant(0.0, t)
+        phase = np.full(len(t_s), PHASE_OTHER, dtype=np.int8)
+        return _posture_motion(t, zero, zero, height, angles, cfg.heading_deg * RAD_PER_DEG, phase)

@@ -8,9 +8,12 @@ import numpy as np
 
 from hipcheck.errors import InvalidValueError, InvalidTypeError
 from hipcheck.motion.kinematics import (
+    BridgeSettings,
+    ClamshellSettings,
     Hold,
     HoldSettings,
     Posture,
+    Reps,
     SitSettings,
     SitToStand,
     SitToStandSettings,
@@ -30,7 +33,8 @@ from hipcheck.motion.strides import stride_truth
 from hipcheck.motion.trace import GaitEvent, Trace, Truth
 from hipcheck.units import DEG_PER_RAD, GRAVITY_M_S2
 
-__all__ = ["simulate_walk", "simulate_hold", "simulate_stand", "simulate_sit", "simulate_sit_to_stand"]
+__all__ = ["simulate_walk", "simulate_hold", "simulate_stand", "simulate_sit", "simulate_sit_to_stand",
+           "simulate_bridge", "simulate_clamshell"]
 
 
 def simulate_walk(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorModel | None = None, **settings) -> Trace:
@@ -65,6 +69,28 @@ def simulate_sit_to_stand(*, fs_hz: float = 100.0, seed: int = 0, sensor: Sensor
                           **settings) -> Trace:
     """Sit-to-stand repetitions; settings: fields of :class:`SitToStandSettings` (duration_s, reps, rise_m...)."""
     return _simulate("sit_to_stand", SitToStand, SitToStandSettings, settings, fs_hz, seed, sensor)
+
+
+def simulate_bridge(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorModel | None = None, **settings) -> Trace:
+    """Bridges lying on the back, the sensor on the belt at the front; settings: fields of :class:`BridgeSettings`
+    (reps, up_s, top_s, down_s, rest_s, range_deg, rise_cm, drop_side, drop_deg...). The truth's angles are the
+    pelvis's (tilt about −90°: supine). sensor: None for the realistic preset, worn at the front (its mounting
+    turned 180° about the vertical from the sacral clip's)."""
+    if sensor is None:
+        sensor = SensorModel.realistic(seed=seed, mounting_rpy_deg=(2.0, -8.0, 183.0))
+    return _simulate("bridge", Reps, BridgeSettings, settings, fs_hz, seed, sensor)
+
+
+def simulate_clamshell(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorModel | None = None,
+                       **settings) -> Trace:
+    """Clamshells lying on the side; settings: fields of :class:`ClamshellSettings` (reps, up_s, down_s, range_deg,
+    worn='thigh'|'pelvis', roll_back_deg...). The truth's angles are those of the segment the sensor is worn on
+    (tilt −90°: long axis horizontal; obliquity: its roll, the opening on the thigh). sensor: None for the
+    realistic preset turned 90° about the segment's long axis (the sensor's face up, on the outside of the top
+    leg)."""
+    if sensor is None:
+        sensor = SensorModel.realistic(seed=seed, mounting_rpy_deg=(2.0, -8.0, 93.0))
+    return _simulate("clamshell", Reps, ClamshellSettings, settings, fs_hz, seed, sensor)
 
 
 def _simulate(activity: str, model_type, settings_type, settings: dict, fs_hz: float, seed: int,
