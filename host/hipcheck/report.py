@@ -163,6 +163,12 @@ def summary_text(summary: dict) -> str:
     if summary.get("side_refused"):
         lines.append(f"  weak side: cannot be named: {summary['side_refused']}")
         return "\n".join(lines)
+    if "cadence_spm_median" not in summary and not side and not summary.get("weak_side_from"):
+        # no figure to name a side from: say what is missing rather than "none found"
+        lines.append("  no stride measured on a settled mounting (a walk of a few strides is needed): no cadence, "
+                     "drop, sway or tilt figures")
+        lines.append("  weak side: cannot be named: no stride measured")
+        return "\n".join(lines)
     lines.append(f"  weak side: {side} (hip abductors; the pelvis drops while standing on the {side} leg)" if side
                  else "  weak side: none found (drops within the threshold or symmetric)")
     return "\n".join(lines)
