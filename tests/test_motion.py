@@ -383,3 +383,35 @@ def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="drop_rate"):
         SensorModel.ideal(drop_rate=1.5)
     assert dataclasses.replace(SensorModel.ideal(), jitter_us=5.0).jitter_us == 5.0
+
+
+def test_bridge_and_clamshell_truth(tmp_path):
+    """Reps as asked: a bridge turns the supine pelvis posteriorly (tilt −90° → −115°) and the dropping side sinks;
+    a clamshell rolls the segment it is worn on; the CLI writes them with their truth."""
+    from hipcheck.cli import main
+    from hipcheck.errors import InvalidValueError
+    from hipcheck.motion import simulate_bridge, simulate_clamshell
+
+    bridge = simulate_bridge(reps=3, drop_side="left", drop_deg=5.0, fs_hz=100.0, seed=1)
+    angles = bridge.truth.angles_pelvis_deg
+    reps = [i for i in bridge.truth.intervals if i.kind == "rep"]
+    assert len(reps) == 3 and bridge.duration_s == pytest.approx(2.0 + 3 * 6.5 + 1.5)
+    top = (bridge.t_s > reps[0].start_s + 1.0) & (bridge.t_s < reps[0].start_s + 2.0)
+    assert np.mean(angles[top, 2]) == pytest.approx(-115.0, abs=1.0)
+    assert np.mean(angles[top, 1]) == pytest.approx(-5.0, abs=1.0)  # left side lower: obliquity + = left higher
+    assert np.mean(angles[bridge.t_s < 1.5, 2]) == pytest.approx(-90.0, abs=1.0)
+    assert bridge.summary()["up_s"] == 1.0 and bridge.summary()["down_s"] == 3.0
+
+    pelvis = simulate_clamshell(reps=2, worn="pelvis", roll_back_deg=15.0, up_s=1.5, fs_hz=100.0, seed=2)
+    assert np.max(pelvis.truth.angles_pelvis_deg[:, 1]) == pytest.approx(15.0, abs=1.5)
+    thigh = simulate_clamshell(reps=2, fs_hz=100.0, seed=2)
+    assert np.max(thigh.truth.angles_pelvis_deg[:, 1]) == pytest.approx(40.0, abs=1.5)
+    with pytest.raises(InvalidValueError, match="drop_side"):
+        simulate_bridge(drop_side="up")
+    with pytest.raises(InvalidValueError, match="need duration_s"):
+        simulate_clamshell(reps=5, duration_s=10.0)
+
+    out = tmp_path / "clam.csv"
+    assert main(["simulate", "clamshell", "--reps", "4", "--down-s", "2", "-o", str(out)]) == 0
+    truth = json.loads(out.with_name("clam.truth.json").read_text())
+    assert truth["summary"]["reps"] == 4 and truth["summary"]["down_s"] == 2.0

@@ -28,7 +28,8 @@ from hipcheck import __version__
 from hipcheck.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, HipcheckError,
                              InvalidValueError)
 
-ACTIVITIES = ("walk", "hold", "stand", "sit", "sit-to-stand")
+ACTIVITIES = ("walk", "hold", "stand", "sit", "sit-to-stand", "bridge", "clamshell")
+REP_ACTIVITIES = ("bridge", "clamshell")  # their duration follows from --reps
 
 # Plausible bounds for the simulator's options; beyond them the result would not be a human pelvis.
 _BOUNDS = {
@@ -38,6 +39,11 @@ _BOUNDS = {
     "drop_right": (-15.0, 25.0),
     "sway_cm": (0.0, 30.0),
     "tilt_deg": (-45.0, 45.0),
+    "reps": (1, 200),
+    "up_s": (0.2, 10.0),
+    "down_s": (0.2, 20.0),
+    "drop_deg": (0.0, 20.0),
+    "roll_back_deg": (0.0, 60.0),
 }
 
 
@@ -78,7 +84,7 @@ def _add_simulate(commands) -> None:
     simulate.add_argument("activity", choices=ACTIVITIES)
     simulate.add_argument("-o", "--output", required=True, type=Path, metavar="FILE.csv", help="where to write")
     _add_force_option(simulate)
-    simulate.add_argument("--seconds", type=float, default=60.0, help="duration in s (default 60)")
+    simulate.add_argument("--seconds", type=float, help="duration in s (default 60; bridge, clamshell: as the reps need)")
     simulate.add_argument("--fs", type=float, default=100.0, help="sample rate in Hz (default 100)")
     simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     simulate.add_argument(
@@ -96,7 +102,20 @@ def _add_simulate(commands) -> None:
     simulate.add_argument("--side", choices=("left", "right"), help="hold: the stance leg (default right)")
     simulate.add_argument("--ideal", action="store_true", help="no sensor errors (noise, bias, quantisation...)")
     simulate.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_rep_options(simulate)
     simulate.set_defaults(run=run_simulate, parser=simulate)
+
+
+def _add_rep_options(simulate) -> None:
+    reps = simulate.add_argument_group("bridge and clamshell")
+    reps.add_argument("--reps", type=int, help="repetitions (default 10)")
+    reps.add_argument("--up-s", type=float, metavar="S", help="time to lift, s (default 1)")
+    reps.add_argument("--down-s", type=float, metavar="S", help="time to lower, s (default 3)")
+    reps.add_argument("--drop-side", choices=("left", "right"), help="bridge: this side sinks at the top (the cheat)")
+    reps.add_argument("--drop-deg", type=float, metavar="DEG", help="bridge: by this much (default 5)")
+    reps.add_argument("--worn", choices=("thigh", "pelvis"), help="clamshell: where the sensor is (default thigh)")
+    reps.add_argument("--roll-back-deg", type=float, metavar="DEG",
+                      help="clamshell: the pelvis rolls back this far with each opening (the cheat; default 0)")
 
 
 def _add_orient(commands) -> None:
@@ -378,13 +397,18 @@ def run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         "stand": motion.simulate_stand,
         "sit": motion.simulate_sit,
         "sit-to-stand": motion.simulate_sit_to_stand,
+        "bridge": motion.simulate_bridge,
+        "clamshell": motion.simulate_clamshell,
     }[args.activity]
     sensor = motion.SensorModel.ideal() if args.ideal else motion.SensorModel.realistic(seed=args.seed)
+    if args.activity in REP_ACTIVITIES and not args.ideal:
+        sensor = None  # the simulator's preset, worn at the front of the belt or on the thigh
+    seconds = args.seconds if args.seconds is not None else None if args.activity in REP_ACTIVITIES else 60.0
     started = time.perf_counter()
-    if args.seconds > 600:
-        print(f"simulating {args.seconds:.0f} s of {args.activity}...", file=sys.stderr, flush=True)
+    if seconds is not None and seconds > 600:
+        print(f"simulating {seconds:.0f} s of {args.activity}...", file=sys.stderr, flush=True)
     try:
-        trace = simulate(duration_s=args.seconds, fs_hz=args.fs, seed=args.seed, sensor=sensor, **kwargs)
+        trace = simulate(duration_s=seconds, fs_hz=args.fs, seed=args.seed, sensor=sensor, **kwargs)
     except InvalidValueError as error:  # options the simulator cannot honour together, e.g. a walk too short
         parser.error(str(error))
     write_imu_csv(args.output, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
@@ -416,8 +440,11 @@ def _activity_kwargs(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         "stand": {"tilt_deg"},
         "sit": {"tilt_deg"},
         "sit-to-stand": set(),
+        "bridge": {"reps", "up_s", "down_s", "drop_side", "drop_deg"},
+        "clamshell": {"reps", "up_s", "down_s", "worn", "roll_back_deg"},
     }[args.activity]
-    for name in ("drop_left", "drop_right", "sway_cm", "tilt_deg", "side"):
+    for name in ("drop_left", "drop_right", "sway_cm", "tilt_deg", "side", "reps", "up_s", "down_s", "drop_side",
+                 "drop_deg", "worn", "roll_back_deg"):
         if getattr(args, name) is not None and name not in allowed:
             parser.error(f"--{name.replace('_', '-')} does not apply to {args.activity}")
 
@@ -440,6 +467,9 @@ def _activity_kwargs(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         drop = args.drop_left if args.drop_left is not None else args.drop_right
         if drop is not None:
             kwargs["drop_deg"] = drop
+    for name in ("reps", "up_s", "down_s", "drop_side", "drop_deg", "worn", "roll_back_deg"):
+        if args.activity in REP_ACTIVITIES and getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
     return kwargs
 
 

@@ -33,7 +33,8 @@ class GaitEvent:
 
 @dataclass(frozen=True)
 class Interval:
-    """A stretch of an activity: 'hold' (free foot off the ground), 'touchdown', 'rise', 'sit_down'."""
+    """A stretch of an activity: 'hold' (free foot off the ground), 'touchdown', 'rise', 'sit_down'; for bridges and
+    clamshells 'rep' (start of the lift to the end of the lowering; side: a bridge's dropping side), 'up', 'down'."""
 
     kind: str
     start_s: float
@@ -145,6 +146,12 @@ class Trace:
         else:
             out["tilt_mean_deg"] = float(np.mean(angles[:, 2]))
             out["obliquity_mean_deg"] = float(np.mean(angles[:, 1]))
+        reps = [i for i in self.truth.intervals if i.kind == "rep"]
+        if reps:
+            out["reps"] = len(reps)
+            out["up_s"] = _mean(i.end_s - i.start_s for i in self.truth.intervals if i.kind == "up")
+            out["down_s"] = _mean(i.end_s - i.start_s for i in self.truth.intervals if i.kind == "down")
+            out["range_deg"] = float(self.params["range_deg"])
         for hold in (i for i in self.truth.intervals if i.kind == "hold"):
             out.update(self._hold_summary(hold))
             break
