@@ -157,7 +157,9 @@ def test_a_hole_the_log_never_filled_is_lost_at_its_end(hand_log, tmp_path):
     data = path.read_bytes()
     cut.write_bytes(data[:len(data) * 2 // 10])  # before the backfill of packets 30-32, mid-record
     log = read_session_log(cut)
-    assert log.damaged_bytes > 0
+    assert log.damaged_bytes > 0 and "cut short" in log.damage_line
+    found = hipcheck.analyze(cut).json()
+    assert found["input"]["damage"] == log.damage_line and jsonschema.Draft202012Validator(schema()).is_valid(found)
     assert [(r.first_seq, r.n) for r in log.lost] == [(300, 30)] and log.lost[0].reason == "not in the recording"
 
 

@@ -28,7 +28,7 @@ with the package; ``schema()`` loads it); ``schema_version`` says which, and a m
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -60,6 +60,7 @@ class Recording:
     format: str  # "csv", "hclog", "arrays", "dataframe"
     path: str | None = None
     session: SessionLog | None = None  # an .hclog's account: lost ranges, the device's orientation, host times
+    notes: list[str] = field(default_factory=list)  # what the reader found and did (time unit, gaps, inf values)
 
     def input_json(self) -> dict:
         """The ``input`` object of the JSON."""
@@ -69,20 +70,22 @@ class Recording:
             out["lost"] = [{"first_seq": int(r.first_seq), "n": int(r.n), "reason": r.reason}
                            for r in self.session.lost]
             out["damaged_bytes"] = int(self.session.damaged_bytes)
+            if self.session.damage_line:
+                out["damage"] = self.session.damage_line
         return out
 
 
 def read_recording(path, *, fs_hz: float | None = None, acc_unit: str = "m/s2", gyr_unit: str = "rad/s",
-                   axes: str | None = None) -> Recording:
+                   axes: str | None = None, time_unit: str | None = None) -> Recording:
     """A file as a recording: a session log (recognised by its first bytes, or named ``.hclog``) or a CSV in the
     generic format read with these units, axes and rate. A log holds SI units and knows its rate: other units are
     refused, ``fs_hz`` must agree with it, ``axes`` turns its samples like a CSV's."""
     path = Path(path)
     if path.suffix.lower() != ".hclog" and not is_session_log(path):
-        csv = read_imu_csv(path, acc_unit=acc_unit, gyr_unit=gyr_unit, axes=axes, fs_hz=fs_hz)
+        csv = read_imu_csv(path, acc_unit=acc_unit, gyr_unit=gyr_unit, axes=axes, fs_hz=fs_hz, time_unit=time_unit)
         rate = csv.fs_hz if fs_hz is not None else rate_from_times(csv.t_s)
-        return Recording(csv.acc_m_s2, csv.gyr_rad_s, rate, csv.t_s, "csv", str(path))
-    if (acc_unit, gyr_unit) != ("m/s2", "rad/s"):
+        return Recording(csv.acc_m_s2, csv.gyr_rad_s, rate, csv.t_s, "csv", str(path), notes=csv.notes)
+    if (acc_unit, gyr_unit, time_unit) not in (("m/s2", "rad/s", None), ("m/s2", "rad/s", "s")):
         raise InvalidValueError(f"{path}: a session log is in m/s2 and rad/s; the unit options are for CSV files")
     log = read_session_log(path)
     if fs_hz is not None and abs(fs_hz - log.fs_hz) > 1e-6 * log.fs_hz:
@@ -156,9 +159,12 @@ def analyze(data, fs: float | None = None, *, mode: str = "walk", offline: bool 
 
 def analysis_json(analysis: Analysis, recording: Recording,
                   drop_threshold_deg: float = DEFAULT_DROP_THRESHOLD_DEG) -> dict:
-    """The object ``hipcheck analyze --json`` prints (schema/analysis-v1.json)."""
-    return {"schema_version": SCHEMA_VERSION, "input": recording.input_json(),
-            **report.analysis_to_dict(analysis, drop_threshold_deg)}
+    """The object ``hipcheck analyze --json`` prints (schema/analysis-v1.json); ``warnings`` start with what the
+    reader found in the input (a time unit other than s, gaps, rate changes, inf values)."""
+    out = {"schema_version": SCHEMA_VERSION, "input": recording.input_json(),
+           **report.analysis_to_dict(analysis, drop_threshold_deg)}
+    out["warnings"] = list(recording.notes) + out["warnings"]
+    return out
 
 
 def schema() -> dict:

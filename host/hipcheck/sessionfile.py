@@ -51,7 +51,8 @@ class SessionLog:
     samples: np.ndarray  # every emitted row, lost ones with gap True
     lost: list[LostRange] = field(default_factory=list)
     header: dict = field(default_factory=dict)
-    damaged_bytes: int = 0  # bytes after the last good record (a log cut short): not read
+    damaged_bytes: int = 0  # bytes of the log that belong to no good record (damage, a cut end): not read
+    damage_line: str = ""  # the reader's account of them (``hipcheck.record.LogDamage.line``); empty if none
     bad_packets: int = 0  # DATA packets that could not be decoded (skipped, as live)
 
     mag_uT = None  # the sensor sends no magnetometer
@@ -105,7 +106,8 @@ def read_session_log(path) -> SessionLog:
         samples=rows,
         lost=list(stream.reassembly.lost),
         header=reader.header,
-        damaged_bytes=reader.tail_bytes,
+        damaged_bytes=reader.damage.bytes_skipped,
+        damage_line=reader.damage.line() if reader.damage.damaged else "",
         bad_packets=stats.bad_packets,
     )
 
