@@ -6,7 +6,9 @@ import pytest
 from hipcheck.exercises import (
     CHEAT_NAMES,
     FLAG_NAMES,
+    POSTURE_NAMES,
     GuidedHold,
+    PostureMonitor,
     RepCounter,
     analyze_guided_holds,
     count_reps,
@@ -14,7 +16,14 @@ from hipcheck.exercises import (
 )
 from hipcheck.fusion import orient
 from hipcheck.gait import LEFT, RIGHT
-from hipcheck.motion import SensorModel, simulate_bridge, simulate_clamshell, simulate_hold
+from hipcheck.motion import (
+    SensorModel,
+    simulate_bridge,
+    simulate_clamshell,
+    simulate_hold,
+    simulate_sit,
+    simulate_stand,
+)
 from hipcheck.pelvis import PelvisTracker
 
 FS_HZ = 100.0
@@ -158,3 +167,36 @@ def test_still_pelvis_in_clamshells_gives_no_rep_and_no_flag():
     """Worn on the pelvis, a clean set (no roll back) moves the pelvis by its wobble only: nothing counted."""
     trace = simulate_clamshell(reps=20, worn="pelvis", seed=8, fs_hz=FS_HZ)
     assert len(count_reps(fused_segment_angles(trace), FS_HZ, "clamshell", {"worn_on_pelvis": 1.0})) == 0
+
+
+# ------------------------------------------------------------------------------------------------ posture
+
+
+def pelvis_angles(trace):
+    """Fusion, then the mounting a mount calibration gives (the pelvis stage, finding the mounting from the data,
+    takes a still posture for upright: tilt needs the calibrated frame)."""
+    return fused_segment_angles(trace)
+
+
+def test_slumped_sitting_gets_a_gentle_alert_after_the_set_time():
+    trace = simulate_sit(duration_s=100.0, tilt_mean_deg=-15.0, seed=1, fs_hz=FS_HZ)
+    monitor = PostureMonitor(FS_HZ, {"neutral_tilt_deg": 0.0, "after_s": 30.0, "repeat_s": 40.0})
+    angles = pelvis_angles(trace)
+    alerts = np.concatenate([monitor.update(angles[i:i + 250]) for i in range(0, len(angles), 250)])
+    assert [POSTURE_NAMES[k] for k in alerts["kind"]] == ["slumped back"] * 2
+    assert alerts["since_sample"][0] / FS_HZ < 5.0  # slumped from the start (the smoothing settles within seconds)
+    np.testing.assert_allclose(np.diff(alerts["sample"]) / FS_HZ, 40.0, atol=0.02)
+    assert (alerts["sample"][0] - alerts["since_sample"][0]) / FS_HZ == pytest.approx(30.0, abs=0.02)
+    np.testing.assert_allclose(alerts["tilt_deg"], -15.0, atol=2.0)
+    assert monitor.posture == "slumped back"
+
+
+def test_posture_against_the_neutral():
+    """Upright sitting (−5° against a neutral of −3°) stays quiet; standing tipped forward 20° is alerted."""
+    sit = simulate_sit(duration_s=60.0, tilt_mean_deg=-5.0, seed=2, fs_hz=FS_HZ)
+    quiet = PostureMonitor(FS_HZ, {"neutral_tilt_deg": -3.0, "after_s": 20.0})
+    assert len(quiet.update(pelvis_angles(sit))) == 0 and quiet.posture is None
+    stand = simulate_stand(duration_s=40.0, tilt_mean_deg=20.0, seed=3, fs_hz=FS_HZ)
+    forward = PostureMonitor(FS_HZ, {"after_s": 20.0})
+    alerts = forward.update(pelvis_angles(stand))
+    assert [POSTURE_NAMES[k] for k in alerts["kind"]] == ["tipped forward"]

@@ -43,7 +43,8 @@ from hipcheck.rotation import angles_from_quat, quat_conjugate, quat_multiply
 from hipcheck.settings import merged_settings
 
 __all__ = ["CHEAT_DTYPE", "CHEAT_NAMES", "GUIDED_HOLD_DTYPE", "DEFAULT_SETTINGS", "GuidedHold",
-           "analyze_guided_holds", "REP_DTYPE", "FLAG_NAMES", "RepCounter", "count_reps", "segment_angles_deg"]
+           "analyze_guided_holds", "REP_DTYPE", "FLAG_NAMES", "RepCounter", "count_reps", "segment_angles_deg",
+           "POSTURE_DTYPE", "POSTURE_NAMES", "PostureMonitor"]
 
 SINK, HIKE, SWAY, TILT = 0, 1, 2, 3
 CHEAT_NAMES = ("sink", "hike", "sway", "tilt")
@@ -459,7 +460,7 @@ def _close_rep(settings, st, ring, now, out, n_out):
 @numba.njit(cache=True)
 def rep_update(settings_array, state_array, ring, angles_deg, out):
     """Repetitions over one block of segment angles (rotation, obliquity, tilt, deg). The rep angle: bridge, the
-    posterior turn (rest tilt − tilt); clamshell, the roll away from rest (|obliquity − rest|). Writes finished
+    turn away from rest (|tilt − rest|: posterior as the pelvis rises); clamshell, the roll (|obliquity − rest|). Writes finished
     reps (REP_DTYPE) into out, returns how many."""
     settings = settings_array[0]
     st = state_array[0]
@@ -479,7 +480,8 @@ def rep_update(settings_array, state_array, ring, angles_deg, out):
         if sample == 0 or not math.isfinite(st["rest"]):
             st["rest"] = a
             st["rest_level"] = obl
-        x = st["rest"] - a if settings["mode"] == BRIDGE else abs(a - st["rest"])
+        # Away from rest either way: a sensor worn turned about (the clip upside down) reverses the sign.
+        x = abs(a - st["rest"])
         ring[sample % n_ring, 0] = x
         ring[sample % n_ring, 1] = obl - st["rest_level"]
         if st["active"] == 0:
@@ -559,3 +561,107 @@ def segment_angles_deg(q_sensor_to_earth: np.ndarray, q_sensor_to_segment: np.nd
 def count_reps(angles_deg: np.ndarray, fs_hz: float, mode: str, settings: dict | None = None) -> np.ndarray:
     """Whole-array form of :class:`RepCounter`."""
     return RepCounter(fs_hz, mode, settings).update(angles_deg)
+
+
+# ------------------------------------------------------------------------------------------------ posture
+
+SLUMPED, FORWARD = 0, 1
+POSTURE_NAMES = ("slumped back", "tipped forward")
+POSTURE_DTYPE = np.dtype([
+    ("sample", np.int64),  # when the alert is given
+    ("since_sample", np.int64),  # when the posture began
+    ("kind", np.int8),  # SLUMPED (posterior tilt: "sitting on the tail") or FORWARD (anterior)
+    ("tilt_deg", np.float64),  # smoothed tilt against the neutral at the alert, + = anterior
+])
+POSTURE_DEFAULTS = dict(
+    neutral_tilt_deg=0.0,  # the wearer's neutral tilt (a posture calibration will supply it)
+    slumped_deg=10.0,  # this much posterior of neutral is slumped back
+    forward_deg=15.0,  # this much anterior of neutral is tipped forward
+    after_s=120.0,  # a posture held this long gets the alert
+    repeat_s=300.0,  # and again after this long if it stays
+    smooth_s=2.0,  # time constant of the tilt smoothing (shifting in the chair is not a posture)
+    hysteresis_deg=2.0,  # back within the threshold less this: the posture ended
+)
+POSTURE_SETTINGS_DTYPE = np.dtype([("fs_hz", np.float64)] + [(name, np.float64) for name in POSTURE_DEFAULTS])
+POSTURE_STATE_DTYPE = np.dtype([
+    ("next", np.int64),
+    ("n", np.int64),
+    ("tilt", np.float64),  # smoothed, against neutral
+    ("kind", np.int8),  # -1: upright, else the posture under way
+    ("since", np.int64),
+    ("last_alert", np.int64),
+])
+
+
+@numba.njit(cache=True)
+def posture_update(settings_array, state_array, tilt_deg, out):
+    """Posture alerts over one block of pelvic tilt (deg, + = anterior); returns how many were written."""
+    settings = settings_array[0]
+    st = state_array[0]
+    fs = settings["fs_hz"]
+    gain = 1.0 - math.exp(-1.0 / (settings["smooth_s"] * fs))
+    after = int(round(settings["after_s"] * fs))
+    repeat = int(round(settings["repeat_s"] * fs))
+    n_out = 0
+    for i in range(tilt_deg.shape[0]):
+        sample = st["next"] + i
+        if not math.isfinite(tilt_deg[i]):
+            continue
+        x = tilt_deg[i] - settings["neutral_tilt_deg"]
+        st["tilt"] = x if st["n"] == 0 else st["tilt"] + gain * (x - st["tilt"])
+        st["n"] += 1
+        kind = -1
+        if st["tilt"] <= -settings["slumped_deg"]:
+            kind = SLUMPED
+        elif st["tilt"] >= settings["forward_deg"]:
+            kind = FORWARD
+        if st["kind"] >= 0:
+            limit = settings["slumped_deg"] if st["kind"] == SLUMPED else settings["forward_deg"]
+            sign = -1.0 if st["kind"] == SLUMPED else 1.0
+            if sign * st["tilt"] < limit - settings["hysteresis_deg"]:
+                st["kind"] = -1
+        if st["kind"] < 0 and kind >= 0:
+            st["kind"] = kind
+            st["since"] = sample
+            st["last_alert"] = -1
+        if st["kind"] >= 0 and sample - st["since"] >= after and \
+                (st["last_alert"] < 0 or sample - st["last_alert"] >= repeat):
+            rec = out[n_out]
+            rec["sample"] = sample
+            rec["since_sample"] = st["since"]
+            rec["kind"] = st["kind"]
+            rec["tilt_deg"] = st["tilt"]
+            st["last_alert"] = sample
+            n_out += 1
+    st["next"] += tilt_deg.shape[0]
+    return n_out
+
+
+class PostureMonitor:
+    """Sitting or standing posture against the neutral tilt: ``update(angles_pelvis_deg)`` returns the gentle
+    alerts of the block (POSTURE_DTYPE) — a posture slumped back (posterior tilt, "sitting on the tail") or tipped
+    forward, held for ``after_s``, alerted once and again every ``repeat_s`` while it lasts. The tilt is smoothed
+    over ``smooth_s`` so that shifting in the chair is not a posture. ``posture`` is the one under way (None:
+    near neutral)."""
+
+    def __init__(self, fs_hz: float, settings: dict | None = None):
+        values = merged_settings("posture", POSTURE_DEFAULTS, settings or {}, fs_hz)
+        self.fs_hz = float(fs_hz)
+        self.settings = np.zeros(1, dtype=POSTURE_SETTINGS_DTYPE)
+        for name, value in values.items():
+            self.settings[name] = value
+        self.settings["fs_hz"] = fs_hz
+        self.state = np.zeros(1, dtype=POSTURE_STATE_DTYPE)
+        self.state["kind"] = -1
+
+    def update(self, angles_pelvis_deg: np.ndarray) -> np.ndarray:
+        tilt = np.ascontiguousarray(np.asarray(angles_pelvis_deg, dtype=np.float64)[:, 2])
+        after = max(1, int(min(self.settings["after_s"][0], self.settings["repeat_s"][0]) * self.fs_hz))
+        out = np.zeros(2 + len(tilt) // after, dtype=POSTURE_DTYPE)
+        n = posture_update(self.settings, self.state, tilt, out)
+        return out[:n].copy()
+
+    @property
+    def posture(self) -> str | None:
+        kind = int(self.state["kind"][0])
+        return None if kind < 0 else POSTURE_NAMES[kind]
