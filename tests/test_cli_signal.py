@@ -133,6 +133,11 @@ def test_time_in_milliseconds_is_recognised(walk_csv, tmp_path, capsys):
     assert main(["analyze", str(path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["fs"] == pytest.approx(FS_HZ) and result["summary"]["weak_side"] == "right"
+    assert any("read in ms" in w and "--time-unit" in w for w in result["warnings"])  # stated
+    assert main(["analyze", str(path), "--json", "--time-unit", "ms"]) == 0
+    assert not any("read in ms" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+    assert main(["analyze", str(path), "--time-unit", "s"]) == 1  # 0.1 Hz: no sensor's rate
+    assert "check --time-unit" in _one_line(capsys.readouterr().err)
     out = tmp_path / "q.csv"
     assert main(["orient", str(path), "-o", str(out)]) == 0
     table = np.loadtxt(out, delimiter=",", skiprows=1)
@@ -176,6 +181,10 @@ def test_a_gap_and_a_rate_change_leave_the_answer_right(walk_csv, tmp_path, caps
     assert result["fs"] == pytest.approx(FS_HZ) and result["duration_s"] == pytest.approx(t[-1] + 1 / FS_HZ, abs=0.02)
     assert result["summary"]["weak_side"] == "right"
     assert not any(s["t_s"] < 15.0 < s["t_s"] + s["stride_time_s"] for s in result["strides"])
+    assert any("changes to 50 Hz" in w for w in result["warnings"]), result["warnings"]
+    assert any("split the recording into 2 segments" in w for w in result["warnings"]), result["warnings"]
+    assert main(["analyze", str(path)]) == 0
+    assert "warning: 1 time gap(s) longer than 50 ms" in capsys.readouterr().out
     out = tmp_path / "q.csv"
     assert main(["orient", str(path), "-o", str(out)]) == 0
     said = capsys.readouterr().err
@@ -192,6 +201,7 @@ def test_infinite_values_leak_no_warning(walk_csv, tmp_path, capfd):
     assert main(["analyze", str(path)]) == 0
     out, err = capfd.readouterr()
     assert "Warning" not in err and "2 NaN (missing) samples" in out  # counted as flaws, analysed around
+    assert "2 samples hold an infinite value (inf)" in out
     assert main(["orient", str(path), "-o", str(tmp_path / "q.csv")]) == 0
     err = capfd.readouterr().err
     assert "Warning" not in err and "not written: 2 samples with no data" in err

@@ -115,8 +115,9 @@ def test_time_in_ms_is_read_and_said(tmp_path, walk):
     np.testing.assert_allclose(recording.t_s, walk.t_s, atol=1e-9)
     assert any("read in ms" in note and "--time-unit" in note for note in recording.notes)
     assert read_imu_csv(path, time_unit="ms").fs_hz == pytest.approx(100.0)
-    # Declared wrongly: the clock then runs at 100 kHz, which the reader takes as given.
-    assert read_imu_csv(path, time_unit="s", check_units=False).fs_hz == pytest.approx(0.1)
+    # Declared wrongly: 0.1 Hz is no sensor's rate, and the refusal names the option.
+    with pytest.raises(ImuCsvError, match="check --time-unit"):
+        read_imu_csv(path, time_unit="s")
 
 
 def test_a_period_in_no_unit_is_refused_naming_the_option(tmp_path):

@@ -155,9 +155,11 @@ def _add_analyze(commands) -> None:
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     """How to read an IMU CSV written by another sensor: its rate, units and axes (orient, analyze)."""
-    from hipcheck.imu_csv import ACC_UNITS, GYR_UNITS
+    from hipcheck.imu_csv import ACC_UNITS, GYR_UNITS, TIME_UNITS
 
     parser.add_argument("--fs", type=float, metavar="HZ", help="sample rate (default: from the time column)")
+    parser.add_argument("--time-unit", choices=tuple(TIME_UNITS),
+                        help="unit of the CSV's time column (default: recognised from the sample period)")
     parser.add_argument("--acc-unit", choices=tuple(ACC_UNITS), default="m/s2", help="accelerometer unit")
     parser.add_argument("--gyr-unit", choices=tuple(GYR_UNITS), default="rad/s", help="gyroscope unit")
     parser.add_argument("--axes", metavar="SPEC",
@@ -497,7 +499,7 @@ def run_orient(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     recording = _read_input(args)
     with _about(args.input):
         report = check_imu(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz)
-    for warning in report.warnings():
+    for warning in recording.notes + report.warnings():
         print(f"hipcheck orient: warning: {warning}", file=sys.stderr)
     quat = orient(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline)
     rows, left_out = _orientations_to_write(recording.acc_m_s2, recording.gyr_rad_s, quat)
@@ -543,7 +545,8 @@ def _read_input(args: argparse.Namespace):
     used); a log gives its samples in sequence order with the lost ones left out, as the live job did."""
     from hipcheck.api import read_recording
 
-    return read_recording(args.input, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit, axes=args.axes, fs_hz=args.fs)
+    return read_recording(args.input, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit, axes=args.axes, fs_hz=args.fs,
+                          time_unit=args.time_unit)
 
 
 @contextmanager

@@ -185,6 +185,10 @@ def read_imu_csv(
         raise ImuCsvError(f"{path}: {grid.refusal}")
     notes.extend(grid.notes)
     nominal_fs_hz = fs_hz if fs_hz is not None else grid.fs_hz
+    low, high = DETECTABLE_RATE_HZ
+    if fs_hz is None and not low <= nominal_fs_hz <= high:  # only a declared --time-unit gets here
+        raise ImuCsvError(f"{path}: the time column read in {time_unit} gives {nominal_fs_hz:.4g} Hz, no sensor's "
+                          f"rate ({low:g}-{high:g} Hz): check --time-unit, or give the rate with --fs")
     if check_units:
         _check_units(path, grid.acc, grid.gyr, acc_unit, gyr_unit, nominal_fs_hz)
     return ImuRecording(grid.t_s, grid.acc, grid.gyr, grid.mag, float(nominal_fs_hz), str(path), time_unit, notes,
