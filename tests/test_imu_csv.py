@@ -165,3 +165,43 @@ def test_any_text_is_read_or_refused_with_imu_csv_error(tmp_path, body, with_hea
         return
     assert len(rec) >= 2 and np.all(np.diff(rec.t_s) > 0)
     assert rec.acc_m_s2.shape == rec.gyr_rad_s.shape == (len(rec), 3)
+
+
+def test_a_clean_file_is_read_as_written_with_nothing_to_say(tmp_path):
+    t_s, acc, gyr, _ = _recording()
+    write_imu_csv(tmp_path / "rec.csv", t_s, acc, gyr)
+    rec = read_imu_csv(tmp_path / "rec.csv", check_units=False)
+    assert rec.time_unit == "s" and rec.notes == [] and rec.observed is None
+    np.testing.assert_allclose(rec.t_s, t_s, atol=1e-9)
+
+
+@pytest.mark.parametrize("unit, scale", [("ms", 1e3), ("us", 1e6)])
+def test_time_in_ms_and_us_is_recognised_and_said(tmp_path, unit, scale):
+    t_s, acc, gyr, _ = _recording()
+    rows = np.column_stack([t_s * scale, acc, gyr])
+    np.savetxt(tmp_path / "rec.csv", rows, delimiter=",", header=HEADER.strip(), comments="", fmt="%.9g")
+    rec = read_imu_csv(tmp_path / "rec.csv", check_units=False)
+    assert rec.time_unit == unit and rec.fs_hz == pytest.approx(100.0)
+    assert rec.notes and f"read in {unit}" in rec.notes[0]
+    with pytest.raises(ImuCsvError, match="unknown unit 'min' for --time-unit"):
+        read_imu_csv(tmp_path / "rec.csv", time_unit="min")
+
+
+def test_infinite_values_are_read_as_missing_and_said(tmp_path):
+    t_s, acc, gyr, _ = _recording()
+    acc[3, 1], gyr[7, 0] = np.inf, -np.inf
+    write_imu_csv(tmp_path / "rec.csv", t_s, acc, gyr)
+    with np.errstate(all="raise"):
+        rec = read_imu_csv(tmp_path / "rec.csv", check_units=False)
+    assert np.isnan(rec.acc_m_s2[3]).any() and np.isnan(rec.gyr_rad_s[7]).any()
+    assert not np.isinf(rec.acc_m_s2).any() and "2 samples hold an infinite value" in rec.notes[0]
+
+
+def test_gaps_put_the_file_on_one_grid(tmp_path):
+    t_s, acc, gyr, _ = _recording(n=1000)
+    keep = (t_s < 3.0) | (t_s > 4.0)
+    write_imu_csv(tmp_path / "rec.csv", t_s[keep], acc[keep], gyr[keep])
+    rec = read_imu_csv(tmp_path / "rec.csv", check_units=False)
+    assert len(rec) == 1000 and rec.fs_hz == pytest.approx(100.0)
+    assert (~rec.observed).sum() == 101 and np.isnan(rec.acc_m_s2[~rec.observed]).all()
+    assert any("2 segments" in note for note in rec.notes)
