@@ -223,7 +223,7 @@ def _add_demo(commands) -> None:
     demo.add_argument("--activity", choices=("walk", "hold"), default="walk",
                       help="walk (default) or a single-leg hold")
     demo.add_argument("--headless", action="store_true",
-                      help="no live plot; as fast as possible (the same findings as in real time)")
+                      help="no live window; as fast as possible (the same findings as in real time)")
     pace = demo.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="run at the pace of a real walk (default without --headless)")
@@ -252,14 +252,16 @@ def _add_live(commands) -> None:
     live = commands.add_parser(
         "live",
         help="the live pipeline on a sensor: a line per stride, alerts sent back, a summary",
-        description="The live pipeline on a sensor: a line per stride, alerts sent back, a summary. The live plot "
-        "does not exist yet: live runs headless.",
+        description="The live pipeline on a sensor: a line per stride, alerts sent back, a summary, and the live "
+        "window (angles over the last 10 s, drop bars per step, sway per stride, alerts, link figures, the mode panel; "
+        "keys: space pause, m mark, n neutral, c mode, q close) unless --headless or no display can show it.",
     )
     _add_link_options(live, seconds_help="stop after this much device time")
     live.add_argument("-o", "--output", type=Path, metavar="FILE.hclog",
                       help="also keep the session log (default: none)")
     _add_force_option(live)
     live.add_argument("--no-alerts", action="store_true", help="no VIBRATE sent back")
+    live.add_argument("--headless", action="store_true", help="no live window: lines only")
     live.set_defaults(run=run_live, parser=live)
 
 
@@ -636,8 +638,8 @@ def run_live(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from hipcheck.live import run_record as record
 
     options = _link_options(args, parser, args.output)
-    _print("(the live plot does not exist yet: running headless)")
-    record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts, out=_print)
+    record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts, window=not args.headless,
+           out=_print)
     return 0
 
 

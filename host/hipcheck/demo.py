@@ -58,8 +58,6 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
     the SimLink (closed: its ``motor`` record)."""
     if realtime is None:
         realtime = not headless
-    if not headless:
-        out("(the live plot would open here; it does not exist yet: running headless)")
     record = default_record_path() if record is None else record
     trace = simulate_trace(activity, seconds, drop_left, drop_right, seed)
     truth = trace.summary()
@@ -71,13 +69,19 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
     link = SimLink(trace, seconds=seconds, realtime=realtime)
     header = {"demo": {"activity": activity, "seconds": seconds, "seed": seed, "truth": truth}}
 
-    async def job():
+    async def job(observer=None):
         async with link:
             await link.pair()  # the sim board's link is a cable (physical access): paired as it is
-            return await run_live(link, record=record, start_seq=0, out=out, header=header)
+            return await run_live(link, record=record, start_seq=0, out=out, header=header, observer=observer)
 
     warm_up_pipeline(out)  # before the link opens: a cold compile would starve it
-    result = asyncio.run(job())
+    if headless:
+        result = asyncio.run(job())
+    else:  # the live window (hipcheck.live_window), or headless after one line when no display can show it
+        from hipcheck.live_window import run_with_window
+
+        result = run_with_window(lambda observer: asyncio.run(job(observer)), mode=activity,
+                                 title=f"hipcheck demo: simulated {activity}", out=out)
     print_closing(result, out)
     if link.record is None:
         raise SimBoardError("the simulated sensor ended without its record (motor, counters): the firmware did not "

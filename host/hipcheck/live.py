@@ -82,8 +82,9 @@ class LiveAnalysis:
         self._decisions: list[np.ndarray] = []
         self._holds: list[np.ndarray] = []
 
-    def update(self, block) -> None:
-        """One session block (``hipcheck.device``): its valid samples through the pipeline."""
+    def update(self, block):
+        """One session block (``hipcheck.device``): its valid samples through the pipeline. Returns what the
+        pipeline made of them (``hipcheck.pipeline.Block``), None if none was valid."""
         if self.pipeline is None:
             self.fs_hz = 1e6 / block.period_us
             self.pipeline = Pipeline(self.fs_hz)
@@ -93,11 +94,12 @@ class LiveAnalysis:
             self.samples_lost += lost
             self.out(f"  {lost} samples lost at seq {int(block.seq[~valid][0])} (marked, left out of the analysis)")
         if not valid.any():
-            return
+            return None
         result = self.pipeline.update(block.acc_m_s2[valid], block.gyr_rad_s[valid])
         for decision in result.decisions:
             self._alert(decision)
         self._keep(result)
+        return result
 
     def finish(self) -> None:
         """The stream has ended: the strides still open are closed (their decisions are counted, not announced:
@@ -150,10 +152,12 @@ def warm_up_pipeline(out=None) -> None:
 
 async def run_live(link, *, record=None, seconds: float | None = None, start_seq: int | None = None,
                    alerts: bool = True, device_alerts_off: bool = True, out=print, passive: bool = False,
-                   header: dict | None = None) -> LiveResult:
+                   header: dict | None = None, observer=None) -> LiveResult:
     """The live job on a link (module docstring): until the link ends or ``seconds`` of device time. Returns what
     it found; prints as it goes. record: the session log to write (None: none); device_alerts_off: switch the
-    sensor's own detector off so that every vibration is one the host sent; passive: only listen (a replay)."""
+    sensor's own detector off so that every vibration is one the host sent; passive: only listen (a replay);
+    observer: called after each block as ``observer(block=, result=, analysis=, session=)`` (the live window's
+    ``LiveWindow.observe``; it must not block: it runs on the data path)."""
     t0 = time.perf_counter()
     latencies: list[float] = []
     sends: list[asyncio.Future] = []
@@ -181,7 +185,9 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
         analysis = LiveAnalysis(out, vibrate if alerts and not passive else None)
         async for block in session.blocks(until_device_s=seconds):
             t_arrival = time.monotonic()
-            analysis.update(block)
+            result = analysis.update(block)
+            if observer is not None:
+                observer(block=block, result=result, analysis=analysis, session=session)
         analysis.finish()
         if sends:
             await asyncio.gather(*sends, return_exceptions=True)
@@ -246,22 +252,28 @@ async def make_link(options: LinkOptions, seconds: float | None = None):
 
 
 def run_record(options: LinkOptions, *, output: Path | None = None, seconds: float | None = None,
-               alerts: bool = True, out=print) -> LiveResult:
+               alerts: bool = True, window: bool = False, out=print) -> LiveResult:
     """``hipcheck record`` and ``hipcheck live``: the live job on the named link, the session kept in ``output``
-    (None: not kept), until the link ends or ``seconds`` of device time; then the closing lines."""
-    async def job():
+    (None: not kept), until the link ends or ``seconds`` of device time; then the closing lines. window: with the
+    live window (``hipcheck.live_window``; headless when no display can show it)."""
+    async def job(observer=None):
         async with await make_link(options, seconds) as link:
             damage = link.damage if options.replay is not None else None  # the replayed log's account
             if damage is not None:
                 out(damage.line())
             result = await run_live(link, record=output, seconds=seconds, alerts=alerts,
                                     device_alerts_off=alerts and not options.passive, passive=options.passive,
-                                    start_seq=0 if options.sim is not None else None, out=out)
+                                    start_seq=0 if options.sim is not None else None, out=out, observer=observer)
             result.log_damage = damage
             return result
 
     warm_up_pipeline(out)  # before the link opens: a cold compile would starve it
-    result = asyncio.run(job())
+    if window:
+        from hipcheck.live_window import run_with_window
+
+        result = run_with_window(lambda observer: asyncio.run(job(observer)), out=out)
+    else:
+        result = asyncio.run(job())
     print_closing(result, out)
     return result
 
