@@ -113,6 +113,9 @@ def test_a_hold_in_hold_mode(tmp_path):
     assert len(result.holds) == 1 and result.holds["side"][0] == "left"
     assert result.summary["holds"] == 1 and result.summary["holds_left_stance"] == 1
     assert result.summary["hold_time_s_median"] == pytest.approx(result.holds["hold_time_s"][0], abs=1e-3)
+    figure = result.plot()  # obliquity and tilt with the hold shaded, its drop and duration; no side named
+    assert len(figure.axes) == 4 and len(figure.axes[0].patches) == 1
+    assert figure.get_suptitle().startswith("no side can be named") == bool(result.analysis.side_refused)
 
 
 def test_bad_input_is_refused_with_a_hipcheck_error(walk_csv):

@@ -63,7 +63,7 @@ def walk_figure(result):
            f"{len(t) / fs:.0f} s at {fs:g} Hz: pelvic obliquity")
     low, high = ax.get_ylim()
     ax.set_ylim(low, high + 0.3 * (high - low))  # room for the legend above the curve
-    ax.legend(loc="upper right", fontsize=8, ncols=4)
+    _legend(ax, loc="upper right", ncols=4)
     used = analysis.strides[analysis.strides["aligned"]] if np.any(analysis.strides["aligned"]) \
         else analysis.strides
     for col, (k, label) in enumerate(ANGLES):
@@ -80,6 +80,14 @@ def _say_refused(figure, refused: str) -> None:
         figure.suptitle(f"no side can be named: {refused[:120]}…", color="tab:red", fontsize=9)
 
 
+def _legend(ax, **options) -> None:
+    """A legend when something is labelled (a recording without strides draws empty panels, said in words)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, **options)
+    else:
+        ax.text(0.5, 0.5, "no strides", transform=ax.transAxes, ha="center", va="center", color="0.5")
+
+
 def _cycle_panel(ax, curves: np.ndarray, strides: np.ndarray, label: str) -> None:
     pct = np.linspace(0.0, 100.0, CYCLE_POINTS)
     for side in (LEFT, RIGHT):
@@ -92,7 +100,7 @@ def _cycle_panel(ax, curves: np.ndarray, strides: np.ndarray, label: str) -> Non
         ax.fill_between(pct, mean - sd, mean + sd, color=SIDE_COLOR[side], alpha=0.2, lw=0)
     ax.axhline(0.0, color="0.7", lw=0.5)
     ax.set(xlabel="% gait cycle (initial contact to the next, same foot)", ylabel=label, xlim=(0, 100))
-    ax.legend(fontsize=8)
+    _legend(ax)
 
 
 def _drops_panels(ax_time, ax_hist, strides: np.ndarray, fs: float, threshold_deg: float) -> None:
@@ -107,7 +115,7 @@ def _drops_panels(ax_time, ax_hist, strides: np.ndarray, fs: float, threshold_de
         ax_hist.hist(finite, bins=bins, color=SIDE_COLOR[side], alpha=0.5,
                      label=f"{SIDE_WORD[side]} stance: median {np.median(finite):.1f}°" if len(finite) else None)
     for ax in (ax_time, ax_hist):
-        ax.legend(fontsize=8)
+        _legend(ax)
     ax_time.axhline(threshold_deg, color="0.4", ls="--", lw=0.8)
     ax_hist.axvline(threshold_deg, color="0.4", ls="--", lw=0.8)
     ax_time.set(xlabel="stride start (s)", ylabel="pelvic drop per stride (°)",
