@@ -148,28 +148,7 @@ def read_imu_csv(
     if len(table) < 2:
         raise ImuCsvError(f"{path}: holds {len(table)} sample(s); a recording needs at least two")
 
-    t_s = table[:, 0].copy()
-    if not np.all(np.isfinite(t_s)):
-        bad = int(np.flatnonzero(~np.isfinite(t_s))[0])
-        raise ImuCsvError(f"{path}: line {bad + 2}: the time column is not a finite number")
-    steps = np.diff(t_s)
-    if np.any(steps <= 0):
-        bad = int(np.flatnonzero(steps <= 0)[0])
-        raise ImuCsvError(
-            f"{path}: line {bad + 3}: time goes from {t_s[bad]} to {t_s[bad + 1]}; it must increase from line to line"
-        )
-    notes = []
-    if time_unit is None:
-        time_unit = time_unit_from_period(float(np.median(steps)), DETECTABLE_RATE_HZ)
-        if time_unit is None:
-            low, high = DETECTABLE_RATE_HZ
-            raise ImuCsvError(
-                f"{path}: the time column steps by {np.median(steps):.6g} per sample, which is no sample period of "
-                f"{low:g}-{high:g} Hz in s, ms or µs; pass --time-unit s|ms|us (and --fs if the rate is outside)")
-        if time_unit != "s":
-            notes.append(f"the time column was read in {time_unit} (a sample period of "
-                         f"{np.median(steps):.4g} {time_unit}); pass --time-unit to override")
-    t_s = t_s * TIME_UNITS[time_unit]
+    t_s, time_unit, notes = _time_in_seconds(path, table[:, 0].copy(), time_unit)
 
     # An infinite reading is a flaw, not a value: kept as missing (NaN) so that no arithmetic warns on it; the input
     # checks count it (hipcheck.inputs.InputReport).
@@ -208,6 +187,35 @@ def write_imu_csv(
     header = ",".join((TIME_COLUMN, *ACC_COLUMNS, *GYR_COLUMNS, *(MAG_COLUMNS if mag_uT is not None else ())))
     formats = ["%.6f"] + ["%.9g"] * (table.shape[1] - 1)
     np.savetxt(path, table, delimiter=",", header=header, comments="", fmt=formats)
+
+
+def _time_in_seconds(path: Path, t: np.ndarray, time_unit: str | None) -> tuple[np.ndarray, str, list[str]]:
+    """The time column in s, the unit it was read in (given, or recognised from the sample period) and a note when
+    that unit is not s; refused when it is not finite, does not increase or fits no unit."""
+    t_s = t
+    if not np.all(np.isfinite(t_s)):
+        bad = int(np.flatnonzero(~np.isfinite(t_s))[0])
+        raise ImuCsvError(f"{path}: line {bad + 2}: the time column is not a finite number")
+    steps = np.diff(t_s)
+    if np.any(steps <= 0):
+        bad = int(np.flatnonzero(steps <= 0)[0])
+        raise ImuCsvError(
+            f"{path}: line {bad + 3}: time goes from {t_s[bad]} to {t_s[bad + 1]}; it must increase from line to line"
+        )
+    notes = []
+    if time_unit is None:
+        time_unit = time_unit_from_period(float(np.median(steps)), DETECTABLE_RATE_HZ)
+        if time_unit is None:
+            low, high = DETECTABLE_RATE_HZ
+            raise ImuCsvError(
+                f"{path}: the time column steps by {np.median(steps):.6g} per sample, which is no sample period of "
+                f"{low:g}-{high:g} Hz in s, ms or µs; pass --time-unit s|ms|us (and --fs if the rate is outside)")
+        if time_unit != "s":
+            notes.append(f"the time column was read in {time_unit} (a sample period of "
+                         f"{np.median(steps):.4g} {time_unit}); pass --time-unit to override")
+    t_s = t_s * TIME_UNITS[time_unit]
+
+    return t_s, time_unit, notes
 
 
 def _describe_bad_line(body: str, indices: list[int]) -> str:
