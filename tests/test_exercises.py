@@ -200,3 +200,29 @@ def test_posture_against_the_neutral():
     forward = PostureMonitor(FS_HZ, {"after_s": 20.0})
     alerts = forward.update(pelvis_angles(stand))
     assert [POSTURE_NAMES[k] for k in alerts["kind"]] == ["tipped forward"]
+
+
+# ------------------------------------------------------------------------------------------------ pipeline modes
+
+
+def test_pipeline_modes_count_reps_and_alert_posture():
+    """analyze_arrays with a mode: the reps and posture alerts of the exercise, the same whatever the blocks; the
+    calibrated mounting (alignment) names the bridge's dropping side."""
+    from hipcheck.errors import InvalidValueError
+    from hipcheck.pipeline import analyze_arrays
+
+    trace = simulate_bridge(reps=12, drop_side="left", seed=9, fs_hz=FS_HZ)
+    args = (trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ)
+    whole = analyze_arrays(*args, mode="bridge", alignment=trace.truth.q_sensor_to_pelvis)
+    blocks = analyze_arrays(*args, mode="bridge", alignment=trace.truth.q_sensor_to_pelvis, block_size=271)
+    assert whole.mode == "bridge" and len(whole.reps) == 12
+    np.testing.assert_array_equal(whole.reps, blocks.reps)
+    assert {FLAG_NAMES[f] for f in whole.reps["flag"]} == {"left side dropped"}
+    assert len(analyze_arrays(*args).reps) == 0  # walk mode counts nothing
+
+    sit = simulate_sit(duration_s=70.0, tilt_mean_deg=-15.0, seed=10, fs_hz=FS_HZ)
+    posture = analyze_arrays(sit.acc_sensor_m_s2, sit.gyr_sensor_rad_s, FS_HZ, mode="posture",
+                             mode_settings={"after_s": 60.0}, alignment=sit.truth.q_sensor_to_pelvis)
+    assert [POSTURE_NAMES[k] for k in posture.posture["kind"]] == ["slumped back"]
+    with pytest.raises(InvalidValueError, match="mode 'run'"):
+        analyze_arrays(*args, mode="run")

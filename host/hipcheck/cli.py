@@ -150,7 +150,17 @@ def _add_analyze(commands) -> None:
     analyze.add_argument("--offline", action="store_true",
                          help="orientation from the non-causal filter (review); default: causal, as the live alerts")
     _add_input_options(analyze)
+    _add_mode_options(analyze)
     analyze.set_defaults(run=run_analyze, parser=analyze)
+
+
+def _add_mode_options(analyze) -> None:
+    analyze.add_argument("--mode", choices=("walk", "hold", "posture", "bridge", "clamshell"), default="walk",
+                         help="the exercise recorded (default walk): posture alerts on the tilt against "
+                         "--neutral-tilt; bridge (sensor at the front of the belt) and clamshell (on the top thigh) "
+                         "list the reps. Those three read the sensor's axes (after --axes) as the body's")
+    analyze.add_argument("--neutral-tilt", type=float, metavar="DEG",
+                         help="posture: the wearer's neutral pelvic tilt, + = anterior (default 0)")
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
@@ -536,10 +546,18 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     with _about(args.input):
         # --axes declares the file's frame to be ours: the forward sign is then taken from it, not from the data.
         analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline,
-                                  axes_given=args.axes is not None)
+                                  axes_given=args.axes is not None, **_mode_arguments(args, parser))
     result = analysis_json(analysis, recording)
     print(json.dumps(result) if args.json else report.analysis_text(result, analysis.strides, str(args.input)))
     return 0
+
+
+def _mode_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """analyze's coaching mode and its settings for hipcheck.pipeline.analyze_arrays."""
+    if args.neutral_tilt is not None and args.mode != "posture":
+        parser.error("--neutral-tilt applies to --mode posture")
+    settings = {"neutral_tilt_deg": args.neutral_tilt} if args.neutral_tilt is not None else None
+    return {"mode": args.mode, "mode_settings": settings}
 
 
 def _read_input(args: argparse.Namespace):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hipcheck.detect import DECISION_DTYPE, NONE, Detectors
+from hipcheck.errors import InvalidValueError
+from hipcheck.exercises import POSTURE_DTYPE, REP_DTYPE, PostureMonitor, RepCounter, segment_angles_deg
 from hipcheck.fusion import Fusion, orient
 from hipcheck.gait import EVENT_DTYPE, STRIDE_DTYPE
 from hipcheck.gait.events import EventDetector
@@ -23,6 +25,10 @@ from hipcheck.hold import HOLD_DTYPE, HoldAnalyzer
 from hipcheck.inputs import InputReport, check_imu
 from hipcheck.pelvis import Mounting, PelvisTracker, to_pelvis_frame
 
+# The coaching modes: which exercise the wearer does. Walk and hold use the stages above as they are; posture,
+# bridge and clamshell read the orientation of the segment the sensor is worn on in its declared or calibrated
+# frame (lying down or sitting still gives no walk to find the mounting from).
+MODES = ("walk", "hold", "posture", "bridge", "clamshell")
 # Shorter than two strides at a slow cadence plus the stages' start-up leaves nothing to measure.
 MIN_ANALYSIS_S = 3.0
 # The fusion settings of a body-worn sensor on a walking person: while the pelvis turns faster than 20 °/s the
@@ -49,6 +55,8 @@ class Block:
     strides: np.ndarray
     decisions: np.ndarray
     holds: np.ndarray
+    reps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=REP_DTYPE))
+    posture: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=POSTURE_DTYPE))
 
 
 class Pipeline:
@@ -60,11 +68,21 @@ class Pipeline:
     it rather than from the data.
     detector_settings: passed to hipcheck.detect.Detectors (thresholds, baseline mode).
     fusion_settings: overrides of WALKING_FUSION_SETTINGS and the fusion's defaults.
+    mode: one of MODES; bridge and clamshell count reps (hipcheck.exercises.RepCounter), posture alerts on the tilt
+    against a neutral (PostureMonitor), both on the segment angles in the frame of ``alignment`` (or the sensor's
+    own axes, x anterior, y left, z superior, when none is given). mode_settings: that stage's settings.
     """
 
     def __init__(self, fs_hz: float, *, alignment: np.ndarray | None = None, axes_given: bool = False,
-                 detector_settings: dict | None = None, fusion_settings: dict | None = None):
+                 detector_settings: dict | None = None, fusion_settings: dict | None = None, mode: str = "walk",
+                 mode_settings: dict | None = None):
+        if mode not in MODES:
+            raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
         self.fs_hz = float(fs_hz)
+        self.mode = mode
+        self._q_segment = np.array([1.0, 0.0, 0.0, 0.0]) if alignment is None else np.asarray(alignment, dtype=float)
+        self.rep_counter = RepCounter(self.fs_hz, mode, mode_settings) if mode in ("bridge", "clamshell") else None
+        self.posture = PostureMonitor(self.fs_hz, mode_settings) if mode == "posture" else None
         self.fusion = Fusion(self.fs_hz, **{**WALKING_FUSION_SETTINGS, **(fusion_settings or {})})
         self.events = EventDetector(self.fs_hz)
         self.pelvis = PelvisTracker(self.fs_hz, alignment=alignment, nominal=axes_given)
@@ -94,6 +112,12 @@ class Pipeline:
         decisions = self.detectors.update(self._settled(angles), strides[strides["aligned"]])
         holds = self.holds.update(angles, acc_level)
         block = Block(self.n_samples, quat, angles, acc_level, events, strides, decisions, holds)
+        if self.rep_counter is not None or self.posture is not None:
+            segment = segment_angles_deg(quat, self._q_segment)
+            if self.rep_counter is not None:
+                block.reps = self.rep_counter.update(segment)
+            else:
+                block.posture = self.posture.update(segment)
         self.n_samples += len(acc)
         return block
 
@@ -154,6 +178,9 @@ class Analysis:
     offline: bool = False
     notes: list[str] = field(default_factory=list)
     mounting: Mounting | None = None  # None only for analyses built by hand
+    mode: str = "walk"
+    reps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=REP_DTYPE))
+    posture: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=POSTURE_DTYPE))
 
     @property
     def side_refused(self) -> str:
@@ -163,7 +190,8 @@ class Analysis:
 
 def analyze_arrays(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: float, *,
                    offline: bool = False, alignment: np.ndarray | None = None, axes_given: bool = False,
-                   detector_settings: dict | None = None, block_size: int | None = None) -> Analysis:
+                   detector_settings: dict | None = None, block_size: int | None = None, mode: str = "walk",
+                   mode_settings: dict | None = None) -> Analysis:
     """Analyse a whole recording (SI units; any sensor mounting, found from the data unless ``alignment`` is given;
     ``axes_given``: the axes are known to be x anterior, y left, z superior within ±45°, see Pipeline).
 
@@ -173,12 +201,14 @@ def analyze_arrays(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs
 
     offline: orientation from the non-causal filter (review), instead of the causal one the live alerts use.
     block_size: feed the pipeline in blocks of this size (results are identical; for tests and progress).
+    mode, mode_settings: the coaching mode (Pipeline).
     Raises ``hipcheck.inputs.InputError`` for data that cannot be analysed.
     """
     report = check_imu(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz, min_seconds=MIN_ANALYSIS_S)
     acc = np.ascontiguousarray(acc_sensor_m_s2, dtype=np.float64)
     gyr = np.ascontiguousarray(gyr_sensor_rad_s, dtype=np.float64)
-    pipeline = Pipeline(fs_hz, alignment=alignment, axes_given=axes_given, detector_settings=detector_settings)
+    pipeline = Pipeline(fs_hz, alignment=alignment, axes_given=axes_given, detector_settings=detector_settings,
+                        mode=mode, mode_settings=mode_settings)
     quat_all = orient(acc, gyr, fs_hz, offline=True, **WALKING_FUSION_SETTINGS) if offline else None
     n = len(acc)
     step = n if block_size is None else max(1, int(block_size))
@@ -211,6 +241,9 @@ def analyze_arrays(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs
         offline=offline,
         notes=notes,
         mounting=mounting,
+        mode=mode,
+        reps=_concat([b.reps for b in blocks], REP_DTYPE),
+        posture=_concat([b.posture for b in blocks], POSTURE_DTYPE),
     )
 
 

@@ -115,6 +115,24 @@ def analysis_to_dict(analysis, drop_threshold_deg: float = DEFAULT_DROP_THRESHOL
         out["summary"]["side_refused"] = analysis.side_refused
     if len(analysis.holds):
         out["holds"] = [record_to_dict(h, HOLD_NAMES) for h in analysis.holds]
+    out.update(exercise_to_dict(analysis))
+    return out
+
+
+def exercise_to_dict(analysis) -> dict:
+    """The coaching mode's part of the JSON: ``mode`` (when not walk), ``reps`` (bridge, clamshell: start, end,
+    up and down durations, range, flag) and ``posture_alerts`` (posture), each with ``t_s``."""
+    from hipcheck.exercises import FLAG_NAMES, POSTURE_NAMES
+
+    out: dict = {}
+    if analysis.mode != "walk":
+        out["mode"] = analysis.mode
+    if analysis.mode in ("bridge", "clamshell"):
+        out["reps"] = [{**record_to_dict(r, {"flag": FLAG_NAMES}), "t_s": round(int(r["start_sample"]) / analysis.fs_hz, 4)}
+                       for r in analysis.reps]
+    if analysis.mode == "posture":
+        out["posture_alerts"] = [{**record_to_dict(p, {"kind": POSTURE_NAMES}),
+                                  "t_s": round(int(p["sample"]) / analysis.fs_hz, 4)} for p in analysis.posture]
     return out
 
 
