@@ -39,6 +39,9 @@ MAX_BAD_FRACTION = 0.5
 # is compared over windows this long (s); the acceleration counts as gravity alone within this fraction of 1 g.
 SCALE_SMOOTH_S = 1.0
 SCALE_WINDOW_S = 1.0
+# Both signals are first averaged in blocks down to about this rate: the check looks at 1 s means, and a block mean
+# of the gyro integrates exactly what its samples do; an hour at 1000 Hz then costs what an hour at 50 Hz does.
+SCALE_RATE_HZ = 50.0
 SCALE_STATIC_FRACTION = 0.1
 # The check decides only on a recording whose inclination changes enough (rms over the windows, degrees) and whose
 # gyro explains that change (fraction of its variance); otherwise the unit is left to the range check.
@@ -122,6 +125,12 @@ def gyro_scale_from_inclination(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_
     """
     acc = np.asarray(acc_m_s2, dtype=np.float64)
     gyr = np.asarray(gyr_rad_s, dtype=np.float64)
+    block = max(1, int(fs_hz // SCALE_RATE_HZ))
+    if block > 1:
+        n_blocks = len(acc) // block
+        acc = acc[:n_blocks * block].reshape(n_blocks, block, 3).mean(axis=1)
+        gyr = gyr[:n_blocks * block].reshape(n_blocks, block, 3).mean(axis=1)
+        fs_hz = fs_hz / block
     n = len(acc)
     lag = max(1, int(round(SCALE_WINDOW_S * fs_hz)))
     smooth = max(1, int(round(SCALE_SMOOTH_S * fs_hz)))
