@@ -139,13 +139,13 @@ def warm_up_pipeline(out=None) -> None:
     loaded from the cache) before a link opens: a first compile takes a minute or two, which would starve the link
     and trip the session's no-data watchdog. out: where to say so (a first run is otherwise a silent wait)."""
     from hipcheck.motion import SensorModel, simulate_walk
-    from hipcheck.pipeline import analyze
+    from hipcheck.pipeline import analyze_arrays
 
     if out is not None:
         out("loading the signal pipeline (the first run compiles it: a minute or two, then cached)")
     t0 = time.perf_counter()
     trace = simulate_walk(duration_s=8.0, seed=0, sensor=SensorModel.ideal())
-    analyze(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
+    analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
     if out is not None and time.perf_counter() - t0 > 5.0:
         out(f"  compiled in {time.perf_counter() - t0:.0f} s")
 
