@@ -49,6 +49,7 @@ STEPS_SHOWN = 10  # drop bars per stance side
 STRIDES_SHOWN = 16  # sway bars
 RECORDS = 512  # records kept per kind (steps, strides, alerts, marks)
 FPS = 40.0  # the draw timer: within the 30–60 frames/s a live view needs, leaving the data side most of the CPU
+MAX_POINTS = 1100  # per angle line drawn (see LiveWindow._update)
 STATUS_EVERY_S = 0.5  # the status line's figures change this often (a text redrawn per frame costs a frame)
 NEUTRAL_S = 1.0  # the stretch that "set neutral" averages
 MODES = ("walk", "hold", "posture", "bridge", "clamshell")
@@ -230,7 +231,9 @@ class LiveWindow:
         self.commands: collections.deque = collections.deque(maxlen=64)  # (action, value) for the live job
         self.frames_drawn = 0
         self.frames_dropped = 0  # timer ticks that passed while a frame was still being drawn
-        self.worst_frame_s = 0.0
+        self.worst_frame_s = 0.0  # the longest a frame took to draw (blitted frames; the full draw apart)
+        self.full_draw_s = math.nan  # the last full draw's time
+        self.worst_interval_s = 0.0  # the longest between two frames (what the eye sees as a stall)
         self._frame_times = collections.deque(maxlen=120)
         self._backgrounds: dict = {}
         self._regions: dict = {}
@@ -291,7 +294,12 @@ class LiveWindow:
             canvas.draw()  # blitting: the first draw saves the backgrounds (_on_draw)
         elapsed = time.perf_counter() - t0
         self.frames_drawn += 1
-        self.worst_frame_s = max(self.worst_frame_s, elapsed)
+        if self._backgrounds and self.frames_drawn > 1:  # the first, full draw lays out the whole figure once
+            self.worst_frame_s = max(self.worst_frame_s, elapsed)
+        else:
+            self.full_draw_s = elapsed
+        if self._frame_times:
+            self.worst_interval_s = max(self.worst_interval_s, t0 - self._frame_times[-1])
         self._frame_times.append(t0)
         return True
 
@@ -407,10 +415,14 @@ class LiveWindow:
     def _update(self, snap: dict) -> dict:
         """The moving artists from a ring snapshot; returns a signature per panel (what its drawing shows)."""
         now = snap["now_s"]
-        rel = snap["t_s"] - now
+        # At most MAX_POINTS a line: a 10 s window is ~700 pixels wide, and Agg's cost grows with the points drawn
+        # (400 Hz input would be 4000); every k-th sample of a pelvis angle (below 10 Hz) still draws it smooth.
+        k = max(1, -(-len(snap["t_s"]) // MAX_POINTS))
+        rel = snap["t_s"][::-1][::k][::-1] - now  # decimated from the newest sample back, so "now" is always drawn
+        angles = snap["angles_deg"][::-1][::k][::-1]
         for name, line in self.angle_lines.items():
             col = ANGLE_COLUMN[name]
-            line.set_data(rel, snap["angles_deg"][:, col] - self.neutral_deg[col])
+            line.set_data(rel, angles[:, col] - self.neutral_deg[col])
         marks = snap["marks_s"] - now
         marks = marks[marks >= -WINDOW_S]
         for name, lines in self.mark_lines.items():
