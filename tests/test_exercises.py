@@ -6,6 +6,7 @@ import pytest
 from hipcheck.exercises import (
     CHEAT_NAMES,
     FLAG_NAMES,
+    DoubleTap,
     POSTURE_NAMES,
     GuidedHold,
     PostureMonitor,
@@ -23,6 +24,7 @@ from hipcheck.motion import (
     simulate_hold,
     simulate_sit,
     simulate_stand,
+    simulate_walk,
 )
 from hipcheck.pelvis import PelvisTracker
 
@@ -226,3 +228,31 @@ def test_pipeline_modes_count_reps_and_alert_posture():
     assert [POSTURE_NAMES[k] for k in posture.posture["kind"]] == ["slumped back"]
     with pytest.raises(InvalidValueError, match="mode 'run'"):
         analyze_arrays(*args, mode="run")
+
+
+# ------------------------------------------------------------------------------------------------ double tap
+
+
+def test_double_tap_starts_the_hold():
+    """Two taps on the sensor 0.25 s apart at 2 s start the countdown; the lift-off 3.2 s later is the hold's start,
+    the same whatever the blocks. Walking, a single tap, a triple tap and a touchdown start nothing."""
+    trace = simulate_hold(duration_s=30.0, lift_s=5.45, hold_s=20.0, taps=(2.0, 2.25), seed=11, fs_hz=FS_HZ)
+    angles, acc = pipeline(trace)
+    taps = DoubleTap(FS_HZ).update(acc)
+    assert len(taps) == 1 and 225 <= taps[0, 0] <= 230  # the second tap (2.25 s, its transient peaks 20 ms in)
+    assert taps[0, 1] / FS_HZ == pytest.approx(2.25 + 0.8, abs=0.1)  # decided after 0.8 s of quiet
+    results = []
+    for size in (len(angles), 97):
+        guided = GuidedHold(FS_HZ, taps={})
+        held = [guided.update(angles[i:i + size], acc[i:i + size])[1] for i in range(0, len(angles), size)]
+        results.append(np.concatenate(held + [guided.flush()[1]]))
+    np.testing.assert_array_equal(results[0], results[1])
+    hold = results[0]
+    assert len(hold) == 1 and hold[0]["key_sample"] == taps[0, 0]
+    assert hold[0]["start_sample"] / FS_HZ == pytest.approx(5.45, abs=0.3)
+    assert hold[0]["hold_time_s"] == pytest.approx(20.0, abs=0.5)
+    others = [simulate_walk(duration_s=40.0, seed=12, fs_hz=FS_HZ),
+              simulate_hold(duration_s=30.0, lift_s=6.0, hold_s=20.0, taps=(2.0,), touchdowns=(12.0,), seed=13),
+              simulate_hold(duration_s=30.0, lift_s=6.0, hold_s=20.0, taps=(2.0, 2.25, 2.5), seed=14)]
+    for other in others:
+        assert len(DoubleTap(FS_HZ).update(other.acc_sensor_m_s2)) == 0, other.params

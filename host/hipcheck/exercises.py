@@ -1,4 +1,13 @@
-"""Coaching exercises with a known start: the single-leg hold the user starts (key or double tap on the sensor).
+"""Coaching exercises: the single-leg hold the user starts, bridge and clamshell repetitions, posture.
+
+- :class:`GuidedHold`: the single-leg hold started by the user (key, or a double tap on the sensor:
+  :class:`DoubleTap`), countdown, timer, live cheats and a score (below).
+- :class:`RepCounter`: bridge and clamshell repetitions from the angles of the segment the sensor is worn on
+  (start, end, up and down durations, range, the bridge's side drop and the clamshell's roll-back as flags).
+- :class:`PostureMonitor`: a gentle alert when sitting or standing slumped back or tipped forward for too long.
+
+Each is a numba kernel over (settings, state, inputs, outputs) with a small class holding them; blocks of any
+size give the same results. Methods and measured limits: docs/detectors.md.
 
 A **user-started hold** (:class:`GuidedHold`) knows when the foot leaves the ground, which the automatic finder of
 :mod:`hipcheck.hold` must guess from sway-sized steps: the user presses the key (or taps the sensor twice), a
@@ -44,7 +53,7 @@ from hipcheck.settings import merged_settings
 
 __all__ = ["CHEAT_DTYPE", "CHEAT_NAMES", "GUIDED_HOLD_DTYPE", "DEFAULT_SETTINGS", "GuidedHold",
            "analyze_guided_holds", "REP_DTYPE", "FLAG_NAMES", "RepCounter", "count_reps", "segment_angles_deg",
-           "POSTURE_DTYPE", "POSTURE_NAMES", "PostureMonitor"]
+           "POSTURE_DTYPE", "POSTURE_NAMES", "PostureMonitor", "DoubleTap"]
 
 SINK, HIKE, SWAY, TILT = 0, 1, 2, 3
 CHEAT_NAMES = ("sink", "hike", "sway", "tilt")
@@ -189,10 +198,12 @@ class GuidedHold:
     Live state: ``phase`` ('idle', 'countdown', 'lift', 'holding'), ``countdown_left_s``, ``hold_time_s``,
     ``cheats_on`` (names), ``missed`` (key samples whose lift-off never came).
     settings: overrides of DEFAULT_SETTINGS; hold_settings: overrides of the hold analyser's (its max_hold_s is
-    the target).
+    the target). taps: start on a double tap on the sensor too (:class:`DoubleTap` on ``acc_level_m_s2``; its
+    second tap is the key), with these DoubleTap settings ({} for the defaults; None: no taps).
     """
 
-    def __init__(self, fs_hz: float, settings: dict | None = None, hold_settings: dict | None = None):
+    def __init__(self, fs_hz: float, settings: dict | None = None, hold_settings: dict | None = None,
+                 taps: dict | None = None):
         values = merged_settings("guided hold", DEFAULT_SETTINGS, settings or {}, fs_hz)
         if not 0 < values["target_s"] <= 600 or values["countdown_s"] < 0:
             raise InvalidValueError(f"target_s={values['target_s']:g} must lie in (0, 600] s and countdown_s="
@@ -211,6 +222,7 @@ class GuidedHold:
         self._holding = False
         self._cheats: list[np.ndarray] = []
         self._state = np.zeros(1, dtype=STATE_DTYPE)
+        self.taps = None if taps is None else DoubleTap(fs_hz, taps)
 
     def _n(self, name: str) -> int:
         return int(round(self.settings[name][0] * self.fs_hz))
@@ -249,6 +261,22 @@ class GuidedHold:
         return [CHEAT_NAMES[k] for k in range(4) if self._holding and self._state["on"][0][k]]
 
     def update(self, angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.taps is None:
+            return self._update(angles_pelvis_deg, acc_level_m_s2)
+        # A double tap starts the hold at the sample it is decided: the block is cut there, whatever its size.
+        first = self.next_sample
+        cheats, holds, at = [], [], 0
+        for tap, decided in self.taps.update(acc_level_m_s2):
+            cut = int(decided) - first + 1
+            c, h = self._update(angles_pelvis_deg[at:cut], acc_level_m_s2[at:cut])
+            cheats.append(c)
+            holds.append(h)
+            self.start(int(tap))
+            at = cut
+        c, h = self._update(angles_pelvis_deg[at:], acc_level_m_s2[at:])
+        return np.concatenate(cheats + [c]), np.concatenate(holds + [h])
+
+    def _update(self, angles_pelvis_deg: np.ndarray, acc_level_m_s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         first = self.next_sample
         ended = self.analyzer.update(angles_pelvis_deg, acc_level_m_s2)
         return self._after(first, ended)
@@ -665,3 +693,103 @@ class PostureMonitor:
     def posture(self) -> str | None:
         kind = int(self.state["kind"][0])
         return None if kind < 0 else POSTURE_NAMES[kind]
+
+
+# ------------------------------------------------------------------------------------------------ double tap
+
+TAP_DEFAULTS = dict(
+    tap_m_s2=6.0,  # a tap: the acceleration off its 0.2 s mean by more than this ...
+    max_tap_s=0.08,  # ... for no longer than this (a step or a bump lasts longer)
+    min_gap_s=0.12,  # the second tap's onset after the first's: at least ...
+    max_gap_s=0.4,  # ... and at most (steps, even quick ones, come farther apart)
+    quiet_s=0.8,  # nothing above the threshold this long before the first and after the second (a step follows a step sooner)
+)
+TAP_SETTINGS_DTYPE = np.dtype([("fs_hz", np.float64)] + [(name, np.float64) for name in TAP_DEFAULTS])
+TAP_STATE_DTYPE = np.dtype([
+    ("next", np.int64),
+    ("n", np.int64),
+    ("mean", np.float64, (3,)),
+    ("in_run", np.int8),
+    ("run_start", np.int64),
+    ("last_above", np.int64),
+    ("before_run", np.int64),  # the last above-threshold sample before the current run
+    ("tap1", np.int64),
+    ("tap2", np.int64),
+])
+
+
+@numba.njit(cache=True)
+def tap_update(settings_array, state_array, acc, out):
+    """Double taps over one block of acceleration (m/s², any frame); writes for each double tap the sample of its
+    second tap and the sample at which it was decided (quiet_s after the last transient) into out[k, 0:2] and
+    returns how many."""
+    settings = settings_array[0]
+    st = state_array[0]
+    fs = settings["fs_hz"]
+    gain = 1.0 - math.exp(-1.0 / (0.2 * fs))
+    gap = max(1, int(round(0.03 * fs)))  # a tap's own ringing may dip below the threshold this long
+    quiet = int(round(settings["quiet_s"] * fs))
+    n_out = 0
+    for i in range(acc.shape[0]):
+        sample = st["next"] + i
+        if not (math.isfinite(acc[i, 0]) and math.isfinite(acc[i, 1]) and math.isfinite(acc[i, 2])):
+            continue
+        e = 0.0
+        for k in range(3):
+            if st["n"] == 0:
+                st["mean"][k] = acc[i, k]
+            d = acc[i, k] - st["mean"][k]
+            e += d * d
+            st["mean"][k] += gain * (acc[i, k] - st["mean"][k])
+        st["n"] += 1
+        if math.sqrt(e) > settings["tap_m_s2"]:
+            if not st["in_run"]:
+                st["in_run"] = 1
+                st["before_run"] = st["last_above"]
+                st["run_start"] = sample
+            st["last_above"] = sample
+        elif st["in_run"] and sample - st["last_above"] > gap:
+            st["in_run"] = 0
+            onset = st["run_start"]
+            if st["last_above"] - onset > int(round(settings["max_tap_s"] * fs)):
+                st["tap1"] = -1  # a longer burst: movement, not a tap
+                st["tap2"] = -1
+            elif st["tap1"] >= 0 and st["tap2"] < 0 \
+                    and settings["min_gap_s"] * fs <= onset - st["tap1"] <= settings["max_gap_s"] * fs:
+                st["tap2"] = onset
+            else:
+                st["tap1"] = onset if onset - st["before_run"] >= quiet else -1
+                st["tap2"] = -1
+        if st["tap2"] >= 0 and not st["in_run"] and sample - st["last_above"] >= quiet:
+            out[n_out, 0] = st["tap2"]
+            out[n_out, 1] = sample
+            n_out += 1
+            st["tap1"] = -1
+            st["tap2"] = -1
+    st["next"] += acc.shape[0]
+    return n_out
+
+
+class DoubleTap:
+    """Double taps on the sensor (the user's start of a hold): two sharp transients of the acceleration
+    (``tap_m_s2`` off its 0.2 s mean, each shorter than ``max_tap_s``) ``min_gap_s``–``max_gap_s`` apart, alone
+    within ``quiet_s`` either side (steps and bumps are longer, a walk's are not alone). ``update(acc)`` returns
+    (n, 2): per double tap the sample of its second tap and the sample at which it was decided (``quiet_s``
+    later)."""
+
+    def __init__(self, fs_hz: float, settings: dict | None = None):
+        values = merged_settings("double tap", TAP_DEFAULTS, settings or {}, fs_hz)
+        self.fs_hz = float(fs_hz)
+        self.settings = np.zeros(1, dtype=TAP_SETTINGS_DTYPE)
+        for name, value in values.items():
+            self.settings[name] = value
+        self.settings["fs_hz"] = fs_hz
+        self.state = np.zeros(1, dtype=TAP_STATE_DTYPE)
+        self.state["tap1"] = self.state["tap2"] = -1
+        self.state["last_above"] = self.state["before_run"] = -(1 << 40)
+
+    def update(self, acc_m_s2: np.ndarray) -> np.ndarray:
+        acc = np.ascontiguousarray(acc_m_s2, dtype=np.float64)
+        out = np.zeros((2 + len(acc) // max(1, int(self.settings["quiet_s"][0] * self.fs_hz)), 2), dtype=np.int64)
+        n = tap_update(self.settings, self.state, acc, out)
+        return out[:n].copy()

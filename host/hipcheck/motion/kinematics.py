@@ -309,6 +309,8 @@ class Walk:
 
 # --------------------------------------------------------------------------------------------- single-leg hold
 
+_TAP_S = 0.04  # a finger's tap on the sensor
+
 
 @dataclass(frozen=True)
 class HoldSettings:
@@ -324,7 +326,8 @@ class HoldSettings:
     at which the free foot touches down for touchdown_s; the pelvis then returns touchdown_depth of the way to
     level and half of the weight shift. Sway: band-limited random (0.1–2 Hz) lateral displacement of
     sway_rms_cm RMS on one leg (baseline_sway_rms_cm on two), 0.6 of that front to back, and angle wobble of
-    angle_sway_rms_deg RMS on each angle.
+    angle_sway_rms_deg RMS on each angle. taps: instants (s) of a finger tapping the sensor (a double tap, the
+    user's start: two about 0.25 s apart), each pressing the pelvis point in by tap_depth_mm over 40 ms.
     """
 
     duration_s: float = 30.0
@@ -342,6 +345,8 @@ class HoldSettings:
     touchdowns: tuple[float, ...] = ()
     touchdown_s: float = 0.4
     touchdown_depth: float = 0.8
+    taps: tuple[float, ...] = ()
+    tap_depth_mm: float = 1.0
     transition_s: float = 0.5
     height_m: float = 1.0
     heading_deg: float = 0.0
@@ -354,6 +359,7 @@ class HoldSettings:
         if self.hold_s is None:
             object.__setattr__(self, "hold_s", self.duration_s - 2.0 * self.lift_s)
         object.__setattr__(self, "touchdowns", tuple(float(t) for t in self.touchdowns))
+        object.__setattr__(self, "taps", tuple(float(t) for t in self.taps))
         if self.lift_s < self.transition_s or self.hold_s < 2 * self.transition_s:
             raise InvalidValueError(f"duration_s={self.duration_s:g}, lift_s={self.lift_s:g}, hold_s={self.hold_s:g} leave no "
                              f"room for a hold: lift after {self.transition_s:g} s and hold at least "
@@ -423,6 +429,8 @@ class Hold:
         shift = toward_stance * 0.01 * cfg.weight_shift_cm * on_one_leg * (1.0 - 0.5 * foot_down)
         sway = shift + 0.01 * sway_gain * self.sway_ml(t)
         forward = 0.006 * sway_gain * self.sway_ap(t)
+        for tap_s in cfg.taps:  # a finger pressing the sensor in by tap_depth_mm for 40 ms
+            forward = forward - 0.001 * cfg.tap_depth_mm * smooth.bump((t - tap_s) * (1.0 / _TAP_S), 3, 3)
         angles = [
             wobble_gain * self.wobble[0](t),
             obliquity + wobble_gain * self.wobble[1](t),
