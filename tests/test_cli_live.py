@@ -35,8 +35,8 @@ def test_connect_prints_info_and_link_figures(walk_csv, capsys):
 
 def test_live_analysis_on_blocks_with_a_lost_stretch():
     """LiveAnalysis apart from any link: blocks of a weak-right walk, one stretch marked lost. The lost samples are
-    counted and left out, the rest gives the strides of the pipeline on the same samples, and each DROP alert hands
-    the stance side's pattern to vibrate."""
+    counted and left out, the rest gives the strides of the pipeline on the same samples, and each DROP alert the
+    policy lets through hands the stance side's pattern to vibrate."""
     import numpy as np
 
     from hipcheck import detect
@@ -66,7 +66,12 @@ def test_live_analysis_on_blocks_with_a_lost_stretch():
     np.testing.assert_array_equal(strides, np.concatenate(expected))
     assert len(strides) >= 10 and len(holds) == 0
     drops = decisions[decisions["kind"] == detect.DROP]
-    assert patterns == [("drop_left", "drop_right")[int(d["side"])] for d in drops]
+    # The alert policy (hipcheck.alerts, its defaults: 2 of the last 3 steps, 3 s refractory) picks which DROP
+    # decisions buzz: each buzz is one of them, with its stance side's pattern; every decision is printed.
+    by_sample = {int(d["sample"]): ("drop_left", "drop_right")[int(d["side"])] for d in drops}
+    assert patterns == [p for _, p in analysis.policy.buzzes]
+    assert patterns and all(by_sample[sample] == p for sample, p in analysis.policy.buzzes)
     # mostly the weak right side (the joined samples at the lost stretch shift the stance sides for a few strides)
     assert patterns.count("drop_right") > 2 * patterns.count("drop_left")
     assert sum("-> VIBRATE drop_" in line for line in lines) == len(patterns)
+    assert sum("ALERT pelvic drop while standing on the" in line for line in lines) >= len(drops)

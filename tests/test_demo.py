@@ -25,7 +25,8 @@ def test_demo_finds_the_right_stance_weakness_and_vibrates(capsys, tmp_path):
     code, out = run(capsys, "--headless", "--seconds", "30", "--record", str(log))
     assert code == 0, out
     assert "weak side: right" in out
-    assert "ALERT drop right stance" in out and "ALERT drop left stance" not in out
+    assert "ALERT pelvic drop while standing on the right leg" in out
+    assert "ALERT pelvic drop while standing on the left leg" not in out
     motor = int(re.search(r"emulated motor: (\d+) vibrations started", out).group(1))
     assert motor >= 1
     assert "0 lost and marked" in out
@@ -39,7 +40,7 @@ def test_healthy_walk_fires_no_drop_alert_and_names_no_weak_side(capsys, tmp_pat
     code, out = run(capsys, "--headless", "--seconds", "30", "--drop-right", "4", "--drop-left", "4",
                     "--record", str(tmp_path / "healthy.hclog"))
     assert code == 0, out
-    assert "ALERT drop" not in out
+    assert "ALERT pelvic drop" not in out
     assert "weak side: none" in out
     assert "emulated motor: 0 vibrations started" in out
 

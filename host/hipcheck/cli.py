@@ -150,6 +150,7 @@ def _add_analyze(commands) -> None:
     analyze.add_argument("--offline", action="store_true",
                          help="orientation from the non-causal filter (review); default: causal, as the live alerts")
     _add_input_options(analyze)
+    _add_alert_options(analyze, live=False)
     _add_mode_options(analyze)
     analyze.set_defaults(run=run_analyze, parser=analyze)
 
@@ -161,6 +162,47 @@ def _add_mode_options(analyze) -> None:
                          "list the reps. Those three read the sensor's axes (after --axes) as the body's")
     analyze.add_argument("--neutral-tilt", type=float, metavar="DEG",
                          help="posture: the wearer's neutral pelvic tilt, + = anterior (default 0)")
+
+
+def _add_alert_options(parser: argparse.ArgumentParser, live: bool = True) -> None:
+    """The wearer's alert settings (hipcheck.alerts, docs/alerts.md): thresholds, profile, baseline; on a live
+    job also the mode, the m-of-n gating and the refractory time."""
+    group = parser.add_argument_group(
+        "alerts", "defaults from the gait literature (docs/alerts.md); a --profile overrides them, these options "
+        "override both")
+    group.add_argument("--profile", type=Path, metavar="FILE.json", help="the wearer's profile: alert settings in "
+                       "JSON, e.g. {\"drop_threshold_deg\": 7, \"m_strides\": 2, \"n_strides\": 3}")
+    group.add_argument("--drop-threshold", type=float, metavar="DEG", help="pelvic drop that alerts: the free side "
+                       "sinking this far below level while standing on the other leg (default 6)")
+    group.add_argument("--sway-threshold", type=float, metavar="CM",
+                       help="side-to-side sway of the pelvis per stride, peak to peak (default 6)")
+    group.add_argument("--tilt-threshold", type=float, metavar="DEG",
+                       help="mean pelvic tilt per stride this far forward or back of neutral standing (default 8)")
+    group.add_argument("--baseline", action="store_true", default=None,
+                       help="thresholds from the wearer's own first 20 steady strides (mean + 3 SD)")
+    if live:
+        group.add_argument("--alert-mode", choices=("training", "tracking"),
+                           help="training: vibrate (default); tracking: record and print only")
+        group.add_argument("--strides", metavar="M/N",
+                           help="vibrate when M of the last N strides are over the threshold (default 2/3)")
+        group.add_argument("--refractory", type=float, metavar="S",
+                           help="least time between two vibrations of one alert, s (default 3)")
+
+
+def _alert_settings(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The AlertSettings the command line and the --profile give (hipcheck.alerts.alert_settings)."""
+    from hipcheck.alerts import alert_settings
+
+    given = {"drop_threshold_deg": args.drop_threshold, "sway_threshold_cm": args.sway_threshold,
+             "tilt_threshold_deg": args.tilt_threshold, "baseline": args.baseline,
+             "mode": getattr(args, "alert_mode", None), "refractory_s": getattr(args, "refractory", None)}
+    strides = getattr(args, "strides", None)
+    if strides is not None:
+        m, _, n = strides.partition("/")
+        if not (m.isdigit() and n.isdigit()):
+            parser.error(f"--strides {strides}: give M/N, e.g. 2/3")
+        given["m_strides"], given["n_strides"] = int(m), int(n)
+    return alert_settings(args.profile, **given)
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
@@ -241,6 +283,7 @@ def _add_demo(commands) -> None:
     demo.add_argument("--record", type=Path, metavar="FILE.hclog",
                       help="where to keep the session log (default: hipcheck-demo/session.hclog in the temp folder)")
     demo.add_argument("--seed", type=int, default=1, help="random seed of the simulated walk (default 1)")
+    _add_alert_options(demo)
     demo.set_defaults(run=run_demo, parser=demo)
 
 
@@ -255,6 +298,7 @@ def _add_record(commands) -> None:
     record.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.hclog", help="the log to write")
     _add_force_option(record)
     record.add_argument("--no-alerts", action="store_true", help="record only: no VIBRATE")
+    _add_alert_options(record)
     record.set_defaults(run=run_record, parser=record)
 
 
@@ -272,6 +316,7 @@ def _add_live(commands) -> None:
     _add_force_option(live)
     live.add_argument("--no-alerts", action="store_true", help="no VIBRATE sent back")
     live.add_argument("--headless", action="store_true", help="no live window: lines only")
+    _add_alert_options(live)
     live.set_defaults(run=run_live, parser=live)
 
 
@@ -546,6 +591,7 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     with _about(args.input):
         # --axes declares the file's frame to be ours: the forward sign is then taken from it, not from the data.
         analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline,
+                           detector_settings=_alert_settings(args, parser).detector_settings(),
                                   axes_given=args.axes is not None, **_mode_arguments(args, parser))
     result = analysis_json(analysis, recording)
     print(json.dumps(result) if args.json else report.analysis_text(result, analysis.strides, str(args.input)))
@@ -630,6 +676,7 @@ def run_simboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.alerts import AlertPolicy
     from hipcheck.demo import run_demo as demo
 
     if not 10.0 <= args.seconds <= 3600.0:
@@ -638,6 +685,7 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _check_folder(args.record, parser)
     demo(seconds=args.seconds, drop_left=args.drop_left, drop_right=args.drop_right, activity=args.activity,
          headless=args.headless, realtime=args.realtime, record=args.record, seed=args.seed,
+         policy=AlertPolicy(_alert_settings(args, parser)),
          out=_print)
     return 0
 
@@ -645,18 +693,22 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 # ------------------------------------------------------------------------------------------ commands on a sensor
 
 def run_record(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.alerts import AlertPolicy
     from hipcheck.live import run_record as record
 
     options = _link_options(args, parser, args.output)
-    record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts, out=_print)
+    record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts,
+           policy=AlertPolicy(_alert_settings(args, parser)), out=_print)
     return 0
 
 
 def run_live(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.alerts import AlertPolicy
     from hipcheck.live import run_record as record
 
     options = _link_options(args, parser, args.output)
-    record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts, window=not args.headless,
+    record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts,
+           policy=AlertPolicy(_alert_settings(args, parser)), window=not args.headless,
            out=_print)
     return 0
 

@@ -53,9 +53,10 @@ def simulate_trace(activity: str, seconds: float, drop_left: float | None, drop_
 
 def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_right: float | None = None,
              activity: str = "walk", headless: bool = False, realtime: bool | None = None, record=None,
-             seed: int = 1, out=print) -> tuple[LiveResult, SimLink]:
+             seed: int = 1, policy=None, out=print) -> tuple[LiveResult, SimLink]:
     """The demo (module docstring). realtime None: real time unless headless. Returns the live job's result and
-    the SimLink (closed: its ``motor`` record)."""
+    the SimLink (closed: its ``motor`` record). policy: the alert policy (``hipcheck.alerts``; None: its
+    defaults)."""
     if realtime is None:
         realtime = not headless
     record = default_record_path() if record is None else record
@@ -72,7 +73,8 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
     async def job(observer=None):
         async with link:
             await link.pair()  # the sim board's link is a cable (physical access): paired as it is
-            return await run_live(link, record=record, start_seq=0, out=out, header=header, observer=observer)
+            return await run_live(link, record=record, start_seq=0, out=out, policy=policy,
+                                  header=header, observer=observer)
 
     warm_up_pipeline(out)  # before the link opens: a cold compile would starve it
     if headless:

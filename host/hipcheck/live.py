@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from hipcheck import detect, report
+from hipcheck.alerts import AlertPolicy, HandOver
 from hipcheck.device import DeviceSession, SessionSettings
 from hipcheck.gait import LEFT, RIGHT, STRIDE_DTYPE
 from hipcheck.hold import HOLD_DTYPE
@@ -64,17 +65,21 @@ class LiveResult:
     wall_s: float = 0.0
     device_info: dict | None = None
     record_path: str | None = None
+    handover: dict = field(default_factory=dict)  # HandOver's counts: handed_over, taken_back
     log_damage: object = None  # hipcheck.record.LogDamage of a replayed log (None for a live link)
 
 
 class LiveAnalysis:
     """The pipeline on a session's blocks, in sequence order: lost samples counted and left out, a line per alert
     and per stride through ``out``, and each alert that has a vibration pattern handed to ``vibrate(pattern)``
-    (None: no VIBRATE is sent). Synchronous, so that it runs apart from the event loop in tests."""
+    (None: no VIBRATE is sent) when the alert policy (``hipcheck.alerts.AlertPolicy``; None: its defaults) says
+    so. Synchronous, so that it runs apart from the event loop in tests."""
 
-    def __init__(self, out: Callable[[str], None], vibrate: Callable[[str], None] | None = None):
+    def __init__(self, out: Callable[[str], None], vibrate: Callable[[str], None] | None = None,
+                 policy: AlertPolicy | None = None):
         self.out = out
         self.vibrate = vibrate
+        self.policy = policy if policy is not None else AlertPolicy()
         self.pipeline: Pipeline | None = None
         self.fs_hz = float("nan")
         self.samples_lost = 0
@@ -87,7 +92,8 @@ class LiveAnalysis:
         pipeline made of them (``hipcheck.pipeline.Block``), None if none was valid."""
         if self.pipeline is None:
             self.fs_hz = 1e6 / block.period_us
-            self.pipeline = Pipeline(self.fs_hz)
+            self.pipeline = Pipeline(self.fs_hz, detector_settings=self.policy.settings.detector_settings())
+            self.policy.fs_hz = self.fs_hz
         valid = block.valid
         if not valid.all():
             lost = int(np.count_nonzero(~valid))
@@ -96,6 +102,8 @@ class LiveAnalysis:
         if not valid.any():
             return None
         result = self.pipeline.update(block.acc_m_s2[valid], block.gyr_rad_s[valid])
+        if len(result.strides):
+            self.policy.see_strides(result.strides, self.pipeline.detectors.thresholds)
         for decision in result.decisions:
             self._alert(decision)
         self._keep(result)
@@ -116,15 +124,13 @@ class LiveAnalysis:
         return strides, decisions, holds
 
     def _alert(self, decision: np.void) -> None:
-        kind, side = int(decision["kind"]), int(decision["side"])
-        pattern = DROP_PATTERN.get(side) if kind == detect.DROP else STRIDE_PATTERN.get(kind)
-        send = pattern is not None and self.vibrate is not None
-        if send:
-            self.vibrate(pattern)
-        where = "" if side == detect.NONE else f" {detect.SIDE_NAMES[side]} stance"
-        self.out(f"{int(decision['sample']) / self.fs_hz:7.2f} s  ALERT {detect.KIND_NAMES[kind]}{where}: "
-                 f"{decision['value']:.1f} (threshold {decision['threshold']:g})"
-                 + (f"  -> VIBRATE {pattern}" if send else ""))
+        kind = int(decision["kind"])
+        verdict = self.policy.decide(decision) if self.vibrate is not None else None
+        if verdict is not None and verdict.pattern is not None:
+            self.vibrate(verdict.pattern)
+        tail = "" if verdict is None or kind == detect.DROP_STRIDE else \
+            f"  -> VIBRATE {verdict.pattern}" if verdict.pattern is not None else f"  (no vibration: {verdict.why})"
+        self.out(f"{int(decision['sample']) / self.fs_hz:7.2f} s  ALERT " + report.decision_words(decision) + tail)
 
     def _keep(self, result) -> None:
         for stride in result.strides:
@@ -152,10 +158,12 @@ def warm_up_pipeline(out=None) -> None:
 
 async def run_live(link, *, record=None, seconds: float | None = None, start_seq: int | None = None,
                    alerts: bool = True, device_alerts_off: bool = True, out=print, passive: bool = False,
-                   header: dict | None = None, observer=None) -> LiveResult:
+                   header: dict | None = None, policy: AlertPolicy | None = None, observer=None) -> LiveResult:
     """The live job on a link (module docstring): until the link ends or ``seconds`` of device time. Returns what
     it found; prints as it goes. record: the session log to write (None: none); device_alerts_off: switch the
     sensor's own detector off so that every vibration is one the host sent; passive: only listen (a replay);
+    policy: the alert policy (``hipcheck.alerts``; None: its defaults), which also hands the alerts over to the
+    sensor's own detector while the link fails;
     observer: called after each block as ``observer(block=, result=, analysis=, session=)`` (the live window's
     ``LiveWindow.observe``; it must not block: it runs on the data path)."""
     t0 = time.perf_counter()
@@ -182,17 +190,26 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
             latencies.append((time.monotonic() - t_arrival) * 1e3)
             sends.append(asyncio.ensure_future(send(pattern)))
 
-        analysis = LiveAnalysis(out, vibrate if alerts and not passive else None)
+        analysis = LiveAnalysis(out, vibrate if alerts and not passive else None, policy)
+        hand_over = None
+        if alerts and not passive and info is not None:
+            out(analysis.policy.settings.describe())
+            hand_over = HandOver(session, analysis.policy, out, device_off=device_alerts_off)
+            session.on_event = hand_over.device_event
+            hand_over.task = asyncio.ensure_future(hand_over.run())
         async for block in session.blocks(until_device_s=seconds):
             t_arrival = time.monotonic()
             result = analysis.update(block)
             if observer is not None:
                 observer(block=block, result=result, analysis=analysis, session=session)
         analysis.finish()
+        if hand_over is not None:
+            await hand_over.stop()
         if sends:
             await asyncio.gather(*sends, return_exceptions=True)
     strides, decisions, holds = analysis.results()
-    return LiveResult(summary=report.summarize(strides, detect.DEFAULT_DROP_THRESHOLD_DEG), strides=strides,
+    return LiveResult(summary=report.summarize(strides, analysis.policy.settings.drop_threshold_deg, holds),
+                      handover={} if hand_over is None else hand_over.counts(), strides=strides,
                       decisions=decisions, holds=holds, session=session.summary(), vibrations_sent=len(sends),
                       vibrate_latency_ms=latencies, fs_hz=analysis.fs_hz, wall_s=time.perf_counter() - t0,
                       device_info=session.device_info, record_path=None if record is None else str(record))
@@ -203,14 +220,16 @@ def print_closing(result: LiveResult, out=print) -> None:
     s = result.session
     kinds = result.decisions["kind"]
     out("")
-    for hold in result.holds:
-        out(report.hold_line(hold))
+    for line in report.holds_table(result.holds):
+        out(line)
     out(f"alerts: {int(np.count_nonzero(kinds == detect.DROP))} drop, "
         f"{int(np.count_nonzero(kinds == detect.SWAY))} sway, {int(np.count_nonzero(kinds == detect.TILT))} tilt; "
         f"{result.vibrations_sent} VIBRATE sent"
         + (f" (host latency, block arrival to command written: median "
            f"{np.median(result.vibrate_latency_ms):.2f} ms, max {max(result.vibrate_latency_ms):.2f} ms)"
            if result.vibrate_latency_ms else ""))
+    if any(result.handover.values()):  # said only when the link failed or the sensor alerted
+        out(HandOver.closing_line(result.handover))
     out(f"samples: {s['samples_emitted']} in sequence ({s['samples_live']} live, {s['samples_backfilled']} "
         f"backfilled, {s['samples_lost']} lost and marked), {s['holes']} gaps found, {s['reconnects']} reconnects")
     for r in s["lost"]:
@@ -252,7 +271,7 @@ async def make_link(options: LinkOptions, seconds: float | None = None):
 
 
 def run_record(options: LinkOptions, *, output: Path | None = None, seconds: float | None = None,
-               alerts: bool = True, window: bool = False, out=print) -> LiveResult:
+               alerts: bool = True, policy=None, window: bool = False, out=print) -> LiveResult:
     """``hipcheck record`` and ``hipcheck live``: the live job on the named link, the session kept in ``output``
     (None: not kept), until the link ends or ``seconds`` of device time; then the closing lines. window: with the
     live window (``hipcheck.live_window``; headless when no display can show it)."""
@@ -261,7 +280,7 @@ def run_record(options: LinkOptions, *, output: Path | None = None, seconds: flo
             damage = link.damage if options.replay is not None else None  # the replayed log's account
             if damage is not None:
                 out(damage.line())
-            result = await run_live(link, record=output, seconds=seconds, alerts=alerts,
+            result = await run_live(link, record=output, seconds=seconds, alerts=alerts, policy=policy,
                                     device_alerts_off=alerts and not options.passive, passive=options.passive,
                                     start_seq=0 if options.sim is not None else None, out=out, observer=observer)
             result.log_damage = damage

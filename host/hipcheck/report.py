@@ -39,9 +39,38 @@ def events_to_list(events: np.ndarray, kind: int) -> list[dict]:
     return [{"sample": int(e["sample"]), "side": SIDE_NAMES[int(e["side"])]} for e in events if e["kind"] == kind]
 
 
-def summarize(strides: np.ndarray, drop_threshold_deg: float) -> dict:
+def summarize(strides: np.ndarray, drop_threshold_deg: float, holds: np.ndarray | None = None) -> dict:
     """Medians over the steady strides measured on the settled alignment (all aligned strides if none is
-    steady) and the weak side, if any."""
+    steady) and the weak side, if any: from the strides, or else from the single-leg holds (``holds_weak_side``;
+    ``weak_side_from`` says which)."""
+    summary = _summarize_strides(strides, drop_threshold_deg)
+    summary["weak_side_from"] = "strides" if summary["weak_side"] else None
+    if summary["weak_side"] is None and not summary.get("side_refused") and holds is not None and len(holds):
+        side = holds_weak_side(holds, drop_threshold_deg)
+        if side is not None:
+            summary["weak_side"], summary["weak_side_from"] = side, "holds"
+    return summary
+
+
+def holds_weak_side(holds: np.ndarray, drop_threshold_deg: float) -> str | None:
+    """The stance side of the holds whose free side dropped furthest, when that drop is over the threshold and
+    the other leg's holds (if any) dropped clearly less: the hip abductors of the standing leg are weak."""
+    worst = {}
+    for hold in holds:
+        drop = float(hold["drop_deg"])
+        if math.isfinite(drop):
+            side = SIDE_NAMES[int(hold["side"])]
+            worst[side] = max(drop, worst.get(side, -math.inf))
+    if not worst:
+        return None
+    side = max(worst, key=worst.get)
+    other = worst.get("left" if side == "right" else "right", -math.inf)
+    if worst[side] > drop_threshold_deg and worst[side] - other >= WEAK_SIDE_MARGIN_DEG:
+        return side
+    return None
+
+
+def _summarize_strides(strides: np.ndarray, drop_threshold_deg: float) -> dict:
     aligned = strides[strides["aligned"]]
     use = aligned[aligned["steady"]] if np.any(aligned["steady"]) else aligned
     summary: dict = {"strides": int(len(strides)), "steady_strides": int(np.sum(aligned["steady"]))}
@@ -98,7 +127,7 @@ def analysis_to_dict(analysis, drop_threshold_deg: float = DEFAULT_DROP_THRESHOL
         "final_contacts": events_to_list(analysis.events, FC),
         "strides": strides,
         "decisions": decisions,
-        "summary": summarize(analysis.strides, drop_threshold_deg),
+        "summary": summarize(analysis.strides, drop_threshold_deg, analysis.holds),
         "mounting": None if analysis.mounting is None else mounting_to_dict(analysis.mounting),
         "warnings": list(analysis.notes),
         "signs": {
@@ -149,6 +178,41 @@ def stride_line(stride: np.void, fs_hz: float) -> str:
             + ("" if stride["aligned"] else "  (provisional: alignment settling)"))
 
 
+def decision_words(decision) -> str:
+    """A detector's decision (DECISION_DTYPE record, or its dict from ``analysis_to_dict``) in plain words, with its
+    unit and threshold: "pelvic drop while standing on the right leg: 8.7°, threshold 6.0°"."""
+    kind, side = decision["kind"], decision["side"]
+    kind = kind if isinstance(kind, str) else DECISION_NAMES["kind"][int(kind)]
+    side = side if isinstance(side, str) or side is None else DECISION_NAMES["side"][int(side)]
+    value, threshold = float(decision["value"]), float(decision["threshold"])
+    if kind in ("drop", "drop_stride"):
+        what = f"pelvic drop while standing on the {side} leg" + (" (whole step)" if kind == "drop_stride" else "")
+        return f"{what}: {value:.1f}°, threshold {threshold:.1f}°"
+    if kind == "sway":
+        return f"hip sway, side to side per stride: {value:.1f} cm, threshold {threshold:.1f} cm"
+    way = "forward (anterior)" if value >= 0 else "backward (posterior)"
+    return f"pelvic tilt {way} of neutral, mean over the stride: {abs(value):.1f}°, threshold {abs(threshold):.1f}°"
+
+
+def holds_table(holds) -> list[str]:
+    """Single-leg holds as a short table for a person (records of HOLD_DTYPE or their dicts), signs explained once
+    under it."""
+    if not len(holds):
+        return []
+    lines = ["single-leg holds:",
+             "   #  standing on  held     free side of the pelvis   tilt drift  sway (RMS)"]
+    for i, hold in enumerate(holds, 1):
+        side = hold["side"] if isinstance(hold["side"], str) else SIDE_NAMES[int(hold["side"])]
+        drop = float(hold["drop_deg"])
+        free = "  -" if not math.isfinite(drop) else \
+            f"{'dropped' if drop >= 0 else 'hiked'} {abs(drop):4.1f}°"
+        lines.append(f"  {i:2d}  {side + ' leg':11s}  {float(hold['hold_time_s']):5.1f} s  {free:24s}  "
+                     f"{float(hold['tilt_drift_deg']):+5.1f}°      {float(hold['sway_rms_m_s2']):.2f} m/s²")
+    lines.append("  free side: against the two-leg stance before lifting; dropped = sank (the standing leg's hip "
+                 "abductors are weak), hiked = rose. tilt drift: end minus start, + = forward (anterior)")
+    return lines
+
+
 def hold_line(hold: np.void) -> str:
     """One line per single-leg hold."""
     return "hold: " + ", ".join(f"{k} {v}" for k, v in record_to_dict(hold, HOLD_NAMES).items())
@@ -161,10 +225,8 @@ def analysis_text(result: dict, strides: np.ndarray, source: str) -> str:
     lines = [f"{source}: {result['duration_s']} s at {fs:g} Hz, {len(result['initial_contacts'])} initial contacts"]
     lines += [stride_line(stride, fs) for stride in strides]
     for decision in result["decisions"]:
-        side = "" if decision["side"] in (None, "none") else f" {decision['side']}"
-        lines.append(f"{decision['t_s']:7.2f} s  alert: {decision['kind']}{side} {decision['value']:.1f} "
-                     f"(threshold {decision['threshold']:g})")
-    lines += ["hold: " + ", ".join(f"{k} {v}" for k, v in hold.items()) for hold in result.get("holds", [])]
+        lines.append(f"{decision['t_s']:7.2f} s  alert: " + decision_words(decision))
+    lines += holds_table(result.get("holds", []))
     lines += [f"warning: {warning}" for warning in result["warnings"]]
     lines.append(summary_text(result["summary"]))
     return "\n".join(lines)
@@ -173,10 +235,14 @@ def analysis_text(result: dict, strides: np.ndarray, source: str) -> str:
 def summary_text(summary: dict) -> str:
     lines = [f"{summary['strides']} strides ({summary['steady_strides']} steady)"]
     if "cadence_spm_median" in summary:  # absent when no stride was measured on a settled mounting
-        lines.append(f"  cadence {summary['cadence_spm_median']} steps/min, sway {summary['sway_pp_cm_median']} cm "
-                     f"peak to peak, mean tilt {summary['tilt_mean_deg_median']}° (+ = anterior)")
-        lines.append(f"  pelvic drop (median): {summary['drop_right_stance_deg_median']}° in right stance, "
-                     f"{summary['drop_left_stance_deg_median']}° in left stance")
+        def f(key: str, spec: str = ".1f") -> str:
+            return "-" if summary.get(key) is None else format(summary[key], spec)
+
+        lines.append(f"  cadence {f('cadence_spm_median')} steps/min, hip sway {f('sway_pp_cm_median')} cm side "
+                     f"to side per stride, mean pelvic tilt {f('tilt_mean_deg_median', '+.1f')}° from neutral "
+                     "(+ = forward, − = backward)")
+        lines.append(f"  pelvic drop (median): {f('drop_right_stance_deg_median')}° while standing on the right leg, "
+                     f"{f('drop_left_stance_deg_median')}° while standing on the left leg")
     side = summary.get("weak_side")
     if summary.get("side_refused"):
         lines.append(f"  weak side: cannot be named: {summary['side_refused']}")
@@ -187,6 +253,7 @@ def summary_text(summary: dict) -> str:
                      "drop, sway or tilt figures")
         lines.append("  weak side: cannot be named: no stride measured")
         return "\n".join(lines)
-    lines.append(f"  weak side: {side} (hip abductors; the pelvis drops while standing on the {side} leg)" if side
-                 else "  weak side: none found (drops within the threshold or symmetric)")
+    source = "; found in the single-leg holds" if summary.get("weak_side_from") == "holds" else ""
+    lines.append(f"  weak side: {side} (hip abductors; the pelvis drops while standing on the {side} leg{source})"
+                 if side else "  weak side: none found (drops within the threshold or symmetric)")
     return "\n".join(lines)
