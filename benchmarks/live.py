@@ -52,11 +52,12 @@ def _display():
         return None
     if shutil.which("Xvfb") is None:
         sys.exit("benchmarks/live.py: no DISPLAY and no Xvfb (Debian package xvfb) to make one")
-    display = f":{150 + os.getpid() % 100}"
-    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.environ["DISPLAY"] = display
-    time.sleep(1.0)
+    read, write = os.pipe()  # Xvfb picks a free display and writes its number to -displayfd
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as f:
+        os.environ["DISPLAY"] = ":" + f.readline().strip()
     return xvfb
 
 

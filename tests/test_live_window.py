@@ -177,18 +177,15 @@ def test_real_window_under_xvfb(tmp_path):
     screen shows it, the keys reach it (m marks an event), q closes it after the job."""
     from PIL import ImageGrab
 
-    display = f":{90 + os.getpid() % 100}"
-    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    xvfb, display = start_xvfb()
     env = {**os.environ, "DISPLAY": display, "MPLBACKEND": "TkAgg"}
     demo = None
     try:
-        time.sleep(1.0)
         demo = subprocess.Popen([sys.executable, "-m", "hipcheck", "demo", "--seconds", "10", "--record",
                                  str(tmp_path / "demo.hclog")], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         window_id = _wait_for_window(env, "hipcheck demo", 45.0)
-        time.sleep(4.0)  # the walk under way: lines, bars
+        time.sleep(6.5)  # the walk under way: lines, and the first strides' bars
         subprocess.run(["xdotool", "key", "--window", window_id, "m"], env=env, check=True)
         time.sleep(0.5)
         shot = ImageGrab.grab(xdisplay=display)
@@ -201,6 +198,9 @@ def test_real_window_under_xvfb(tmp_path):
             pass
         ok, figures = _not_blank(path)
         assert ok, figures
+        pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        for colour in ((255, 127, 14), (31, 119, 180)):  # the right- and left-stance bars (tab:orange, tab:blue)
+            assert np.count_nonzero(np.abs(pixels - colour).sum(axis=2) < 30) > 200, colour
         out = _close_after_end(demo, env, window_id)
     finally:
         if demo is not None and demo.poll() is None:
@@ -213,6 +213,20 @@ def test_real_window_under_xvfb(tmp_path):
     frames = int(out.split("live window: ")[-1].split(" frames drawn")[0])
     assert frames >= 20 * 8, out  # ≥ 20 frames/s over the 10 s walk under Xvfb on a shared machine
     assert "0 samples dropped" in out and "no live window" not in out
+
+
+def start_xvfb():
+    """An Xvfb on a free display (it picks the number and writes it to -displayfd): (process, ":N")."""
+    read, write = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as f:
+        number = f.readline().strip()
+    if not number:
+        xvfb.kill()
+        raise RuntimeError("Xvfb did not start")
+    return xvfb, f":{number}"
 
 
 def _wait_for_window(env, name, timeout_s):
@@ -232,7 +246,7 @@ def _close_after_end(demo, env, window_id):
     for line in demo.stdout:
         lines.append(line)
         if "the live job ended" in line:
-            subprocess.run(["xdotool", "key", "--window", window_id, "q"], env=env, check=True)
+            subprocess.run(["xdotool", "key", "--window", window_id, "q"], env=env)
         if time.monotonic() > deadline:
             break
     demo.wait(10)
