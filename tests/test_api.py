@@ -16,10 +16,11 @@ from hipcheck import protocol
 from hipcheck.api import SCHEMA_VERSION, schema
 from hipcheck.cli import main
 from hipcheck.device import LostRange
+from hipcheck.exercises import POSTURE_DTYPE, REP_DTYPE
 from hipcheck.gait import STRIDE_DTYPE
 from hipcheck.hold import HOLD_DTYPE
 from hipcheck.imu_csv import read_imu_csv, write_imu_csv
-from hipcheck.motion import simulate_hold, simulate_stand, simulate_walk
+from hipcheck.motion import simulate_bridge, simulate_hold, simulate_stand, simulate_walk
 from hipcheck.protocol import SampleFlag
 from hipcheck.record import LogWriter
 from hipcheck.sessionfile import read_session_log
@@ -116,6 +117,23 @@ def test_a_hold_in_hold_mode(tmp_path):
     figure = result.plot()  # obliquity and tilt with the hold shaded, its drop and duration; no side named
     assert len(figure.axes) == 4 and len(figure.axes[0].patches) == 1
     assert figure.get_suptitle().startswith("no side can be named") == bool(result.analysis.side_refused)
+
+
+def test_bridges_in_bridge_mode():
+    """The rep counter's reps as a table, its settings and the detectors' taken by name, and its figure."""
+    trace = simulate_bridge(seed=1)
+    data = (trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    result = hipcheck.analyze(data, fs=trace.fs_hz, mode="bridge", drop_threshold_deg=5.0)
+    truth = [i for i in trace.truth.intervals if i.kind == "rep"]
+    assert len(result.reps) == len(truth) == result.summary["reps"] >= 5
+    assert set(result.reps["flag"]) == {"none"} and result.summary["flagged"]["left side dropped"] == 0
+    np.testing.assert_allclose(result.reps["t_s"], result.reps["start_sample"] / trace.fs_hz)
+    assert len(hipcheck.analyze(data, fs=trace.fs_hz, mode="bridge", min_range_deg=60.0).reps) == 0
+    with pytest.raises(hipcheck.InvalidTypeError, match="min_rnge_deg"):
+        hipcheck.analyze(data, fs=trace.fs_hz, mode="bridge", min_rnge_deg=6.0)
+    figure = result.plot()
+    assert len(figure.axes[0].patches) == len(result.reps)
+    np.testing.assert_allclose([p.get_height() for p in figure.axes[1].patches], result.reps["range_deg"])
 
 
 def test_bad_input_is_refused_with_a_hipcheck_error(walk_csv):
@@ -225,8 +243,9 @@ def test_orient_reads_a_log(hand_log, tmp_path, capsys):
 
 
 def test_every_json_output_follows_the_schema(walk_csv, hand_log, tmp_path, capsys):
-    hold, stand = tmp_path / "hold.csv", tmp_path / "stand.csv"
-    for trace, path in ((simulate_hold(duration_s=20.0, seed=1), hold), (simulate_stand(duration_s=6.0), stand)):
+    hold, stand, bridge = tmp_path / "hold.csv", tmp_path / "stand.csv", tmp_path / "bridge.csv"
+    for trace, path in ((simulate_hold(duration_s=20.0, seed=1), hold), (simulate_stand(duration_s=6.0), stand),
+                        (simulate_bridge(seed=2), bridge)):
         write_imu_csv(path, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
     validator = jsonschema.Draft202012Validator(schema())
     outputs = {
@@ -235,10 +254,13 @@ def test_every_json_output_follows_the_schema(walk_csv, hand_log, tmp_path, caps
         "hold": _json_of(["analyze", str(hold), "--json"], capsys),
         "side refused": _json_of(["analyze", str(stand), "--json"], capsys),
         "hclog": _json_of(["analyze", str(hand_log[0]), "--json"], capsys),
+        "bridge": _json_of(["analyze", str(bridge), "--json", "--mode", "bridge"], capsys),
+        "posture": _json_of(["analyze", str(stand), "--json", "--mode", "posture", "--neutral-tilt", "-15"], capsys),
         "API, thresholds": hipcheck.analyze(walk_csv, drop_threshold_deg=5.0).json(),
     }
     assert outputs["hold"].get("holds") and outputs["side refused"]["summary"].get("side_refused")
     assert outputs["walk"]["decisions"] or outputs["API, thresholds"]["decisions"]
+    assert outputs["bridge"]["reps"] and "posture_alerts" in outputs["posture"]
     for name, found in outputs.items():
         assert found["schema_version"] == SCHEMA_VERSION, name
         errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(found)]
@@ -264,6 +286,8 @@ def test_the_schema_names_every_record_field():
     defs = schema()["$defs"]
     assert set(defs["stride"]["properties"]) == set(STRIDE_DTYPE.names) | {"t_s"}
     assert set(defs["hold"]["properties"]) == set(HOLD_DTYPE.names)
+    assert set(defs["rep"]["properties"]) == set(REP_DTYPE.names) | {"t_s"}
+    assert set(defs["posture_alert"]["properties"]) == set(POSTURE_DTYPE.names) | {"t_s"}
     jsonschema.Draft202012Validator.check_schema(schema())
 
 

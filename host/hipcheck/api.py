@@ -17,9 +17,12 @@ Inputs, all in SI units and the sensor frame (docs/csv-format.md for names and s
 - ``(acc, gyr)``, two (n, 3) arrays, or one (n, 6) array ``acc_x … gyr_z``, with ``fs``.
 
 Every input goes through ``hipcheck.pipeline.analyze_arrays``: the same samples give the same strides whatever form
-they came in. ``mode`` says what the recording is of — ``"walk"`` (strides, the summary of ``analyze --json``) or
-``"hold"`` (single-leg holds: their summary and figures); the pipeline finds both in either. ``thresholds`` are the
-detectors' settings by name (``hipcheck.detect.DEFAULT_SETTINGS``, e.g. ``drop_threshold_deg=5``).
+they came in. ``mode`` says what the recording is of (``hipcheck.pipeline.MODES``) — ``"walk"`` (strides, the
+summary of ``analyze --json``), ``"hold"`` (single-leg holds: their summary and figures; the pipeline finds strides
+and holds in either), ``"bridge"`` and ``"clamshell"`` (``reps``, on the segment angles in the sensor's own axes),
+``"posture"`` (``posture`` alerts). ``thresholds`` are settings by name: the detectors'
+(``hipcheck.detect.DEFAULT_SETTINGS``, e.g. ``drop_threshold_deg=5``), and in the exercise modes also the rep
+counter's or posture monitor's (``hipcheck.exercises``, e.g. ``min_range_deg=6``, ``neutral_tilt_deg=-3``).
 
 The JSON (``Result.json()``, ``analysis_json``) follows ``schema/analysis-v1.json`` (JSON Schema 2020-12, shipped
 with the package; ``schema()`` loads it); ``schema_version`` says which, and a minor version only adds optional keys.
@@ -36,16 +39,17 @@ import numpy as np
 
 from hipcheck import report
 from hipcheck.detect import DEFAULT_DROP_THRESHOLD_DEG, KIND_NAMES
+from hipcheck.detect import DEFAULT_SETTINGS as DETECTOR_SETTINGS
 from hipcheck.detect import SIDE_NAMES as DECISION_SIDE_NAMES
 from hipcheck.errors import InvalidTypeError, InvalidValueError
 from hipcheck.gait import FC, IC, SIDE_NAMES
 from hipcheck.imu_csv import ACC_COLUMNS, GYR_COLUMNS, TIME_COLUMN, parse_axes, read_imu_csv
-from hipcheck.pipeline import Analysis, analyze_arrays
+from hipcheck.exercises import FLAG_NAMES, POSTURE_NAMES
+from hipcheck.pipeline import MODES, Analysis, analyze_arrays
 from hipcheck.sessionfile import SessionLog, is_session_log, read_session_log
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "analysis-v1.json"
-MODES = ("walk", "hold")
 CONTACT_NAMES = {IC: "initial", FC: "final"}
 
 
@@ -151,9 +155,14 @@ def analyze(data, fs: float | None = None, *, mode: str = "walk", offline: bool 
     detectors' settings by name. Raises a ``hipcheck.HipcheckError`` for input that cannot be analysed."""
     if mode not in MODES:
         raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    # Walk and hold have only the detectors' settings (an unknown name is refused there); an exercise mode's stage
+    # takes the rest and refuses what it does not know.
+    walking = mode in ("walk", "hold")
+    detector = {k: v for k, v in thresholds.items() if walking or k in DETECTOR_SETTINGS}
+    stage = {k: v for k, v in thresholds.items() if k not in detector}
     recording = as_recording(data, fs)
     analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=offline,
-                              detector_settings=thresholds or None)
+                              detector_settings=detector or None, mode=mode, mode_settings=stage or None)
     return Result(analysis, recording, mode, float(thresholds.get("drop_threshold_deg", DEFAULT_DROP_THRESHOLD_DEG)))
 
 
@@ -188,7 +197,7 @@ class Result:
         a = self.analysis
         return (f"<hipcheck.Result {self.recording.format} {len(a.q_sensor_to_earth) / a.fs_hz:.1f} s at "
                 f"{a.fs_hz:g} Hz, mode {self.mode}: {len(a.strides)} strides, {len(a.decisions)} decisions, "
-                f"{len(a.holds)} holds>")
+                f"{len(a.holds)} holds, {len(a.reps)} reps, {len(a.posture)} posture alerts>")
 
     def json(self) -> dict:
         """The same object as ``hipcheck analyze --json`` on this input."""
@@ -217,12 +226,29 @@ class Result:
         return self._table(self.analysis.holds, {"side": dict(enumerate(DECISION_SIDE_NAMES))}, "start_sample")
 
     @cached_property
+    def reps(self):
+        """bridge, clamshell: a row per repetition (hipcheck.exercises.REP_DTYPE; ``flag`` by name)."""
+        return self._table(self.analysis.reps, {"flag": dict(enumerate(FLAG_NAMES))}, "start_sample")
+
+    @cached_property
+    def posture(self):
+        """posture: a row per alert (hipcheck.exercises.POSTURE_DTYPE; ``kind`` by name)."""
+        return self._table(self.analysis.posture, {"kind": dict(enumerate(POSTURE_NAMES))}, "sample")
+
+    @cached_property
     def summary(self) -> dict:
         """walk: the summary of ``analyze --json`` (medians over steady strides, the weak side or why none may be
-        named); hold: the holds per stance leg and their medians."""
-        if self.mode == "walk":
-            return self.json()["summary"]
-        return hold_summary(self.holds, self.analysis.side_refused)
+        named); hold: the holds per stance leg and their medians; bridge, clamshell: the reps, their medians and
+        flags; posture: the alerts per kind."""
+        if self.mode == "hold":
+            return hold_summary(self.holds, self.analysis.side_refused)
+        if self.mode in ("bridge", "clamshell"):
+            return rep_summary(self.reps)
+        if self.mode == "posture":
+            kinds = self.posture["kind"]
+            return {"posture_alerts": int(len(kinds)),
+                    **{name.replace(" ", "_"): int((kinds == name).sum()) for name in POSTURE_NAMES}}
+        return self.json()["summary"]
 
     def _table(self, records: np.ndarray, names: dict, sample_field: str):
         import pandas
@@ -235,11 +261,13 @@ class Result:
 
     def plot(self, path=None):
         """The main figures in one matplotlib Figure (walk: obliquity with contacts and alerts, stride-normalised
-        obliquity per side mean ± SD, stance drops per side over the session and as histograms; hold: obliquity and
-        tilt with the holds, their metrics). Saved to ``path`` when given. Returns the Figure."""
-        from hipcheck.figures import hold_figure, walk_figure
+        angles per side mean ± SD, stance drops per side over the session and as histograms; hold: obliquity and
+        tilt with the holds, their metrics; bridge, clamshell, posture: the segment angles with the reps or alerts).
+        Saved to ``path`` when given. Returns the Figure."""
+        from hipcheck.figures import exercise_figure, hold_figure, walk_figure
 
-        figure = walk_figure(self) if self.mode == "walk" else hold_figure(self)
+        draw = {"walk": walk_figure, "hold": hold_figure}.get(self.mode, exercise_figure)
+        figure = draw(self)
         if path is not None:
             figure.savefig(path, dpi=110)
         return figure
@@ -257,3 +285,12 @@ def hold_summary(holds, side_refused: str) -> dict:
         out["side_refused"] = side_refused
     return out
 
+
+def rep_summary(reps) -> dict:
+    """The reps, the medians of their durations and range, and how many were flagged, by flag."""
+    out: dict = {"reps": int(len(reps))}
+    for name in ("up_s", "top_s", "down_s", "range_deg"):
+        values = reps[name].dropna() if len(reps) else []
+        out[f"{name}_median"] = round(float(np.median(values)), 3) if len(values) else None
+    out["flagged"] = {name: int((reps["flag"] == name).sum()) for name in FLAG_NAMES[1:]} if len(reps) else {}
+    return out

@@ -155,3 +155,38 @@ def hold_figure(result):
         ax.set(ylabel=label, xlabel="hold: stance leg", xlim=(-1, max(1, len(holds))))
     _say_refused(figure, analysis.side_refused)
     return figure
+
+
+def exercise_figure(result):
+    """Bridge, clamshell, posture: the angles of the segment the sensor is worn on (in the sensor's own axes, as
+    the rep counter and the posture monitor read them when no calibration is given) with each rep shaded or each
+    posture alert marked; below, each rep's range (coloured when flagged) or each alert's tilt."""
+    from hipcheck.exercises import FLAG_NAMES, POSTURE_NAMES, segment_angles_deg
+
+    analysis = result.analysis
+    fs = analysis.fs_hz
+    angles = segment_angles_deg(analysis.q_sensor_to_earth, np.array([1.0, 0.0, 0.0, 0.0]))
+    t = np.arange(len(angles)) / fs
+    figure = _figure(7.0)
+    top, bottom = figure.add_subplot(2, 1, 1), figure.add_subplot(2, 1, 2)
+    for (k, label), color in zip(ANGLES, ("tab:purple", "tab:green", "tab:orange")):
+        top.plot(t, angles[:, k], lw=0.7, color=color, label=label.split(" (")[0])
+    reps, alerts = analysis.reps, analysis.posture
+    for rep in reps:
+        top.axvspan(rep["start_sample"] / fs, rep["end_sample"] / fs, color="0.6", alpha=0.2)
+    for alert in alerts:
+        top.axvline(alert["sample"] / fs, color="tab:red", lw=0.8)
+    top.set(xlabel="time (s)", ylabel="segment angle (°)",
+            title=f"{result.mode}: {len(reps)} reps" if result.mode != "posture"
+            else f"posture: {len(alerts)} alert(s)")
+    _legend(top, loc="upper right", ncols=3)
+    if result.mode == "posture":
+        bottom.bar([f"{i + 1}: {POSTURE_NAMES[int(a['kind'])]}" for i, a in enumerate(alerts)], alerts["tilt_deg"],
+                   color="tab:red", width=0.5)
+        bottom.set(ylabel="tilt against neutral at the alert (°)", xlabel="alert")
+    else:
+        colors = ["0.5" if int(r["flag"]) == 0 else "tab:red" for r in reps]
+        bottom.bar(np.arange(1, len(reps) + 1), reps["range_deg"], color=colors, width=0.6)
+        flagged = sorted({FLAG_NAMES[int(r["flag"])] for r in reps if int(r["flag"])})
+        bottom.set(ylabel="range at the top (°)", xlabel="rep" + (f" (red: {', '.join(flagged)})" if flagged else ""))
+    return figure
