@@ -1,4 +1,6 @@
-"""hipcheck.exercises: single-leg holds the user starts, their live cheats and score, against the simulator."""
+"""hipcheck.exercises against the simulator: user-started holds (cheats, score, double tap), bridge and clamshell reps, posture, and the pipeline and CLI modes."""
+
+import json
 
 import numpy as np
 import pytest
@@ -256,3 +258,17 @@ def test_double_tap_starts_the_hold():
               simulate_hold(duration_s=30.0, lift_s=6.0, hold_s=20.0, taps=(2.0, 2.25, 2.5), seed=14)]
     for other in others:
         assert len(DoubleTap(FS_HZ).update(other.acc_sensor_m_s2)) == 0, other.params
+
+
+def test_cli_analyze_mode_lists_reps(tmp_path, capsys):
+    """hipcheck simulate clamshell, then analyze --mode clamshell --json: one entry per rep with its timing."""
+    from hipcheck.cli import main
+
+    path = tmp_path / "clam.csv"
+    assert main(["simulate", "clamshell", "--reps", "6", "--ideal", "-o", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(path), "--mode", "clamshell", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["mode"] == "clamshell" and len(found["reps"]) == 6
+    assert all(abs(r["up_s"] - 1.0) < 0.1 and abs(r["down_s"] - 3.0) < 0.3 and r["flag"] == "none"
+               for r in found["reps"])
