@@ -1,4 +1,5 @@
-"""hipcheck.exercises against the simulator: user-started holds (cheats, score, double tap), bridge and clamshell reps, posture, and the pipeline and CLI modes."""
+"""hipcheck.exercises against the simulator: user-started holds (cheats, score, double tap), bridge and clamshell
+reps, posture, and the pipeline and CLI modes."""
 
 import json
 

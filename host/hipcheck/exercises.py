@@ -63,7 +63,7 @@ CHEAT_DTYPE = np.dtype([
     ("decided_sample", np.int64),  # the last sample seen when it was decided (≥ sample: the hold's start-up)
     ("kind", np.int8),  # SINK, HIKE, SWAY, TILT
     ("on", np.bool_),  # True: began (vibrate), False: ended
-    ("value", np.float64),  # deg for sink, hike (+ = beyond the threshold's way), tilt (signed, + = anterior); m/s² sway
+    ("value", np.float64),  # sink, hike: deg past level the cheat's way; tilt: deg, + = anterior; sway: m/s²
 ])
 
 GUIDED_HOLD_DTYPE = np.dtype(HOLD_DTYPE.descr + [
@@ -300,7 +300,9 @@ class GuidedHold:
             self._state["next"] = self.analyzer.reference["start_sample"] + self._settle
             self._cheats = []
         if self._holding:
-            hi = self.next_sample if not len(ended) else min(self.next_sample, int(ended[0]["end_sample"]) - self._settle)
+            hi = self.next_sample
+            if len(ended):
+                hi = min(hi, int(ended[0]["end_sample"]) - self._settle)
             cheats = self._judge(hi, max(decided_at, 0))
             self._cheats.append(cheats)
         if len(ended) and self._holding:
@@ -488,8 +490,8 @@ def _close_rep(settings, st, ring, now, out, n_out):
 @numba.njit(cache=True)
 def rep_update(settings_array, state_array, ring, angles_deg, out):
     """Repetitions over one block of segment angles (rotation, obliquity, tilt, deg). The rep angle: bridge, the
-    turn away from rest (|tilt − rest|: posterior as the pelvis rises); clamshell, the roll (|obliquity − rest|). Writes finished
-    reps (REP_DTYPE) into out, returns how many."""
+    turn away from rest (|tilt − rest|: posterior as the pelvis rises); clamshell, the roll (|obliquity − rest|).
+    Writes finished reps (REP_DTYPE) into out, returns how many."""
     settings = settings_array[0]
     st = state_array[0]
     fs = settings["fs_hz"]
@@ -702,7 +704,7 @@ TAP_DEFAULTS = dict(
     max_tap_s=0.08,  # ... for no longer than this (a step or a bump lasts longer)
     min_gap_s=0.12,  # the second tap's onset after the first's: at least ...
     max_gap_s=0.4,  # ... and at most (steps, even quick ones, come farther apart)
-    quiet_s=0.8,  # nothing above the threshold this long before the first and after the second (a step follows a step sooner)
+    quiet_s=0.8,  # nothing above the threshold this long before the first and after the second (steps come sooner)
 )
 TAP_SETTINGS_DTYPE = np.dtype([("fs_hz", np.float64)] + [(name, np.float64) for name in TAP_DEFAULTS])
 TAP_STATE_DTYPE = np.dtype([
