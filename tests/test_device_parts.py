@@ -185,6 +185,25 @@ def test_backfill_one_answer_at_a_time_asked_again_when_it_stalls_then_marked_lo
     assert lost == [(148, 200, "no backfill after 2 requests")]
 
 
+def test_backfill_stall_counted_in_device_progress_where_the_device_clock_runs_ahead():
+    # the sim board as fast as possible: wall time passing with no live progress (a loaded host) is no stall
+    lost = Lost()
+    plan = BackfillPlan(chunk=48, tries=3, timeout_s=0.25, lose=lost, stall_samples=256)
+    assert plan.next_request([(100, 148)], now=0.0, live_next=200) == (100, 48)
+    plan.answer(Status.OK, {"first_seq": 100, "count": 48}, now=0.0, live_next=200)
+    assert plan.next_request([(100, 148)], now=1.0, live_next=300) is None  # 4 timeouts, 100 live samples: waits
+    assert plan.next_request([(100, 148)], now=1.0, live_next=456) == (100, 48)  # 256 live samples: stalled
+    plan.answer(Status.OK, {"first_seq": 100, "count": 48}, now=1.0, live_next=456)
+    assert not plan.received(120, now=1.1, live_next=470)  # progress: the live mark moves with it
+    assert plan.next_request([(120, 148)], now=1.5, live_next=700) is None  # 230 since the progress
+    assert plan.next_request([(120, 148)], now=1.5, live_next=726) == (120, 28)
+    plan.answer(Status.OK, {"first_seq": 120, "count": 28}, now=1.5, live_next=726)
+    # no live data at all (the device stopped streaming): the wall clock decides after WALL_FALLBACK timeouts
+    assert plan.next_request([(120, 148)], now=1.5 + 2.49, live_next=726) is None
+    assert plan.next_request([(120, 148)], now=1.5 + 2.5, live_next=726) == (120, 28)
+    assert lost == []
+
+
 def test_backfill_older_than_the_ring_asks_the_whole_hole_then_the_chunk_from_where_the_ring_begins():
     lost = Lost()
     plan = BackfillPlan(chunk=48, tries=3, timeout_s=1.0, lose=lost)

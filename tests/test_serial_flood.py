@@ -6,7 +6,9 @@ receive queue must stop at ``queue_packets`` and count every packet it had to dr
 tracemalloc measures it in this process (the link's reader thread included), stays under the stated bound
 ``queue_packets × PACKET_COST_BYTES`` — an unbounded queue would hold five times that. Every frame is accounted
 for: delivered + dropped = sent. Then the same through a passive ``DeviceSession``: the drop reaches the session's
-summary and the sequence gap it left is found.
+summary and the sequence gap it left is found. The other bounds: BLE notifications beyond ``queue_packets`` are
+dropped and counted the same way, and the session's own queue of sample blocks (a consumer far behind, or none, as
+in ``hipcheck connect``) stops at ``BLOCK_QUEUE_SAMPLES`` with the rest counted.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ import pytest
 serial = pytest.importorskip("serial")
 
 from hipcheck import protocol  # noqa: E402
-from hipcheck.device import DeviceSession, SessionSettings  # noqa: E402
+from hipcheck.device import DeviceSession, SessionSettings, SessionStats  # noqa: E402
+from hipcheck.device.reassembly import BLOCK_DTYPE, SampleBlock  # noqa: E402
+from hipcheck.device.session import BLOCK_QUEUE_BYTES, BLOCK_QUEUE_SAMPLES, BlockQueue  # noqa: E402
+from hipcheck.links import DATA  # noqa: E402
+from hipcheck.links.ble import BleLink  # noqa: E402
 from hipcheck.links import (PACKET_COST_BYTES, RECEIVE_QUEUE_BYTES, RECEIVE_QUEUE_PACKETS,  # noqa: E402
                             within)
 from hipcheck.links.serial import SerialLink  # noqa: E402
@@ -141,3 +147,48 @@ def test_a_session_behind_a_flooded_link_reports_the_drop(pty):
     assert status.packets_dropped > 0
     assert summary["link_packets_dropped"] == status.packets_dropped
     assert summary["holes"] >= 1  # the session found the sequence gap the drop left
+
+
+def test_ble_notifications_past_the_bound_are_dropped_and_counted():
+    link = BleLink("hipcheck-0001", queue_packets=5)
+    client = object()  # a connection: notifications of any other are ignored
+    link._client = client
+    notify = link._handler(client, DATA)
+    packets = _frames(12, 1)  # framed: only to cut them apart again
+    decoded = protocol.Deframer().feed(packets)
+    for packet in decoded:
+        notify(None, bytearray(packet))
+
+    async def drain():
+        got = []
+        while (item := await link.receive(timeout_s=0.01)) is not None:
+            got.append(item.packet)
+        return got
+
+    got = asyncio.run(drain())
+    status = link.status()
+    assert got == decoded[:5]  # the first ones, in order
+    assert status.packets_in == 12 and status.packets_dropped == 7
+    assert status.samples_missing == 0  # a host drop is not a radio gap: the session finds and backfills it
+
+
+def test_the_session_block_queue_stops_at_its_bound():
+    stats = SessionStats()
+    queue = BlockQueue(stats)
+    half = SampleBlock(np.zeros(BLOCK_QUEUE_SAMPLES // 2, BLOCK_DTYPE), 10_000)
+    for _ in range(5):  # nobody reads: two fit, three are dropped
+        queue.put(half)
+    queue.put(None)  # the end always gets through
+    assert queue.samples == 2 * len(half) <= BLOCK_QUEUE_SAMPLES
+    assert queue.samples * BLOCK_DTYPE.itemsize <= BLOCK_QUEUE_BYTES
+    assert stats.samples_unread_dropped == 3 * len(half)
+
+    async def drain():
+        n = 0
+        while await queue.get() is not None:
+            n += 1
+        return n
+
+    assert asyncio.run(drain()) == 2 and queue.samples == 0
+    queue.put(half)  # read: room again
+    assert queue.samples == len(half) and stats.samples_unread_dropped == 3 * len(half)

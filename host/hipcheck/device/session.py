@@ -18,13 +18,44 @@ from hipcheck.device.backfill import BackfillPlan
 from hipcheck.device.commands import CommandChannel, named_info, threshold_fields, vibrate_fields
 from hipcheck.device.errors import CommandError, SessionError
 from hipcheck.device.liveness import Liveness
-from hipcheck.device.reassembly import SampleBlock
+from hipcheck.device.reassembly import BLOCK_DTYPE, SampleBlock
 from hipcheck.device.recording import SessionRecording
 from hipcheck.device.settings import SessionSettings
 from hipcheck.device.stats import SessionStats
 from hipcheck.device.stream import SampleStream
 from hipcheck.links import DATA, Link, LinkError, within
 from hipcheck.protocol import Ack, Event, EventCode, Opcode, SampleFlag, Status
+
+
+# Samples waiting for blocks() hold at most this much memory: a consumer that falls this far behind (or none at all,
+# as in ``hipcheck connect``) loses the newest blocks, counted in ``stats.samples_unread_dropped``, instead of the
+# host growing without limit. 8 MiB of BLOCK_DTYPE rows is over 20 minutes at 100 Hz.
+BLOCK_QUEUE_BYTES = 8 << 20
+BLOCK_QUEUE_SAMPLES = BLOCK_QUEUE_BYTES // BLOCK_DTYPE.itemsize
+
+
+class BlockQueue:
+    """Blocks waiting for ``DeviceSession.blocks()`` (None: the end), at most BLOCK_QUEUE_SAMPLES rows of them."""
+
+    def __init__(self, stats: SessionStats):
+        self.stats = stats
+        self.samples = 0  # rows waiting
+        self._queue: asyncio.Queue = asyncio.Queue()
+
+    def put(self, block: SampleBlock | None) -> None:
+        """Queue a block, or drop it (counted in ``stats.samples_unread_dropped``) if it would pass the bound."""
+        if block is not None:
+            if self.samples + len(block) > BLOCK_QUEUE_SAMPLES:
+                self.stats.samples_unread_dropped += len(block)
+                return
+            self.samples += len(block)
+        self._queue.put_nowait(block)
+
+    async def get(self) -> SampleBlock | None:
+        block = await self._queue.get()
+        if block is not None:
+            self.samples -= len(block)
+        return block
 
 
 class DeviceSession:
@@ -44,14 +75,15 @@ class DeviceSession:
         self.reconnect = link.can_reconnect if s.reconnect is None else s.reconnect
         self.recording = SessionRecording(record)
         self.stats = SessionStats()
-        self._blocks: asyncio.Queue = asyncio.Queue()
-        self.stream = SampleStream(s.start_seq, self.stats, self.recording, self._blocks.put_nowait,
+        self._blocks = BlockQueue(self.stats)
+        self.stream = SampleStream(s.start_seq, self.stats, self.recording, self._blocks.put,
                                    mark_holes=not self.backfill and not self.passive)
         self.time_map = self.stream.time_map
         self.period = self.stream.period
         self.wire = self.stream.wire
         self.backfill_plan = BackfillPlan(int(s.backfill_chunk or link.backfill_chunk), s.backfill_tries,
-                                          float(s.backfill_timeout_s or link.backfill_timeout_s), self.stream.lose)
+                                          float(s.backfill_timeout_s or link.backfill_timeout_s), self.stream.lose,
+                                          link.backfill_stall_samples)
         self.liveness = Liveness(s.watchdog_s, s.idle_probe_s, time.monotonic())
         self._connected = asyncio.Event()
         self.commands = CommandChannel(link, self.recording, self.stats, self._connected,
@@ -122,9 +154,8 @@ class DeviceSession:
         self._finish()
 
     def summary(self) -> dict:
-        """The counts, every range lost, the packets the link dropped because the host fell behind (its receive
-        queue was full: the gaps they left are holes like a radio's) and the time map's figures (the log's closing
-        NOTE)."""
+        """The counts, every range lost, the packets the link dropped for a full receive queue (their gaps are holes
+        like a radio's) and the time map's figures (the log's closing NOTE)."""
         return self.stats.summary() | {"lost": [vars(r) for r in self.lost], "time_map": self.time_map.summary(),
                                        "link_packets_dropped": self.link.status().packets_dropped}
 
@@ -137,7 +168,7 @@ class DeviceSession:
         while True:
             block = await self._blocks.get()
             if block is None:
-                self._blocks.put_nowait(None)  # later calls end at once too
+                self._blocks.put(None)  # later calls end at once too
                 if self._error is not None:
                     raise self._error
                 return
@@ -241,7 +272,7 @@ class DeviceSession:
     def _finish(self) -> None:
         if not self._finished:
             self._finished = True
-            self._blocks.put_nowait(None)
+            self._blocks.put(None)
 
     async def _rx_loop(self) -> None:
         link = self.link
@@ -315,7 +346,8 @@ class DeviceSession:
             return  # held until pongs have told the compact form's period
         if not samples["flags"][0] & SampleFlag.BACKFILLED:
             self.liveness.live_data(t)
-        elif self.backfill_plan.received(int(samples["seq"][-1]) + 1, time.monotonic()):
+        elif self.backfill_plan.received(int(samples["seq"][-1]) + 1, time.monotonic(),
+                                         self.stream.reassembly.live_next):
             self._wake.set()  # the answer is complete: the next hole is asked for at once
 
     # ------------------------------------------------------------------------------------------- upkeep
@@ -404,10 +436,11 @@ class DeviceSession:
     async def _backfill_step(self) -> None:
         """One exchange of BACKFILL requests (``BackfillPlan``), if one is due."""
         plan = self.backfill_plan
-        request = plan.next_request(self.stream.reassembly.missing(), time.monotonic())
+        re = self.stream.reassembly
+        request = plan.next_request(re.missing(), time.monotonic(), re.live_next)
         while request is not None:
             ack = await self._backfill_request(*request)
-            request = plan.answer(ack.status, ack.fields, time.monotonic())
+            request = plan.answer(ack.status, ack.fields, time.monotonic(), re.live_next)
 
     async def _backfill_request(self, from_seq: int, n: int) -> Ack:
         self.stats.backfill_requests += 1

@@ -23,6 +23,7 @@ class SessionStats:
     command_timeouts: int = 0
     reconnects: int = 0
     device_alerts: int = 0
+    samples_unread_dropped: int = 0  # samples dropped because blocks() was BLOCK_QUEUE_SAMPLES behind
 
     def summary(self) -> dict:
         """The counts a session's summary shows (holes: how many)."""
@@ -31,4 +32,4 @@ class SessionStats:
                 "samples_duplicate": self.samples_duplicate, "holes": len(self.holes),
                 "backfill_requests": self.backfill_requests, "bad_packets": self.bad_packets,
                 "command_timeouts": self.command_timeouts, "reconnects": self.reconnects,
-                "device_alerts": self.device_alerts}
+                "device_alerts": self.device_alerts, "samples_unread_dropped": self.samples_unread_dropped}

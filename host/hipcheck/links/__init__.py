@@ -91,6 +91,9 @@ class Link(abc.ABC):
     can_reconnect: bool = True  # open() may bring the link back after it went down (a replay cannot)
     backfill_chunk: int = 0xFFFF  # samples the session asks per BACKFILL: what the link carries well
     backfill_timeout_s: float = 1.0  # a BACKFILL answer that stalls this long is asked again
+    # ... and, if not 0, only once the live stream has also moved this many samples on (a device clock faster
+    # than the wall's: hipcheck.device.backfill)
+    backfill_stall_samples: int = 0
 
     @abc.abstractmethod
     async def open(self) -> None:

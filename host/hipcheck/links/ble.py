@@ -18,6 +18,10 @@ Behaviour:
 - An unexpected disconnect → reconnect with back-off (``backoff_s`` first, doubling up to ``backoff_max_s``),
   each attempt a fresh scan, then connect and resubscribe. Sequence gaps caused meanwhile are the device session's
   to backfill; the link reports them (``gaps()``, ``status().samples_missing``).
+- Bounded memory: notifications wait for ``receive()`` in a queue of at most ``queue_packets`` (default
+  ``hipcheck.links.RECEIVE_QUEUE_PACKETS``); one that finds it full is dropped and counted in
+  ``status().packets_dropped`` (the device session backfills the gap it leaves). A sensor does not wait for the
+  host: holding everything would grow without limit.
 - Watchdog: no packet at all for ``watchdog_s`` (connected or not) → the link gives up; ``receive()`` raises
   LinkError saying so. ``watchdog_s=None`` turns it off (e.g. while streaming is stopped on purpose).
 - Pairing (docs/security.md): the sensor takes commands only from a bonded host on an encrypted link. ``pair()``
@@ -36,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from hipcheck.errors import InvalidValueError
-from hipcheck.links import CONTROL, DATA, LOG, Link, LinkError, LinkStatus, Received, within
+from hipcheck.links import (CONTROL, DATA, LOG, RECEIVE_QUEUE_PACKETS, Link, LinkError, LinkStatus, Received,
+                            within)
 from hipcheck.protocol import CONTROL_CHAR_UUID, DATA_CHAR_UUID, LOG_CHAR_UUID, SERVICE_UUID
 
 BATTERY_LEVEL_UUID = "00002a19-0000-1000-8000-00805f9b34fb"
@@ -155,14 +160,15 @@ async def scan(seconds: float = 5.0, *, backend: BleBackend | None = None, targe
 
 class BleLink(Link):
     """A hipcheck sensor over BLE. ``name_or_address``: ``hipcheck-XXXX``, a BLE address, or None (the strongest
-    hipcheck sensor in range)."""
+    hipcheck sensor in range); queue_packets: notifications held for ``receive()`` before new ones are dropped."""
 
     name = "ble"
 
     def __init__(self, name_or_address: str | None = None, *, backend: BleBackend | None = None, mtu: int = 247,
                  scan_timeout_s: float = 10.0, rescan_timeout_s: float = 3.0, connect_timeout_s: float = 10.0,
                  command_timeout_s: float = 2.0, watchdog_s: float | None = 10.0, reconnect: bool = True,
-                 backoff_s: float = 0.25, backoff_max_s: float = 2.0):
+                 backoff_s: float = 0.25, backoff_max_s: float = 2.0,
+                 queue_packets: int = RECEIVE_QUEUE_PACKETS):
         if not 23 <= mtu <= 517:
             raise InvalidValueError(f"mtu {mtu}: the ATT MTU is 23 to 517")
         self.target = name_or_address
@@ -176,6 +182,7 @@ class BleLink(Link):
         self.reconnect = reconnect
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
+        self.queue_packets = int(queue_packets)
         self._client = None
         self._queue: asyncio.Queue = asyncio.Queue()
         self._status = BleLinkStatus()
@@ -346,6 +353,9 @@ class BleLink(Link):
             s.last_packet_host_s = now
             if channel == DATA:
                 self._track(packet, now)
+            if self._queue.qsize() >= self.queue_packets:
+                s.packets_dropped += 1  # the host is this far behind: a gap for the session to backfill
+                return
             self._queue.put_nowait(Received(channel, packet, now))
 
         return on_notify

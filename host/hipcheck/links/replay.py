@@ -11,6 +11,9 @@ catches up instead of drifting. ``Received.host_time_s`` is ``time.monotonic()``
 (so watchdogs and rate figures work); ``last_t_host_s`` holds the original time of the latest packet, on the
 recording host's clock (``header["start_monotonic_s"]`` turns it into wall time with ``start_unix_s``).
 
+Memory: the log's bytes (read once at ``open()``) and one packet ahead; packets are taken from the log as
+``receive()`` asks for them, so there is no receive queue to grow.
+
 A replay cannot answer: commands sent to it are accepted (so a passive session or a UI may send what it likes),
 counted in ``status().commands_out`` and kept in ``commands`` with their time, but nothing replies to them;
 ``status().answers_commands`` is False. Use a passive device session (``passive=True``) on a replay.

@@ -11,7 +11,9 @@ two pipes: COBS + CRC frames on its stdout, split by ``hipcheck.protocol.Deframe
 
 Time: as fast as possible by default — the firmware's clock advances one sampling interval per step but waits
 while more than 64 samples are unsent, and this link stops reading its pipe while ``queue_packets`` packets wait for
-``receive``, so a slow host slows the simulation instead of losing data; ``realtime=True`` follows the wall clock.
+``receive``, so a slow host slows the simulation instead of losing data (the sim board waits, a real sensor does
+not: this is the link's memory bound, lossless; ``queue_packets`` stays within ``RECEIVE_QUEUE_PACKETS``);
+``realtime=True`` follows the wall clock.
 After ``seconds`` of device time the firmware pauses sampling and keeps answering commands until ``close()``.
 
 Injected loss, on the host side of the pipe (the firmware does not know; its ring keeps the samples for BACKFILL):
@@ -44,7 +46,8 @@ import numpy as np
 
 from hipcheck.errors import InvalidValueError
 from hipcheck import protocol
-from hipcheck.links import CONTROL, DATA, KIND_CHANNEL, Link, LinkError, LinkStatus, Received, within
+from hipcheck.links import (CONTROL, DATA, KIND_CHANNEL, RECEIVE_QUEUE_PACKETS, Link, LinkError, LinkStatus,
+                            Received, within)
 
 STDIO_MTU = 247  # the stdio link's MTU (firmware/link_serial.SERIAL_MTU): 11 samples per DATA packet
 
@@ -79,9 +82,17 @@ class SimLink(Link):
         # As fast as possible, the sim board holds its clock while more than 64 samples wait to be sent (BACKFILL
         # answers included) and then pumps only when a command comes in: a session asks for at most 48 at a time.
         self.backfill_chunk = 0xFFFF if realtime else 48
-        # ... and a lost BACKFILL answer is asked again after 0.25 s (7 s of device time), well inside its 32 s ring
+        # ... and a lost BACKFILL answer is asked again after 0.25 s of wall time, but only once the live stream has
+        # moved 256 samples (2.5 s of device time at 104 Hz) past the answer's last progress: the device has had
+        # the time to send it (48 samples go out within the 64 it holds unsent). Device time runs about 30x the
+        # wall's here, and slower when the host is loaded: counted on the wall alone, three tries could outlast the
+        # 32 s ring or give up on an answer still coming. 3 tries x 256 stay well inside the ring's 3200 samples.
         self.backfill_timeout_s = 1.0 if realtime else 0.25
+        self.backfill_stall_samples = 0 if realtime else 256
         self._rng = random.Random(seed)
+        if not 1 <= queue_packets <= RECEIVE_QUEUE_PACKETS:
+            raise InvalidValueError(f"queue_packets {queue_packets}: 1 to {RECEIVE_QUEUE_PACKETS} (the links' memory "
+                                    "bound, hipcheck.links.RECEIVE_QUEUE_BYTES)")
         self._queue_packets = queue_packets
         self._workdir_arg = workdir
         self._tmp = None
