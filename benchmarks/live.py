@@ -14,6 +14,8 @@ Figures per rate:
 - frames/s: frames drawn per second of steady streaming (from ``STEADY_AFTER_S`` after the first block: the
   pipeline is built on the first block, in the job's thread, and holds the GIL meanwhile), and over the whole run;
   the timer asks for ``live_window.FPS``; target ≥ 30;
+- CPU/frame: the drawing thread's CPU time per frame (``time.thread_time``): what a frame costs whatever else the
+  machine runs (the 1-minute load average is printed next to it: frames/s falls when the cores are shared);
 - full draw: the first frame, which lays out the whole figure (and any resize or pause); worst draw: the longest a
   blitted frame took; worst gap: the longest between two frames (a stall the eye sees);
 - frames dropped: timer ticks skipped because the previous frame or the data side held the main thread;
@@ -81,7 +83,7 @@ def one_run(rate_hz: int, seconds: float) -> dict:
         marks.setdefault("first", now)
         if "steady" not in marks and now - marks["first"] >= STEADY_AFTER_S:
             marks["steady"] = (now, window.frames_drawn, window.frames_dropped)
-            window.worst_frame_s = window.worst_interval_s = 0.0
+            window.worst_frame_s = window.worst_interval_s = window.draw_cpu_s = 0.0
         marks["last"] = (now, window.frames_drawn)
 
     async def job():
@@ -110,7 +112,10 @@ def one_run(rate_hz: int, seconds: float) -> dict:
         "frames_per_s_all": outcome["frames"] / outcome["stream_s"],
         "frames_per_s": (frames_last - frames_steady) / (t_last - t_steady),
         "frames_dropped_steady": window.frames_dropped - dropped_steady,
-        "worst_frame_ms": 1e3 * window.worst_frame_s, "full_draw_ms": 1e3 * window.full_draw_s, "worst_interval_ms": 1e3 * window.worst_interval_s,
+        "cpu_ms_per_frame": 1e3 * window.draw_cpu_s / max(1, window.frames_drawn - frames_steady),
+        "load_1min": os.getloadavg()[0],
+        "worst_frame_ms": 1e3 * window.worst_frame_s, "full_draw_ms": 1e3 * window.full_draw_s,
+        "worst_interval_ms": 1e3 * window.worst_interval_s,
         "frames_dropped": window.frames_dropped, "samples_emitted": s["samples_emitted"],
         "samples_lost": s["samples_lost"], "samples_dropped": window.ring.samples_dropped,
         "samples_in_ring": window.ring.n_samples,
@@ -136,11 +141,15 @@ def main() -> int:
           f"{args.seconds:g} s walk per rate, real time")
     print("steady: from 2 s after the first block to the last (the frame figures below are of that stretch); "
           "all: from the link's opening, with the pipeline's construction on the first block")
-    print(f"{'input':>8} {'frames/s':>9} {'(all)':>6} {'full draw':>10} {'worst draw':>11} {'worst gap':>10} {'dropped':>8} {'samples':>8} "
+    print(f"{'input':>8} {'frames/s':>9} {'(all)':>6} {'CPU/frame':>10} {'load':>5} {'full draw':>10} "
+          f"{'worst draw':>11} {'worst gap':>10} {'dropped':>8} {'samples':>8} "
           f"{'lost':>5} {'ring drop':>9} {'VIBRATE':>8} {'alert median':>13} {'alert max':>10}")
     for r in rows:
-        print(f"{r['fs_hz']:6.0f}Hz {r['frames_per_s']:9.1f} {r['frames_per_s_all']:6.1f} {r['full_draw_ms']:7.1f} ms {r['worst_frame_ms']:8.1f} ms {r['worst_interval_ms']:7.1f} ms "
-              f"{r['frames_dropped_steady']:8d} {r['samples_emitted']:8d} {r['samples_lost']:5d} {r['samples_dropped']:9d} "
+        print(f"{r['fs_hz']:6.0f}Hz {r['frames_per_s']:9.1f} {r['frames_per_s_all']:6.1f} "
+              f"{r['cpu_ms_per_frame']:7.1f} ms {r['load_1min']:5.1f} "
+              f"{r['full_draw_ms']:7.1f} ms {r['worst_frame_ms']:8.1f} ms {r['worst_interval_ms']:7.1f} ms "
+              f"{r['frames_dropped_steady']:8d} {r['samples_emitted']:8d} {r['samples_lost']:5d} "
+              f"{r['samples_dropped']:9d} "
               f"{r['vibrations']:8d} {r['alert_ms_median']:10.2f} ms {r['alert_ms_max']:7.2f} ms")
     ok = all(r["frames_per_s"] >= 30 and r["samples_lost"] == 0 and r["samples_dropped"] == 0
              and r["samples_in_ring"] == r["samples_emitted"] for r in rows)

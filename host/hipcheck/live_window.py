@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import math
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ STEPS_SHOWN = 10  # drop bars per stance side
 STRIDES_SHOWN = 16  # sway bars
 RECORDS = 512  # records kept per kind (steps, strides, alerts, marks)
 FPS = 40.0  # the draw timer: within the 30–60 frames/s a live view needs, leaving the data side most of the CPU
+GIL_SWITCH_S = 0.001  # while the window runs (run_tk)
 MAX_POINTS = 1100  # per angle line drawn (see LiveWindow._update)
 STATUS_EVERY_S = 0.5  # the status line's figures change this often (a text redrawn per frame costs a frame)
 NEUTRAL_S = 1.0  # the stretch that "set neutral" averages
@@ -233,6 +235,7 @@ class LiveWindow:
         self.frames_dropped = 0  # timer ticks that passed while a frame was still being drawn
         self.worst_frame_s = 0.0  # the longest a frame took to draw (blitted frames; the full draw apart)
         self.full_draw_s = math.nan  # the last full draw's time
+        self.draw_cpu_s = 0.0  # CPU time of this thread spent in frames (what a frame costs, whatever the load)
         self.worst_interval_s = 0.0  # the longest between two frames (what the eye sees as a stall)
         self._frame_times = collections.deque(maxlen=120)
         self._backgrounds: dict = {}
@@ -277,6 +280,7 @@ class LiveWindow:
         if self.paused or self.closed:
             return False
         t0 = time.perf_counter()
+        cpu0 = time.thread_time()
         snap = self.ring.snapshot()
         signatures = self._update(snap)
         canvas = self.figure.canvas
@@ -293,6 +297,7 @@ class LiveWindow:
         else:
             canvas.draw()  # blitting: the first draw saves the backgrounds (_on_draw)
         elapsed = time.perf_counter() - t0
+        self.draw_cpu_s += time.thread_time() - cpu0
         self.frames_drawn += 1
         if self._backgrounds and self.frames_drawn > 1:  # the first, full draw lays out the whole figure once
             self.worst_frame_s = max(self.worst_frame_s, elapsed)
@@ -515,8 +520,8 @@ def key_neutral(window: LiveWindow) -> np.ndarray:
         mean = np.nanmean(angles, axis=0)
         window.neutral_deg = np.where(np.isfinite(mean), mean, 0.0) * np.array([0.0, 1.0, 1.0])
     window.commands.append(("neutral", window.neutral_deg.copy()))
-    window.out(f"live window: neutral set (obliquity {window.neutral_deg[1]:+.1f}°, tilt {window.neutral_deg[2]:+.1f}°"
-               " taken as zero)")
+    window.out(f"live window: neutral set (obliquity {window.neutral_deg[1]:+.1f}°, "
+               f"tilt {window.neutral_deg[2]:+.1f}° taken as zero)")
     return window.neutral_deg
 
 
@@ -594,7 +599,15 @@ def run_tk(root, window: LiveWindow, job_thread: threading.Thread, *, fps: float
         root.after(max(1, int(1e3 * (interval_s - spent))), tick)
 
     root.after(int(1e3 * interval_s), tick)
-    root.mainloop()
+    # The two sides share the GIL: a thread that wants it waits up to the switch interval (5 ms by default) while
+    # the other runs Python code, so the drawing could hold an alert back that long. 1 ms keeps the alert path
+    # within its 5 ms; the drawing's own C calls (Agg, the Tk blit) still hold it for their length.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_SWITCH_S)
+    try:
+        root.mainloop()
+    finally:
+        sys.setswitchinterval(switch)
     if job_thread.is_alive():
         out("live window closed: the live job carries on headless (Ctrl-C ends it)")
     root.destroy()
