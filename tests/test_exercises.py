@@ -273,3 +273,28 @@ def test_cli_analyze_mode_lists_reps(tmp_path, capsys):
     assert found["mode"] == "clamshell" and len(found["reps"]) == 6
     assert all(abs(r["up_s"] - 1.0) < 0.1 and abs(r["down_s"] - 3.0) < 0.3 and r["flag"] == "none"
                for r in found["reps"])
+
+
+def test_cli_analyze_hold_mode_scores_the_user_started_hold(tmp_path, capsys):
+    """analyze --mode hold --hold-start: the hold the user started, its sink cheat and score, the same as the
+    GuidedHold stage in whatever blocks the pipeline is fed."""
+    from hipcheck.cli import main
+    from hipcheck.pipeline import analyze_arrays
+
+    trace = hold_trace("left", 21, drop_deg=6.0, drop_onset_s=24.2)
+    whole = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ, mode="hold", hold_starts=[100],
+                           mode_settings={"target_s": 30.0})
+    pieces = analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS_HZ, mode="hold", hold_starts=[100],
+                            mode_settings={"target_s": 30.0}, block_size=73)
+    np.testing.assert_array_equal(whole.guided_holds, pieces.guided_holds)
+    np.testing.assert_array_equal(whole.cheats, pieces.cheats)
+    assert len(whole.guided_holds) == 1 and whole.guided_holds[0]["sink_count"] == 1
+
+    path = tmp_path / "hold.csv"
+    assert main(["simulate", "hold", "--drop-right", "6", "--seconds", "30", "--ideal", "-o", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(path), "--mode", "hold", "--hold-start", "0.2", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    (hold,) = found["user_holds"]
+    assert hold["side"] == "right" and hold["key_sample"] == 20 and hold["sink_count"] == 1
+    assert [c["kind"] for c in found["cheats"] if c["on"]] == ["sink"]

@@ -162,6 +162,9 @@ def _add_mode_options(analyze) -> None:
                          "list the reps. Those three read the sensor's axes (after --axes) as the body's")
     analyze.add_argument("--neutral-tilt", type=float, metavar="DEG",
                          help="posture: the wearer's neutral pelvic tilt, + = anterior (default 0)")
+    analyze.add_argument("--hold-start", type=float, action="append", metavar="S",
+                         help="hold: the user started a hold at this time in s (the key; repeat for more); double "
+                         "taps on the sensor are found in the data")
 
 
 def _add_alert_options(parser: argparse.ArgumentParser, live: bool = True) -> None:
@@ -592,18 +595,21 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         # --axes declares the file's frame to be ours: the forward sign is then taken from it, not from the data.
         analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline,
                            detector_settings=_alert_settings(args, parser).detector_settings(),
-                                  axes_given=args.axes is not None, **_mode_arguments(args, parser))
+                                  axes_given=args.axes is not None, **_mode_arguments(args, parser, recording.fs_hz))
     result = analysis_json(analysis, recording)
     print(json.dumps(result) if args.json else report.analysis_text(result, analysis.strides, str(args.input)))
     return 0
 
 
-def _mode_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+def _mode_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser, fs_hz: float) -> dict:
     """analyze's coaching mode and its settings for hipcheck.pipeline.analyze_arrays."""
     if args.neutral_tilt is not None and args.mode != "posture":
         parser.error("--neutral-tilt applies to --mode posture")
+    if args.hold_start and args.mode != "hold":
+        parser.error("--hold-start applies to --mode hold")
     settings = {"neutral_tilt_deg": args.neutral_tilt} if args.neutral_tilt is not None else None
-    return {"mode": args.mode, "mode_settings": settings}
+    starts = [round(t_s * fs_hz) for t_s in args.hold_start or ()]
+    return {"mode": args.mode, "mode_settings": settings, "hold_starts": starts}
 
 
 def _read_input(args: argparse.Namespace):

@@ -301,8 +301,8 @@ class GuidedHold:
             self._cheats = []
         if self._holding:
             hi = self.next_sample
-            if len(ended):
-                hi = min(hi, int(ended[0]["end_sample"]) - self._settle)
+            if len(ended):  # judged up to where the end was decided, live or not: the same whatever the blocks
+                hi = min(hi, self._end_decided(ended[0]) + 1)
             cheats = self._judge(hi, max(decided_at, 0))
             self._cheats.append(cheats)
         if len(ended) and self._holding:
@@ -311,6 +311,16 @@ class GuidedHold:
             self.missed.append(self._key)
             self._key = -1
         return cheats, holds
+
+    def _end_decided(self, hold: np.void) -> int:
+        """The sample at which the hold analyser decided this end: the cap itself, the lowering confirm_s later
+        (the stream's end for a hold flushed there)."""
+        end = int(hold["end_sample"])
+        if hold["capped"]:
+            return end
+        if hold["ended_by_stream_end"]:
+            return self.next_sample - 1
+        return end + int(round(self.analyzer.settings["confirm_s"][0] * self.fs_hz))
 
     def _judge(self, hi: int, decided_at: int) -> np.ndarray:
         lo = int(self._state["next"][0])

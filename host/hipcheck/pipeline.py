@@ -16,7 +16,16 @@ import numpy as np
 
 from hipcheck.detect import DECISION_DTYPE, NONE, Detectors
 from hipcheck.errors import InvalidValueError
-from hipcheck.exercises import POSTURE_DTYPE, REP_DTYPE, PostureMonitor, RepCounter, segment_angles_deg
+from hipcheck.exercises import (
+    CHEAT_DTYPE,
+    GUIDED_HOLD_DTYPE,
+    POSTURE_DTYPE,
+    REP_DTYPE,
+    GuidedHold,
+    PostureMonitor,
+    RepCounter,
+    segment_angles_deg,
+)
 from hipcheck.fusion import Fusion, orient
 from hipcheck.gait import EVENT_DTYPE, STRIDE_DTYPE
 from hipcheck.gait.events import EventDetector
@@ -57,6 +66,8 @@ class Block:
     holds: np.ndarray
     reps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=REP_DTYPE))
     posture: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=POSTURE_DTYPE))
+    guided_holds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=GUIDED_HOLD_DTYPE))
+    cheats: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=CHEAT_DTYPE))
 
 
 class Pipeline:
@@ -70,7 +81,9 @@ class Pipeline:
     fusion_settings: overrides of WALKING_FUSION_SETTINGS and the fusion's defaults.
     mode: one of MODES; bridge and clamshell count reps (hipcheck.exercises.RepCounter), posture alerts on the tilt
     against a neutral (PostureMonitor), both on the segment angles in the frame of ``alignment`` (or the sensor's
-    own axes, x anterior, y left, z superior, when none is given). mode_settings: that stage's settings.
+    own axes, x anterior, y left, z superior, when none is given). mode_settings: that stage's settings. In hold
+    mode the holds the user starts (``start_hold``, or a double tap on the sensor) are timed and scored with their
+    cheats (hipcheck.exercises.GuidedHold; mode_settings are its settings) beside the automatic finder's.
     """
 
     def __init__(self, fs_hz: float, *, alignment: np.ndarray | None = None, axes_given: bool = False,
@@ -83,6 +96,7 @@ class Pipeline:
         self._q_segment = np.array([1.0, 0.0, 0.0, 0.0]) if alignment is None else np.asarray(alignment, dtype=float)
         self.rep_counter = RepCounter(self.fs_hz, mode, mode_settings) if mode in ("bridge", "clamshell") else None
         self.posture = PostureMonitor(self.fs_hz, mode_settings) if mode == "posture" else None
+        self.guided = GuidedHold(self.fs_hz, mode_settings, taps={}) if mode == "hold" else None
         self.fusion = Fusion(self.fs_hz, **{**WALKING_FUSION_SETTINGS, **(fusion_settings or {})})
         self.events = EventDetector(self.fs_hz)
         self.pelvis = PelvisTracker(self.fs_hz, alignment=alignment, nominal=axes_given)
@@ -112,6 +126,8 @@ class Pipeline:
         decisions = self.detectors.update(self._settled(angles), strides[strides["aligned"]])
         holds = self.holds.update(angles, acc_level)
         block = Block(self.n_samples, quat, angles, acc_level, events, strides, decisions, holds)
+        if self.guided is not None:
+            block.cheats, block.guided_holds = self.guided.update(angles, acc_level)
         if self.rep_counter is not None or self.posture is not None:
             segment = segment_angles_deg(quat, self._q_segment)
             if self.rep_counter is not None:
@@ -158,7 +174,15 @@ class Pipeline:
         strides = self._mark_aligned(self.strides.update(no_vectors, no_vectors, events))
         decisions = self.detectors.update(no_vectors, strides[strides["aligned"]])
         holds = self.holds.flush()
-        return Block(self.n_samples, np.zeros((0, 4)), no_vectors, no_vectors, events, strides, decisions, holds)
+        block = Block(self.n_samples, np.zeros((0, 4)), no_vectors, no_vectors, events, strides, decisions, holds)
+        if self.guided is not None:
+            block.cheats, block.guided_holds = self.guided.flush()
+        return block
+
+    def start_hold(self, key_sample: int) -> bool:
+        """Hold mode: the user's start (key) at key_sample; False if a hold is already under way (or not hold
+        mode)."""
+        return self.guided is not None and self.guided.start(key_sample)
 
 
 @dataclass
@@ -181,6 +205,8 @@ class Analysis:
     mode: str = "walk"
     reps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=REP_DTYPE))
     posture: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=POSTURE_DTYPE))
+    guided_holds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=GUIDED_HOLD_DTYPE))
+    cheats: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=CHEAT_DTYPE))
 
     @property
     def side_refused(self) -> str:
@@ -191,7 +217,7 @@ class Analysis:
 def analyze_arrays(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs_hz: float, *,
                    offline: bool = False, alignment: np.ndarray | None = None, axes_given: bool = False,
                    detector_settings: dict | None = None, block_size: int | None = None, mode: str = "walk",
-                   mode_settings: dict | None = None) -> Analysis:
+                   mode_settings: dict | None = None, hold_starts=()) -> Analysis:
     """Analyse a whole recording (SI units; any sensor mounting, found from the data unless ``alignment`` is given;
     ``axes_given``: the axes are known to be x anterior, y left, z superior within ±45°, see Pipeline).
 
@@ -201,7 +227,8 @@ def analyze_arrays(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs
 
     offline: orientation from the non-causal filter (review), instead of the causal one the live alerts use.
     block_size: feed the pipeline in blocks of this size (results are identical; for tests and progress).
-    mode, mode_settings: the coaching mode (Pipeline).
+    mode, mode_settings: the coaching mode (Pipeline). hold_starts: hold mode, the samples at which the user
+    started a hold (a key; double taps on the sensor are found in the data).
     Raises ``hipcheck.inputs.InputError`` for data that cannot be analysed.
     """
     report = check_imu(acc_sensor_m_s2, gyr_sensor_rad_s, fs_hz, min_seconds=MIN_ANALYSIS_S)
@@ -212,9 +239,13 @@ def analyze_arrays(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs
     quat_all = orient(acc, gyr, fs_hz, offline=True, **WALKING_FUSION_SETTINGS) if offline else None
     n = len(acc)
     step = n if block_size is None else max(1, int(block_size))
+    # Blocks end at each user start too: the start is given when its sample has arrived, as a key press would be.
+    starts = {int(k) for k in hold_starts}
+    cuts = sorted({*range(0, n, step), *(k for k in starts if 0 <= k < n), n})
     blocks = []
-    for start in range(0, n, step):
-        stop = min(n, start + step)
+    for start, stop in zip(cuts[:-1], cuts[1:]):
+        if start in starts:
+            pipeline.start_hold(start)
         quat = None if quat_all is None else quat_all[start:stop]
         blocks.append(pipeline.update(acc[start:stop], gyr[start:stop], quat))
     blocks.append(pipeline.finish())
@@ -244,6 +275,8 @@ def analyze_arrays(acc_sensor_m_s2: np.ndarray, gyr_sensor_rad_s: np.ndarray, fs
         mode=mode,
         reps=_concat([b.reps for b in blocks], REP_DTYPE),
         posture=_concat([b.posture for b in blocks], POSTURE_DTYPE),
+        guided_holds=_concat([b.guided_holds for b in blocks], GUIDED_HOLD_DTYPE),
+        cheats=_concat([b.cheats for b in blocks], CHEAT_DTYPE),
     )
 
 

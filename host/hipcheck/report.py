@@ -150,8 +150,9 @@ def analysis_to_dict(analysis, drop_threshold_deg: float = DEFAULT_DROP_THRESHOL
 
 def exercise_to_dict(analysis) -> dict:
     """The coaching mode's part of the JSON: ``mode`` (when not walk), ``reps`` (bridge, clamshell: start, end,
-    up and down durations, range, flag) and ``posture_alerts`` (posture), each with ``t_s``."""
-    from hipcheck.exercises import FLAG_NAMES, POSTURE_NAMES
+    up and down durations, range, flag), ``posture_alerts`` (posture), ``user_holds`` and ``cheats`` (hold: the
+    holds the user started, scored, and their cheat switches), each with ``t_s``."""
+    from hipcheck.exercises import CHEAT_NAMES, FLAG_NAMES, POSTURE_NAMES
 
     out: dict = {}
     if analysis.mode != "walk":
@@ -159,6 +160,11 @@ def exercise_to_dict(analysis) -> dict:
     if analysis.mode in ("bridge", "clamshell"):
         out["reps"] = [{**record_to_dict(r, {"flag": FLAG_NAMES}), "t_s": round(int(r["start_sample"]) / analysis.fs_hz, 4)}
                        for r in analysis.reps]
+    if analysis.mode == "hold":
+        out["user_holds"] = [{**record_to_dict(h, HOLD_NAMES), "t_s": round(int(h["start_sample"]) / analysis.fs_hz, 4)}
+                             for h in analysis.guided_holds]
+        out["cheats"] = [{**record_to_dict(c, {"kind": CHEAT_NAMES}), "t_s": round(int(c["sample"]) / analysis.fs_hz, 4)}
+                         for c in analysis.cheats]
     if analysis.mode == "posture":
         out["posture_alerts"] = [{**record_to_dict(p, {"kind": POSTURE_NAMES}),
                                   "t_s": round(int(p["sample"]) / analysis.fs_hz, 4)} for p in analysis.posture]
