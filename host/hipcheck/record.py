@@ -254,29 +254,29 @@ class LogReader:
             if first is not None and first[0] == RecordType.HEADER:
                 return _json_or_empty(first[2])
             return {}  # a damaged header record: the reader resynchronises on the records after it
+        # a damaged MAGIC (even its version byte) in front of a good HEADER record of this version is our log
+        first = self._record_at(len(MAGIC))
+        header = _json_or_empty(first[2]) if first is not None and first[0] == RecordType.HEADER else {}
+        if header.get("format") == FORMAT_VERSION:
+            return header
         if data[:6] == MAGIC[:6] and len(data) >= 8 and data[6] != FORMAT_VERSION:
             raise LogFormatError(f"{self.path}: a hipcheck log of format version {data[6]}, this "
                                  f"hipcheck reads version {FORMAT_VERSION}: update hipcheck")
-        # a damaged MAGIC in front of a good HEADER record of this version is still our log
-        first = self._record_at(len(MAGIC))
-        if first is not None and first[0] == RecordType.HEADER:
-            header = _json_or_empty(first[2])
-            if header.get("format") == FORMAT_VERSION:
-                return header
-        elif self._two_good_records(len(MAGIC)):
-            return {}  # MAGIC and HEADER both damaged, the records after them good: a damaged log of ours
+        found = self._two_good_records(len(MAGIC)) if first is None else None
+        if found is not None:  # MAGIC damaged, the records after it good (bytes lost or added): a log of ours
+            return _json_or_empty(found[2]) if found[0] == RecordType.HEADER else {}
         raise LogFormatError(f"{self.path}: not a hipcheck session log (it does not start with {MAGIC!r})")
 
-    def _two_good_records(self, pos: int) -> bool:
-        """Two good records back to back within the first 64 KiB: a damaged log, never chance (a record found by
-        chance passes a 32-bit CRC once in 2^32 tries)."""
+    def _two_good_records(self, pos: int):
+        """The first of two good records back to back within the first 64 KiB (``_record_at``'s tuple), or None:
+        a damaged log, never chance (a record found by chance passes a 32-bit CRC once in 2^32 tries)."""
         self._data_limit = min(len(self._data), pos + 65536)
         try:
             start = self._resync(pos)
         finally:
             self._data_limit = None
         first = self._record_at(start) if start < len(self._data) else None
-        return first is not None and self._record_at(first[3]) is not None
+        return first if first is not None and self._record_at(first[3]) is not None else None
 
     def _record_at(self, pos: int):
         """(type, t_host_s, payload, end) of a good record at ``pos``, or None (no room, implausible, bad CRC)."""
