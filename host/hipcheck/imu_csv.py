@@ -213,9 +213,7 @@ def _time_in_seconds(path: Path, t: np.ndarray, time_unit: str | None) -> tuple[
         if time_unit != "s":
             notes.append(f"the time column was read in {time_unit} (a sample period of "
                          f"{np.median(steps):.4g} {time_unit}); pass --time-unit to override")
-    t_s = t_s * TIME_UNITS[time_unit]
-
-    return t_s, time_unit, notes
+    return t_s * TIME_UNITS[time_unit], time_unit, notes
 
 
 def _describe_bad_line(body: str, indices: list[int]) -> str:
