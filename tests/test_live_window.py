@@ -215,6 +215,31 @@ def test_real_window_under_xvfb(tmp_path):
     assert "0 samples dropped" in out and "no live window" not in out
 
 
+@pytest.mark.skipif(not _x_tools() and os.environ.get("CI") != "true", reason="Xvfb/xdotool not installed")
+def test_live_on_the_sim_link_opens_the_window(tmp_path):
+    """`hipcheck live --sim FILE` (not headless) opens the same window; q after the job closes it."""
+    from hipcheck.imu_csv import write_imu_csv
+
+    trace = simulate_walk(duration_s=10.0, fs_hz=100.0, seed=4, drop_right_deg=8.0)
+    csv = tmp_path / "walk.csv"
+    write_imu_csv(csv, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    xvfb, display = start_xvfb()
+    env = {**os.environ, "DISPLAY": display}
+    live = None
+    try:
+        live = subprocess.Popen([sys.executable, "-m", "hipcheck", "live", "--sim", str(csv), "--realtime"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        window_id = _wait_for_window(env, "hipcheck live", 45.0)
+        out = _close_after_end(live, env, window_id)
+    finally:
+        if live is not None and live.poll() is None:
+            live.kill()
+        xvfb.terminate()
+        xvfb.wait(5)
+    assert live.returncode == 0, out
+    assert "0 samples dropped" in out and "weak side: right" in out
+
+
 def start_xvfb():
     """An Xvfb on a free display (it picks the number and writes it to -displayfd): (process, ":N")."""
     read, write = os.pipe()
