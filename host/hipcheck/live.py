@@ -66,6 +66,7 @@ class LiveResult:
     device_info: dict | None = None
     record_path: str | None = None
     handover: dict = field(default_factory=dict)  # HandOver's counts: handed_over, taken_back
+    side_known: bool = True  # the sensor's mounting was found (or given): holds may name the standing leg
     log_damage: object = None  # hipcheck.record.LogDamage of a replayed log (None for a live link)
 
 
@@ -133,6 +134,8 @@ class LiveAnalysis:
         self.out(f"{int(decision['sample']) / self.fs_hz:7.2f} s  ALERT " + report.decision_words(decision) + tail)
 
     def _keep(self, result) -> None:
+        if len(result.strides) and not any(len(kept) for kept in self._strides):
+            self.out(report.STRIDE_LEGEND)  # the columns and signs, once
         for stride in result.strides:
             self.out(report.stride_line(stride, self.fs_hz))
         self._strides.append(result.strides)
@@ -208,7 +211,11 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
         if sends:
             await asyncio.gather(*sends, return_exceptions=True)
     strides, decisions, holds = analysis.results()
-    return LiveResult(summary=report.summarize(strides, analysis.policy.settings.drop_threshold_deg, holds),
+    mounting = analysis.pipeline.mounting if analysis.pipeline is not None else None
+    side_known = mounting is None or mounting.ok  # as Analysis.side_refused: a hold alone cannot find forward
+    return LiveResult(summary=report.summarize(strides, analysis.policy.settings.drop_threshold_deg,
+                                                holds if side_known else None),
+                      side_known=side_known,
                       handover={} if hand_over is None else hand_over.counts(), strides=strides,
                       decisions=decisions, holds=holds, session=session.summary(), vibrations_sent=len(sends),
                       vibrate_latency_ms=latencies, fs_hz=analysis.fs_hz, wall_s=time.perf_counter() - t0,
@@ -220,7 +227,7 @@ def print_closing(result: LiveResult, out=print) -> None:
     s = result.session
     kinds = result.decisions["kind"]
     out("")
-    for line in report.holds_table(result.holds):
+    for line in report.holds_table(result.holds, side_known=result.side_known):
         out(line)
     out(f"alerts: {int(np.count_nonzero(kinds == detect.DROP))} drop, "
         f"{int(np.count_nonzero(kinds == detect.SWAY))} sway, {int(np.count_nonzero(kinds == detect.TILT))} tilt; "
@@ -241,6 +248,9 @@ def print_closing(result: LiveResult, out=print) -> None:
         out(f"recording: {result.record_path}")
     if result.log_damage is not None:
         out(result.log_damage.line())
+    if not result.side_known and len(result.holds) and not result.summary.get("weak_side"):
+        out("  the standing leg of a hold cannot be named: the sensor's mounting was not found (no walking seen); "
+            "walk a few steps first, or calibrate the mounting")
     out(report.summary_text(result.summary))
     if result.log_damage is not None and result.log_damage.badly_damaged:
         from hipcheck.record import DAMAGE_WARN_FRACTION

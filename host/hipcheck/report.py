@@ -171,15 +171,21 @@ def exercise_to_dict(analysis) -> dict:
     return out
 
 
+# Said once above the stride lines: what each column is and which way its sign points.
+STRIDE_LEGEND = ("strides: start time and the foot whose contact starts it; pelvic drop = how far the free side sank "
+                 "below level while standing on that leg; sway = side to side, peak to peak; tilt = mean against "
+                 "neutral standing, + = forward (anterior), − = backward")
+
+
 def stride_line(stride: np.void, fs_hz: float) -> str:
-    """One human-readable line per stride."""
+    """One human-readable line per stride (the columns: ``STRIDE_LEGEND``)."""
     def fmt(value: float, spec: str) -> str:
         return format(value, spec) if math.isfinite(value) else "  -  "
 
-    return (f"{int(stride['start_sample']) / fs_hz:7.2f} s  {SIDE_NAMES[int(stride['side'])]:>5}  "
-            f"stride {fmt(stride['stride_time_s'], '.2f')} s  cadence {fmt(stride['cadence_spm'], '5.1f')}  "
-            f"drop R-stance {fmt(stride['drop_right_stance_deg'], '4.1f')}°  "
-            f"L-stance {fmt(stride['drop_left_stance_deg'], '4.1f')}°  "
+    return (f"{int(stride['start_sample']) / fs_hz:7.2f} s  {SIDE_NAMES[int(stride['side'])]:>5} foot  "
+            f"stride {fmt(stride['stride_time_s'], '.2f')} s  cadence {fmt(stride['cadence_spm'], '5.1f')} steps/min  "
+            f"pelvic drop standing on right {fmt(stride['drop_right_stance_deg'], '4.1f')}°, "
+            f"on left {fmt(stride['drop_left_stance_deg'], '4.1f')}°  "
             f"sway {fmt(stride['sway_pp_cm'], '4.1f')} cm  tilt {fmt(stride['tilt_mean_deg'], '+5.1f')}°"
             + ("" if stride["aligned"] else "  (provisional: alignment settling)"))
 
@@ -200,15 +206,17 @@ def decision_words(decision) -> str:
     return f"pelvic tilt {way} of neutral, mean over the stride: {abs(value):.1f}°, threshold {abs(threshold):.1f}°"
 
 
-def holds_table(holds) -> list[str]:
+def holds_table(holds, side_known: bool = True) -> list[str]:
     """Single-leg holds as a short table for a person (records of HOLD_DTYPE or their dicts), signs explained once
-    under it."""
+    under it. side_known False: the sensor's mounting was not found, so the standing leg is shown as unknown (the
+    summary refuses to name a side too)."""
     if not len(holds):
         return []
     lines = ["single-leg holds:",
              "   #  standing on  held     free side of the pelvis   tilt drift  sway (RMS)"]
     for i, hold in enumerate(holds, 1):
         side = hold["side"] if isinstance(hold["side"], str) else SIDE_NAMES[int(hold["side"])]
+        side = side if side_known else "unknown"
         drop = float(hold["drop_deg"])
         free = "  -" if not math.isfinite(drop) else \
             f"{'dropped' if drop >= 0 else 'hiked'} {abs(drop):4.1f}°"
@@ -229,10 +237,10 @@ def analysis_text(result: dict, strides: np.ndarray, source: str) -> str:
     result: ``analysis_to_dict``; strides: the analysis's stride records; source: what was analysed."""
     fs = result["fs"]
     lines = [f"{source}: {result['duration_s']} s at {fs:g} Hz, {len(result['initial_contacts'])} initial contacts"]
-    lines += [stride_line(stride, fs) for stride in strides]
+    lines += [STRIDE_LEGEND] + [stride_line(stride, fs) for stride in strides] if len(strides) else []
     for decision in result["decisions"]:
         lines.append(f"{decision['t_s']:7.2f} s  alert: " + decision_words(decision))
-    lines += holds_table(result.get("holds", []))
+    lines += holds_table(result.get("holds", []), side_known=not result["summary"].get("side_refused"))
     lines += [f"warning: {warning}" for warning in result["warnings"]]
     lines.append(summary_text(result["summary"]))
     return "\n".join(lines)
