@@ -236,7 +236,8 @@ class LogReader:
 
     ``header`` (dict; empty if the HEADER record was damaged), iteration over ``LogRecord`` (the HEADER included),
     ``damage`` (``LogDamage``, the account of the whole file), ``tail_bytes`` (bytes after the last good record: a
-    record cut short by a crash), ``complete`` (nothing skipped anywhere). A file that does not start as a hipcheck
+    record cut short by a crash), ``complete`` (nothing skipped anywhere), ``records_start`` (8, or less where the
+    start of the file was lost and the first good record begins inside what MAGIC's bytes were). A file that does not start as a hipcheck
     log of this version raises ``LogFormatError``.
     """
 
@@ -244,6 +245,8 @@ class LogReader:
         self.path = Path(path)
         self._data = self.path.read_bytes()
         self._data_limit: int | None = None  # where _resync stops looking (None: the end of the file)
+        # where records begin: after MAGIC, or where the first good one is when the start of the file was lost
+        self.records_start = len(MAGIC)
         self.header = self._check_start()
         self._damage: LogDamage | None = None
 
@@ -262,21 +265,30 @@ class LogReader:
         if data[:6] == MAGIC[:6] and len(data) >= 8 and data[6] != FORMAT_VERSION:
             raise LogFormatError(f"{self.path}: a hipcheck log of format version {data[6]}, this "
                                  f"hipcheck reads version {FORMAT_VERSION}: update hipcheck")
-        found = self._two_good_records(len(MAGIC)) if first is None else None
-        if found is not None:  # MAGIC damaged, the records after it good (bytes lost or added): a log of ours
+        # MAGIC damaged (bytes lost or added), good records after it: a log of ours (its HEADER, if that is what
+        # was found, must say this version). Looked for from offset 0: with the start of the file lost, the first
+        # good record may begin inside what MAGIC's 8 bytes were.
+        at, found = self._two_good_records(0)
+        if found is not None and (found[0] != RecordType.HEADER or
+                                  _json_or_empty(found[2]).get("format") == FORMAT_VERSION):
+            self.records_start = min(at, len(MAGIC))  # from 8 on, the bytes before it are counted as skipped
             return _json_or_empty(found[2]) if found[0] == RecordType.HEADER else {}
         raise LogFormatError(f"{self.path}: not a hipcheck session log (it does not start with {MAGIC!r})")
 
     def _two_good_records(self, pos: int):
-        """The first of two good records back to back within the first 64 KiB (``_record_at``'s tuple), or None:
-        a damaged log, never chance (a record found by chance passes a 32-bit CRC once in 2^32 tries)."""
+        """(offset, ``_record_at``'s tuple) of the first of two good records back to back within the first 64 KiB
+        from ``pos``, or (None, None): a damaged log, never chance (a record found by chance passes a 32-bit CRC
+        once in 2^32 tries)."""
         self._data_limit = min(len(self._data), pos + 65536)
         try:
-            start = self._resync(pos)
+            while (start := self._resync(pos)) < self._data_limit:
+                first = self._record_at(start)
+                if first is not None and self._record_at(first[3]) is not None:
+                    return start, first
+                pos = start + 1
         finally:
             self._data_limit = None
-        first = self._record_at(start) if start < len(self._data) else None
-        return first if first is not None and self._record_at(first[3]) is not None else None
+        return None, None
 
     def _record_at(self, pos: int):
         """(type, t_host_s, payload, end) of a good record at ``pos``, or None (no room, implausible, bad CRC)."""
@@ -293,7 +305,7 @@ class LogReader:
 
     def _records(self) -> Iterator[LogRecord]:
         damage = LogDamage(magic_damaged=not self._data.startswith(MAGIC))
-        data, pos, n = self._data, len(MAGIC), len(self._data)
+        data, pos, n = self._data, self.records_start, len(self._data)
         skip_from = None  # start of the run of bytes being skipped
         first = True
         while pos < n:
