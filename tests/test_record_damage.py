@@ -41,6 +41,7 @@ def _walk_log(path) -> None:
             w.packet("data", packet, t)
             if k % 100 == 50:
                 w.note("time_map", t + 1e-4, offset_s=t0)
+        w.note("end", t + 1e-3, samples_emitted=len(trace.t_s))  # as DeviceSession.close() ends every log
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +122,15 @@ def test_mutated_logs_never_crash_recover_every_intact_record_and_report_the_los
     assert recovered >= 0.99 * len(want), (mutations, recovered, len(want))
     damage = reader.damage
     if damaged != data:
-        assert damage.damaged, mutations  # the loss is always reported
+        # the loss is always reported: as damage, or (a cut exactly between two records) as a log with no closing
+        # record
+        assert damage.damaged or not damage.ended, mutations
         line = damage.line()
-        assert line.startswith("log damaged: ") and "bytes skipped" in line and "records lost" in line
-        assert "s of the session affected" in line
+        if damage.damaged:
+            assert line.startswith("log damaged: ") and "bytes skipped" in line and "records lost" in line
+            assert "s of the session affected" in line
+        else:
+            assert "no closing record" in line
         assert damage.records_read == len(list(LogReader(path)))
         assert damage.bytes_skipped == sum(n for _, n in damage.regions)
         # every byte after MAGIC is in a good record or counted as skipped
@@ -137,7 +143,7 @@ def test_an_intact_log_says_nothing_was_lost(demo_log):
     reader = LogReader(demo_log)
     damage = reader.damage
     assert not damage.damaged and reader.complete and reader.tail_bytes == 0
-    assert damage.line() == f"log: {damage.records_read} records, nothing lost"
+    assert damage.line() == f"log: {damage.records_read} records, nothing lost" and damage.ended
     assert reader.header["link"] == "sim"
 
 
@@ -224,3 +230,13 @@ def test_connect_to_a_damaged_replay_prints_the_loss(demo_log, tmp_path, capsys)
 def test_the_record_types_written_are_the_ones_read(demo_log):
     types = {r.type for r in LogReader(demo_log)}
     assert types == {RecordType.HEADER, RecordType.DATA, RecordType.NOTE}
+
+
+def test_a_log_cut_between_two_records_says_it_was_not_closed(demo_log, tmp_path):
+    data = demo_log.read_bytes()
+    spans = _spans(data)
+    cut = tmp_path / "cut.hclog"
+    cut.write_bytes(data[:spans[200][1]])  # as a recorder killed between two writes leaves it
+    damage = LogReader(cut).damage
+    assert not damage.damaged and not damage.ended and damage.records_read == 201
+    assert "no closing record" in damage.line()

@@ -175,6 +175,7 @@ class LogDamage:
     magic_damaged: bool = False  # the 8 bytes of MAGIC were damaged (good records after them say what it is)
     span_s: float = 0.0  # host time between the good records around each region, summed (a cut end adds none)
     cut_end: bool = False  # the last region runs to the end of the file
+    ended: bool = False  # the last good record is the session's closing NOTE ("end"): the recording was closed
     _bytes_read: int = 0  # bytes of good records, for the mean record length
     _t_last: float | None = None  # t_host_s of the latest good record
 
@@ -195,8 +196,10 @@ class LogDamage:
 
     def line(self) -> str:
         """The one line a command that read the log prints (also for an intact log: the loss is always said)."""
+        unended = "" if self.ended else ("; no closing record: the recording stopped without closing (killed, or "
+                                         "the file cut short), what came after is not in it")
         if not self.damaged:
-            return f"log: {self.records_read} records, nothing lost"
+            return f"log: {self.records_read} records, nothing lost{unended}"
         parts = [f"log damaged: {self.bytes_skipped} bytes skipped in {len(self.regions)} place"
                  f"{'' if len(self.regions) == 1 else 's'}, about {self.records_lost} of "
                  f"{self.records_read + self.records_lost} records lost ({100 * self.lost_fraction:.1f} %), "
@@ -207,7 +210,7 @@ class LogDamage:
             parts.append("the header record was lost")
         if self.magic_damaged:
             parts.append("the file magic was damaged")
-        return "; ".join(parts)
+        return "; ".join(parts) + unended
 
     def _skip(self, offset: int, length: int) -> None:
         self.regions.append((offset, length))
@@ -262,9 +265,6 @@ class LogReader:
         header = _json_or_empty(first[2]) if first is not None and first[0] == RecordType.HEADER else {}
         if header.get("format") == FORMAT_VERSION:
             return header
-        if data[:6] == MAGIC[:6] and len(data) >= 8 and data[6] != FORMAT_VERSION:
-            raise LogFormatError(f"{self.path}: a hipcheck log of format version {data[6]}, this "
-                                 f"hipcheck reads version {FORMAT_VERSION}: update hipcheck")
         # MAGIC damaged (bytes lost or added), good records after it: a log of ours (its HEADER, if that is what
         # was found, must say this version). Looked for from offset 0: with the start of the file lost, the first
         # good record may begin inside what MAGIC's 8 bytes were.
@@ -273,6 +273,9 @@ class LogReader:
                                   _json_or_empty(found[2]).get("format") == FORMAT_VERSION):
             self.records_start = min(at, len(MAGIC))  # from 8 on, the bytes before it are counted as skipped
             return _json_or_empty(found[2]) if found[0] == RecordType.HEADER else {}
+        if data[:6] == MAGIC[:6] and len(data) >= 8 and data[6] != FORMAT_VERSION:
+            raise LogFormatError(f"{self.path}: a hipcheck log of format version {data[6]}, this "
+                                 f"hipcheck reads version {FORMAT_VERSION}: update hipcheck")
         raise LogFormatError(f"{self.path}: not a hipcheck session log (it does not start with {MAGIC!r})")
 
     def _two_good_records(self, pos: int):
@@ -323,6 +326,7 @@ class LogReader:
                 damage.header_lost = True
             first = False
             damage._good(end - pos, t)
+            damage.ended = rtype == RecordType.NOTE and _json_or_empty(payload).get("note") == "end"
             yield LogRecord(rtype, t, payload)
             pos = end
         if skip_from is not None:
