@@ -240,8 +240,13 @@ class StrideAnalyzer:
         self._events = np.concatenate([self._events, events])
 
     def _forget_old_events(self) -> None:
-        """Keep what a stride still waiting could need: back to the longest stride before the oldest open end."""
+        """Keep what a stride still waiting or still to come could need: back to the longest stride before the
+        oldest end that can still be measured. Events arrive in sample order, so a closing IC not received yet lies
+        at or after the last event received, however far the samples have run ahead of it (a detector's
+        look-ahead): measured from the samples instead, a block boundary could forget a stride's opening IC."""
         oldest_end = self._waiting[0][0] if self._waiting else self.samples_seen
+        if len(self._events):
+            oldest_end = min(oldest_end, int(self._events["sample"][-1]))
         horizon = min(oldest_end, self.samples_seen) - self.max_stride_samples - 1
         self._events = self._events[self._events["sample"] >= horizon]
 
