@@ -36,8 +36,15 @@ walking is steady (the filters take 2-3 strides after a start). A turn's centrip
 when the value falls below threshold x (1 - hysteresis_pct/100); at most one alert of a kind per refractory_ms
 (an armed channel still over its threshold fires when the refractory time runs out, as on the host).
 
+**Stand-by** (enable_mask bit 3, ``STANDBY``): the enabled alerts run only while no host is connected. A host that
+alerts itself leaves the sensor's detector in stand-by, so that a link cut without warning is covered: the app
+tells the detector when the host goes and comes back (``host_connected``), and the mask the per-sample loop reads
+(``_C_MASK``) is switched there, never in the loop. The filters and the level reference run whatever the mask, so
+the detector is warm the moment it takes over.
+
     a = Alert(rate_hz=100)
     a.set_thresholds(enable_mask, drop_cdeg, sway_mm, tilt_cdeg, hysteresis_pct, refractory_ms)  # -> status
+    a.host_connected(False)                            # the link went: a stand-by detector takes over
     n = a.update(quat, acc, flags, count, start)       # per FIFO read; n alerts in this block
     for j in range(n): kind, side, value, index = a.event(j)
     a.dispatch(n, seq, t_us, period_us, send, haptics) # EVENT packets and vibration for them
@@ -58,6 +65,7 @@ RIGHT = const(2)
 ENABLE_DROP = const(1)
 ENABLE_SWAY = const(2)
 ENABLE_TILT = const(4)
+STANDBY = const(8)  # the enabled alerts run only while no host is connected
 
 _OK = const(0)
 _OUT_OF_RANGE = const(3)
@@ -143,6 +151,7 @@ class Alert:
         self._evbuf = bytearray(20)
         self.rate_hz = 0
         self.thresholds = ()
+        self._host = False  # a host is connected (host_connected); matters only in stand-by
         self.configure(rate_hz)
         st = self.set_thresholds(enable_mask, drop_cdeg, sway_mm, tilt_cdeg, hysteresis_pct, refractory_ms)
         if st != _OK:
@@ -174,10 +183,12 @@ class Alert:
 
     def set_thresholds(self, enable_mask, drop_cdeg, sway_mm, tilt_cdeg, hysteresis_pct, refractory_ms):
         """SET_THRESHOLDS, field for field (docs/protocol.md). Returns the ACK status: 0 OK, 3 OUT_OF_RANGE
-        (mask bits other than 0-2, or a value outside config.ALERT_RANGES, enabled or not: drop 1-30 deg, sway
-        10-300 mm, tilt 1-45 deg, hysteresis 0-100 %, refractory 500-60000 ms); settings unchanged then."""
+        (mask bits other than 0-3, or a value outside config.ALERT_RANGES, enabled or not: drop 1-30 deg, sway
+        10-300 mm, tilt 1-45 deg, hysteresis 0-100 %, refractory 500-60000 ms); settings unchanged then. Bit 3
+        (STANDBY): the enabled alerts run only while no host is connected (``host_connected``); a command comes
+        from a connected host, so they start switched off."""
         from config import ALERT_RANGES
-        if enable_mask & ~7:
+        if enable_mask & ~15:
             return _OUT_OF_RANGE
         for key, v, unit in (("drop_deg", drop_cdeg, 100), ("sway_mm", sway_mm, 1), ("tilt_deg", tilt_cdeg, 100),
                              ("hysteresis_pct", hysteresis_pct, 1), ("refractory_ms", refractory_ms, 1)):
@@ -186,7 +197,6 @@ class Alert:
                 return _OUT_OF_RANGE
         c = self._c
         keep = 100 - hysteresis_pct
-        c[_C_MASK] = enable_mask
         c[_C_DROP] = drop_cdeg * 16
         c[_C_DROP_RE] = drop_cdeg * 16 * keep // 100
         c[_C_TILT] = tilt_cdeg * 16
@@ -195,7 +205,30 @@ class Alert:
         c[_C_SWAY_RE] = sway_mm * 1000 * keep // 100
         c[_C_REFR] = refractory_ms * self.rate_hz // 1000
         self.thresholds = (enable_mask, drop_cdeg, sway_mm, tilt_cdeg, hysteresis_pct, refractory_ms)
+        self._apply_mask()
         return _OK
+
+    def host_connected(self, connected):
+        """The app's word on the link: a host is connected (True) or not. A detector in stand-by runs only while
+        none is; otherwise nothing changes."""
+        self._host = bool(connected)
+        self._apply_mask()
+
+    def _apply_mask(self):
+        mask = self.thresholds[0] if self.thresholds else 0
+        if mask & STANDBY and self._host:
+            mask = 0
+        self._c[_C_MASK] = mask & 7
+
+    @property
+    def running(self):
+        """The detector's alerts are on now (enabled, and not held in stand-by by a connected host)."""
+        return self._c[_C_MASK] != 0
+
+    @property
+    def standby(self):
+        """SET_THRESHOLDS asked for stand-by: the alerts run only while no host is connected."""
+        return bool(self.thresholds and self.thresholds[0] & STANDBY)
 
     def reset(self, keep_reference=False):
         """A new start: filters, arming and refractory times cleared; the level reference kept if asked."""

@@ -114,8 +114,8 @@ class App:
             s |= _ST_LOGGING
         if self.profile is not None:
             s |= _ST_PROFILE
-        if self.alert is not None and self.alert.thresholds and self.alert.thresholds[0]:
-            s |= _ST_ALERTS
+        if self.alert is not None and self.alert.thresholds and self.alert.thresholds[0] & 7:
+            s |= _ST_ALERTS  # enabled, running or in stand-by
         return s
 
     @property
@@ -142,10 +142,22 @@ class App:
     # --------------------------------------------------------------------------------------------------- tasks
     def link_lost(self):
         """The host went (the link's ``connected`` fell): the motor stops whatever it plays (a pattern a host asked
-        for must not outlive the host), and a pending LOG_ERASE confirmation is forgotten."""
+        for must not outlive the host), a pending LOG_ERASE confirmation is forgotten, and an alert detector in
+        stand-by (SET_THRESHOLDS bit 3) takes over the alerts."""
         if self.haptics is not None:
             self.haptics.stop()
         self.commands.on_link_lost()
+        self._tell_alert(False)
+
+    def link_back(self):
+        """A host is connected again: an alert detector in stand-by hands the alerts back to it."""
+        self._tell_alert(True)
+
+    def _tell_alert(self, connected):
+        if self.alert is not None and hasattr(self.alert, "host_connected"):
+            if self.log and self.alert.standby:
+                self.log("host %s: the sensor's own alerts %s" % (("back", "off") if connected else ("gone", "on")))
+            self.alert.host_connected(connected)
 
     async def sampler(self):
         """Sampling task: a step and a pump every interval_ms, until stop(); ``link_lost`` when the host goes."""
@@ -154,6 +166,7 @@ class App:
         tx = self.tx
         link = self.link
         was_connected = link.connected
+        self._tell_alert(was_connected)
         step = self.sampling.step
         pump = tx.pump
         warm = 50
@@ -163,6 +176,8 @@ class App:
                 was_connected = not was_connected
                 if not was_connected:
                     self.link_lost()
+                else:
+                    self.link_back()
             if tx.paused:
                 pump()
             elif measure:

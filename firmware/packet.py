@@ -267,7 +267,7 @@ def _check_fields(opcode, f):
         return OUT_OF_RANGE
     if opcode == VIBRATE and (f[0] > 100 or f[2] == 0):
         return OUT_OF_RANGE
-    if opcode == SET_THRESHOLDS and (f[0] & ~0x07 or f[4] > 100):
+    if opcode == SET_THRESHOLDS and (f[0] & ~0x0F or f[4] > 100):  # bit 3: stand-by
         return OUT_OF_RANGE
     if opcode == BACKFILL and f[1] == 0:
         return OUT_OF_RANGE

@@ -294,7 +294,7 @@ def test_bad_thresholds_are_refused(tmp_path):
     out = run_mpy(tmp_path, r"""
 from alert import Alert
 a = Alert(100)
-print(a.set_thresholds(8, 600, 60, 800, 25, 1000), a.set_thresholds(1, 600, 60, 800, 101, 1000),
+print(a.set_thresholds(16, 600, 60, 800, 25, 1000), a.set_thresholds(1, 600, 60, 800, 101, 1000),
       a.set_thresholds(3, 500, 60, 1250, 10, 1500), a.thresholds)
 """)
     assert out.split()[:3] == [str(p.Status.OUT_OF_RANGE), str(p.Status.OUT_OF_RANGE), "0"]

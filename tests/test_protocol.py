@@ -546,7 +546,7 @@ def test_command_status():
     assert status(Opcode.VIBRATE, intensity_pct=101, repeat=0, steps=[(1, 1)]) == Status.OUT_OF_RANGE
     assert status(Opcode.VIBRATE, intensity_pct=100, repeat=0, steps=[]) == Status.OUT_OF_RANGE
     assert status(Opcode.VIBRATE, intensity_pct=100, repeat=0, steps=[(1, 1)] * 8) == Status.TOO_LONG
-    assert status(Opcode.SET_THRESHOLDS, enable_mask=8, drop_cdeg=1, sway_mm=1, tilt_cdeg=1, hysteresis_pct=0,
+    assert status(Opcode.SET_THRESHOLDS, enable_mask=16, drop_cdeg=1, sway_mm=1, tilt_cdeg=1, hysteresis_pct=0,
                   refractory_ms=0) == Status.OUT_OF_RANGE
     assert status(Opcode.CAL_UPLOAD, total_len=80, offset=0, chunk=b"x") == Status.BAD_LENGTH
     assert status(Opcode.CAL_UPLOAD, total_len=79, offset=78, chunk=b"xy") == Status.OUT_OF_RANGE

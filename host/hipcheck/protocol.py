@@ -176,9 +176,12 @@ class OverrunSource(IntEnum):
 
 
 class ThresholdMask(IntFlag):
+    """SET_THRESHOLDS enable_mask: the alerts on, and STANDBY: they run only while no host is connected."""
+
     DROP = 1 << 0
     SWAY = 1 << 1
     TILT = 1 << 2
+    STANDBY = 1 << 3
 
 
 class StateFlag(IntFlag):
@@ -461,7 +464,7 @@ def command_status(packet: bytes) -> Status:
             return Status.OUT_OF_RANGE
         case Opcode.VIBRATE if f["intensity_pct"] > 100 or not f["steps"]:
             return Status.OUT_OF_RANGE
-        case Opcode.SET_THRESHOLDS if f["enable_mask"] & ~0x07 or f["hysteresis_pct"] > 100:
+        case Opcode.SET_THRESHOLDS if f["enable_mask"] & ~0x0F or f["hysteresis_pct"] > 100:
             return Status.OUT_OF_RANGE
         case Opcode.BACKFILL if f["max_samples"] == 0:
             return Status.OUT_OF_RANGE

@@ -173,6 +173,11 @@ def build() -> None:
                 "1.5 s refractory", cmd,
                 dict(opcode=Opcode.SET_THRESHOLDS, token=8, enable_mask=0b111, drop_cdeg=500, sway_mm=60,
                      tilt_cdeg=1250, hysteresis_pct=10, refractory_ms=1500))
+    add_control("cmd_set_thresholds_standby", "SET_THRESHOLDS in stand-by (bit 3): drop, sway and tilt armed to run "
+                "only while no host is connected; drop 6.00 deg, sway 60 mm, tilt 8.00 deg, 33 % hysteresis, 3 s "
+                "refractory", cmd,
+                dict(opcode=Opcode.SET_THRESHOLDS, token=21, enable_mask=0b1111, drop_cdeg=600, sway_mm=60,
+                     tilt_cdeg=800, hysteresis_pct=33, refractory_ms=3000))
     add_control("cmd_time_sync", "TIME_SYNC ping", cmd, dict(opcode=Opcode.TIME_SYNC, token=9, host_token=0xDEADBEEF))
     add_control("cmd_info", "INFO", cmd, dict(opcode=Opcode.INFO, token=10))
     add_control("cmd_backfill", "BACKFILL from seq 74565, at most 3000 samples", cmd,
