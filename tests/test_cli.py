@@ -63,7 +63,6 @@ def test_simulate_json_summary_is_parseable(tmp_path):
         (["simulate", "hold", "--drop-right", "8", "--drop-left", "3", "-o", "x.csv"], "not both"),
         (["simulate", "hold", "--side", "left", "--drop-right", "8", "-o", "x.csv"], "contradicts"),
         (["simulate", "walk", "-o", "x.txt"], "should end in .csv"),
-        (["simulate", "walk", "-o", "no/such/folder/x.csv"], "does not exist"),
         ([], "required"),
     ],
 )
@@ -72,6 +71,20 @@ def test_bad_options_exit_2_with_a_message(tmp_path, args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_an_output_into_a_missing_folder_is_a_file_problem(tmp_path):
+    result = run("simulate", "walk", "-o", "no/such/folder/x.csv", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "does not exist: create it" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_keeps_an_existing_log_unless_forced(tmp_path):
+    log = tmp_path / "d.hclog"
+    log.write_bytes(b"keep me")
+    result = run("demo", "--headless", "--seconds", "10", "--record", str(log), cwd=tmp_path)
+    assert result.returncode == 1 and "pass --force" in result.stderr
+    assert log.read_bytes() == b"keep me"
 
 
 def test_too_short_walk_is_a_usage_error(tmp_path):

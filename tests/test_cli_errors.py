@@ -26,15 +26,15 @@ NO_BLE = "hipcheck-no-such-sensor"
 # Placeholders: {missing} a file that does not exist, {missing_dir} a folder that does not exist, {tmp} a scratch
 # folder, {file} each garbage file in turn.
 MISSING = {  # command -> [(arguments naming a missing file, exit code)]
-    "simulate": [(["walk", "-o", "{missing_dir}/x.csv"], EXIT_USAGE)],
+    "simulate": [(["walk", "-o", "{missing_dir}/x.csv"], EXIT_REFUSED)],
     "orient": [(["{missing}", "-o", "{tmp}/q.csv"], EXIT_REFUSED)],
     "analyze": [(["{missing}"], EXIT_REFUSED)],
     "simboard": [(["{missing}"], EXIT_REFUSED)],
-    "demo": [(["--headless", "--record", "{missing_dir}/x.hclog"], EXIT_USAGE)],
+    "demo": [(["--headless", "--record", "{missing_dir}/x.hclog"], EXIT_REFUSED)],
     "flash": [(["--board", "xiao-esp32s3", "--port", NO_PORT, "--firmware", "{missing}"], EXIT_REFUSED)],
     "record": [(["--sim", "{missing}", "-o", "{tmp}/r.hclog"], EXIT_REFUSED),
                (["--replay", "{missing}", "-o", "{tmp}/r.hclog"], EXIT_REFUSED),
-               (["--sim", "{missing}", "-o", "{missing_dir}/r.hclog"], EXIT_USAGE)],
+               (["--sim", "{missing}", "-o", "{missing_dir}/r.hclog"], EXIT_REFUSED)],
     "live": [(["--sim", "{missing}"], EXIT_REFUSED), (["--replay", "{missing}"], EXIT_REFUSED)],
     "connect": [(["--sim", "{missing}"], EXIT_REFUSED), (["--replay", "{missing}"], EXIT_REFUSED)],
     "scan": [],  # reads no file
@@ -124,7 +124,8 @@ def test_missing_file(command, argv, code, tmp_path):
     result = run([command, *fill(argv, tmp_path)], tmp_path)
     assert_one_line(result, command, code)
     if code == EXIT_REFUSED:
-        assert "no-such-file.csv" in result.stderr  # which file
+        # which file, or which folder of an output
+        assert "no-such-file.csv" in result.stderr or "no-such-folder does not exist" in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["random bytes", "text"])

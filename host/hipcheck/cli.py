@@ -286,6 +286,7 @@ def _add_demo(commands) -> None:
     demo.add_argument("--record", type=Path, metavar="FILE.hclog",
                       help="where to keep the session log (default: hipcheck-demo/session.hclog in the temp folder)")
     demo.add_argument("--seed", type=int, default=1, help="random seed of the simulated walk (default 1)")
+    _add_force_option(demo)
     _add_alert_options(demo)
     demo.set_defaults(run=run_demo, parser=demo)
 
@@ -633,9 +634,9 @@ def _about(path: Path):
 
 
 def _check_folder(output: Path | None, parser: argparse.ArgumentParser) -> None:
-    """An output whose folder is missing is a usage error, found before any work."""
+    """An output whose folder is missing is a file problem (exit 1, like a missing input), found before any work."""
     if output is not None and not output.parent.exists():
-        parser.error(f"the folder {output.parent} does not exist")
+        raise InvalidValueError(f"the folder {output.parent} does not exist: create it or give another path")
 
 
 def _check_output(output: Path | None, parser: argparse.ArgumentParser, force: bool,
@@ -688,7 +689,7 @@ def run_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not 10.0 <= args.seconds <= 3600.0:
         parser.error(f"--seconds {args.seconds:g}: give 10 to 3600 s (a walk needs a few strides)")
     _check_bounds(args, parser, ("drop_left", "drop_right"))
-    _check_folder(args.record, parser)
+    _check_output(args.record, parser, args.force)
     demo(seconds=args.seconds, drop_left=args.drop_left, drop_right=args.drop_right, activity=args.activity,
          headless=args.headless, realtime=args.realtime, record=args.record, seed=args.seed,
          policy=AlertPolicy(_alert_settings(args, parser)),
