@@ -17,6 +17,8 @@ from hipcheck.motion.kinematics import (
     StandSettings,
     WalkSettings,
 )
+from hipcheck.motion.calibration_motion import StandWalkSettings
+from hipcheck.motion.poses import ACCEL_POSES, EDGE_POSES, FACE_POSES, pose_up_sensor, simulate_calibration_poses
 from hipcheck.motion.sensor import SensorErrors, SensorModel
 from hipcheck.motion.simulate import (
     simulate_bridge,
@@ -25,6 +27,7 @@ from hipcheck.motion.simulate import (
     simulate_sit,
     simulate_sit_to_stand,
     simulate_stand,
+    simulate_stand_and_walk,
     simulate_walk,
 )
 from hipcheck.motion.trace import (
@@ -47,6 +50,13 @@ __all__ = [
     "simulate_sit_to_stand",
     "simulate_bridge",
     "simulate_clamshell",
+    "simulate_stand_and_walk",
+    "simulate_calibration_poses",
+    "pose_up_sensor",
+    "ACCEL_POSES",
+    "FACE_POSES",
+    "EDGE_POSES",
+    "StandWalkSettings",
     "BridgeSettings",
     "ClamshellSettings",
     "SensorModel",

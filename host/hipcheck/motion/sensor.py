@@ -24,7 +24,11 @@ MEMS IMU such as ST's LSM6DSOX (the LSM6DSO family datasheet, e.g. DS12140, Tabl
   timestamps record the actual instants, as a device clock would; drop_rate removes that fraction of the
   samples, in bursts of mean length drop_burst_mean.
 
-SensorModel holds settings only; the random draws (biases, gains, noise) come from ``seed``.
+SensorModel holds settings only; the random draws (biases, gains, noise) come from ``seed``. The constant errors may
+instead be fixed in the model (``acc_gain``, ``gyr_gain``, ``acc_bias_m_s2``, ``gyr_bias_rad_s``): then every
+recording made with it has exactly those errors, as one physical sensor does, and a calibration estimated on one
+recording can be checked on another. ``SensorModel.with_errors`` draws such a sensor, with the errors a calibration
+is meant to remove (docs/calibration.md).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hipcheck.errors import InvalidValueError
-from hipcheck.rotation import quat_from_rotvec, quat_multiply
+from hipcheck.rotation import matrix_from_quat, quat_from_rotvec, quat_multiply
 from hipcheck.units import ACC_FULL_SCALE_G, ACC_LSB_M_S2, GYR_FULL_SCALE_DPS, GYR_LSB_RAD_S, to_raw
 from hipcheck.units import GRAVITY_M_S2, RAD_PER_DEG
 
@@ -60,9 +64,25 @@ class SensorModel:
     drop_rate: float = 0.0  # fraction of samples lost
     drop_burst_mean: float = 1.0  # mean length of a run of lost samples
     seed: int = 0
+    # Fixed constant errors (None: drawn from seed per recording). Gains 3x3 row-major as nested tuples:
+    # reading = gain @ true + bias; the bias random walks above still start from the fixed bias.
+    acc_gain: tuple | None = None
+    gyr_gain: tuple | None = None
+    acc_bias_m_s2: tuple | None = None
+    gyr_bias_rad_s: tuple | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "mounting_rpy_deg", tuple(float(a) for a in self.mounting_rpy_deg))
+        for name, shape in (("acc_gain", (3, 3)), ("gyr_gain", (3, 3)), ("acc_bias_m_s2", (3,)),
+                            ("gyr_bias_rad_s", (3,))):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            array = np.asarray(value, dtype=float)
+            if array.shape != shape or not np.all(np.isfinite(array)):
+                raise InvalidValueError(f"{name}={value}: give {'3x3' if len(shape) == 2 else '3'} finite numbers")
+            floats = [tuple(float(v) for v in row) for row in array] if len(shape) == 2 else [float(v) for v in array]
+            object.__setattr__(self, name, tuple(floats))
         if len(self.mounting_rpy_deg) != 3:
             raise InvalidValueError(f"mounting_rpy_deg={self.mounting_rpy_deg}: give (roll, pitch, yaw) in degrees")
         if not 0.0 <= self.drop_rate < 1.0:
@@ -91,6 +111,28 @@ class SensorModel:
         settings.update(overrides)
         return SensorModel(**settings)
 
+    @staticmethod
+    def with_errors(seed: int = 0, *, acc_scale_error: float = 0.05, acc_bias_m_s2: float = 0.3,
+                    misalignment_deg: float = 2.0, gyr_bias_dps: float = 2.0, mounting_max_deg: float = 25.0,
+                    **overrides) -> SensorModel:
+        """A realistic sensor with large constant errors drawn once from ``seed`` and fixed in the model: per axis
+        scale within ±acc_scale_error, bias within ±acc_bias_m_s2 and ±gyr_bias_dps, each off-diagonal axis term
+        within ±misalignment_deg, and a mounting turned from the sacral clip's nominal one by up to
+        mounting_max_deg about a random axis. The defaults are the errors a calibration must remove (issue 14's
+        acceptance: scale ±5 %, bias ±0.3 m/s², misalignment ±2°, gyro bias ±2 °/s, mounting up to 25°)."""
+        rng = np.random.default_rng([seed, 0xCA1B])
+        acc_gain = _gain(rng, acc_scale_error, misalignment_deg)
+        acc_bias = rng.uniform(-acc_bias_m_s2, acc_bias_m_s2, 3)
+        gyr_bias = rng.uniform(-gyr_bias_dps, gyr_bias_dps, 3) * RAD_PER_DEG
+        gyr_gain = _gain(rng, SensorModel.gyr_scale_error, SensorModel.misalignment_deg)
+        axis = rng.normal(size=3)
+        turn = quat_from_rotvec(axis / np.linalg.norm(axis) * rng.uniform(0.0, mounting_max_deg) * RAD_PER_DEG)
+        nominal = SensorModel().q_sensor_to_pelvis
+        settings = dict(acc_gain=acc_gain, gyr_gain=gyr_gain, acc_bias_m_s2=acc_bias, gyr_bias_rad_s=gyr_bias,
+                        mounting_rpy_deg=rpy_from_quat(quat_multiply(turn, nominal)), seed=seed)
+        settings.update(overrides)
+        return SensorModel(**settings)
+
     @property
     def q_sensor_to_pelvis(self) -> np.ndarray:
         """The mounting rotation as a quaternion: Rz(yaw) · Ry(pitch) · Rx(roll)."""
@@ -115,6 +157,16 @@ class SensorErrors:
     gyr_bias_rad_s: np.ndarray  # (N, 3)
 
 
+def rpy_from_quat(q_sensor_to_pelvis: np.ndarray) -> tuple[float, float, float]:
+    """(roll, pitch, yaw) in degrees of a mounting rotation, inverse of SensorModel.q_sensor_to_pelvis
+    (R = Rz(yaw) · Ry(pitch) · Rx(roll)); pitch within ±90°."""
+    R = matrix_from_quat(np.asarray(q_sensor_to_pelvis, dtype=float))
+    pitch = np.arcsin(np.clip(-R[2, 0], -1.0, 1.0))
+    roll = np.arctan2(R[2, 1], R[2, 2])
+    yaw = np.arctan2(R[1, 0], R[0, 0])
+    return tuple(float(a) for a in np.degrees([roll, pitch, yaw]))
+
+
 def sample_times(model: SensorModel, sample_index: np.ndarray, fs_hz: float, rng: np.random.Generator) -> np.ndarray:
     """The instants (s) the samples are taken: nominal n / fs plus jitter, kept in order."""
     t_s = sample_index / fs_hz
@@ -134,6 +186,15 @@ def apply_sensor(model: SensorModel, specific_force_m_s2: np.ndarray, angular_ra
     gyr_gain = _gain(rng, model.gyr_scale_error, model.misalignment_deg)
     acc_bias = _bias(rng, n, fs_hz, model.acc_bias_mg * 1e-3 * g, model.acc_bias_walk_ug_rts * 1e-6 * g)
     gyr_bias = _bias(rng, n, fs_hz, model.gyr_bias_dps * RAD_PER_DEG, model.gyr_bias_walk_mdps_rts * 1e-3 * RAD_PER_DEG)
+    # Fixed errors replace the draws after they are made, so that the noise stream stays the same either way.
+    if model.acc_gain is not None:
+        acc_gain = np.array(model.acc_gain)
+    if model.gyr_gain is not None:
+        gyr_gain = np.array(model.gyr_gain)
+    if model.acc_bias_m_s2 is not None:
+        acc_bias = acc_bias - acc_bias[:1] + np.array(model.acc_bias_m_s2)
+    if model.gyr_bias_rad_s is not None:
+        gyr_bias = gyr_bias - gyr_bias[:1] + np.array(model.gyr_bias_rad_s)
     # Noise RMS over the bandwidth fs/2 (the datasheet's convention for its RMS figures).
     acc_noise = rng.normal(0.0, model.acc_noise_ug_rthz * 1e-6 * g * np.sqrt(fs_hz / 2.0), (n, 3))
     gyr_noise = rng.normal(0.0, model.gyr_noise_mdps_rthz * 1e-3 * RAD_PER_DEG * np.sqrt(fs_hz / 2.0), (n, 3))

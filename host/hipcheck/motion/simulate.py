@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from hipcheck.errors import InvalidValueError, InvalidTypeError
+from hipcheck.motion.calibration_motion import StandWalk, StandWalkSettings
 from hipcheck.motion.kinematics import (
     BridgeSettings,
     ClamshellSettings,
@@ -34,7 +35,7 @@ from hipcheck.motion.trace import GaitEvent, Trace, Truth
 from hipcheck.units import DEG_PER_RAD, GRAVITY_M_S2
 
 __all__ = ["simulate_walk", "simulate_hold", "simulate_stand", "simulate_sit", "simulate_sit_to_stand",
-           "simulate_bridge", "simulate_clamshell"]
+           "simulate_bridge", "simulate_clamshell", "simulate_stand_and_walk"]
 
 
 def simulate_walk(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorModel | None = None, **settings) -> Trace:
@@ -93,6 +94,14 @@ def simulate_clamshell(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorMod
     return _simulate("clamshell", Reps, ClamshellSettings, settings, fs_hz, seed, sensor)
 
 
+def simulate_stand_and_walk(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorModel | None = None,
+                            **settings) -> Trace:
+    """The mounting step: a quiet stand, then straight walking; settings: fields of :class:`StandWalkSettings`
+    (stand_s=5, walk_s=15, stand_on='both' | 'left' | 'right' (on one leg during the stand: the bad input), and any
+    walk setting such as turns or cadence_spm). truth.intervals holds the 'stand' (side: the leg stood on, if one)."""
+    return _simulate("stand_and_walk", StandWalk, StandWalkSettings, settings, fs_hz, seed, sensor)
+
+
 def _simulate(activity: str, model_type, settings_type, settings: dict, fs_hz: float, seed: int,
               sensor: SensorModel | None) -> Trace:
     cfg = _make_settings(activity, settings_type, settings)
@@ -112,7 +121,7 @@ def _simulate(activity: str, model_type, settings_type, settings: dict, fs_hz: f
     keep = kept_samples(sensor, len(t_s), rng)
 
     events = [GaitEvent(kind, side, t, int(round(t * fs_hz))) for kind, side, t in model.events()]
-    strides = stride_truth(model, motion, fs_hz) if isinstance(model, Walk) else []
+    strides = stride_truth(model, motion, fs_hz) if isinstance(model, (Walk, StandWalk)) else []
     truth = Truth(
         angles_pelvis_deg=motion.angles_rad.value[keep] * DEG_PER_RAD,
         q_pelvis_to_earth=ideal["q_pelvis_to_earth"][keep],
