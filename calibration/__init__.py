@@ -1,5 +1,17 @@
 """Calibration procedures for the hipcheck sensor (import name ``hipcheck.calibration``).
 
-Gyroscope bias, accelerometer six-pose fit, magnetometer ellipsoid, mounting alignment and device
-profiles live here, one module each, as the signal-core issues add them.
+One estimator per module, one call shape (``estimate_X(acc_m_s2, gyr_rad_s, fs_hz, **settings)`` returning a
+small frozen result with its quality figures and ``to_dict()``), each refusing a recording it cannot trust with a
+``CalibrationRefused`` whose message says what to redo (docs/calibration.md):
+
+- ``gyro``: the gyroscope bias from a still period;
+- ``accel``: accelerometer scale, bias and axis misalignment from six or more still poses;
+- ``mounting``: the sensor → pelvis rotation from a quiet stand and a short walk or a forward bend;
+- ``profile``: the device profiles that hold them.
 """
+
+from hipcheck.calibration.accel import AccelCalibration, estimate_accel
+from hipcheck.calibration.common import CalibrationRefused
+from hipcheck.calibration.gyro import GyroCalibration, estimate_gyro_bias
+
+__all__ = ["CalibrationRefused", "GyroCalibration", "estimate_gyro_bias", "AccelCalibration", "estimate_accel"]
