@@ -129,7 +129,8 @@ class DeviceSession:
             self._next_sync = time.monotonic() + self.settings.sync_interval_s
             if not self.device_info["state_flags"] & protocol.StateFlag.STREAMING:
                 await self.start_streaming()
-        self.recording.open({"link": self.link.name, "device": self.device_info, **self.header})
+        self.recording.open({"link": self.link.name, "device": self.device_info, "device_id": self.link.device_id,
+                             **self.header})
         self._tasks.append(asyncio.create_task(self._guard(self._housekeeping()), name="session-housekeeping"))
         return self.device_info
 

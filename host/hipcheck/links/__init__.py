@@ -95,6 +95,14 @@ class Link(abc.ABC):
     # than the wall's: hipcheck.device.backfill)
     backfill_stall_samples: int = 0
 
+    @property
+    def device_id(self) -> str | None:
+        """A stable name of the sensor on the other end, kept in the session log's header (``device_id``) and the
+        key of its calibration profile (``hipcheck.calibration.profile``): the BLE name ``hipcheck-XXXX`` (else the
+        address) once connected; None when the link cannot tell (a serial port, a replay)."""
+        status = self.status()
+        return getattr(status, "name", None) or getattr(status, "address", None)
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect (and subscribe); raise LinkError with a clear message if the sensor cannot be reached."""

@@ -66,6 +66,7 @@ class SimLink(Link):
     def __init__(self, trace, *, chip: str = "LSM6DSOX", rate_hz: int = 100, seconds: float | None = None,
                  realtime: bool = False, alerts: bool = True, interval_ms: int = 20, workdir=None,
                  drop_data: float = 0.0, cuts=(), seed: int = 0, queue_packets: int = 512,
+    device_id = "sim"  # the one simulated sensor: its calibration profile is the profile of device "sim"
                  extra_args: tuple = ()):
         if not 0.0 <= drop_data < 1.0:
             raise InvalidValueError(f"drop_data {drop_data}: a fraction from 0 to below 1")
