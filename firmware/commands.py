@@ -44,8 +44,11 @@ class Commands:
         self.limited = 0  # commands answered BUSY by a rate limit
 
     def on_link_lost(self):
-        """The connection went: a LOG_ERASE confirmation must come on the connection that asked."""
+        """The connection went: a LOG_ERASE confirmation must come on the connection that asked, and a download
+        under way ends (the next host resumes from its own verified block)."""
         self._erase = None
+        if self.app.session_log is not None:
+            self.app.session_log.cancel_download()
 
     def on_packet(self, buf, n):
         """One complete incoming packet (a COMMAND) -> exactly one ACK, then a pump."""

@@ -4,12 +4,19 @@ command.
 Content: the concatenated payloads of a session's blocks are a sequence of v1 packets, each self-delimiting: DATA
 (full form, the samples of each FIFO read, up to 23 per packet) and EVENT (alerts, overruns). LOG_DOWNLOAD sends a
 session's raw blocks (store.BLOCK_SIZE bytes: header, payload, CRC) as LOG_CHUNKs of up to MTU - 3 - 9 bytes, a
-burst per pump. Writing allocates nothing per sample; commands and the download may allocate (they are rare).
+burst per pump, from the block asked for (a host resumes where its verified copy ends). A block that fails its CRC
+on flash is sent as it lies there, so that the host's own check reports it (it is not skipped in silence); one
+whose slot cannot be found is skipped (the host sees the missing number). The download ends as its last chunk is
+handed to the link, and when the host goes (``cancel_download``). Writing and the download's chunks allocate
+nothing per sample on a 64-bit port (the chunk is copied by viper); commands may allocate (they are rare).
 """
+
+import struct
 
 from micropython import const
 
 import packet
+from store import copy_bytes
 
 _LOG_BURST = const(4)  # LOG_CHUNKs per pump
 
@@ -66,7 +73,8 @@ class SessionLog:
         n_blocks = self.store.n_blocks(session_id)
         if n_blocks < 0:
             return (packet.UNAVAILABLE,)
-        self.downloading = [session_id, from_block, 0, n_blocks]
+        # from_block at or past the end: nothing to send (the ACK's n_blocks tells the host it has them all)
+        self.downloading = [session_id, from_block, 0, n_blocks] if from_block < n_blocks else None
         self._dl_read = -1
         return packet.OK, n_blocks
 
@@ -84,6 +92,10 @@ class SessionLog:
         if self.active and store.session_id < 0:
             store.begin(self._now_us() // 1000000)
         return (packet.OK if found else packet.UNAVAILABLE,)
+
+    def cancel_download(self):
+        """The host went: the download under way ends (the next host asks again from its own verified block)."""
+        self.downloading = None
 
     # ------------------------------------------------------------------------------------------------ download
     def pump(self, tx, mtu, send):
@@ -105,20 +117,28 @@ class SessionLog:
             if self._dl_read != block:
                 try:
                     self.store.read_block(sid, block, blk)
-                except OSError:  # damaged or erased meanwhile: the host sees the missing block by its number
-                    dl[1] = block + 1
-                    continue
+                except OSError:  # damaged: sent as it lies on flash (the host's CRC check reports it); not found
+                    if not self.store.read_raw(sid, block, blk):  # (erased meanwhile): the host sees the gap
+                        dl[1] = block + 1
+                        continue
                 self._dl_read = block
             m = len(blk) - offset
             if m > room:
                 m = room
-            n = packet.encode_log_chunk(tx, sid, block, offset, memoryview(blk)[offset:offset + m])
+            # the header as packet.encode_log_chunk writes it; the data copied without a memoryview slice
+            struct.pack_into("<BHIH", tx, 0, packet.KIND_LOG_CHUNK, sid, block, offset)
+            copy_bytes(tx, 9, blk, offset, m)
+            n = 9 + m
             if offset + m >= len(blk):
                 dl[1] = block + 1
                 dl[2] = 0
+                if block + 1 >= n_blocks:
+                    self.downloading = None  # done as the last chunk goes: an erase right after is not BUSY
             else:
                 dl[2] = offset + m
             if not send(tx, n):
                 return n
+            if self.downloading is None:
+                return 0
             burst -= 1
         return 0

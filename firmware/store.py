@@ -31,6 +31,7 @@ CRC), so the host checks every block itself.
     st.end()
     st.n_sessions; st.session(index) -> (session_id, start_time_s, n_blocks)   # LOG_LIST
     st.read_block(session_id, block, buf)  -> payload length; buf holds the raw 512-byte block (LOG_DOWNLOAD)
+    st.read_raw(session_id, block, buf)    -> the block's slot as it is, a failed CRC included (LOG_DOWNLOAD)
     st.erase(session_id); st.erase(ERASE_ALL)
 """
 
@@ -105,6 +106,11 @@ def _zero(dst, off: int, n: int):
     while i < n:
         d[off + i] = 0
         i += 1
+
+
+def copy_bytes(dst, doff, src, soff, n):
+    """dst[doff:doff + n] = src[soff:soff + n] for bytearrays and memoryviews, without allocating (viper)."""
+    _copy(dst, doff, src, soff, n)
 
 
 class StoreError(OSError):
@@ -245,6 +251,20 @@ class Store:
         if buf is not None:
             _copy(buf, 0, self._rd, 0, BLOCK_SIZE)
         return struct.unpack_from("<H", self._rd, 6)[0]
+
+    def read_raw(self, session_id, block, buf):
+        """The slot where block `block` of the session should lie, its BLOCK_SIZE bytes as they are into buf,
+        whatever its CRC says (LOG_DOWNLOAD of a damaged block: the host's check reports it). False when the
+        session or the slot does not exist."""
+        s = self._find(session_id)
+        if s is None or not 0 <= block < s[4] or s[2] + block > s[3]:
+            return False
+        f = self._f
+        f.seek((s[2] + block) * BLOCK_SIZE)
+        if f.readinto(self._rd) != BLOCK_SIZE:
+            return False
+        _copy(buf, 0, self._rd, 0, BLOCK_SIZE)
+        return True
 
     def _check(self, slot, session_id, block):
         if not self._read_slot(slot):
