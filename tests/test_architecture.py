@@ -35,7 +35,7 @@ LAYERS = {
     "protocol": DEVICE_IO, "links": DEVICE_IO, "device": DEVICE_IO, "record": DEVICE_IO, "sessionfile": DEVICE_IO,
     "cli": APPLICATION, "__main__": APPLICATION, "live": APPLICATION, "demo": APPLICATION, "report": APPLICATION,
     "flash": APPLICATION, "calibration": APPLICATION, "live_window": APPLICATION, "alerts": APPLICATION,
-    "api": APPLICATION, "figures": APPLICATION,
+    "api": APPLICATION, "figures": APPLICATION, "review": APPLICATION, "review_html": APPLICATION,
 }
 
 

@@ -39,6 +39,7 @@ MISSING = {  # command -> [(arguments naming a missing file, exit code)]
     "connect": [(["--sim", "{missing}"], EXIT_REFUSED), (["--replay", "{missing}"], EXIT_REFUSED)],
     "scan": [],  # reads no file
     "pair": [],
+    "review": [(["{missing}", "-o", "{tmp}/r.html"], EXIT_REFUSED)],
 }
 GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUSED
     "simulate": [],
@@ -52,6 +53,7 @@ GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUS
     "connect": [["--sim", "{file}"], ["--replay", "{file}"]],
     "scan": [],
     "pair": [],
+    "review": [["{file}", "-o", "{tmp}/r.html"]],
 }
 DEVICE = {  # command -> [(arguments naming a device that is not there, or a wrong one, exit code)]
     "simulate": [],
@@ -67,6 +69,7 @@ DEVICE = {  # command -> [(arguments naming a device that is not there, or a wro
     "connect": [(["--serial", NO_PORT], EXIT_DEVICE), (["--ble", NO_BLE, "--seconds", "1"], EXIT_DEVICE)],
     "scan": [(["--seconds", "0.5"], EXIT_DEVICE)],
     "pair": [(["--ble", NO_BLE], EXIT_DEVICE)],
+    "review": [],  # a Dask scheduler that is not there: tests/test_review.py (it needs a good log to get that far)
 }
 
 

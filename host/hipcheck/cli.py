@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for add in (_add_simulate, _add_orient, _add_analyze, _add_flash, _add_simboard, _add_demo, _add_record,
-                _add_connect, _add_live, _add_scan, _add_pair):
+                _add_connect, _add_live, _add_scan, _add_pair, _add_review):
         add(commands)
     return parser
 
@@ -153,6 +153,38 @@ def _add_analyze(commands) -> None:
     _add_alert_options(analyze, live=False)
     _add_mode_options(analyze)
     analyze.set_defaults(run=run_analyze, parser=analyze)
+
+
+def _add_review(commands) -> None:
+    review = commands.add_parser(
+        "review",
+        help="review recorded sessions afterwards: an HTML report per wearer with figures, and Parquet tables",
+        description="Analyse each session log (as `analyze` does: the same numbers as `analyze --json`) and write "
+        "a self-contained HTML report: the pelvic angles over the gait cycle per side (mean ± SD), pelvic drop per "
+        "stance side, sway and tilt per stride, alerts on a timeline, holds and reps, link quality, and trends across "
+        "dates for a wearer with several sessions. PNGs go beside it, and a row per stride and per session into "
+        "Parquet tables (docs/review.md).",
+    )
+    review.add_argument("inputs", type=Path, nargs="+", metavar="LOG|DIR",
+                        help="session logs (.hclog; a CSV in the generic format too) or folders searched for *.hclog "
+                        "(a subfolder per wearer: DIR/WEARER/…)")
+    review.add_argument("-o", "--output", type=Path, required=True, metavar="REPORT.html",
+                        help="the report; several wearers: an index linking REPORT-WEARER.html beside it")
+    where = review.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=int, default=1, metavar="N", help="review in N processes (default 1)")
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run each session as a task on this Dask scheduler (pip install 'hipcheck[cluster]')")
+    review.add_argument("--wearer", help="the wearer of every session given (default: from the folders or the log)")
+    review.add_argument("--offline", action="store_true",
+                        help="orientation from the non-causal filter; default: causal, as `analyze`")
+    review.add_argument("--no-figures", dest="figures", action="store_false",
+                        help="no per-session figures (tables, summaries and trends only: faster for an archive)")
+    review.add_argument("--no-tables", dest="tables", action="store_false", help="no Parquet tables")
+    review.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar on stderr (default: when stderr is a terminal)")
+    _add_force_option(review)
+    _add_alert_options(review, live=False)
+    review.set_defaults(run=run_review, parser=review)
 
 
 def _add_mode_options(analyze) -> None:
@@ -599,6 +631,26 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
                                   axes_given=args.axes is not None, **_mode_arguments(args, parser, recording.fs_hz))
     result = analysis_json(analysis, recording)
     print(json.dumps(result) if args.json else report.analysis_text(result, analysis.strides, str(args.input)))
+    return 0
+
+
+def run_review(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.review import ReviewSettings, review
+
+    if args.output.suffix.lower() not in (".html", ".htm"):
+        parser.error(f"the report {args.output} should end in .html")
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give 1 or more")
+    _check_output(args.output, parser, args.force, inputs=tuple(args.inputs))
+    alerts = _alert_settings(args, parser)
+    settings = ReviewSettings(detector_settings=alerts.detector_settings(), drop_threshold_deg=alerts.drop_threshold_deg,
+                              offline=args.offline, figures=args.figures)
+    done = review(args.inputs, args.output, jobs=args.jobs, scheduler=args.scheduler, wearer=args.wearer,
+                  settings=settings, tables=args.tables, progress=args.progress)
+    failed = sum(1 for r in done.reviews if r.error)
+    print(f"{len(done.reviews) - failed} session(s) reviewed" + (f", {failed} not analysed" if failed else "")
+          + f": {', '.join(map(str, done.reports))}; {len(done.figures)} figures in {args.output.stem}_figures/"
+          + (f"; tables {done.strides_table.name}, {done.sessions_table.name}" if done.strides_table else ""))
     return 0
 
 

@@ -190,3 +190,171 @@ def exercise_figure(result):
         flagged = sorted({FLAG_NAMES[int(r["flag"])] for r in reps if int(r["flag"])})
         bottom.set(ylabel="range at the top (°)", xlabel="rep" + (f" (red: {', '.join(flagged)})" if flagged else ""))
     return figure
+
+
+# ------------------------------------------------------------------------------------- the review's figures
+# ``hipcheck review`` (hipcheck.review) draws each section of its report as its own figure, so that a section can
+# be looked at alone (the PNGs beside the report) and a session without holds or a link account draws nothing there.
+
+DECISION_ROWS = (("drop", RIGHT, "drop, right stance"), ("drop", LEFT, "drop, left stance"),
+                 ("drop_stride", RIGHT, "stride drop, right stance"), ("drop_stride", LEFT, "stride drop, left stance"),
+                 ("sway", None, "sway"), ("tilt", None, "tilt"))
+DECISION_COLOR = {"drop": None, "drop_stride": None, "sway": "tab:green", "tilt": "tab:purple"}
+
+
+def used_strides(analysis) -> np.ndarray:
+    """The strides the summary reads: those measured on the settled mounting (all of them while none is)."""
+    aligned = analysis.strides["aligned"]
+    return analysis.strides[aligned] if np.any(aligned) else analysis.strides
+
+
+def cycle_figure(result):
+    """Obliquity, tilt and rotation over the gait cycle (0–100 % from an initial contact to the next of the same
+    foot), mean ± SD per side, as gait laboratories draw them (Baker 2013, module docstring)."""
+    analysis = result.analysis
+    used = used_strides(analysis)
+    figure = _figure(3.6)
+    for col, (k, label) in enumerate(ANGLES):
+        _cycle_panel(figure.add_subplot(1, 3, col + 1), stride_normalised(analysis.angles_pelvis_deg[:, k], used),
+                     used, label)
+    figure.suptitle("pelvic angles over the gait cycle, mean ± SD per side (cycle named by the foot that starts it)",
+                    fontsize=10)
+    return figure
+
+
+def drops_figure(result):
+    """The drop of the free side per stride for each stance side, over the session and as histograms."""
+    analysis = result.analysis
+    figure = _figure(3.6)
+    grid = figure.add_gridspec(1, 3)
+    _drops_panels(figure.add_subplot(grid[0, :2]), figure.add_subplot(grid[0, 2]), used_strides(analysis),
+                  analysis.fs_hz, result.drop_threshold_deg)
+    _say_refused(figure, analysis.side_refused)
+    return figure
+
+
+def sway_tilt_figure(result, sway_threshold_cm: float | None = None, tilt_threshold_deg: float | None = None):
+    """Side-to-side sway (peak to peak) and mean pelvic tilt per stride over the session, with the thresholds."""
+    analysis = result.analysis
+    used = used_strides(analysis)
+    t = used["start_sample"] / analysis.fs_hz
+    figure = _figure(4.4)
+    panels = (("sway_pp_cm", "sway, peak to peak (cm)", "tab:green", (sway_threshold_cm,)),
+              ("tilt_mean_deg", "mean tilt (°, + anterior)", "tab:purple",
+               (tilt_threshold_deg, None if tilt_threshold_deg is None else -tilt_threshold_deg)))
+    for row, (name, label, color, limits) in enumerate(panels):
+        ax = figure.add_subplot(2, 1, row + 1)
+        ok = np.isfinite(used[name])
+        ax.plot(t[ok], used[name][ok], ".-", lw=0.6, ms=3, color=color,
+                label=f"median {np.median(used[name][ok]):.2f}" if ok.any() else None)
+        for limit in limits:
+            if limit is not None:
+                ax.axhline(limit, color="0.4", ls="--", lw=0.8)
+        ax.set(ylabel=label)
+        _legend(ax, loc="upper right")
+    ax.set_xlabel("stride start (s)")
+    return figure
+
+
+def alerts_figure(result):
+    """The detectors' decisions on a timeline, a row per kind and stance side; a drop's colour is its stance side."""
+    analysis = result.analysis
+    fs = analysis.fs_hz
+    decisions = result.decisions
+    figure = _figure(2.6)
+    ax = figure.add_subplot(1, 1, 1)
+    for row, (kind, side, label) in enumerate(DECISION_ROWS):
+        chosen = decisions["kind"] == kind
+        if side is not None:
+            chosen &= decisions["side"] == SIDE_WORD[side]
+        color = DECISION_COLOR[kind] or SIDE_COLOR[side]
+        ax.plot(decisions.loc[chosen, "t_s"], np.full(int(chosen.sum()), row), "|", ms=12, mew=1.5, color=color)
+    ax.set_yticks(range(len(DECISION_ROWS)), [f"{label} ({int(n)})" for (_, _, label), n in
+                                              zip(DECISION_ROWS, _decision_counts(decisions))])
+    ax.set(xlim=(0, len(analysis.angles_pelvis_deg) / fs), ylim=(-0.7, len(DECISION_ROWS) - 0.3),
+           xlabel="time (s)", title=f"alerts: {len(decisions)} decisions of the detectors")
+    ax.invert_yaxis()
+    return figure
+
+
+def _decision_counts(decisions) -> list[int]:
+    counts = []
+    for kind, side, _ in DECISION_ROWS:
+        chosen = decisions["kind"] == kind
+        if side is not None:
+            chosen &= decisions["side"] == SIDE_WORD[side]
+        counts.append(int(chosen.sum()))
+    return counts
+
+
+def holds_reps_figure(result):
+    """Each single-leg hold's drop and duration and each exercise rep's range; None when there are neither."""
+    holds, reps = result.analysis.holds, result.analysis.reps
+    if not len(holds) and not len(reps):
+        return None
+    figure = _figure(3.2)
+    ax = figure.add_subplot(1, 1, 1)
+    if len(holds):
+        labels = [f"{i + 1}: {SIDE_WORD.get(int(h['side']), '?')} leg, {h['hold_time_s']:.1f} s"
+                  for i, h in enumerate(holds)]
+        ax.bar(labels, holds["drop_deg"], color=[SIDE_COLOR.get(int(h["side"]), "0.5") for h in holds], width=0.5)
+        ax.axhline(result.drop_threshold_deg, color="0.4", ls="--", lw=0.8)
+        ax.set(ylabel="drop of the free side (°)", xlabel="single-leg hold: standing leg, duration")
+    else:
+        ax.bar(np.arange(1, len(reps) + 1), reps["range_deg"],
+               color=["0.5" if int(r["flag"]) == 0 else "tab:red" for r in reps], width=0.6)
+        ax.set(ylabel="range at the top (°)", xlabel="rep (red: flagged)")
+    return figure
+
+
+def link_figure(samples: np.ndarray, fs_hz: float, backfilled_flag: int, bins: int = 60):
+    """The link over the session: of each stretch of device time, the share of samples that came live, were
+    backfilled (resent from the sensor's ring) or were lost. samples: every row the session emitted (the
+    reassembly's ``BLOCK_DTYPE``: ``seq``, ``flags``, ``gap``)."""
+    n = len(samples)
+    edges = np.linspace(0, n, min(bins, max(n, 1)) + 1).astype(int)
+    lost = samples["gap"]
+    backfilled = ~lost & ((samples["flags"] & backfilled_flag) != 0)
+    shares = []
+    for what in (~lost & ~backfilled, backfilled, lost):
+        counts = np.add.reduceat(what.astype(np.int64), edges[:-1]) if n else np.zeros(0)
+        shares.append(100.0 * counts / np.maximum(np.diff(edges), 1))
+    t = edges[:-1] / fs_hz
+    width = np.diff(edges) / fs_hz
+    figure = _figure(2.6)
+    ax = figure.add_subplot(1, 1, 1)
+    bottom = np.zeros(len(t))
+    for share, label, color in zip(shares, ("live", "backfilled", "lost"), ("0.75", "tab:orange", "tab:red")):
+        ax.bar(t, share, width=width, bottom=bottom, align="edge", color=color,
+               label=f"{label}: {100.0 * np.sum(share * width) / max(np.sum(width) * 100.0, 1e-9):.2f} %")
+        bottom += share
+    ax.set(xlabel="device time (s)", ylabel="samples (%)", ylim=(0, 100), xlim=(0, max(n / fs_hz, 1e-3)),
+           title="link quality: how each sample arrived")
+    ax.legend(fontsize=8, loc="lower left", ncols=3)
+    return figure
+
+
+TREND_PANELS = (("drop_right_stance_deg_median", "drop, right stance (°)", "tab:red"),
+                ("drop_left_stance_deg_median", "drop, left stance (°)", "tab:blue"),
+                ("sway_pp_cm_median", "sway (cm)", "tab:green"),
+                ("tilt_mean_deg_median", "mean tilt (°)", "tab:purple"),
+                ("cadence_spm_median", "cadence (steps/min)", "0.3"))
+
+
+def trends_figure(sessions, wearer: str, drop_threshold_deg: float):
+    """One wearer's sessions across dates: the medians of each session (``hipcheck.review``'s session table, a row
+    per session with ``start`` and the summary's ``*_median`` columns), drops of both stance sides on one axis."""
+    figure = _figure(5.0)
+    start = sessions["start"]
+    axes = [figure.add_subplot(2, 2, k + 1) for k in range(4)]
+    for ax, names in zip(axes, ((0, 1), (2,), (3,), (4,))):
+        for k in names:
+            name, label, color = TREND_PANELS[k]
+            values = sessions[name].astype(float) if name in sessions else np.full(len(sessions), np.nan)
+            ax.plot(start, values, "o-", color=color, label=label, ms=4)
+        ax.set(ylabel=TREND_PANELS[names[0]][1] if len(names) == 1 else "pelvic drop, median (°)")
+        _legend(ax, loc="best")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    axes[0].axhline(drop_threshold_deg, color="0.4", ls="--", lw=0.8)
+    figure.suptitle(f"{wearer}: {len(sessions)} sessions, medians of the steady strides per session", fontsize=10)
+    return figure
