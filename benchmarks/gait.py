@@ -21,6 +21,20 @@ Rows:
 - ``Stereophoto as detector``: the optical reference's contacts scored like ours against INDIP (recordings that have
   both): how far the two reference systems agree, the practical ceiling of a figure against INDIP.
 Also per-side timing bias of ours against each reference, and the leave-one-subject-out figures.
+
+Then the fair scoring (``hipcheck.gait.references``), for ours and mobgap's detectors, in half A, half B and all:
+- a contact up to the tolerance outside a reference bout counts when it matches (the bouts end at the reference's
+  own edge contacts) and is ignored when it does not;
+- against ``INDIP`` and ``Stereophoto`` alone; against each alone but only where both cover the walk (``…, both
+  cover``: the overlap of their bouts); and against their ``consensus``: the contacts both place on the same foot
+  within 0.1 s (their mean time), inside the overlap of their bouts; a contact only one of them has there, or that
+  they place further apart or on different feet, is disputed: a detected contact within the tolerance of it is
+  neither a hit nor a false alarm, and it is no miss;
+- the references' own agreement: Stereophoto scored against INDIP where both cover the walk — what any detector can
+  expect against one reference alone;
+- halves: each reference bout goes to half A or B by the 30-s block of its recording that its middle falls in,
+  alternating (offset by the recording's place in the sorted list), so both halves hold walks of every participant
+  and test; the figures per participant follow.
 Also a leave-one-subject-out check of ``ic_offset_s`` (the one constant fitted to this data). Results on this data
 come from the Mobilise-D project's mobgap example data (Apache-2.0).
 """
@@ -38,12 +52,17 @@ import numpy as np
 from hipcheck.gait import IC, RIGHT
 from hipcheck.gait.evaluate import match_events
 from hipcheck.gait.events import DEFAULT_SETTINGS, detect_events
+from hipcheck.gait.references import BoutScore, bout_overlap, consensus, score_bout
 
 TOLERANCES_S = (0.1, 0.25, 0.5)
 EDGE_MARGIN_S = 0.15  # half the shortest step: only a bout's own first or last contact can lie this close outside it
 # The targets of issue 10 (DESIGN.md) on real lower-back recordings: F1 at 0.25 s and 0.1 s, side accuracy, MAE.
 TARGETS = {"f1_0.25": 0.94, "f1_0.1": 0.85, "side": 0.95, "mae_ms": 30.0}
 SYSTEMS = ("INDIP", "Stereophoto")
+# The fair scoring (hipcheck.gait.references): each reference alone, and the contacts both agree on.
+REFERENCES = ("INDIP", "Stereophoto", "INDIP, both cover", "Stereophoto, both cover", "consensus")
+AGREE_S = 0.1  # two references agree on a contact within this (the tighter tolerance scored)
+HALF_BLOCK_S = 30.0  # bouts alternate between half A and half B by the 30-s block of their recording
 
 
 def load(path: Path) -> dict:
@@ -214,6 +233,130 @@ def leave_one_subject_out(recs) -> dict:
     return result
 
 
+def half_of(ordinal: int, start: int, end: int, fs_hz: float) -> str:
+    """'A' or 'B': a reference bout's half, from the 30-s block of its recording that its middle falls in,
+    alternating, offset by the recording's place in the sorted list (so both halves hold every kind of walk)."""
+    return "AB"[(ordinal + int((start + end) / 2 / (HALF_BLOCK_S * fs_hz))) % 2]
+
+
+def fair_references(rec) -> dict:
+    """reference name -> (contacts, sides 'left'/'right', bouts, disputed contacts) for the fair scoring."""
+    out = {}
+    for system in SYSTEMS:
+        ref = rec.get(system)
+        if ref is not None and len(ref["wb"]):
+            out[system] = (ref["ic"], ref["lr"], ref["wb"], np.zeros(0, np.int64))
+    if len(out) == 2:
+        both = bout_overlap(rec["INDIP"]["wb"], rec["Stereophoto"]["wb"])
+        for system in SYSTEMS:  # each alone, but only where the other one looks too: beside their own agreement
+            out[f"{system}, both cover"] = (*out[system][:2], both, np.zeros(0, np.int64))
+        c = consensus(rec["INDIP"]["ic"], rec["INDIP"]["lr"], rec["INDIP"]["wb"], rec["Stereophoto"]["ic"],
+                      rec["Stereophoto"]["lr"], rec["Stereophoto"]["wb"], AGREE_S * rec["fs_hz"],
+                      int(AGREE_S * rec["fs_hz"]))
+        if len(c.wb):
+            out["consensus"] = (c.ic, c.lr, c.wb, c.disputed)
+    return out
+
+
+def evaluate_fair(recs, methods) -> dict:
+    """scores[method][reference][tolerance][half] (BoutScore; half 'A', 'B', 'all' and each participant)."""
+    out = {}
+    whole_cache: dict = {}
+    for label, (kind, fn) in methods.items():
+        out[label] = {name: {tol: {} for tol in TOLERANCES_S} for name in REFERENCES}
+        for ordinal, rec in enumerate(recs):
+            for name, (ic, lr, wb, disputed) in fair_references(rec).items():
+                if kind == "whole":
+                    key = (label, rec["name"])
+                    if key not in whole_cache:
+                        whole_cache[key] = fn(rec)
+                    found = [whole_cache[key]] * len(wb)
+                else:
+                    found = [fn(rec, start, end) for start, end in wb]
+                for (start, end), (samples, sides) in zip(wb, found):
+                    groups = ("all", half_of(ordinal, start, end, rec["fs_hz"]), rec["name"][:6])
+                    for tol in TOLERANCES_S:
+                        score = score_bout(samples, sides, ic, lr, start, end, tol * rec["fs_hz"], disputed, RIGHT)
+                        for group in groups:
+                            out[label][name][tol].setdefault(group, BoutScore())
+                            out[label][name][tol][group] += score
+    return out
+
+
+def reference_agreement(recs) -> dict:
+    """Stereophoto scored against INDIP where both cover the walk (the overlap of their bouts), by the fair rules:
+    how far the references agree where both looked. scores[tolerance][half]."""
+    out = {tol: {} for tol in TOLERANCES_S}
+    for ordinal, rec in enumerate(recs):
+        if "INDIP" not in rec or "Stereophoto" not in rec:
+            continue
+        ind, ste = rec["INDIP"], rec["Stereophoto"]
+        sides = np.where(ste["lr"] == "right", RIGHT, 1 - RIGHT)
+        for start, end in bout_overlap(ind["wb"], ste["wb"]):
+            for tol in TOLERANCES_S:
+                score = score_bout(ste["ic"], sides, ind["ic"], ind["lr"], start, end, tol * rec["fs_hz"],
+                                   right=RIGHT)
+                for group in ("all", half_of(ordinal, start, end, rec["fs_hz"])):
+                    out[tol].setdefault(group, BoutScore())
+                    out[tol][group] += score
+    return out
+
+
+def fair_figures(score: BoutScore, fs_hz: float = 100.0) -> dict:
+    errors = np.array(score.errors, dtype=float) / fs_hz
+    return {"f1": score.f1(), "precision": score.tp / max(score.tp + score.fp, 1),
+            "recall": score.tp / max(score.tp + score.fn, 1), "tp": score.tp, "fp": score.fp, "fn": score.fn,
+            "mae_ms": float(np.abs(errors).mean() * 1e3) if len(errors) else float("nan"),
+            "side_accuracy": float(np.mean(score.side_ok)) if score.side_ok else float("nan")}
+
+
+def print_fair(scores: dict, agreement: dict) -> dict:
+    """The fair tables: per reference, F1 at 0.1 and 0.25 s in half A, half B and all, MAE and side (all, 0.25 s);
+    the references' own agreement; the targets against the consensus. Returns the figures as plain numbers."""
+    groups = ("A", "B", "all")
+    plain = {label: {name: {str(tol): {g: fair_figures(sc) for g, sc in per_tol.items()}
+                            for tol, per_tol in per_ref.items()} for name, per_ref in per_method.items()}
+             for label, per_method in scores.items()}
+    print("\nFair scoring (hipcheck.gait.references): a contact up to the tolerance outside a reference bout counts "
+          "when it matches and is ignored when not; against the consensus, contacts near a disputed one are "
+          "neither hits nor false alarms. Half A / half B: bouts alternating by 30-s blocks.")
+    for name in REFERENCES:
+        counts = {g: plain[next(iter(plain))][name]["0.25"].get(g, {}) for g in groups}
+        sizes = ", ".join(f"{g} {c.get('tp', 0) + c.get('fn', 0)}" for g, c in counts.items())
+        print(f"\nvs {name} (reference contacts: {sizes}); MAE and side: all, at 0.25 s\n")
+        print("| method | " + " | ".join(f"{g} F1 0.1 | {g} F1 0.25" for g in groups) + " | MAE ms | side |")
+        print("| --- " * (2 + 2 * len(groups) + 1) + "|")
+        for label, per_ref in plain.items():
+            cells = " | ".join(f"{per_ref[name]['0.1'].get(g, {}).get('f1', float('nan')):.3f} | "
+                               f"{per_ref[name]['0.25'].get(g, {}).get('f1', float('nan')):.3f}" for g in groups)
+            mid = per_ref[name]["0.25"]["all"]
+            side = f"{mid['side_accuracy']:.3f}" if np.isfinite(mid["side_accuracy"]) else "—"
+            print(f"| {label} | {cells} | {mid['mae_ms']:.0f} | {side} |")
+    agree = {str(tol): {g: fair_figures(sc) for g, sc in per.items()} for tol, per in agreement.items()}
+    print("\nThe references' own agreement, where both cover the walk (Stereophoto scored against INDIP, fair "
+          "rules): " + "; ".join(f"{g}: F1 {agree['0.1'][g]['f1']:.3f} at 0.1 s, {agree['0.25'][g]['f1']:.3f} at "
+                                 f"0.25 s, MAE {agree['0.25'][g]['mae_ms']:.0f} ms" for g in groups))
+    participants = sorted(g for g in plain["hipcheck (whole rec.)"]["consensus"]["0.25"] if g not in groups)
+    print("\nhipcheck (whole rec.) per participant, F1 at 0.1 s / 0.25 s: " + "; ".join(
+        f"{p}: " + ", ".join(f"vs {name} {plain['hipcheck (whole rec.)'][name]['0.1'][p]['f1']:.3f} / "
+                             f"{plain['hipcheck (whole rec.)'][name]['0.25'][p]['f1']:.3f}"
+                             for name in REFERENCES if p in plain["hipcheck (whole rec.)"][name]["0.25"])
+        for p in participants))
+    print()
+    for g in groups:
+        ours = plain["hipcheck (whole rec.)"]["consensus"]
+        measured = {"f1_0.25": ours["0.25"][g]["f1"], "f1_0.1": ours["0.1"][g]["f1"],
+                    "side": ours["0.25"][g]["side_accuracy"], "mae_ms": ours["0.25"][g]["mae_ms"]}
+        print(f"targets vs the consensus, half {g}, hipcheck (whole rec.): " + "; ".join(
+            f"{key} {measured[key]:.3g} ({'met' if _met(key, measured[key], target) else 'missed'})"
+            for key, target in TARGETS.items()))
+    return {"scores": plain, "reference_agreement": agree}
+
+
+def _met(key: str, value: float, target: float) -> bool:
+    return value <= target if key == "mae_ms" else value >= target
+
+
 def print_table(figures: dict, system: str) -> None:
     ours = figures["hipcheck (whole rec.)"][system]
     print(f"\nvs {system}: precision / recall / F1 at each tolerance; MAE = mean |time error| of the matches at "
@@ -293,12 +436,16 @@ def main(argv=None) -> int:
         if isinstance(f, dict):
             print(f"| {subject} | {f['fitted_ic_offset_s'] * 1e3:+.0f} | {f['f1']:.3f} | {f['mae_ms']:.0f} "
                   f"| {f['bias_ms']:+.0f} |")
+    fair_methods = {"hipcheck (whole rec.)": ("whole", ours_whole), "hipcheck (bout cut)": ("cut", ours_cut)}
+    fair_methods.update({label: methods[label] for label in ("IcdIonescu", "IcdShinImproved", "IcdHKLeeImproved")
+                         if label in methods})
+    fair = print_fair(evaluate_fair(recs, fair_methods), reference_agreement(recs))
     bias = side_bias(recs)
     print("\nmean time error of ours by side (ms, inside the bouts, at 0.25 s): " + "; ".join(
         f"vs {system} left {b['left']:+.0f}, right {b['right']:+.0f}" for system, b in bias.items()))
     if args.json:
         args.json.write_text(json.dumps({"figures": figures, "leave_one_subject_out": loso, "side_bias_ms": bias,
-                                         "settings": DEFAULT_SETTINGS}, indent=1))
+                                         "fair": fair, "settings": DEFAULT_SETTINGS}, indent=1))
         print(f"\nwrote {args.json}")
     return 0
 
