@@ -7,11 +7,15 @@ small frozen result with its quality figures and ``to_dict()``), each refusing a
 - ``gyro``: the gyroscope bias from a still period;
 - ``accel``: accelerometer scale, bias and axis misalignment from six or more still poses;
 - ``mounting``: the sensor → pelvis rotation from a quiet stand and a short walk or a forward bend;
+- ``neutral``: the wearer's neutral pelvic tilt standing and sitting;
 - ``profile``: the device profiles that hold them.
 """
 
 from hipcheck.calibration.accel import AccelCalibration, estimate_accel
 from hipcheck.calibration.common import CalibrationRefused
 from hipcheck.calibration.gyro import GyroCalibration, estimate_gyro_bias
+from hipcheck.calibration.mounting import MountingCalibration, MountingError, estimate_mounting
+from hipcheck.calibration.neutral import NeutralCalibration, estimate_neutral
 
-__all__ = ["CalibrationRefused", "GyroCalibration", "estimate_gyro_bias", "AccelCalibration", "estimate_accel"]
+__all__ = ["CalibrationRefused", "GyroCalibration", "estimate_gyro_bias", "AccelCalibration", "estimate_accel",
+           "MountingError", "MountingCalibration", "estimate_mounting", "NeutralCalibration", "estimate_neutral"]

@@ -92,6 +92,8 @@ def still_runs(acc: np.ndarray, gyr: np.ndarray, fs_hz: float, acc_sd_max: float
 
 def jsonable(value):
     """Arrays as lists, NaN as None: what json.dumps writes as a strict JSON document."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         return jsonable(value.tolist())
     if isinstance(value, (list, tuple)):

@@ -34,7 +34,7 @@ class StandWalkSettings(WalkSettings):
     that leg. Every WalkSettings field applies to the walk (turns=... makes a walk that is not straight)."""
 
     stand_s: float = 5.0
-    walk_s: float = 15.0
+    walk_s: float = 20.0
     stand_on: str = "both"
     stand_sway_rms_cm: float = 0.3
     stand_angle_sway_rms_deg: float = 0.2

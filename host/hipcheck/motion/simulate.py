@@ -97,7 +97,7 @@ def simulate_clamshell(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorMod
 def simulate_stand_and_walk(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorModel | None = None,
                             **settings) -> Trace:
     """The mounting step: a quiet stand, then straight walking; settings: fields of :class:`StandWalkSettings`
-    (stand_s=5, walk_s=15, stand_on='both' | 'left' | 'right' (on one leg during the stand: the bad input), and any
+    (stand_s=5, walk_s=20, stand_on='both' | 'left' | 'right' (on one leg during the stand: the bad input), and any
     walk setting such as turns or cadence_spm). truth.intervals holds the 'stand' (side: the leg stood on, if one)."""
     return _simulate("stand_and_walk", StandWalk, StandWalkSettings, settings, fs_hz, seed, sensor)
 
