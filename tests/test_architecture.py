@@ -36,6 +36,7 @@ LAYERS = {
     "cli": APPLICATION, "__main__": APPLICATION, "live": APPLICATION, "demo": APPLICATION, "report": APPLICATION,
     "flash": APPLICATION, "calibration": APPLICATION, "live_window": APPLICATION, "alerts": APPLICATION,
     "api": APPLICATION, "figures": APPLICATION, "review": APPLICATION, "review_html": APPLICATION,
+    "export": APPLICATION, "import_csv": APPLICATION, "vendor_csv": SIGNAL, "compile_notice": FOUNDATION,
 }
 
 

@@ -26,6 +26,8 @@ NO_BLE = "hipcheck-no-such-sensor"
 # Placeholders: {missing} a file that does not exist, {missing_dir} a folder that does not exist, {tmp} a scratch
 # folder, {file} each garbage file in turn.
 MISSING = {  # command -> [(arguments naming a missing file, exit code)]
+    "calibrate": [(["mount", "--from", "{missing}"], EXIT_REFUSED),
+                  (["neutral", "--from", "{missing}"], EXIT_REFUSED)],
     "simulate": [(["walk", "-o", "{missing_dir}/x.csv"], EXIT_REFUSED)],
     "orient": [(["{missing}", "-o", "{tmp}/q.csv"], EXIT_REFUSED)],
     "analyze": [(["{missing}"], EXIT_REFUSED)],
@@ -42,6 +44,7 @@ MISSING = {  # command -> [(arguments naming a missing file, exit code)]
     "review": [(["{missing}", "-o", "{tmp}/r.html"], EXIT_REFUSED)],
 }
 GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUSED
+    "calibrate": [["mount", "--from", "{file}"], ["gyro", "--from", "{file}", "--json"]],
     "simulate": [],
     "orient": [["{file}", "-o", "{tmp}/q.csv"]],
     "analyze": [["{file}"]],
@@ -56,6 +59,9 @@ GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUS
     "review": [["{file}", "-o", "{tmp}/r.html"]],
 }
 DEVICE = {  # command -> [(arguments naming a device that is not there, or a wrong one, exit code)]
+    "calibrate": [(["mount", "--serial", NO_PORT, "--non-interactive"], EXIT_DEVICE),
+                  (["gyro", "--ble", NO_BLE, "--non-interactive"], EXIT_DEVICE),
+                  (["upload", "--serial", NO_PORT, "--device", "x"], EXIT_DEVICE)],
     "simulate": [],
     "orient": [],
     "analyze": [],

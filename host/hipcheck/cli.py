@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_simulate, _add_orient, _add_analyze, _add_flash, _add_simboard, _add_demo, _add_record,
                 _add_connect, _add_live, _add_scan, _add_pair, _add_review):
         add(commands)
+    _add_calibrate(commands)
     return parser
 
 
@@ -152,6 +153,8 @@ def _add_analyze(commands) -> None:
     _add_input_options(analyze)
     _add_alert_options(analyze, live=False)
     _add_mode_options(analyze)
+    analyze.add_argument("--no-profile", action="store_true", help="leave out the calibration profile of the "
+                         "sensor the log names (default: used, and said; docs/calibration.md)")
     analyze.set_defaults(run=run_analyze, parser=analyze)
 
 
@@ -403,6 +406,65 @@ def _add_pair(commands) -> None:
     pair.set_defaults(run=run_pair, parser=pair)
 
 
+def _add_calibrate(commands) -> None:
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="calibrate a sensor (gyro, accel, mount, neutral) and keep its profile: show, export, reset, upload",
+        description="Guided calibrations (prompts, countdowns, progress) against a sensor or the simulated one, or "
+        "from a recording made earlier. The result goes into the sensor's profile on this computer (one JSON per "
+        "device id; `hipcheck analyze` of its logs uses it) and to the sensor itself (CAL_UPLOAD). "
+        "docs/calibration.md",
+    )
+    actions = calibrate.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    for kind, what in (("gyro", "gyroscope bias: the sensor lies still on a table for 10 s"),
+                       ("accel", "accelerometer scale, bias and misalignment: the sensor laid still in 12 poses"),
+                       ("mount", "how the sensor sits on the pelvis: a quiet stand, then 15 s of straight walking"),
+                       ("neutral", "the wearer's neutral pelvic tilt: standing relaxed, then sitting")):
+        step = actions.add_parser(kind, help=what, description=what.capitalize() + ". docs/calibration.md")
+        source = step.add_mutually_exclusive_group(required=True)
+        source.add_argument("--sim", action="store_true",
+                            help="the simulated sensor (real firmware on the sim board) worn by a simulated person")
+        source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial (give --device too)")
+        source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
+        source.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
+                            help="a recording made earlier: IMU CSV or session log (.hclog)")
+        _add_backend_option(step)
+        step.add_argument("--device", metavar="ID", help="the sensor's id for its profile (default: what the link "
+                          "or the log says: hipcheck-XXXX over BLE, sim)")
+        step.add_argument("--non-interactive", action="store_true", help="no waiting for Enter, for scripts")
+        step.add_argument("--json", action="store_true", help="print the estimate and its quality figures as JSON")
+        step.add_argument("--no-upload", action="store_true", help="keep the profile here; do not send it")
+        step.add_argument("--sim-flash", type=Path, metavar="DIR",
+                          help="--sim: the simulated sensor's flash folder (default: sim-sensor in the config folder)")
+        step.add_argument("--realtime", action="store_true", help="--sim at the pace of a real person")
+        if kind == "neutral":
+            step.add_argument("--posture", choices=("standing", "sitting"), default="standing",
+                              help="--from: the posture the recording holds (default standing)")
+        step.set_defaults(run=run_calibrate, parser=step)
+    show = actions.add_parser("show", help="the profiles kept on this computer (or one)")
+    show.add_argument("--device", metavar="ID", help="one sensor's profile")
+    show.add_argument("--json", action="store_true", help="as JSON")
+    export = actions.add_parser("export", help="write a sensor's profile (JSON) to a file or stdout")
+    export.add_argument("--device", metavar="ID", required=True)
+    export.add_argument("-o", "--output", type=Path, metavar="FILE.json", help="where (default: stdout)")
+    _add_force_option(export)
+    reset = actions.add_parser("reset", help="forget a sensor's calibrations (all, or --only some)")
+    reset.add_argument("--device", metavar="ID", required=True)
+    reset.add_argument("--only", choices=("gyro", "accel", "mount", "neutral"), action="append",
+                       help="forget only this calibration (repeat for more)")
+    upload = actions.add_parser("upload", help="send a sensor's profile to it (CAL_UPLOAD)")
+    source = upload.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sim", action="store_true", help="the simulated sensor")
+    source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial (give --device too)")
+    source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
+    upload.add_argument("--device", metavar="ID", help="the profile to send (default: the sensor's own)")
+    upload.add_argument("--sim-flash", type=Path, metavar="DIR", help="--sim: the simulated sensor's flash folder")
+    _add_backend_option(upload)
+    for parser in (show, export, reset, upload):
+        parser.set_defaults(run=run_calibrate, parser=parser)
+
+
 def _add_force_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
 
@@ -624,11 +686,13 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from hipcheck.pipeline import analyze_arrays
 
     recording = _read_input(args)
+    detectors = _alert_settings(args, parser).detector_settings()
+    mode = _mode_arguments(args, parser, recording.fs_hz)
+    acc, gyr, alignment = _device_profile(args, recording, detectors, mode)
     with _about(args.input):
         # --axes declares the file's frame to be ours: the forward sign is then taken from it, not from the data.
-        analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline,
-                           detector_settings=_alert_settings(args, parser).detector_settings(),
-                                  axes_given=args.axes is not None, **_mode_arguments(args, parser, recording.fs_hz))
+        analysis = analyze_arrays(acc, gyr, recording.fs_hz, offline=args.offline, alignment=alignment,
+                                  detector_settings=detectors, axes_given=args.axes is not None, **mode)
     result = analysis_json(analysis, recording)
     print(json.dumps(result) if args.json else report.analysis_text(result, analysis.strides, str(args.input)))
     return 0
@@ -652,6 +716,19 @@ def run_review(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
           + f": {', '.join(map(str, done.reports))}; {len(done.figures)} figures in {args.output.stem}_figures/"
           + (f"; tables {done.strides_table.name}, {done.sessions_table.name}" if done.strides_table else ""))
     return 0
+
+
+def _device_profile(args: argparse.Namespace, recording, detectors: dict, mode: dict):
+    """(acc, gyr, alignment): the recording with the calibration profile of the sensor its log names applied
+    (hipcheck.calibration.profile.for_analysis; --no-profile: as recorded); says which profile on stderr."""
+    if args.no_profile:
+        return recording.acc_m_s2, recording.gyr_rad_s, None
+    from hipcheck.calibration.profile import for_analysis
+
+    acc, gyr, alignment, line = for_analysis(recording, detectors, mode, axes_given=args.axes is not None)
+    if line:
+        print(f"hipcheck analyze: {line}", file=sys.stderr)
+    return acc, gyr, alignment
 
 
 def _mode_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser, fs_hz: float) -> dict:
@@ -856,6 +933,98 @@ def run_flash(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     flash(args.board, args.port, dry_run=args.dry_run, build_dir=args.build_dir, firmware_dir=args.firmware)
     return 0
+
+
+def run_calibrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``hipcheck calibrate``: the guided steps live in hipcheck.calibration.procedures, the profiles in
+    hipcheck.calibration.profile; this prints."""
+    from hipcheck.calibration import procedures, profile
+
+    if args.action in ("show", "export", "reset"):
+        return _calibrate_profiles(args, parser, profile)
+    if args.action == "upload":
+        procedures.upload_over_link(_calibrate_link_options(args, parser), sim=args.sim, device_id=args.device,
+                                    flash_dir=args.sim_flash, out=_print)
+        return 0
+    if args.from_file is not None:
+        for option in ("sim_flash", "realtime"):
+            if getattr(args, option):
+                parser.error(f"--{option.replace('_', '-')} applies to --sim")
+        outcome = procedures.calibrate_file(args.action, args.from_file, device_id=args.device,
+                                            posture=getattr(args, "posture", "standing"),
+                                            out=_print if not args.json else _stderr)
+    else:
+        outcome = procedures.calibrate_link(args.action, _calibrate_link_options(args, parser), sim=args.sim,
+                                            realtime=args.realtime, device_id=args.device,
+                                            interactive=not args.non_interactive,
+                                            upload=not args.no_upload, flash_dir=args.sim_flash,
+                                            out=_print if not args.json else _stderr)
+    if args.json:
+        print(json.dumps(outcome.json(), indent=2))
+        return 0
+    for key, value in outcome.estimate.items():
+        print(f"  {key}: {procedures.format_value(value)}")
+    for note in outcome.notes:
+        print(f"note: {note}")
+    if outcome.profile is not None:
+        print(f"saved in {outcome.profile.path}" + ("; the sensor took it (CAL_UPLOAD)" if outcome.uploaded else ""))
+    return 0
+
+
+def _calibrate_link_options(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The LinkOptions of --serial or --ble (None for --sim: the procedures start the simulated sensor)."""
+    from hipcheck.live import LinkOptions
+
+    if args.backend is not None and args.ble is None:
+        parser.error("--backend applies to --ble only")
+    if args.sim_flash is not None and not args.sim:
+        parser.error("--sim-flash applies to --sim")
+    if getattr(args, "realtime", False) and not args.sim:
+        parser.error("--realtime applies to --sim")
+    if args.sim:
+        return None
+    return LinkOptions(serial=args.serial, ble=args.ble, backend=_load_backend(args.backend, parser))
+
+
+def _calibrate_profiles(args: argparse.Namespace, parser: argparse.ArgumentParser, profile) -> int:
+    """calibrate show, export, reset: the profiles on this computer."""
+    from hipcheck.calibration.procedures import format_value
+
+    if args.action == "reset":
+        gone = profile.reset_profile(args.device, args.only)
+        print(f"device {args.device}: forgot " + (", ".join(gone) if gone else "nothing (no such calibration)")
+              + "; the sensor keeps what it holds until `hipcheck calibrate upload`")
+        return 0
+    if args.action == "export":
+        found = profile.load_profile(args.device)
+        if found is None:
+            raise InvalidValueError(f"no calibration profile for device {args.device} (hipcheck calibrate show "
+                                    "lists them)")
+        _check_output(args.output, parser, args.force)
+        text = profile.profile_to_json(found)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            args.output.write_text(text)
+            print(f"wrote {args.output}", file=sys.stderr)
+        return 0
+    ids = [args.device] if args.device else profile.device_ids()
+    found = [p for p in (profile.load_profile(i) for i in ids) if p is not None]
+    if args.device and not found:
+        raise InvalidValueError(f"no calibration profile for device {args.device} in {profile.config_dir()}")
+    if args.json:
+        print(json.dumps([json.loads(profile.profile_to_json(p)) for p in found], indent=2))
+    elif not found:
+        print(f"no calibration profiles in {profile.config_dir() / 'profiles'}")
+    for p in [] if args.json else found:
+        print(f"{p.summary()}  ({p.path})")
+        for kind, entry in p.calibrations.items():
+            print(f"  {kind}: " + ", ".join(f"{k} {format_value(v)}" for k, v in entry["values"].items()))
+    return 0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # --json: stdout holds the JSON alone
 
 
 def _print(line: str) -> None:
