@@ -60,7 +60,7 @@ PROCEDURES: dict[str, tuple[Step, ...]] = {
     "gyro": (Step("still", "put the sensor down on a table and leave it: no touching, no bumping the table", 10.0),),
     "mount": (Step("stand", "clip the sensor on over the sacrum; stand upright and still, weight on both feet",
                    5.0),
-              Step("walk", "walk straight ahead at your usual pace (no turning) until told to stop", 15.0)),
+              Step("walk", "walk straight ahead at your usual pace (no turning) until told to stop", 20.0)),
     "neutral": (Step("standing", "stand relaxed in your usual posture, weight on both feet, and keep still", 5.0),
                 Step("sitting", "sit on a chair in your usual upright posture, feet on the floor, and keep still",
                      5.0)),

@@ -49,7 +49,7 @@ from hipcheck.protocol import SampleFlag
 __all__ = ["PROFILE_VERSION", "KINDS", "ENV_CONFIG_DIR", "ProfileError", "Profile", "Applied", "config_dir",
            "profile_path", "check_device_id", "load_profile", "save_profile", "record_calibration",
            "reset_profile", "profile_from_json", "profile_to_json", "device_blob", "apply_profile", "now_iso",
-           "device_ids", "for_analysis", "matrix_fault"]
+           "device_ids", "for_analysis", "matrix_fault", "jsonable"]
 
 PROFILE_VERSION = 1
 ENV_CONFIG_DIR = "HIPCHECK_CONFIG_DIR"
@@ -207,8 +207,8 @@ def record_calibration(device_id: str, kind: str, values: dict, quality: dict, s
     if kind == "neutral" and old is not None:  # standing and sitting may be calibrated apart: keep the other
         values = {**old["values"], **values}
         quality = {**old["quality"], **quality}
-    profile.calibrations[kind] = {"date": now_iso(), "source": str(source), "values": _jsonable(values),
-                                  "quality": _jsonable(quality)}
+    profile.calibrations[kind] = {"date": now_iso(), "source": str(source), "values": jsonable(values),
+                                  "quality": jsonable(quality)}
     if kind in ("gyro", "accel", "mount"):
         profile.uploaded = None  # the sensor holds an older one until the next upload
     save_profile(profile)
@@ -284,7 +284,7 @@ def _check_entry(kind: str, entry) -> None:
         raise _Fault(f"{kind}: values is not an object")
     quality = entry["quality"]
     if not isinstance(quality, dict) or not all(_is_quality(v) for v in quality.values()):
-        raise _Fault(f"{kind}: quality must map names to numbers, strings, booleans or lists of numbers")
+        raise _Fault(f"{kind}: quality must map names to numbers, strings, booleans or lists of them")
     _VALUE_CHECKS[kind](entry["values"])
 
 
@@ -303,9 +303,9 @@ def _is_quality(value) -> bool:
         return True
     if isinstance(value, (int, float)):
         return math.isfinite(value)
-    if isinstance(value, list):
-        return all(_is_quality(v) and not isinstance(v, (list, str)) for v in value) or all(
-            isinstance(v, list) and all(_is_number(x) for x in v) for v in value)
+    if isinstance(value, list):  # a vector, a matrix, a list of names
+        return all((_is_quality(v) and not isinstance(v, list))
+                   or (isinstance(v, list) and all(_is_number(x) or x is None for x in v)) for v in value)
     return False
 
 
@@ -383,13 +383,13 @@ def _check_neutral(values: dict) -> None:
 _VALUE_CHECKS = {"gyro": _check_gyro, "accel": _check_accel, "mount": _check_mount, "neutral": _check_neutral}
 
 
-def _jsonable(value):
+def jsonable(value):
     """numpy arrays and scalars as JSON lists and numbers (NaN as None)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in np.asarray(value, dtype=object).tolist()] if isinstance(value, np.ndarray) \
-            else [_jsonable(v) for v in value]
+        return [jsonable(v) for v in np.asarray(value, dtype=object).tolist()] if isinstance(value, np.ndarray) \
+            else [jsonable(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):

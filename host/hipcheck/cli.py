@@ -419,7 +419,7 @@ def _add_calibrate(commands) -> None:
     actions.required = True
     for kind, what in (("gyro", "gyroscope bias: the sensor lies still on a table for 10 s"),
                        ("accel", "accelerometer scale, bias and misalignment: the sensor laid still in 12 poses"),
-                       ("mount", "how the sensor sits on the pelvis: a quiet stand, then 15 s of straight walking"),
+                       ("mount", "how the sensor sits on the pelvis: a quiet stand, then 20 s of straight walking"),
                        ("neutral", "the wearer's neutral pelvic tilt: standing relaxed, then sitting")):
         step = actions.add_parser(kind, help=what, description=what.capitalize() + ". docs/calibration.md")
         source = step.add_mutually_exclusive_group(required=True)
