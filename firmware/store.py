@@ -108,6 +108,18 @@ def _zero(dst, off: int, n: int):
         i += 1
 
 
+@micropython.viper
+def _u16(buf, off: int) -> int:
+    p = ptr8(buf)
+    return p[off] | (p[off + 1] << 8)
+
+
+@micropython.viper
+def _u32(buf, off: int) -> uint:
+    p = ptr8(buf)
+    return uint(p[off]) | (uint(p[off + 1]) << 8) | (uint(p[off + 2]) << 16) | (uint(p[off + 3]) << 24)
+
+
 def copy_bytes(dst, doff, src, soff, n):
     """dst[doff:doff + n] = src[soff:soff + n] for bytearrays and memoryviews, without allocating (viper)."""
     _copy(dst, doff, src, soff, n)
@@ -194,8 +206,8 @@ class Store:
         f.seek(slot * BLOCK_SIZE)
         if f.readinto(self._rd) != BLOCK_SIZE:
             return False
-        want = struct.unpack_from("<I", self._rd, _CRC_AT)[0]
-        return crc32(self._rd_head, self._use_c) == want
+        # read without struct (its tuple would allocate on every block a download reads)
+        return crc32(self._rd_head, self._use_c) == _u32(self._rd, _CRC_AT)
 
     # ------------------------------------------------------------------------------------------------- list
     @property
@@ -250,7 +262,7 @@ class Store:
                 raise StoreError("session %d block %d is damaged (CRC)" % (session_id, block))
         if buf is not None:
             _copy(buf, 0, self._rd, 0, BLOCK_SIZE)
-        return struct.unpack_from("<H", self._rd, 6)[0]
+        return _u16(self._rd, 6)
 
     def read_raw(self, session_id, block, buf):
         """The slot where block `block` of the session should lie, its BLOCK_SIZE bytes as they are into buf,
@@ -269,8 +281,7 @@ class Store:
     def _check(self, slot, session_id, block):
         if not self._read_slot(slot):
             return False
-        _, _, _, sid, _, b, _ = struct.unpack_from(_HEADER, self._rd, 0)
-        return sid == session_id and b == block
+        return _u16(self._rd, 4) == session_id and _u32(self._rd, 8) == block
 
     @property
     def block_buffer(self):

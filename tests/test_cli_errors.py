@@ -41,6 +41,8 @@ MISSING = {  # command -> [(arguments naming a missing file, exit code)]
     "connect": [(["--sim", "{missing}"], EXIT_REFUSED), (["--replay", "{missing}"], EXIT_REFUSED)],
     "scan": [],  # reads no file
     "pair": [],
+    "sync": [(["--sim", "{missing_dir}/flash.bin", "-o", "{tmp}/copies"], EXIT_REFUSED),
+             (["--sim", "{tmp}/flash.bin", "--sim-trace", "{missing}", "-o", "{tmp}/copies"], EXIT_REFUSED)],
     "review": [(["{missing}", "-o", "{tmp}/r.html"], EXIT_REFUSED)],
 }
 GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUSED
@@ -56,6 +58,7 @@ GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUS
     "connect": [["--sim", "{file}"], ["--replay", "{file}"]],
     "scan": [],
     "pair": [],
+    "sync": [["--sim", "{tmp}/flash.bin", "--sim-trace", "{file}", "-o", "{tmp}/copies"]],
     "review": [["{file}", "-o", "{tmp}/r.html"]],
 }
 DEVICE = {  # command -> [(arguments naming a device that is not there, or a wrong one, exit code)]
@@ -75,6 +78,8 @@ DEVICE = {  # command -> [(arguments naming a device that is not there, or a wro
     "connect": [(["--serial", NO_PORT], EXIT_DEVICE), (["--ble", NO_BLE, "--seconds", "1"], EXIT_DEVICE)],
     "scan": [(["--seconds", "0.5"], EXIT_DEVICE)],
     "pair": [(["--ble", NO_BLE], EXIT_DEVICE)],
+    "sync": [(["--serial", NO_PORT, "-o", "{tmp}/copies"], EXIT_DEVICE),
+             (["--ble", NO_BLE, "-o", "{tmp}/copies"], EXIT_DEVICE)],
     "review": [],  # a Dask scheduler that is not there: tests/test_review.py (it needs a good log to get that far)
 }
 

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_simulate, _add_orient, _add_analyze, _add_flash, _add_simboard, _add_demo, _add_record,
                 _add_connect, _add_live, _add_scan, _add_pair, _add_review):
         add(commands)
+    _add_sync(commands)
     _add_calibrate(commands)
     return parser
 
@@ -404,6 +405,30 @@ def _add_pair(commands) -> None:
     pair.add_argument("--ble", required=True, metavar="NAME|ADDRESS", help="the sensor, e.g. hipcheck-3F2A")
     _add_backend_option(pair)
     pair.set_defaults(run=run_pair, parser=pair)
+
+
+def _add_sync(commands) -> None:
+    sync = commands.add_parser(
+        "sync",
+        help="copy the sensor's flash session logs to a folder: resumable, every block CRC-checked",
+        description="Copy every session logged on the sensor's flash into DIR: each block checked (CRC-32, session, "
+        "number), a partial copy kept as NAME.part and continued from its last verified block on the next run, a "
+        "whole one as NAME.blocks (the flash's bytes) and NAME.hclog (for analyze and every reader of logs). Nothing "
+        "is erased unless --erase, and then only sessions whose whole copy was verified. docs/sync.md",
+    )
+    source = sync.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sim", type=Path, metavar="FLASH",
+                        help="the simulated sensor with this emulated flash file (made when missing)")
+    source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial, e.g. /dev/ttyACM0")
+    source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE (paired: hipcheck pair)")
+    sync.add_argument("--sim-trace", type=Path, metavar="FILE.csv",
+                      help="--sim: the IMU CSV the simulated sensor plays while it is synced (default: lying still)")
+    sync.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR",
+                      help="the folder for the copies (default: the current one)")
+    sync.add_argument("--erase", action="store_true",
+                      help="erase each session on the sensor once its whole copy is verified")
+    _add_backend_option(sync)
+    sync.set_defaults(run=run_sync, parser=sync)
 
 
 def _add_calibrate(commands) -> None:
@@ -926,6 +951,55 @@ def run_pair(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"paired with {args.ble} (firmware {info['fw_major']}.{info['fw_minor']}.{info['fw_patch']}): it takes "
           "commands from this computer now")
     return 0
+
+
+def run_sync(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import asyncio
+
+    from hipcheck.device.logsync import LogSync, check_synced, progress_printer, report_lines
+    from hipcheck.live import LinkOptions, make_link
+
+    if args.sim_trace is not None and args.sim is None:
+        parser.error("--sim-trace applies to --sim only")
+    if args.backend is not None and args.ble is None:
+        parser.error("--backend applies to --ble only")
+    if args.output.exists() and not args.output.is_dir():
+        parser.error(f"-o {args.output}: a file; give a folder")
+    if args.sim is not None and not args.sim.parent.is_dir():
+        raise InvalidValueError(f"--sim: the folder {args.sim.parent} does not exist: create it or give another path")
+    backend = _load_backend(args.backend, parser)
+
+    async def go():
+        if args.sim is not None:
+            link = _sim_sync_link(args.sim, args.sim_trace)
+        else:
+            link = await make_link(LinkOptions(serial=args.serial, ble=args.ble, backend=backend))
+        async with link:
+            return await LogSync(link, args.output, erase=args.erase, progress=progress_printer(_print)).run()
+
+    reports = asyncio.run(go())
+    for line in report_lines(reports):
+        _print(line)
+    check_synced(reports)  # damaged blocks: one line and exit 1, after the copies are written
+    return 0
+
+
+def _sim_sync_link(flash: Path, trace: Path | None):
+    """The sim board in real time on the emulated flash file ``flash``, playing ``trace`` (default: lying still)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from hipcheck.imu_csv import read_imu_csv
+    from hipcheck.links.sim import SimLink
+
+    if trace is None:
+        t = np.arange(10 * 104) / 104.0
+        trace = SimpleNamespace(t_s=t, acc_sensor_m_s2=np.tile([0.0, 0.0, 9.80665], (len(t), 1)),
+                                gyr_sensor_rad_s=np.zeros((len(t), 3)))
+    else:
+        read_imu_csv(trace)  # refused here, with the file named, before the board starts
+    return SimLink(trace, realtime=True, extra_args=("--log", str(flash)))
 
 
 def run_flash(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -43,6 +43,7 @@ from hipcheck.device.errors import CommandError, SessionError
 from hipcheck.device.logblocks import BLOCK_SIZE, blocks_to_hclog, check_block, read_blocks
 from hipcheck.device.recording import SessionRecording
 from hipcheck.device.stats import SessionStats
+from hipcheck.errors import InvalidValueError
 from hipcheck.links import Link, LinkError, within
 from hipcheck.protocol import Ack, LogChunk, Opcode, Status
 
@@ -498,3 +499,53 @@ class LogSync:
             self._state.ask = block
         self._state.wake.set()
 
+
+
+class FlashDamageError(InvalidValueError):
+    """Blocks of the sensor's flash failed their check: the copies are written, the damage is reported (exit 1)."""
+
+
+def progress_printer(out=print, interval_s: float = 0.5) -> Callable[[SessionCopy], None]:
+    """A ``progress`` callback for ``LogSync`` that prints a line per session as it starts, at most one every
+    interval_s while it is copied, and one when it is whole."""
+    last = {}
+
+    def show(copy: SessionCopy) -> None:
+        now = time.monotonic()
+        key = copy.name
+        done = copy.complete
+        if key in last and not done and now - last[key] < interval_s:
+            return
+        if last.get(key) == "done":
+            return
+        last[key] = "done" if done else now
+        pct = 100.0 * copy.verified / copy.n_blocks if copy.n_blocks else 100.0
+        out(f"{copy.name}: {copy.verified}/{copy.n_blocks} blocks verified ({pct:.0f} %)"
+            + (", copy whole" if done else ""))
+
+    return show
+
+
+def report_lines(reports: list[SessionReport]) -> list[str]:
+    """What a sync did, a line per session and one in all."""
+    lines = []
+    for r in reports:
+        what = f"{r.new_blocks} new blocks" if r.new_blocks else "already copied"
+        lines.append(f"{r.name}: {r.n_blocks} blocks, {what} -> {r.hclog}"
+                     + (f"; damaged on the sensor's flash: blocks {r.damaged} (their samples marked lost)"
+                        if r.damaged else "")
+                     + ("; erased on the sensor" if r.erased else "") + (f"; {r.note}" if r.note else ""))
+    new = sum(r.new_blocks for r in reports)
+    lines.append(f"{len(reports)} sessions on the sensor, {new} blocks copied ({new * BLOCK_SIZE / 1024:.0f} KiB), "
+                 f"{sum(r.erased for r in reports)} erased")
+    return lines
+
+
+def check_synced(reports: list[SessionReport]) -> None:
+    """FlashDamageError naming every session with damaged blocks (their copies are written and kept)."""
+    bad = [r for r in reports if r.damaged]
+    if bad:
+        raise FlashDamageError(
+            "blocks failed their CRC on the sensor's flash (read twice alike, or never sent): "
+            + "; ".join(f"{r.name} blocks {r.damaged}" for r in bad)
+            + "; their samples are marked lost in the .hclog and those sessions are kept on the sensor")

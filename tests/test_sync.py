@@ -1,0 +1,336 @@
+"""``hipcheck sync`` (issue 13, deliver 1): the sensor's flash session logs copied, every block checked, resumable
+from the last verified block, erased only after a verified copy.
+
+The sensor is the real firmware on the sim board (MicroPython unix port): a walk is recorded onto its emulated
+flash (``firmware/store.py``'s file), then ``hipcheck sync --sim FLASH`` boots the firmware again on that flash and
+copies it over the stdio link. The flash file is read here with an independent reader of the documented block
+format (struct + zlib), so "byte-identical" compares against what lies on the flash, not against the firmware's own
+account. The state machine (``SessionCopy``) and the converter (``blocks_to_hclog``) are also driven directly with
+blocks built here: a stale chunk, a lost chunk, a damaged block, another session's old copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hipcheck
+from hipcheck import protocol
+from hipcheck.device.logblocks import BLOCK_SIZE, blocks_to_hclog, check_block
+from hipcheck.device.logsync import (FlashDamageError, FlashSession, LogSync, SessionCopy, check_synced,
+                                     report_lines)
+from hipcheck.imu_csv import write_imu_csv
+from hipcheck.links import within
+from hipcheck.links.sim import SimLink
+from hipcheck.links.simboard import SimBoard
+from hipcheck.motion import simulate_walk
+from hipcheck.protocol import LogChunk
+from hipcheck.record import LogReader
+from hipcheck.sessionfile import read_session_log
+
+pytestmark = pytest.mark.skipif(shutil.which("micropython", path=str(Path(sys.executable).parent)) is None
+                                and shutil.which("micropython") is None,
+                                reason="the micropython unix port is not installed")
+
+HEADER = struct.Struct("<HBBHHII")
+WALK_S = 30.0
+
+
+def flash_sessions(path) -> dict[int, bytes]:
+    """The documented block format read independently: session id -> its slots' bytes in file order."""
+    raw = Path(path).read_bytes()
+    out: dict[int, bytes] = {}
+    for i in range(len(raw) // BLOCK_SIZE):
+        block = raw[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE]
+        magic, _, _, sid, _, _, _ = HEADER.unpack_from(block)
+        if magic == 0x4C48:
+            out[sid] = out.get(sid, b"") + block
+    return out
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A 30-s walk (right hip weak) recorded by the firmware onto its emulated flash: (flash file, the samples it
+    streamed live meanwhile)."""
+    folder = tmp_path_factory.mktemp("sync")
+    trace = simulate_walk(duration_s=WALK_S, seed=3, drop_right_deg=8.0)
+    csv = folder / "walk.csv"
+    write_imu_csv(csv, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    with SimBoard(csv, workdir=folder / "board") as board:
+        result = board.finish()
+    flash = folder / "flash.bin"
+    shutil.copy(folder / "board" / "log.bin", flash)
+    return flash, result.samples, csv
+
+
+def hipcheck_cmd() -> list[str]:
+    script = Path(sys.executable).with_name("hipcheck")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hipcheck"]
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def sync_killed_half_way(flash: Path, out: Path, name: str) -> tuple[int, str, int]:
+    """``hipcheck sync --sim`` whose sim board (the sensor) is killed with SIGKILL once a progress line shows 20-80 %
+    of session ``name`` verified: (exit code, stderr, blocks verified at the kill)."""
+    proc = subprocess.Popen(hipcheck_cmd() + ["sync", "--sim", str(flash), "-o", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    killed_at = None
+    deadline = time.monotonic() + 60
+    try:
+        while killed_at is None and time.monotonic() < deadline:
+            if not select.select([proc.stdout], [], [], 1.0)[0]:
+                continue
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(f"{name}: ") and "blocks verified" in line:
+                done, total = (int(x) for x in line.split()[1].split("/"))
+                if 0.2 * total <= done <= 0.8 * total:
+                    boards = [c for c in children(proc.pid) if b"simboard.py" in
+                              Path(f"/proc/{c}/cmdline").read_bytes()]
+                    assert len(boards) == 1, boards
+                    os.kill(boards[0], signal.SIGKILL)  # the sensor goes: link dropped mid-download
+                    killed_at = done
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert killed_at is not None, "the download was never seen between 20 % and 80 %"
+    return proc.returncode, err, killed_at
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(hipcheck_cmd() + list(args), capture_output=True, text=True, timeout=120)
+
+
+# ---------------------------------------------------------------------------------------------- the acceptance
+
+def test_a_sync_cut_half_way_resumes_to_a_byte_identical_copy_erased_only_after(recorded, tmp_path):
+    flash0, streamed, _ = recorded
+    flash = tmp_path / "flash.bin"
+    shutil.copy(flash0, flash)
+    on_flash = flash_sessions(flash)[0]
+    n_blocks = len(on_flash) // BLOCK_SIZE
+    out = tmp_path / "copies"
+    name = "session-00000-0"
+
+    code, err, killed_at = sync_killed_half_way(flash, out, name)
+    assert code == 69, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "run hipcheck sync again" in lines[0] and f"{name}.part" in lines[0], err
+    part = (out / f"{name}.part").read_bytes()
+    assert len(part) % BLOCK_SIZE == 0 and killed_at * BLOCK_SIZE <= len(part) < len(on_flash)
+    assert part == on_flash[:len(part)]  # every block kept is the flash's, verified
+    assert not (out / f"{name}.blocks").exists() and not (out / f"{name}.hclog").exists()
+    assert flash_sessions(flash)[0] == on_flash, "the interrupted sync touched the session on the flash"
+
+    done = run_cli("sync", "--sim", str(flash), "-o", str(out), "--erase")
+    assert done.returncode == 0, done.stderr
+    kept = len(part) // BLOCK_SIZE
+    assert f"{name}: {n_blocks} blocks, {n_blocks - kept} new blocks" in done.stdout  # resumed, not started over
+    assert f"{name}: 0/" not in done.stdout
+    assert (out / f"{name}.blocks").read_bytes() == on_flash  # byte-identical to the emulated flash
+    assert not (out / f"{name}.part").exists()
+    assert 0 not in flash_sessions(flash), "--erase after the verified copy left the session on the flash"
+    assert "erased on the sensor" in done.stdout.split(f"{name}: {n_blocks} blocks")[1].splitlines()[0]
+
+    # the copy as a session log: the samples the firmware streamed live while it recorded, all of them
+    log = read_session_log(out / f"{name}.hclog")
+    assert log.n_lost == 0 and LogReader(out / f"{name}.hclog").damage.ended
+    common, in_log, in_stream = np.intersect1d(log.seq, streamed["seq"], return_indices=True)
+    assert len(common) >= 0.99 * len(streamed) and len(log) >= len(streamed) - 30
+    np.testing.assert_array_equal(log.acc_m_s2[in_log], streamed["acc_m_s2"][in_stream].astype(np.float64))
+    np.testing.assert_array_equal(log.gyr_rad_s[in_log], streamed["gyr_rad_s"][in_stream].astype(np.float64))
+    # and hipcheck analyze reads it: the walk's strides, its weak right hip (8° of drop simulated)
+    summary = hipcheck.analyze(out / f"{name}.hclog").summary  # what analyze --json prints as its summary
+    assert summary["strides"] >= 20 and summary["weak_side"] == "right", summary
+    assert 6.0 <= summary["drop_right_stance_deg_median"] <= 10.0, summary
+
+
+def test_a_corrupted_block_is_reported_and_kept_on_the_sensor(recorded, tmp_path):
+    flash0, _, csv = recorded
+    flash = tmp_path / "flash.bin"
+    shutil.copy(flash0, flash)
+    raw = bytearray(flash.read_bytes())
+    raw[7 * BLOCK_SIZE + 200] ^= 0x10  # one flipped bit in the payload of block 7 of session 0
+    flash.write_bytes(bytes(raw))
+    on_flash = flash_sessions(flash)[0]
+
+    async def go():
+        async with SimLink(csv, extra_args=("--log", str(flash))) as link:
+            return await within(LogSync(link, tmp_path / "c", erase=True).run(), 60)
+
+    reports = asyncio.run(go())
+    assert reports[0].damaged == [7] and not reports[0].erased and "kept on the sensor" in reports[0].note
+    assert "damaged on the sensor's flash: blocks [7]" in report_lines(reports)[0]
+    with pytest.raises(FlashDamageError, match=r"session-00000-0 blocks \[7\].*kept on the sensor"):
+        check_synced(reports)  # hipcheck sync: this line, exit 1, after the copies are written
+    assert flash_sessions(flash)[0] == on_flash, "a session with a damaged block was erased"
+    copy = (tmp_path / "c" / "session-00000-0.blocks").read_bytes()
+    assert copy == on_flash  # kept as it lies on the flash, flipped bit and all
+    assert check_block(copy[7 * BLOCK_SIZE:8 * BLOCK_SIZE]) == "CRC-32 mismatch"
+    log = read_session_log(tmp_path / "c" / "session-00000-0.hclog")
+    assert 10 <= log.n_lost <= 46  # the samples of that block (about 23) marked lost, none invented
+    assert any("damaged on the sensor's flash (blocks 7)" in r.reason for r in log.lost)
+
+
+def test_a_link_cut_during_the_copy_is_resumed_in_the_same_run(recorded, tmp_path):
+    """The link drops (the sim link's cut: everything the firmware sends is lost for 0.3 s), the sync reopens it
+    and asks again from the last verified block. The firmware's sampling step and pump (the download's chunks
+    included) allocated nothing meanwhile (with the store's struct reads per block it was 85 bytes a sample)."""
+    flash0, _, csv = recorded
+    flash = tmp_path / "flash.bin"
+    shutil.copy(flash0, flash)
+    on_flash = flash_sessions(flash)[0]
+    seen = []
+
+    async def go():
+        link = SimLink(csv, alerts=False, extra_args=("--log", str(flash)))  # alerts allocate (their events)
+
+        def progress(copy):
+            seen.append(copy.verified)
+            if copy.entry.session_id == 0 and len(seen) == 3:
+                link.cut(0.3)
+
+        async with link:
+            sync = LogSync(link, tmp_path, progress=progress)
+            reports = await within(sync.run(), 60)
+        return reports, sync, link
+
+    reports, sync, link = asyncio.run(go())
+    assert sync.stats.reconnects == 1 and link.dropped_cut > 0
+    assert (tmp_path / "session-00000-0.blocks").read_bytes() == on_flash
+    assert reports[0].new_blocks == len(on_flash) // BLOCK_SIZE and not reports[0].damaged
+    app = link.record["app"]
+    assert app["alloc_samples"] > 300 and app["alloc_bytes"] == 0, app
+
+
+# ---------------------------------------------------------------------------------------------- the parts
+
+def make_block(sid: int, block: int, payload: bytes, start_s: int = 0) -> bytes:
+    head = HEADER.pack(0x4C48, 1, 0, sid, len(payload), block, start_s) + payload + bytes(492 - len(payload))
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def chunks(raw: bytes, sid: int, block: int, size: int = 235) -> list[LogChunk]:
+    return [LogChunk(sid, block, o, raw[o:o + size]) for o in range(0, BLOCK_SIZE, size)]
+
+
+def walk_blocks(sid: int = 3, n_samples: int = 600) -> list[bytes]:
+    """A logged session as the firmware writes it: DATA packets of 23 samples, packed into blocks back to back."""
+    rng = np.random.default_rng(1)
+    quat = np.tile([1.0, 0, 0, 0], (n_samples, 1))
+    acc = rng.normal(0, 2, (n_samples, 3)) + [0, 0, 9.81]
+    gyr = rng.normal(0, 0.5, (n_samples, 3))
+    q14, acc_raw, gyr_raw, flags = protocol.to_wire(quat, acc, gyr)
+    stream = b"".join(protocol.encode_data_packets(100, 5_000_000, 10_000, q14, acc_raw, gyr_raw, flags,
+                                                   samples_per_packet=23))
+    return [make_block(sid, i, stream[o:o + 492]) for i, o in enumerate(range(0, len(stream), 492))]
+
+
+def feed(copy: SessionCopy, items) -> list:
+    return [a for a in (copy.take(c) for c in items) if a is not None]
+
+
+def test_session_copy_ignores_stale_chunks_and_asks_again_for_a_lost_one(tmp_path):
+    blocks = walk_blocks()
+    entry = FlashSession(3, 0, len(blocks))
+    copy = SessionCopy(tmp_path, entry)
+    assert copy.open() == 0
+    assert copy.request() == 0 and copy.asked(len(blocks)) is None
+    # one stale chunk of an earlier request right after the ACK: ignored
+    assert feed(copy, [chunks(blocks[5], 3, 5)[1]] + chunks(blocks[0], 3, 0) + chunks(blocks[1], 3, 1)) == []
+    assert copy.verified == 2
+    lost = chunks(blocks[2], 3, 2)
+    asks = feed(copy, [lost[0], lost[2]] + chunks(blocks[3], 3, 3))  # the middle chunk of block 2 lost
+    assert asks == [2] and copy.verified == 2
+    assert copy.asked(len(blocks)) is None
+    for k in range(2, len(blocks)):
+        assert feed(copy, chunks(blocks[k], 3, k, size=11)) == []  # any chunk size (MTU 23: 11 bytes)
+    assert copy.complete and copy.finish({}) is not None
+    assert (tmp_path / f"{entry.name}.blocks").read_bytes() == b"".join(blocks)
+
+
+def test_a_damaged_block_is_kept_only_when_it_comes_twice_alike(tmp_path):
+    blocks = walk_blocks()
+    bad = bytearray(blocks[4])
+    bad[300] ^= 1
+    copy = SessionCopy(tmp_path, FlashSession(3, 0, 6), tries=3)
+    copy.open()
+    copy.request()
+    copy.asked(6)
+    assert feed(copy, [c for k in range(4) for c in chunks(blocks[k], 3, k)]) == []
+    assert feed(copy, chunks(bytes(bad), 3, 4)) == [4]  # first failed copy: asked again
+    copy.asked(6)
+    other = bytearray(bad)
+    other[301] ^= 1
+    assert feed(copy, chunks(bytes(other), 3, 4)) == [4]  # another failed copy, not the same bytes: again
+    copy.asked(6)
+    assert feed(copy, chunks(bytes(other), 3, 4)) == []  # the same bytes twice: damage on the flash, kept
+    assert copy.damaged == [4] and copy.verified == 5
+
+
+def test_a_rerun_meets_its_last_block_again_or_moves_another_sessions_copy_aside(tmp_path):
+    blocks = walk_blocks()
+    entry = FlashSession(3, 0, len(blocks))
+    first = SessionCopy(tmp_path, entry)
+    first.open()
+    first.request()
+    first.asked(len(blocks))
+    feed(first, [c for k in range(10) for c in chunks(blocks[k], 3, k)])
+    first.close()
+    with open(tmp_path / f"{entry.name}.part", "ab") as f:
+        f.write(blocks[10][:100])  # a write cut by a kill: dropped on the next run
+    again = SessionCopy(tmp_path, entry)
+    assert again.open() == 9  # the last kept block is asked for again, to be met byte for byte
+    again.request()
+    again.asked(len(blocks))
+    for k in range(9, len(blocks)):
+        feed(again, chunks(blocks[k], 3, k))
+    assert again.complete and again.verified - again.had == len(blocks) - 10
+    again.finish({})
+    assert (tmp_path / f"{entry.name}.blocks").read_bytes() == b"".join(blocks)
+    # the ids restarted (an erase of everything): a new session 3 meets the old copy's last block differently
+    newer = walk_blocks(n_samples=900)  # other samples, more blocks
+    other = SessionCopy(tmp_path, FlashSession(3, 0, len(newer)))
+    last = other.open()
+    other.request()
+    other.asked(len(newer))
+    assert feed(other, chunks(newer[last], 3, last)) == [0]  # a good block, not ours: start over from block 0
+    assert other.replaced and other.replaced[0].read_bytes() == b"".join(blocks)
+
+
+def test_the_hclog_of_a_session_with_a_damaged_block_marks_its_samples_lost(tmp_path):
+    blocks = walk_blocks(n_samples=600)
+    damaged = bytearray(blocks[3])
+    damaged[100] ^= 0xFF
+    blocks[3] = bytes(damaged)
+    account = blocks_to_hclog(blocks, tmp_path / "s.hclog", {"device": None})
+    assert account["damaged_blocks"] == [3]
+    log = read_session_log(tmp_path / "s.hclog")
+    samples = log.samples
+    assert samples["seq"][0] == 100 and samples["seq"][-1] == 699  # every sample has its row
+    lost = samples["seq"][samples["gap"]]
+    # block 3 holds bytes 1476..1967 of the stream: samples whose packets touch it are lost, the rest are there
+    assert 20 <= len(lost) <= 69 and np.all(np.diff(lost) == 1)
+    assert account["lost_samples"] == len(lost) and account["samples"] == 600 - len(lost)
