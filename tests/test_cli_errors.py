@@ -44,6 +44,8 @@ MISSING = {  # command -> [(arguments naming a missing file, exit code)]
     "sync": [(["--sim", "{missing_dir}/flash.bin", "-o", "{tmp}/copies"], EXIT_REFUSED),
              (["--sim", "{tmp}/flash.bin", "--sim-trace", "{missing}", "-o", "{tmp}/copies"], EXIT_REFUSED)],
     "review": [(["{missing}", "-o", "{tmp}/r.html"], EXIT_REFUSED)],
+    "export": [(["{missing}"], EXIT_REFUSED), (["{missing}", "-o", "{missing_dir}/out"], EXIT_REFUSED)],
+    "import": [(["{missing}", "-o", "{tmp}/x.hclog"], EXIT_REFUSED)],
 }
 GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUSED
     "calibrate": [["mount", "--from", "{file}"], ["gyro", "--from", "{file}", "--json"]],
@@ -60,6 +62,8 @@ GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUS
     "pair": [],
     "sync": [["--sim", "{tmp}/flash.bin", "--sim-trace", "{file}", "-o", "{tmp}/copies"]],
     "review": [["{file}", "-o", "{tmp}/r.html"]],
+    "export": [["{file}", "-o", "{tmp}/out"]],
+    "import": [["{file}", "-o", "{tmp}/x.hclog"]],
 }
 DEVICE = {  # command -> [(arguments naming a device that is not there, or a wrong one, exit code)]
     "calibrate": [(["mount", "--serial", NO_PORT, "--non-interactive"], EXIT_DEVICE),
@@ -81,6 +85,8 @@ DEVICE = {  # command -> [(arguments naming a device that is not there, or a wro
     "sync": [(["--serial", NO_PORT, "-o", "{tmp}/copies"], EXIT_DEVICE),
              (["--ble", NO_BLE, "-o", "{tmp}/copies"], EXIT_DEVICE)],
     "review": [],  # a Dask scheduler that is not there: tests/test_review.py (it needs a good log to get that far)
+    "export": [],
+    "import": [],
 }
 
 

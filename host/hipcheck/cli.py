@@ -30,6 +30,8 @@ from hipcheck.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFU
 
 ACTIVITIES = ("walk", "hold", "stand", "sit", "sit-to-stand", "bridge", "clamshell")
 REP_ACTIVITIES = ("bridge", "clamshell")  # their duration follows from --reps
+# The commands that run the signal kernels (numba): a notice on a cold cache (hipcheck.compile_notice).
+COMPILING_COMMANDS = ("analyze", "orient", "export", "import", "demo", "live", "record", "review")
 
 # Plausible bounds for the simulator's options; beyond them the result would not be a human pelvis.
 _BOUNDS = {
@@ -70,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_simulate, _add_orient, _add_analyze, _add_flash, _add_simboard, _add_demo, _add_record,
                 _add_connect, _add_live, _add_scan, _add_pair, _add_review):
         add(commands)
+    _add_export(commands)
+    _add_import(commands)
     _add_sync(commands)
     _add_calibrate(commands)
     return parser
@@ -255,6 +259,57 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gyr-unit", choices=tuple(GYR_UNITS), default="rad/s", help="gyroscope unit")
     parser.add_argument("--axes", metavar="SPEC",
                         help="map the file's axes onto ours (x anterior, y left, z superior), e.g. 'z,-y,x'")
+
+
+def _add_export(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="the analysis of a recording as tables: samples, orientation, angles, contacts, strides, decisions, "
+        "holds, reps (CSV or Parquet)",
+        description="Analyse a recording as `analyze` does and write one file per table into a folder, with the "
+        "dtypes of docs/export.md (pandas reads each back with them).",
+    )
+    export.add_argument("input", type=Path, metavar="FILE", help="session log (.hclog) or generic IMU CSV")
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv", help="file format (default csv)")
+    export.add_argument("-o", "--output", type=Path, metavar="DIR",
+                        help="folder for the tables (made if missing; default: FILE's name with -export, beside it)")
+    _add_force_option(export)
+    export.add_argument("--offline", action="store_true",
+                        help="orientation from the non-causal filter (review); default: causal, as the live alerts")
+    _add_input_options(export)
+    _add_alert_options(export, live=False)
+    _add_mode_options(export)
+    export.set_defaults(run=run_export, parser=export)
+
+
+def _add_import(commands) -> None:
+    from hipcheck.imu_csv import ACC_UNITS, GYR_UNITS, TIME_UNITS
+
+    imp = commands.add_parser(
+        "import",
+        help="a CSV from another sensor (other column names and units, Movella DOT, MetaMotion) as a session log",
+        description="Turn a CSV into a session log (.hclog) that analyze, review and --replay read: the generic "
+        "format with other column names and units (--columns, --acc-unit, --gyr-unit, --time-unit), a Movella DOT "
+        "export or MetaMotion MetaBase files (recognised from their headers). docs/import.md",
+    )
+    imp.add_argument("input", type=Path, nargs="+", metavar="FILE.csv",
+                     help="the CSV; for MetaMotion the accelerometer's and the gyroscope's files (or one, the other "
+                     "found beside it)")
+    imp.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.hclog", help="the log to write")
+    _add_force_option(imp)
+    imp.add_argument("--format", choices=("auto", "generic", "movella-dot", "metamotion"), default="auto",
+                     help="what the file is (default: recognised from its header)")
+    imp.add_argument("--columns", metavar="MAP", help="our column names onto the file's, e.g. "
+                     "t=Time,acc_x=AccX,acc_y=AccY,acc_z=AccZ,gyr_x=GyrX,gyr_y=GyrY,gyr_z=GyrZ")
+    imp.add_argument("--acc-unit", choices=tuple(ACC_UNITS), help="accelerometer unit (default: the format's; "
+                     "generic m/s2)")
+    imp.add_argument("--gyr-unit", choices=tuple(GYR_UNITS), help="gyroscope unit (default: the format's; generic "
+                     "rad/s)")
+    imp.add_argument("--time-unit", choices=tuple(TIME_UNITS), help="unit of the time column (default: the "
+                     "format's, or recognised from the sample period)")
+    imp.add_argument("--axes", metavar="SPEC", help="map the file's axes onto ours, e.g. 'z,-y,x'")
+    imp.add_argument("--fs", type=float, metavar="HZ", help="sample rate (default: from the time column)")
+    imp.set_defaults(run=run_import, parser=imp)
 
 
 def _add_flash(commands) -> None:
@@ -509,6 +564,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # told by the command's own parser, which names the command
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
+        if args.command in COMPILING_COMMANDS:  # a cold numba cache makes these wait: say why (compile_notice)
+            from hipcheck.compile_notice import announce_compiles
+
+            announce_compiles(args.command)
         return args.run(args, args.parser)
     except KeyboardInterrupt:
         print(f"hipcheck {args.command}: interrupted", file=sys.stderr)
@@ -809,6 +868,40 @@ def _check_output(output: Path | None, parser: argparse.ArgumentParser, force: b
         raise InvalidValueError(f"{output} is a folder; give a file name")
     if output.exists() and not force:
         raise InvalidValueError(f"{output} exists; pass --force to overwrite it, or give another file name")
+
+
+
+def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.api import Result
+    from hipcheck.export import check_output_dir, export_tables, write_tables
+    from hipcheck.pipeline import analyze_arrays
+
+    output = args.output or args.input.with_name(args.input.stem + "-export")
+    check_output_dir(output, args.format, force=args.force, inputs=(args.input,))
+    recording = _read_input(args)
+    settings = _alert_settings(args, parser).detector_settings()
+    with _about(args.input):
+        analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline,
+                                  detector_settings=settings, axes_given=args.axes is not None,
+                                  **_mode_arguments(args, parser, recording.fs_hz))
+    tables = export_tables(Result(analysis, recording, args.mode))
+    paths = write_tables(tables, output, args.format, force=args.force, inputs=(args.input,))
+    for name, path in paths.items():
+        print(f"{path}: {len(tables[name])} rows")
+    return 0
+
+
+def run_import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from hipcheck.import_csv import check_output, write_session_log
+    from hipcheck.vendor_csv import read_foreign_csv
+
+    output = check_output(args.output, args.input, force=args.force)
+    foreign = read_foreign_csv(args.input, kind=args.format, columns=args.columns, acc_unit=args.acc_unit,
+                               gyr_unit=args.gyr_unit, time_unit=args.time_unit, axes=args.axes, fs_hz=args.fs)
+    for note in foreign.recording.notes:
+        print(f"hipcheck import: note: {note}", file=sys.stderr)
+    print(write_session_log(foreign, output).line())
+    return 0
 
 
 # ------------------------------------------------------------------------------- commands on the simulated board
