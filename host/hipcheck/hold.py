@@ -54,6 +54,7 @@ from hipcheck.errors import InvalidValueError
 from hipcheck.filters import butter2_coefficients, butter2_highpass, butter2_lowpass
 from hipcheck.gait import LEFT, RIGHT
 from hipcheck.settings import merged_settings
+from hipcheck.units import GRAVITY_M_S2
 
 __all__ = ["HOLD_DTYPE", "SETTINGS_DTYPE", "STATE_DTYPE", "DEFAULT_SETTINGS", "make_settings", "hold_update",
            "HoldAnalyzer", "analyze_holds"]
@@ -105,6 +106,8 @@ DEFAULT_SETTINGS = dict(
     baseline_s=3.0,  # the two-leg baseline: the quiet stance before lift-off, up to this long
     settle_s=0.4,  # left out of the metrics after lift-off, before lowering
     drift_window_s=1.0,  # tilt averaged over this at the start and at the end
+    level_window_s=4.0,  # the levelling error is measured over this at each end of the hold (tilt drift)
+    level_min_s=1.0,  # ... and not corrected from a window shorter than this
     touchdown_hp_hz=4.0,  # high-pass cut-off of the touchdown detector
     touchdown_m_s2=1.0,  # a touchdown: energy above touchdown_hp_hz beyond this
     touchdown_pad_s=0.4,  # left out of the metrics around each touchdown transient
@@ -119,8 +122,8 @@ HOLDING = 1
 AFTER_CAP = 2  # a capped hold was reported; waiting for the lowering shift
 
 # Ring-buffer columns, per sample.
-_OBL, _TILT, _AX, _AY, _EXCLUDED = 0, 1, 2, 3, 4
-_N_COLS = 5
+_OBL, _TILT, _AX, _AY, _EXCLUDED, _LX, _LY = 0, 1, 2, 3, 4, 5, 6  # _LX, _LY: acc_level x, y as given (NaN: invalid)
+_N_COLS = 7
 _EXTRA_BUFFER_S = 10.0  # baseline before, confirmation after
 _N_BURSTS = 8  # recent touchdown transients remembered (a hold is recognised after its first ones may have passed)
 
@@ -143,6 +146,7 @@ STATE_DTYPE = np.dtype([
     ("baseline_obl", np.float64),
     ("baseline_tilt", np.float64),
     ("baseline_rms", np.float64),
+    ("baseline_level_y", np.float64),  # levelling error (m/s², acc_level y) over the baseline; NaN: not measured
     ("touchdowns", np.int32),
     ("in_burst", np.int8),
     ("last_burst", np.int64),
@@ -250,6 +254,55 @@ def _window_rms(buffer, lo, hi):
 
 
 @numba.njit(cache=True)
+def _level_error(buffer, column, lo, hi, min_n, fs):
+    """The constant part (m/s²) of one horizontal component of acc_level over samples [lo, hi): the quadratic
+    coefficient (× 2) of a least-squares fit of position, velocity and a constant acceleration to its double
+    integral. Standing, the pelvis stays within a few cm, so over T seconds its own acceleration enters this fit
+    only as ~ sway / T², while gravity leaking through an orientation error δ (rad) enters in full, g·δ: this is the
+    fusion's levelling error, to be taken out of the angles. A mean of the acceleration would keep the sway's
+    velocity change over the window (≈ 1° at T = 1 s on one leg). NaN with fewer than min_n samples or an invalid
+    one."""
+    n_rows = buffer.shape[0]
+    n = hi - lo
+    if n < max(min_n, 3):
+        return math.nan
+    dt = 1.0 / fs
+    mid = 0.5 * (n - 1)
+    v = x = 0.0
+    s2 = s4 = x0 = x2 = 0.0
+    for k in range(n):
+        a = buffer[(lo + k) % n_rows, column]
+        if not math.isfinite(a):
+            return math.nan
+        t = (k - mid) * dt
+        s2 += t * t
+        s4 += t * t * t * t
+        x0 += x
+        x2 += x * t * t
+        x += v * dt
+        v += a * dt
+    # Normal equations of x ≈ p + v·t + q·t² with t centred (odd moments vanish): q = (n·X2 − S2·X0)/(n·S4 − S2²).
+    return 2.0 * (n * x2 - s2 * x0) / (n * s4 - s2 * s2)
+
+
+@numba.njit(cache=True)
+def _level_change(settings, buffer, column, lo, hi, before):
+    """The correction (deg) to add to a difference of obliquity (column _LY) or tilt (_LX) between an earlier
+    window, whose levelling error was ``before`` (m/s²; NaN: unknown, no correction), and the samples [lo, hi):
+    it takes out the change of the fusion's own error between the two. A fused frame rolled δ too far (obliquity
+    δ too high) reads gravity as −g·δ along y; one pitched δ too far forward (tilt δ too high), as +g·δ along x.
+    The causal fusion settles over tens of seconds after switching on, and again once the one-leg sway begins
+    (docs/detectors.md)."""
+    fs = settings["fs_hz"]
+    now = _level_error(buffer, column, lo, hi, int(round(settings["level_min_s"] * fs)), fs)
+    change = now - before
+    if not math.isfinite(change):
+        return 0.0
+    sign = 1.0 if column == _LY else -1.0
+    return sign * math.degrees(change / GRAVITY_M_S2)
+
+
+@numba.njit(cache=True)
 def _fit_max(fit_ring, lo, hi, sign, latest):
     """Largest sign × step fit over centre samples [lo, hi] (NaN skipped; 0 if none); latest: the newest centre in
     the ring (older ones than it holds are skipped)."""
@@ -298,10 +351,15 @@ def _finish(settings, st, buffer, end, capped, by_stream_end, return_shift_m, ou
     rec["baseline_tilt_deg"] = st["baseline_tilt"]
     # Obliquity + = left side higher: on the right leg the free (left) side sinks as the obliquity falls.
     toward_free = 1.0 if st["side"] == LEFT else -1.0
-    rec["drop_deg"] = toward_free * (_window_mean(buffer, _OBL, lo, hi) - st["baseline_obl"])
+    rec["drop_deg"] = toward_free * (_window_mean(buffer, _OBL, lo, hi) - st["baseline_obl"]
+                                     + _level_change(settings, buffer, _LY, lo, hi, st["baseline_level_y"]))
     window = max(1, int(round(settings["drift_window_s"] * fs)))
+    level = min(int(round(settings["level_window_s"] * fs)), (hi - lo) // 2)
     rec["tilt_drift_deg"] = (_window_mean(buffer, _TILT, max(lo, hi - window), hi)
-                             - _window_mean(buffer, _TILT, lo, min(hi, lo + window)))
+                             - _window_mean(buffer, _TILT, lo, min(hi, lo + window))
+                             + _level_change(settings, buffer, _LX, hi - level, hi,
+                                             _level_error(buffer, _LX, lo, lo + level,
+                                                          int(round(settings["level_min_s"] * fs)), fs)))
     # Sway: moments of the low-passed horizontal acceleration, differences only between neighbouring kept samples.
     mx = _window_mean(buffer, _AX, lo, hi)
     my = _window_mean(buffer, _AY, lo, hi)
@@ -369,9 +427,15 @@ def _lowering_agrees(settings, st, buffer, now):
         return False
     shift_begin = st["pending_centroid"] - settle
     lo_after = min(st["pending_centroid"] + settle, now)
-    departure = _window_mean(buffer, _OBL, st["start"] + settle, shift_begin) - st["baseline_obl"]
+    # Both against the baseline with the fusion's levelling error taken out (_level_change); the few samples after
+    # the lowering share that error with the end of the hold (it changes over tens of seconds).
+    departure = (_window_mean(buffer, _OBL, st["start"] + settle, shift_begin) - st["baseline_obl"]
+                 + _level_change(settings, buffer, _LY, st["start"] + settle, shift_begin, st["baseline_level_y"]))
     if abs(departure) >= settings["obliquity_agree_deg"]:  # NaN: nothing to compare
-        after = _window_mean(buffer, _OBL, lo_after, now + 1) - st["baseline_obl"]
+        level = int(round(settings["level_window_s"] * fs))
+        after = (_window_mean(buffer, _OBL, lo_after, now + 1) - st["baseline_obl"]
+                 + _level_change(settings, buffer, _LY, max(st["start"] + settle, shift_begin - level), shift_begin,
+                                 st["baseline_level_y"]))
         if abs(after) > 0.5 * abs(departure):
             return False
     if now + 1 - lo_after >= settle:
@@ -414,6 +478,7 @@ def _start_hold(settings, st, buffer, peak, shift_m):
     st["baseline_obl"] = _window_mean(buffer, _OBL, lo, hi)
     st["baseline_tilt"] = _window_mean(buffer, _TILT, lo, hi)
     st["baseline_rms"] = _window_rms(buffer, lo, hi)
+    st["baseline_level_y"] = _level_error(buffer, _LY, lo, hi, int(round(settings["level_min_s"] * fs)), fs)
     # Touchdowns already seen (the hold is recognised lobe_s + step_half_s after its start).
     st["touchdowns"] = 0
     for k in range(min(st["n_bursts"], _N_BURSTS)):
@@ -526,8 +591,10 @@ def _fit_sample(settings, st, buffer, fit_ring, c, fit, full_until, out, n_out):
     if st["pending"] and c <= min(st["pending_centroid"] + keep, full_until) and math.isfinite(fit):
         st["pending_back"] = max(st["pending_back"], toward_stance * fit)
     if closed and peak * toward_stance < 0.0 and peak_sample - st["start"] > lobe \
-            and abs(peak) >= settings["end_fraction"] * abs(st["shift_m"]):
-        # A later qualifying shift replaces a pending one.
+            and abs(peak) >= settings["end_fraction"] * abs(st["shift_m"]) \
+            and not (st["pending"] and peak_sample > full_until):
+        # A later qualifying shift replaces a pending one; not one seen only through the cut windows at the end of
+        # the stream, whose side lobes are larger (the lowering's trailing lobe came back as a "shift" there).
         st["pending"] = 1
         st["pending_centroid"] = peak_sample
         st["pending_area"] = peak
@@ -580,6 +647,8 @@ def hold_update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_
         buffer[row, _AX] = ax_lp
         buffer[row, _AY] = ay_lp
         buffer[row, _EXCLUDED] = 1.0 if (not ok or sample < st["exclude_until"]) else 0.0
+        buffer[row, _LX] = a[0] if ok else math.nan
+        buffer[row, _LY] = a[1] if ok else math.nan
         walking = math.sqrt(st["z_energy"]) > settings["walk_m_s2"]
         if walking or not ok:
             st["quiet_since"] = sample + 1
