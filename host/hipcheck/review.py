@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,8 +33,6 @@ FOLDER_PATTERN = "*.hclog"  # what a folder given as input is searched for (recu
 # The cold compile of the pipeline's numba kernels, measured by benchmarks/review.py on 2 shared cores; said to the
 # user as the wait to expect when the cache is cold.
 COLD_COMPILE_S = 70
-# A warm-up slower than this is compiling, not loading from numba's cache (which takes well under a second).
-COMPILING_AFTER_S = 2.0
 SESSION_COLUMNS = ("session", "wearer", "date")  # the stride table's first columns
 CONNECT_TIMEOUT = "10s"  # how long to try reaching a Dask scheduler
 
@@ -272,31 +270,46 @@ def _on_dask(address: str, sessions, settings, done) -> None:
 
 
 def warm_up(offline: bool = False, out=None) -> float:
-    """Run the pipeline over a few seconds of simulated walking so its numba kernels are compiled or loaded from the
-    cache before the sessions start (a process pool's workers then load them). When that takes longer than
-    loading does, the kernels are compiling: say so once (``out``, a line on stderr by default). Returns seconds."""
+    """Run the pipeline over a few seconds of simulated walking so that its numba kernels are compiled, or loaded
+    from the cache, before the sessions start (a process pool's workers then load them from the cache). When numba
+    compiles, one line says so first (``compile_notice``). Returns the seconds it took."""
     from hipcheck.motion import SensorModel, simulate_walk
     from hipcheck.pipeline import analyze_arrays
 
-    out = out or (lambda line: print(line, file=sys.stderr, flush=True))
     trace = simulate_walk(duration_s=8.0, seed=0, sensor=SensorModel.ideal())
-    finished = threading.Event()
     t0 = time.perf_counter()
-
-    def run() -> None:
-        try:
-            analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, offline=offline)
-        finally:
-            finished.set()
-
-    worker = threading.Thread(target=run, name="hipcheck-warm-up", daemon=True)
-    worker.start()
-    if not finished.wait(COMPILING_AFTER_S):
-        out(f"compiling the signal kernels once (about {COLD_COMPILE_S} s; cached for the next runs)…")
-        finished.wait()
-        out(f"compiled in {time.perf_counter() - t0:.0f} s")
-    worker.join()
+    with compile_notice(out) as notice:
+        analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, offline=offline)
+    if notice.said:
+        notice.say(f"compiled in {time.perf_counter() - t0:.0f} s")
     return time.perf_counter() - t0
+
+
+@contextmanager
+def compile_notice(out=None):
+    """Within: the first time numba starts compiling a function (its ``numba:compile`` event: the cache did not
+    have it, or its source changed), say once "compiling the signal kernels once (about N s…)…" (``out``, a line
+    on stderr by default), so that a first run on a fresh install is not a silent wait."""
+    from numba.core import event
+
+    class Notice(event.Listener):
+        """Speaks at the first compile start (numba's listeners must derive from its Listener)."""
+
+        said = False
+
+        def say(self, line: str) -> None:
+            (out or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
+
+        def on_start(self, ev) -> None:
+            if not self.said:
+                self.said = True
+                self.say(f"compiling the signal kernels once (about {COLD_COMPILE_S} s; cached for the next runs)…")
+
+        def on_end(self, ev) -> None:
+            pass
+
+    with event.install_listener("numba:compile", Notice()) as listener:
+        yield listener
 
 
 # ---------------------------------------------------------------------------------------------- the outputs
