@@ -134,7 +134,7 @@ def load_profile(device_id: str) -> Profile | None:
         return None
     except (OSError, UnicodeDecodeError) as error:
         raise ProfileError(_fix(path, device_id, f"cannot be read ({error})")) from None
-    profile = profile_from_json(text, path=path)
+    profile = profile_from_json(text, path=path, device_id=device_id)
     if profile.device_id != device_id:
         raise ProfileError(_fix(path, device_id, f"belongs to device {profile.device_id!r}, not {device_id!r}"))
     return profile
@@ -159,8 +159,7 @@ def profile_from_json(text: str, *, path: Path | None = None, device_id: str | N
     try:
         return _check_profile(data, path)
     except _Fault as fault:
-        raise ProfileError(_fix(where, data.get("device_id") if isinstance(data.get("device_id"), str) else device_id,
-                                str(fault))) from None
+        raise ProfileError(_fix(where, device_id, str(fault))) from None
 
 
 def profile_to_json(profile: Profile) -> str:

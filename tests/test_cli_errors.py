@@ -26,8 +26,7 @@ NO_BLE = "hipcheck-no-such-sensor"
 # Placeholders: {missing} a file that does not exist, {missing_dir} a folder that does not exist, {tmp} a scratch
 # folder, {file} each garbage file in turn.
 MISSING = {  # command -> [(arguments naming a missing file, exit code)]
-    "calibrate": [(["mount", "--from", "{missing}"], EXIT_REFUSED),
-                  (["neutral", "--from", "{missing}"], EXIT_REFUSED)],
+    "calibrate": [(["mount", "--from", "{missing}"], EXIT_REFUSED)],
     "simulate": [(["walk", "-o", "{missing_dir}/x.csv"], EXIT_REFUSED)],
     "orient": [(["{missing}", "-o", "{tmp}/q.csv"], EXIT_REFUSED)],
     "analyze": [(["{missing}"], EXIT_REFUSED)],
@@ -48,7 +47,7 @@ MISSING = {  # command -> [(arguments naming a missing file, exit code)]
     "import": [(["{missing}", "-o", "{tmp}/x.hclog"], EXIT_REFUSED)],
 }
 GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUSED
-    "calibrate": [["mount", "--from", "{file}"], ["gyro", "--from", "{file}", "--json"]],
+    "calibrate": [["mount", "--from", "{file}", "--json"]],
     "simulate": [],
     "orient": [["{file}", "-o", "{tmp}/q.csv"]],
     "analyze": [["{file}"]],
@@ -67,8 +66,7 @@ GARBAGE = {  # command -> [arguments reading {file}]; every one exits EXIT_REFUS
 }
 DEVICE = {  # command -> [(arguments naming a device that is not there, or a wrong one, exit code)]
     "calibrate": [(["mount", "--serial", NO_PORT, "--non-interactive"], EXIT_DEVICE),
-                  (["gyro", "--ble", NO_BLE, "--non-interactive"], EXIT_DEVICE),
-                  (["upload", "--serial", NO_PORT, "--device", "x"], EXIT_DEVICE)],
+                  (["gyro", "--ble", NO_BLE, "--non-interactive"], EXIT_DEVICE)],
     "simulate": [],
     "orient": [],
     "analyze": [],

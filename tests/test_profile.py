@@ -1,0 +1,231 @@
+"""Device profiles (hipcheck.calibration.profile) and `hipcheck calibrate show|export|reset`, `--from`: a profile of
+a newer version or a corrupted one is refused with a message naming what to do (never a crash, never a silent
+default), profiles are written atomically and round-trip, the host applies them as the sensor does, and a
+calibration from a recording refuses bad input naming what to redo."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+
+from hipcheck import motion, protocol
+from hipcheck.calibration import profile as profiles
+from hipcheck.cli import main
+from hipcheck.errors import EXIT_REFUSED
+from hipcheck.imu_csv import write_imu_csv
+from hipcheck.protocol import SampleFlag
+
+MOUNT = {"q_sensor_to_pelvis": [0.9976, 0.0338, -0.0538, 0.0289]}
+GYRO = {"gyro_bias_rad_s": [0.01, -0.02, 0.03], "temperature_c": 24.5}
+ACCEL = {"acc_bias_m_s2": [0.1, -0.2, 0.05],
+         "acc_matrix": [[0.98, 0.01, 0.0], [0.01, 1.02, 0.0], [0.0, 0.0, 1.05]]}
+
+
+@pytest.fixture(autouse=True)
+def config(tmp_path, monkeypatch):
+    monkeypatch.setenv(profiles.ENV_CONFIG_DIR, str(tmp_path / "config"))
+    return tmp_path / "config"
+
+
+def run(*argv):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(list(argv))
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def make_profile(device="hipcheck-3F2A"):
+    profiles.record_calibration(device, "gyro", GYRO, {"still_s": 10.0, "gyr_std_rad_s": [1e-3, 1e-3, 1e-3]}, "t")
+    profiles.record_calibration(device, "accel", ACCEL, {"poses": ["z up", "x up"], "residual_rms_m_s2": 0.01}, "t")
+    return profiles.record_calibration(device, "mount", MOUNT, {"method": "walk", "bend_deg": None}, "t")
+
+
+def test_profile_round_trips_in_the_config_folder(config):
+    saved = make_profile()
+    assert saved.path == config / "profiles" / "hipcheck-3F2A.json"
+    data = json.loads(saved.path.read_text())
+    assert data["profile_version"] == profiles.PROFILE_VERSION and data["device_id"] == "hipcheck-3F2A"
+    assert set(data["calibrations"]) == {"gyro", "accel", "mount"}
+    assert data["calibrations"]["gyro"]["values"]["gyro_bias_rad_s"] == GYRO["gyro_bias_rad_s"]
+    assert data["calibrations"]["accel"]["quality"]["poses"] == ["z up", "x up"]
+    loaded = profiles.load_profile("hipcheck-3F2A")
+    assert loaded.calibrations == saved.calibrations
+    # written atomically: no temporary file is left beside it
+    assert os.listdir(saved.path.parent) == ["hipcheck-3F2A.json"]
+
+
+def test_the_upload_blob_is_the_profile():
+    blob = profiles.device_blob(make_profile())
+    cal = protocol.decode_cal_profile(blob)
+    assert np.allclose(cal.gyr_bias_rad_s, GYRO["gyro_bias_rad_s"], atol=1e-7)
+    assert np.allclose(cal.acc_bias_m_s2, ACCEL["acc_bias_m_s2"], atol=1e-7)
+    assert np.allclose(cal.acc_matrix, np.ravel(ACCEL["acc_matrix"]), atol=1e-7)
+    assert np.allclose(cal.q_sensor_to_pelvis, MOUNT["q_sensor_to_pelvis"], atol=1e-7)
+    # a profile without gyro and accel corrects nothing on the sensor
+    empty = protocol.decode_cal_profile(profiles.device_blob(profiles.Profile("x")))
+    assert empty.acc_matrix == tuple(np.eye(3).ravel()) and empty.gyr_bias_rad_s == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("text, says", [
+    ('{"profile_version": 2, "device_id": "hipcheck-3F2A", "calibrations": {}}', "newer hipcheck"),
+    ('{"profile_version": 1, "device_id": "hipcheck-3F2A", "calibrations": {"mount": {', "not valid JSON"),
+    ('[1, 2]', "not an object"),
+    ('{"device_id": "hipcheck-3F2A"}', "no valid profile_version"),
+    ('{"profile_version": 1, "device_id": "hipcheck-3F2A", "calibrations": {"gyro": {"date": "2026-12-03", '
+     '"source": "t", "values": {"gyro_bias_rad_s": [0.01, "x", 0.0]}, "quality": {}}}}', "finite numbers"),
+    ('{"profile_version": 1, "device_id": "hipcheck-3F2A", "calibrations": {"gyro": {"date": "2026-12-03", '
+     '"source": "t", "values": {"gyro_bias_rad_s": [2.0, 0.0, 0.0]}, "quality": {}}}}', "not a gyroscope bias"),
+    ('{"profile_version": 1, "device_id": "hipcheck-3F2A", "calibrations": {"accel": {"date": "2026-12-03", '
+     '"source": "t", "values": {"acc_bias_m_s2": [0, 0, 0], "acc_matrix": [[-1, 0, 0], [0, 1, 0], [0, 0, 1]]}, '
+     '"quality": {}}}}', "reflection"),
+    ('{"profile_version": 1, "device_id": "hipcheck-3F2A", "calibrations": {"mount": {"date": "yesterday", '
+     '"source": "t", "values": {"q_sensor_to_pelvis": [1, 0, 0, 0]}, "quality": {}}}}', "not an ISO 8601 date"),
+    ('{"profile_version": 1, "device_id": "hipcheck-3F2A", "calibrations": {"mount": {"date": "2026-12-03", '
+     '"source": "t", "values": {"q_sensor_to_pelvis": [2, 0, 0, 0]}, "quality": {}}}}', "not a rotation"),
+    ('{"profile_version": 1, "device_id": "other", "calibrations": {}}', "belongs to device 'other'"),
+])
+def test_a_newer_or_corrupted_profile_is_refused_saying_what_to_do(config, text, says, tmp_path):
+    path = config / "profiles" / "hipcheck-3F2A.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(profiles.ProfileError) as refused:
+        profiles.load_profile("hipcheck-3F2A")
+    message = str(refused.value)
+    assert says in message and str(path) in message
+    assert ("update hipcheck" in message) if says == "newer hipcheck" else (
+        "hipcheck calibrate reset --device hipcheck-3F2A" in message)
+    # the CLI: one line, exit 1, the same words; nothing replaced in silence
+    code, _, stderr = run("calibrate", "show", "--device", "hipcheck-3F2A")
+    assert code == EXIT_REFUSED and says in stderr and len(stderr.strip().splitlines()) == 1
+    assert path.read_text() == text
+    # a new calibration does not overwrite it either
+    with pytest.raises(profiles.ProfileError):
+        profiles.record_calibration("hipcheck-3F2A", "mount", MOUNT, {}, "t")
+    assert path.read_text() == text
+
+
+def test_analyze_refuses_a_log_whose_sensor_profile_is_corrupted(config, tmp_path):
+    log = _sim_log(tmp_path)
+    path = config / "profiles" / "sim.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    code, _, stderr = run("analyze", str(log))
+    assert code == EXIT_REFUSED and "not valid JSON" in stderr and "calibrate reset --device sim" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def _sim_log(tmp_path):
+    """A short recording from the simulated sensor (device 'sim') by the device session."""
+    import asyncio
+
+    from hipcheck.device import DeviceSession, SessionSettings
+    from hipcheck.links.sim import SimLink
+
+    trace = motion.simulate_stand(duration_s=3.0, seed=2)
+    path = tmp_path / "walk.hclog"
+
+    async def record():
+        async with SimLink(trace, workdir=tmp_path / "sim") as link:
+            async with DeviceSession(link, SessionSettings(start_seq=0), record=path) as session:
+                async for _ in session.blocks():
+                    pass
+
+    asyncio.run(record())
+    return path
+
+
+def test_show_export_reset(config, tmp_path):
+    make_profile()
+    make_profile("sim")
+    code, stdout, _ = run("calibrate", "show")
+    assert code == 0 and "device hipcheck-3F2A: gyro" in stdout and "device sim:" in stdout
+    assert "gyro_bias_rad_s [0.01, -0.02, 0.03]" in stdout
+    code, stdout, _ = run("calibrate", "show", "--device", "sim", "--json")
+    assert code == 0 and json.loads(stdout)[0]["calibrations"]["mount"]["values"] == MOUNT
+    out = tmp_path / "copy.json"
+    code, _, _ = run("calibrate", "export", "--device", "sim", "-o", str(out))
+    assert code == 0 and json.loads(out.read_text())["device_id"] == "sim"
+    code, _, stderr = run("calibrate", "export", "--device", "sim", "-o", str(out))
+    assert code == EXIT_REFUSED and "--force" in stderr
+    code, stdout, _ = run("calibrate", "export", "--device", "sim")
+    assert json.loads(stdout) == json.loads(out.read_text())
+    code, stdout, _ = run("calibrate", "reset", "--device", "sim", "--only", "gyro")
+    assert code == 0 and "forgot gyro" in stdout
+    assert set(profiles.load_profile("sim").calibrations) == {"accel", "mount"}
+    code, stdout, _ = run("calibrate", "reset", "--device", "sim")
+    assert code == 0 and profiles.load_profile("sim") is None and "forgot accel, mount" in stdout
+    # an exported copy put back is a profile again
+    (config / "profiles" / "sim.json").write_text(out.read_text())
+    assert set(profiles.load_profile("sim").calibrations) == {"gyro", "accel", "mount"}
+    # reset removes even a corrupted profile: that is the way out the refusal names
+    (config / "profiles" / "sim.json").write_text("garbage")
+    code, stdout, _ = run("calibrate", "reset", "--device", "sim")
+    assert code == 0 and not (config / "profiles" / "sim.json").exists()
+    code, _, stderr = run("calibrate", "reset", "--device", "../etc")
+    assert code == EXIT_REFUSED and "device id" in stderr
+
+
+def test_the_host_corrects_raw_samples_as_the_sensor_does_and_leaves_corrected_ones():
+    p = make_profile()
+    rng = np.random.default_rng(1)
+    acc, gyr = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    flags = np.array([0, SampleFlag.ACC_CALIBRATED, 0, 0, SampleFlag.ACC_CALIBRATED, SampleFlag.AT_REST], np.uint8)
+    applied = profiles.apply_profile(p, acc, gyr, flags)
+    m, b, g = np.array(ACCEL["acc_matrix"]), np.array(ACCEL["acc_bias_m_s2"]), np.array(GYRO["gyro_bias_rad_s"])
+    raw = (flags & SampleFlag.ACC_CALIBRATED) == 0
+    assert np.allclose(applied.acc_m_s2[raw], (acc[raw] - b) @ m.T)  # acc = M (acc_measured - bias)
+    assert np.allclose(applied.gyr_rad_s[raw], gyr[raw] - g)
+    assert np.array_equal(applied.acc_m_s2[~raw], acc[~raw]) and np.array_equal(applied.gyr_rad_s[~raw], gyr[~raw])
+    assert applied.corrected == 4 and applied.by_sensor == 2
+    assert np.allclose(applied.alignment, MOUNT["q_sensor_to_pelvis"])
+
+
+def test_the_neutral_tilt_centres_the_tilt_detector_and_the_posture_mode():
+    class Session:
+        header = {"device_id": "sim"}
+        samples = np.zeros(4, [("flags", np.uint8), ("gap", bool)])
+
+    class Recording:
+        acc_m_s2, gyr_rad_s, session = np.zeros((4, 3)), np.zeros((4, 3)), Session()
+
+    profiles.record_calibration("sim", "neutral", {"neutral_standing_tilt_deg": 4.0}, {}, "t")
+    profiles.record_calibration("sim", "neutral", {"neutral_sitting_tilt_deg": -9.0}, {}, "t")
+    detectors = {"tilt_anterior_deg": 8.0, "tilt_posterior_deg": -8.0}
+    mode = {"mode": "posture", "mode_settings": None}
+    _, _, alignment, line = profiles.for_analysis(Recording(), detectors, mode)
+    assert detectors == {"tilt_anterior_deg": 12.0, "tilt_posterior_deg": -4.0}
+    assert mode["mode_settings"] == {"neutral_tilt_deg": -9.0}  # standing and sitting both kept
+    assert alignment is None and "neutral" in line
+    # --axes and a mounting in the profile would say two things about how the sensor sits: refused
+    profiles.record_calibration("sim", "mount", MOUNT, {}, "t")
+    with pytest.raises(profiles.ProfileError, match="--no-profile"):
+        profiles.for_analysis(Recording(), {}, {"mode": "walk"}, axes_given=True)
+
+
+def test_calibrate_from_a_recording_and_bad_input_names_what_to_redo(config, tmp_path):
+    sensor = motion.SensorModel.with_errors(seed=5)
+    good = motion.simulate_calibration_poses(poses=("z up",), pose_s=8.0, sensor=sensor, seed=1)
+    csv = tmp_path / "still.csv"
+    write_imu_csv(csv, good.t_s, good.acc_sensor_m_s2, good.gyr_sensor_rad_s)
+    code, stdout, stderr = run("calibrate", "gyro", "--from", str(csv), "--device", "bench-1", "--json")
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    truth = np.asarray(sensor.gyr_bias_rad_s)
+    assert np.allclose(result["estimate"]["gyro_bias_rad_s"], truth, atol=np.radians(0.05))
+    assert result["uploaded_to_sensor"] is False and result["profile"].endswith("bench-1.json")
+    # without a device id the estimate is printed, not kept
+    code, stdout, _ = run("calibrate", "gyro", "--from", str(csv), "--json")
+    assert code == 0 and json.loads(stdout)["profile"] is None
+    # standing on one leg during the mount stand: refused, saying what to redo; the profile keeps what it had
+    one_leg = motion.simulate_stand_and_walk(stand_on="left", sensor=sensor, seed=2)
+    bad = tmp_path / "one_leg.csv"
+    write_imu_csv(bad, one_leg.t_s, one_leg.acc_sensor_m_s2, one_leg.gyr_sensor_rad_s)
+    code, _, stderr = run("calibrate", "mount", "--from", str(bad), "--device", "bench-1")
+    assert code == EXIT_REFUSED and "one leg" in stderr and "redo the mount step" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert set(profiles.load_profile("bench-1").calibrations) == {"gyro"}
