@@ -344,13 +344,13 @@ async def _record_steps(session, the_steps, guide: Guide, scripted_starts=None, 
         t_first = int(store[0]["t_device_us"][0])
         starts_us = []
         for i, step in enumerate(the_steps):
+            await asyncio.to_thread(guide.ready, i + 1, len(the_steps), step)
             if scripted_starts is None:
-                await asyncio.to_thread(guide.ready, i + 1, len(the_steps), step)
                 await asyncio.to_thread(guide.countdown)
                 start = state["t_us"]
-            else:
-                guide.say(f"step {i + 1}/{len(the_steps)}, {step.name} ({step.seconds:g} s): {step.prompt}  "
-                          "[the simulated person does it]")
+            else:  # the simulated person keeps to the script's clock, whenever Enter comes
+                guide.countdown(wait=False)
+                guide.say("  (the simulated person does it)")
                 start = t_first + int(scripted_starts[i] * 1e6)
             starts_us.append(start)
             end = start + int(step.seconds * 1e6)
@@ -359,6 +359,7 @@ async def _record_steps(session, the_steps, guide: Guide, scripted_starts=None, 
             if scripted_starts is not None:  # the script's last sample (resampled to the chip's rate) ends it
                 end = min(end, t_first + int((scripted_starts[-1] - 0.05) * 1e6))
             await _until(state, end, step, start, guide, timeout_s, scripted_starts is not None)
+            guide.say(f"  {step.name}: done")
         t_end = state["t_us"]
     finally:
         collector.cancel()

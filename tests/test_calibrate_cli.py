@@ -60,7 +60,7 @@ def test_mount_calibration_lands_in_the_profile_and_on_the_sensor(calibrated):
     for name in ("R_sensor_to_pelvis", "q_sensor_to_pelvis", "method", "stand_s", "walking_s", "steps"):
         assert name in estimate, name
     # the guide spoke: prompts of both steps and progress
-    assert "step 1/2, stand" in stderr and "step 2/2, walk" in stderr and "walk: 20.0 of 20 s" in stderr
+    assert "step 1/2, stand" in stderr and "step 2/2, walk" in stderr and "walk: done" in stderr
     # the profile on this computer: the estimate, dated, with its quality figures; marked as uploaded
     mount = saved.calibrations["mount"]
     assert np.allclose(mount["values"]["q_sensor_to_pelvis"], estimate["q_sensor_to_pelvis"])
@@ -131,3 +131,24 @@ def test_analyze_of_the_sensors_log_uses_its_profile(calibrated, sensor_log):
     # without it the mounting is found from the walk: another (close) rotation, not the profile's
     assert not np.allclose(plain["alignment_q_sensor_to_pelvis"], q, atol=1e-5)
     assert _angle_deg(used["alignment_q_sensor_to_pelvis"], trace.truth.q_sensor_to_pelvis) < 1.5
+
+
+def test_the_guide_waits_for_enter_counts_down_and_shows_progress(tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setenv(profiles.ENV_CONFIG_DIR, str(tmp_path / "config"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))  # the person presses Enter once
+    code, stdout, stderr = _run(monkeypatch, ["calibrate", "gyro", "--sim", "--sim-flash", str(tmp_path / "flash")])
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    at = lines.index("  press Enter when ready")
+    assert lines[at - 1].startswith("step 1/1, still (10 s): put the sensor down on a table")
+    assert lines[at + 1: at + 5] == ["  3...", "  2...", "  1...", "  recording"]
+    progress = [line for line in lines if line.startswith("  still: ") and line.endswith(" of 10 s")]
+    assert len(progress) >= 9 and float(progress[-1].split()[1]) >= 9.0  # about once a second of device time
+    assert "  still: done" in lines and "gyro_bias_rad_s" in stdout
+    truth = np.asarray(motion.SensorModel.with_errors(seed=procedures.SIM_SENSOR_SEED).gyr_bias_rad_s)
+    estimate = profiles.load_profile("sim").values("gyro")["gyro_bias_rad_s"]
+    # through the firmware: the wire's LSB is 0.061 °/s, averaged over 10 s of noise
+    assert np.allclose(estimate, truth, atol=np.radians(0.05)), (np.degrees(estimate), np.degrees(truth))
+    assert (tmp_path / "flash" / "profile.bin").exists()
