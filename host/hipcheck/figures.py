@@ -29,13 +29,19 @@ def _figure(height_in: float):
 
 
 def stride_normalised(angles_deg: np.ndarray, strides: np.ndarray) -> np.ndarray:
-    """(n_strides, 101) of one angle from each stride's initial contact to the next of the same foot."""
+    """(n_strides, 101) of one angle from each stride's initial contact to the next of the same foot, linearly
+    interpolated (all strides at once: an hour holds thousands)."""
     out = np.full((len(strides), CYCLE_POINTS), np.nan)
-    grid = np.linspace(0.0, 1.0, CYCLE_POINTS)
-    for row, stride in enumerate(strides):
-        a, b = int(stride["start_sample"]), int(stride["end_sample"])
-        if b > a and b < len(angles_deg):
-            out[row] = np.interp(grid * (b - a), np.arange(b - a + 1), angles_deg[a:b + 1])
+    a = strides["start_sample"].astype(np.int64)
+    b = strides["end_sample"].astype(np.int64)
+    ok = (b > a) & (b < len(angles_deg))
+    if not ok.any():
+        return out
+    a, b = a[ok], b[ok]
+    position = a[:, None] + np.linspace(0.0, 1.0, CYCLE_POINTS)[None, :] * (b - a)[:, None]
+    left = np.minimum(np.floor(position).astype(np.int64), b[:, None] - 1)
+    fraction = position - left
+    out[ok] = angles_deg[left] * (1.0 - fraction) + angles_deg[left + 1] * fraction
     return out
 
 
@@ -74,6 +80,11 @@ def walk_figure(result):
     return figure
 
 
+def _style(n_points: int) -> str:
+    """A dot per stride while they can be told apart; a line alone for thousands (and quicker to draw)."""
+    return ".-" if n_points <= 600 else "-"
+
+
 def _say_refused(figure, refused: str) -> None:
     """A mounting that could not be found: the figure says that no side may be read from it."""
     if refused:
@@ -110,7 +121,7 @@ def _drops_panels(ax_time, ax_hist, strides: np.ndarray, fs: float, threshold_de
                        max([threshold_deg + 1.0] + [v.max() for v in values if len(v)]), 25)
     for (side, name), finite in zip(names.items(), values):
         ok = np.isfinite(strides[name])
-        ax_time.plot(strides["start_sample"][ok] / fs, strides[name][ok], ".-", lw=0.6, ms=4,
+        ax_time.plot(strides["start_sample"][ok] / fs, strides[name][ok], _style(len(strides)), lw=0.6, ms=4,
                      color=SIDE_COLOR[side], label=f"{SIDE_WORD[side]} stance")
         ax_hist.hist(finite, bins=bins, color=SIDE_COLOR[side], alpha=0.5,
                      label=f"{SIDE_WORD[side]} stance: median {np.median(finite):.1f}°" if len(finite) else None)
@@ -245,7 +256,7 @@ def sway_tilt_figure(result, sway_threshold_cm: float | None = None, tilt_thresh
     for row, (name, label, color, limits) in enumerate(panels):
         ax = figure.add_subplot(2, 1, row + 1)
         ok = np.isfinite(used[name])
-        ax.plot(t[ok], used[name][ok], ".-", lw=0.6, ms=3, color=color,
+        ax.plot(t[ok], used[name][ok], _style(len(used)), lw=0.6, ms=3, color=color,
                 label=f"median {np.median(used[name][ok]):.2f}" if ok.any() else None)
         for limit in limits:
             if limit is not None:
