@@ -265,6 +265,9 @@ def test_session_copy_ignores_stale_chunks_and_asks_again_for_a_lost_one(tmp_pat
     asks = feed(copy, [lost[0], lost[2]] + chunks(blocks[3], 3, 3))  # the middle chunk of block 2 lost
     assert asks == [2] and copy.verified == 2
     assert copy.asked(len(blocks)) is None
+    for _ in range(5):  # a silent link: asked again each time, never taken for a damaged block
+        assert copy.stalled() == 2 and copy.asked(len(blocks)) is None
+    assert copy.stalls == 5 and copy.damaged == [] and copy.verified == 2
     for k in range(2, len(blocks)):
         assert feed(copy, chunks(blocks[k], 3, k, size=11)) == []  # any chunk size (MTU 23: 11 bytes)
     assert copy.complete and copy.finish({}) is not None

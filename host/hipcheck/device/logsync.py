@@ -92,6 +92,7 @@ class SessionCopy:
         self.expected = 0  # the block being copied
         self.replaced: list[Path] = []  # another session's copy, moved aside
         self.asks = 0  # LOG_DOWNLOAD requests made for this session
+        self.stalls = 0  # requests after a silence since the last block came
         self._overlap: bytes | None = None  # the local last block, to be met again first
         self._buf = bytearray()
         self._strikes = 0
@@ -173,8 +174,12 @@ class SessionCopy:
         return self._block(raw)
 
     def stalled(self) -> int:
-        """No chunk came for a while: ask again from the block being copied (a try of that block)."""
-        return self._retry()
+        """No chunk came for a while: ask again from the block being copied. A silent link says nothing about the
+        block, so this is no try of it: ``stalls`` counts the requests since the last block came."""
+        self.stalls += 1
+        self._buf = bytearray()
+        self._strikes = 0
+        return self.request()
 
     def _block(self, raw: bytes) -> int | None:
         k = self.expected
@@ -198,6 +203,7 @@ class SessionCopy:
         return self._retry()
 
     def _append(self, raw: bytes) -> None:
+        self.stalls = 0
         self._file.write(raw)
         self.verified += 1
         self.expected += 1
@@ -396,6 +402,11 @@ class LogSync:
             block, state.ask = state.ask, None
             await self._ask(copy, block)
         elif not copy.complete and time.monotonic() - state.last_chunk_s > self.settings.idle_s:
+            if copy.stalls >= self.settings.tries:
+                raise SessionError(f"the sensor stopped sending {copy.name} ({copy.stalls} requests, "
+                                   f"{self.settings.idle_s:g} s each, brought nothing): {copy.verified} of "
+                                   f"{copy.n_blocks} blocks verified and kept in {copy.part}; run hipcheck sync "
+                                   "again to go on from there")
             await self._ask(copy, copy.stalled())
 
     async def _ask(self, copy: SessionCopy, block: int) -> None:
@@ -536,8 +547,8 @@ def report_lines(reports: list[SessionReport]) -> list[str]:
                         if r.damaged else "")
                      + ("; erased on the sensor" if r.erased else "") + (f"; {r.note}" if r.note else ""))
     new = sum(r.new_blocks for r in reports)
-    lines.append(f"{len(reports)} sessions on the sensor, {new} blocks copied ({new * BLOCK_SIZE / 1024:.0f} KiB), "
-                 f"{sum(r.erased for r in reports)} erased")
+    lines.append(f"sessions on the sensor: {len(reports)}; blocks copied: {new} ({new * BLOCK_SIZE / 1024:.0f} KiB); "
+                 f"erased: {sum(r.erased for r in reports)}")
     return lines
 
 
