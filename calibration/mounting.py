@@ -71,7 +71,7 @@ STAND_MAX_GYR_RMS_DPS = 3.0
 # The walk: a turn of the smoothed heading beyond this is not walking straight; fewer steps than this are not enough
 # to find forward.
 WALK_MAX_TURN_DEG = 30.0
-WALK_MIN_STEPS = 6
+WALK_MIN_STEPS = 10
 STEP_MIN_APART_S = 0.3
 STEP_PEAK_M_S2 = 1.0  # a step's vertical acceleration peak above gravity
 # estimate_mounting: the movement after the stand begins where the acceleration's 0.5 s sd passes this, or the
@@ -79,6 +79,7 @@ STEP_PEAK_M_S2 = 1.0  # a step's vertical acceleration peak above gravity
 MOVE_ACC_SD_M_S2 = 1.0
 MOVE_GYR_DPS = 20.0
 MOVE_MARGIN_S = 0.75
+MOVE_SUSTAINED_S = 1.0
 UPRIGHT_MAX_DEG = 45.0  # sensor z to up, when the sensor is declared nominal: mountings within ~20°, postures ~15°
 # The stand's vertical against the mean posture over the walk: walking holds the pelvis within a few degrees of
 # its standing tilt. Further off, the "stand" was not upright standing (sitting, lying, bending), which a sensor
@@ -86,7 +87,7 @@ UPRIGHT_MAX_DEG = 45.0  # sensor z to up, when the sensor is declared nominal: m
 STAND_WALK_MAX_DEG = 20.0
 BEND_MIN_DEG = 20.0
 BEND_MAX_OFF_HORIZONTAL_DEG = 30.0  # the bend's axis must be near horizontal (a twist is not a bend)
-WALK_MIN_S = 4.0
+WALK_MIN_S = 8.0  # walking needed: the forward axis is found to about 1° from 8 s (simulated walks), 0.8° from 17 s
 
 
 class MountingError(CalibrationRefused):
@@ -252,10 +253,17 @@ def _stand_end(acc, gyr, fs_hz, stand_s) -> int:
     window = max(1, int(round(0.2 * fs_hz)))
     rate = np.convolve(rate, np.ones(window) / window, mode="same")
     moving = (moving_sd(acc, int(round(0.5 * fs_hz))) > MOVE_ACC_SD_M_S2) | (rate > MOVE_GYR_DPS / DEG_PER_RAD)
-    onset = int(np.argmax(moving)) if moving.any() else n
+    # Walking or bending goes on; a sway peak of an unsteady stand does not: the onset is the first sample from
+    # which the movement lasts MOVE_SUSTAINED_S.
+    sustained = max(1, int(round(MOVE_SUSTAINED_S * fs_hz)))
+    lasting = np.convolve(moving.astype(float), np.ones(sustained), mode="valid") >= sustained
+    onset = int(np.argmax(lasting)) if lasting.any() else n
     if onset == n:
         raise MountingError("no walk or bend found after the stand: stand still for 5 s, then walk straight for "
                             "20 s (or bend forward from the hips and come back), and redo the mount step")
+    if onset < MOVE_MARGIN_S * fs_hz + STAND_MIN_S * fs_hz:
+        raise MountingError(f"no quiet stand before the movement (it starts {onset / fs_hz:.1f} s into the "
+                            "recording): stand still on both feet for 5 s, then walk, and redo the mount step")
     return max(0, onset - int(round(MOVE_MARGIN_S * fs_hz)))
 
 
@@ -304,7 +312,7 @@ def _forward_from_walk(up, walk_q, walk_acc, fs_hz):
     tracker = PelvisTracker(fs_hz, vertical_sensor=up, yaw_walk_s=WALK_MIN_S, sign_walk_s=WALK_MIN_S)
     tracker.update(q, acc)
     if tracker.walking_s < WALK_MIN_S:
-        raise MountingError(f"no steady walking found in the walk ({tracker.walking_s:.1f} s of the {WALK_MIN_S:g} s "
+        raise MountingError(f"too few steps: no steady walking found in the walk ({tracker.walking_s:.1f} s of the {WALK_MIN_S:g} s "
                             "needed): walk straight at a comfortable pace for 20 s")
     if not tracker.aligned:
         # Forward and backward look alike but for the phase of AP against vertical acceleration (hipcheck.pelvis).
