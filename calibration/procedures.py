@@ -30,7 +30,8 @@ from hipcheck.errors import DeviceError, InvalidValueError
 from hipcheck.protocol import SampleFlag
 
 __all__ = ["Step", "PROCEDURES", "Outcome", "Guide", "calibrate_file", "calibrate_link", "simulated_person",
-           "upload_profile", "upload_over_link", "split_estimate", "sim_flash_dir", "format_value"]
+           "upload_profile", "upload_over_link", "split_estimate", "sim_flash_dir", "format_value",
+           "calibrate_session"]
 
 COUNTDOWN_S = 3
 SIM_SENSOR_SEED = 7  # the simulated sensor's errors (SensorModel.with_errors): one sensor, calibrated again and again
@@ -228,9 +229,9 @@ def sim_flash_dir(flash_dir=None) -> Path:
 
 
 def simulated_person(kind: str, seed: int = 1):
-    """(trace, step start times in s and the script's end): the simulated person doing the calibration's script, worn by a simulated
-    sensor with the errors a calibration removes (``SensorModel.with_errors``: the same errors for every seed's
-    calibrations, as one physical sensor has)."""
+    """(trace, step start times in s and the script's end): the simulated person doing the calibration's script,
+    worn by a simulated sensor with the errors a calibration removes (``SensorModel.with_errors``: the same errors for
+    every seed's calibrations, as one physical sensor has)."""
     from hipcheck import motion
 
     sensor = motion.SensorModel.with_errors(seed=SIM_SENSOR_SEED)
@@ -486,12 +487,14 @@ async def _calibrate_link(kind, which, device_id, guide: Guide, upload: bool, fl
                           timeout_s: float) -> Outcome:
     link, scripted, restore = await _open_link(which, kind, flash_dir, seed)
     try:
-        return await _calibrate_session(kind, link, scripted, device_id, guide, upload, timeout_s)
+        return await calibrate_session(kind, link, scripted, device_id, guide, upload, timeout_s)
     finally:
         restore()
 
 
-async def _calibrate_session(kind, link, scripted, device_id, guide: Guide, upload: bool, timeout_s: float):
+async def calibrate_session(kind, link, scripted, device_id, guide: Guide, upload: bool, timeout_s: float):
+    """The calibration on an unopened ``link``: scripted, the simulated person's step starts (``simulated_person``)
+    or None (the person starts each step); device_id: None for the link's own."""
     from hipcheck.device import DeviceSession, SessionSettings
     from hipcheck.protocol import StateFlag
 

@@ -152,3 +152,25 @@ def test_the_guide_waits_for_enter_counts_down_and_shows_progress(tmp_path, monk
     # through the firmware: the wire's LSB is 0.061 °/s, averaged over 10 s of noise
     assert np.allclose(estimate, truth, atol=np.radians(0.05)), (np.degrees(estimate), np.degrees(truth))
     assert (tmp_path / "flash" / "profile.bin").exists()
+
+
+def test_a_sensor_paced_by_the_person_its_own_correction_off_while_it_records(tmp_path, monkeypatch):
+    """The path of a real sensor (steps started by the person, not by a script), on a sim board that boots holding
+    a wrong gyro bias: the guide switches the sensor's correction off, records raw samples, and the sensor ends up
+    holding the new profile."""
+    monkeypatch.setenv(profiles.ENV_CONFIG_DIR, str(tmp_path / "config"))
+    sensor = motion.SensorModel.with_errors(seed=procedures.SIM_SENSOR_SEED)
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    old = profiles.record_calibration("sim", "gyro", {"gyro_bias_rad_s": [0.1, -0.1, 0.1]}, {}, "t")
+    (flash / "profile.bin").write_bytes(profiles.device_blob(old))
+    still = motion.simulate_calibration_poses(poses=("z up",), pose_s=90.0, sensor=sensor, seed=3)
+    link = SimLink(still, workdir=flash, extra_args=("--profile", str(flash / "profile.bin")))
+    lines = []
+    guide = procedures.Guide(lines.append, interactive=False, sleep=lambda s: None)
+    outcome = asyncio.run(procedures.calibrate_session("gyro", link, None, None, guide, True, 30.0))
+    assert "the sensor's own correction is off while it records (raw samples)" in lines
+    assert np.allclose(outcome.estimate["gyro_bias_rad_s"], sensor.gyr_bias_rad_s, atol=np.radians(0.05))
+    assert outcome.uploaded
+    on_sensor = protocol.decode_cal_profile((flash / "profile.bin").read_bytes())
+    assert np.allclose(on_sensor.gyr_bias_rad_s, outcome.estimate["gyro_bias_rad_s"], atol=1e-6)
