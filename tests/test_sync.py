@@ -196,8 +196,8 @@ def test_a_corrupted_block_is_reported_and_kept_on_the_sensor(recorded, tmp_path
 
 def test_a_link_cut_during_the_copy_is_resumed_in_the_same_run(recorded, tmp_path):
     """The link drops (the sim link's cut: everything the firmware sends is lost for 0.3 s), the sync reopens it
-    and asks again from the last verified block. The firmware's sampling step and pump (the download's chunks
-    included) allocated nothing meanwhile (with the store's struct reads per block it was 85 bytes a sample)."""
+    and asks again from the last verified block. The firmware's sampling step and pump (the download's chunks and
+    block reads included) allocated nothing meanwhile."""
     flash0, _, csv = recorded
     flash = tmp_path / "flash.bin"
     shutil.copy(flash0, flash)
