@@ -109,7 +109,7 @@ def test_demo_log_analyze_and_review_agree_and_the_report_shows_its_figures(tmp_
     review d.hclog -o r.html`: the same strides and summary in the JSON, the report (shown and embedded) and its
     Parquet tables; the report, opened in headless Chromium, shows the figures."""
     log, report = tmp_path / "d.hclog", tmp_path / "r.html"
-    assert main(["demo", "--headless", "--seconds", "15", "--record", str(log)]) == 0
+    assert main(["demo", "--headless", "--seconds", "10", "--record", str(log)]) == 0
     found = _json_of(["analyze", str(log), "--json"], capsys)
     assert main(["review", str(log), "-o", str(report), "--progress"]) == 0
     err = capsys.readouterr().err
@@ -161,7 +161,8 @@ def _export_agrees(log: Path, tmp_path: Path, found: dict, capsys) -> None:
     out = tmp_path / "export"
     assert main(["export", str(log), "--format", "parquet", "-o", str(out)]) == 0
     strides = pandas.read_parquet(next(out.rglob("*strides*.parquet")))
-    assert strides["start_sample"].tolist() == [s["start_sample"] for s in found["strides"]]
+    for name in ("start_sample", "end_sample", "side"):
+        assert [str(v) if name == "side" else int(v) for v in strides[name]] == [s[name] for s in found["strides"]]
 
 
 def test_a_folder_on_dask_and_in_two_processes_gives_the_one_process_tables(archive, tmp_path, capsys):
