@@ -16,7 +16,6 @@ import struct
 from micropython import const
 
 import packet
-from store import copy_bytes
 
 _LOG_BURST = const(4)  # LOG_CHUNKs per pump
 
@@ -26,7 +25,8 @@ class SessionLog:
     session is being written (``begin`` .. ``end``)."""
 
     def __init__(self, store, clock):
-        from store import BLOCK_SIZE
+        from store import BLOCK_SIZE, copy_bytes  # here: a board with logging off never loads store
+        self._copy_bytes = copy_bytes
         self.store = store
         self._now_us = clock.now_us
         self.active = False
@@ -127,7 +127,7 @@ class SessionLog:
                 m = room
             # the header as packet.encode_log_chunk writes it; the data copied without a memoryview slice
             struct.pack_into("<BHIH", tx, 0, packet.KIND_LOG_CHUNK, sid, block, offset)
-            copy_bytes(tx, 9, blk, offset, m)
+            self._copy_bytes(tx, 9, blk, offset, m)
             n = 9 + m
             if offset + m >= len(blk):
                 dl[1] = block + 1
