@@ -362,3 +362,34 @@ def test_sync_over_ble_through_the_firmwares_own_gatt_server(recorded, tmp_path)
     assert (tmp_path / "ble" / "session-00000-0.blocks").read_bytes() == on_flash
     assert reports[0].new_blocks == len(on_flash) // BLOCK_SIZE and not reports[0].damaged
     assert sensor.errors == [], sensor.errors
+
+
+def test_sync_over_usb_serial_on_a_real_pty(recorded, tmp_path):
+    """The same copy over the serial link: the firmware's own link_serial on a pty's master, SerialLink on its
+    slave tty (COBS + CRC-16 frames, as over USB)."""
+    from hipcheck.links.serial import SerialLink
+    from hipcheck.links.simboard import firmware_command, prepare_trace
+
+    flash0, _, csv = recorded
+    flash = tmp_path / "flash.bin"
+    shutil.copy(flash0, flash)
+    on_flash = flash_sessions(flash)[0]
+    trace = tmp_path / "trace.hct"
+    prepare_trace(csv, trace)
+    args, env = firmware_command(trace, "--link", "serial", "--seconds", "3", "--no-alerts", "--log", flash)
+    master, slave = os.openpty()
+    proc = subprocess.Popen(args, stdin=master, stdout=master, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path)
+
+    async def go():
+        async with SerialLink(os.ttyname(slave)) as link:
+            return await within(LogSync(link, tmp_path / "serial").run(), 60)
+
+    try:
+        reports = asyncio.run(go())
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+        os.close(master)
+        os.close(slave)
+    assert (tmp_path / "serial" / "session-00000-0.blocks").read_bytes() == on_flash
+    assert reports[0].new_blocks == len(on_flash) // BLOCK_SIZE and not reports[0].damaged
