@@ -8,8 +8,8 @@ Procedure (docs/angles.md):
    - **walk** straight for 20 s: the walking direction (the major axis of the horizontal acceleration's
      covariance at a lag of one step, as in ``hipcheck.pelvis``) is the pelvis anterior axis; or
    - **bend** forward from the hips (at least 20°, more is better) and come back: the bend is a rotation about the
-     pelvis's left-right axis, so its axis, taken from the stand orientation to the deepest point of the bend, is
-     the pelvis y axis (a forward bend turns +y: tilt + = anterior).
+     pelvis's left-right axis, so its axis (the major axis of the sample-to-sample rotations over the bend, signed
+     by the way down) is the pelvis y axis (a forward bend turns +y: tilt + = anterior).
 3. The anterior axis is made perpendicular to the vertical; ``R_sensor_to_pelvis`` has rows (anterior, left, up).
 
 The vertical is taken from the orientation input (``q_sensor_to_earth`` of the fusion) during the stand, as the
@@ -345,7 +345,14 @@ def _forward_from_bend(up, bend_q):
     if bend_deg < BEND_MIN_DEG:
         raise MountingError(f"the bend reached {bend_deg:.0f}°: bend forward from the hips by at least "
                             f"{BEND_MIN_DEG:g}° and repeat")
-    axis = rotvec[deepest] / np.linalg.norm(rotvec[deepest])
+    # The axis: the major axis of the sample-to-sample rotations (body frame, q_i* ⊗ q_i+1) over the bend, which
+    # weighs each sample by its rate: the slow postural wobble of the stand, which would tilt the axis of the one
+    # rotation from the first sample to the deepest by its own size over the bend's (~0.3° in 40°), counts little.
+    # Its sign: the way the bend went down.
+    steps = rotvec_from_quat(quat_multiply(quat_conjugate(q[:-1]), q[1:]))
+    axis = np.linalg.eigh(steps.T @ steps)[1][:, -1]
+    if axis @ rotvec[deepest] < 0:
+        axis = -axis
     off_deg = float(np.degrees(np.arcsin(min(1.0, abs(float(axis @ up))))))
     if off_deg > BEND_MAX_OFF_HORIZONTAL_DEG:
         raise MountingError(f"the bend's axis is {off_deg:.0f}° from horizontal: that was a twist or a side bend; "

@@ -35,6 +35,7 @@ from hipcheck.motion import (
     simulate_calibration_poses,
     simulate_sit,
     simulate_stand,
+    simulate_stand_and_bend,
     simulate_stand_and_walk,
     simulate_walk,
 )
@@ -109,6 +110,20 @@ def test_estimates_on_sensors_with_known_errors(seed):
     assert {"gyro_bias_rad_s", "temperature_c"} <= set(gyro.to_dict())
     assert {"acc_bias_m_s2", "acc_scale", "acc_matrix", "misalignment_deg"} <= set(accel.to_dict())
     assert np.allclose(mount.to_dict()["R_sensor_to_pelvis"], matrix_from_quat(mount.q_sensor_to_pelvis))
+
+
+@pytest.mark.parametrize("seed", DRAWS[:2])
+def test_mounting_from_a_forward_bend(seed):
+    sensor, _, gyro, accel, _ = calibrated(seed)
+    trace = simulate_stand_and_bend(sensor=sensor, seed=seed)
+    mount = estimate_mounting(accel.apply(trace.acc_sensor_m_s2), gyro.apply(trace.gyr_sensor_rad_s), FS)
+    assert mount.method == "bend" and mount.bend_deg == pytest.approx(40.0, abs=1.5)
+    found = mount.R_sensor_to_pelvis @ accel.acc_matrix @ np.array(sensor.acc_gain)
+    assert axis_errors_deg(quat_from_matrix(found), trace.truth.q_sensor_to_pelvis).max() < 1.0
+    assert mount.to_dict()["walking_s"] is None and mount.to_dict()["method"] == "bend"
+    twist = simulate_stand_and_bend(sensor=sensor, seed=seed, twist_deg=40.0)
+    with pytest.raises(MountingError, match="twist or a side bend; bend straight forward from the hips"):
+        estimate_mounting(twist.acc_sensor_m_s2, twist.gyr_sensor_rad_s, FS, method="bend")
 
 
 def test_six_faces_give_scale_and_bias():

@@ -17,7 +17,7 @@ from hipcheck.motion.kinematics import (
     StandSettings,
     WalkSettings,
 )
-from hipcheck.motion.calibration_motion import StandWalkSettings
+from hipcheck.motion.calibration_motion import StandBendSettings, StandWalkSettings
 from hipcheck.motion.poses import ACCEL_POSES, EDGE_POSES, FACE_POSES, pose_up_sensor, simulate_calibration_poses
 from hipcheck.motion.sensor import SensorErrors, SensorModel
 from hipcheck.motion.simulate import (
@@ -27,6 +27,7 @@ from hipcheck.motion.simulate import (
     simulate_sit,
     simulate_sit_to_stand,
     simulate_stand,
+    simulate_stand_and_bend,
     simulate_stand_and_walk,
     simulate_walk,
 )
@@ -51,6 +52,8 @@ __all__ = [
     "simulate_bridge",
     "simulate_clamshell",
     "simulate_stand_and_walk",
+    "simulate_stand_and_bend",
+    "StandBendSettings",
     "simulate_calibration_poses",
     "pose_up_sensor",
     "ACCEL_POSES",

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from hipcheck.errors import InvalidValueError, InvalidTypeError
-from hipcheck.motion.calibration_motion import StandWalk, StandWalkSettings
+from hipcheck.motion.calibration_motion import StandBend, StandBendSettings, StandWalk, StandWalkSettings
 from hipcheck.motion.kinematics import (
     BridgeSettings,
     ClamshellSettings,
@@ -35,7 +35,7 @@ from hipcheck.motion.trace import GaitEvent, Trace, Truth
 from hipcheck.units import DEG_PER_RAD, GRAVITY_M_S2
 
 __all__ = ["simulate_walk", "simulate_hold", "simulate_stand", "simulate_sit", "simulate_sit_to_stand",
-           "simulate_bridge", "simulate_clamshell", "simulate_stand_and_walk"]
+           "simulate_bridge", "simulate_clamshell", "simulate_stand_and_walk", "simulate_stand_and_bend"]
 
 
 def simulate_walk(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorModel | None = None, **settings) -> Trace:
@@ -100,6 +100,14 @@ def simulate_stand_and_walk(*, fs_hz: float = 100.0, seed: int = 0, sensor: Sens
     (stand_s=5, walk_s=20, stand_on='both' | 'left' | 'right' (on one leg during the stand: the bad input), and any
     walk setting such as turns or cadence_spm). truth.intervals holds the 'stand' (side: the leg stood on, if one)."""
     return _simulate("stand_and_walk", StandWalk, StandWalkSettings, settings, fs_hz, seed, sensor)
+
+
+def simulate_stand_and_bend(*, fs_hz: float = 100.0, seed: int = 0, sensor: SensorModel | None = None,
+                            **settings) -> Trace:
+    """The mounting step with a forward bend: a quiet stand, then a slow bend forward from the hips and back;
+    settings: fields of :class:`StandBendSettings` (stand_s=5, bend_deg=40, down_s, hold_s, up_s; twist_deg or
+    lean_deg for a bend that is not straight forward)."""
+    return _simulate("stand_and_bend", StandBend, StandBendSettings, settings, fs_hz, seed, sensor)
 
 
 def _simulate(activity: str, model_type, settings_type, settings: dict, fs_hz: float, seed: int,
