@@ -11,11 +11,12 @@ size give the same results. Methods and measured limits: docs/detectors.md.
 
 A **user-started hold** (:class:`GuidedHold`) knows when the foot leaves the ground, which the automatic finder of
 :mod:`hipcheck.hold` must guess from sway-sized steps: the user presses the key (or taps the sensor twice), a
-countdown of ``countdown_s`` runs, and at its "go" the user lifts a foot. The lift-off is the largest lateral
-weight shift whose middle lies within ``lift_before_s`` before to ``lift_after_s`` after the go (the step fit of
-:mod:`hipcheck.hold`, which also gives the stance side), so a sway step of two-leg stance can no longer start a
-hold. The two-leg baseline is the stance before the lift-off (up to the hold analyser's ``baseline_s``: the time
-before the key and the countdown). The timer then runs until the foot comes down (the analyser's lowering test) or
+countdown of ``countdown_s`` runs, and at its "go" the user lifts a foot. The lift-off is a lateral weight shift
+whose middle lies within ``lift_before_s`` before to ``lift_after_s`` after the go, so a sway step of two-leg stance
+can no longer start a hold: the hold analyser's short step fit and a fit of one step over the whole window (a few
+seconds either side, where the shift stays and the one-leg sway swings back) must agree on its side, or the earlier
+of the two is taken (``HoldAnalyzer.expect_lift``); it also gives the stance side. The two-leg baseline is the stance
+before the lift-off (up to the hold analyser's ``baseline_s``: the time before the key and the countdown). The timer then runs until the foot comes down (the analyser's lowering test) or
 ``target_s`` (60 s by default), whichever comes first.
 
 While the hold runs, **cheats** are decided per sample, each switched on after ``on_s`` beyond its threshold and
@@ -34,8 +35,9 @@ vibration for the live layer):
 The **score** is the share of the target time held clean: 100 · min(target, held − time with a cheat on) /
 target, with the clean seconds beside it.
 
-Latency: the hold is recognised ``step_half_s`` + ``lobe_s`` (≈ 1.9 s) after the middle of the lift-off shift, and
-its first samples are judged then; after that each sample is judged in the block it arrives in.
+Latency: the hold is recognised once the long fit's window has passed, ``lift_after_s`` + the hold analyser's
+``guided_after_s`` (4.5 s) after the go, and its first samples are judged then (the timer counts from the lift-off);
+after that each sample is judged in the block it arrives in.
 """
 
 from __future__ import annotations

@@ -88,6 +88,8 @@ DEFAULT_SETTINGS = dict(
     shift_min_cm=2.5,  # least lateral shift (step-fit amplitude) that counts as a lift-off
     shift_max_cm=15.0,  # a larger "shift" is not a weight shift
     guided_shift_min_cm=1.5,  # least shift of a lift-off the user announced (expect_lift): no sway step to reject
+    guided_before_s=3.0,  # the long fit of an announced lift-off starts this long before its window ...
+    guided_after_s=2.0,  # ... and ends this long after it (the lift-off is decided then)
     end_fraction=0.4,  # a lowering shift is at least this fraction of the lift shift
     min_hold_s=2.0,  # a shorter hold is not one
     max_hold_s=120.0,  # longest hold kept (the buffer); a longer one is cut and marked capped
@@ -168,6 +170,8 @@ STATE_DTYPE = np.dtype([
     ("best_sample", np.int64),  # the largest shift in the window so far (-1: none)
     ("best_m", np.float64),
     ("started_at", np.int64),  # step-fit centre at which the last guided start was decided (-1: none yet)
+    ("short_sample", np.int64),  # the lift-off the short step fit chose (-1: none yet), waiting for the long fit
+    ("short_m", np.float64),
 ])
 
 
@@ -488,25 +492,107 @@ def _start_hold(settings, st, buffer, peak, shift_m):
 
 
 @numba.njit(cache=True)
-def _guided_lift(settings, st, buffer, fit_ring, c):
-    """The user said when to lift (expect_lift): the lift-off is the first step fit (guided_shift_min_cm ..
-    shift_max_cm) centred in [go_lo, go_hi] that no larger one follows within ``lobe_s`` (a step fit's leading
-    lobe, smaller, comes first; the one-leg sway after the lift-off can make steps as large as a small lift-off,
-    so the largest of the whole window would not do). No quiet-stance or sway test:
-    the user's start rules out the sway steps of two-leg stance that the automatic finder must reject."""
+def _long_step(settings, buffer, lo, hi, c_lo, c_hi):
+    """The lift-off of an announced hold seen over a long window [lo, hi) of lateral acceleration (_LY): the smooth
+    step of ``step_rise_s`` centred in [c_lo, c_hi] that, together with a polynomial of 4th degree, best fits the
+    double integral (least squares; the polynomial takes up position, velocity and a levelling error that changes
+    while the fusion settles). The weight stays shifted for the whole hold while the one-leg sway swings back and
+    forth, so over seconds the shift is told from a sway step that the ± step_half_s fit may prefer. Returns
+    (centre, shift in m, + = left), or (-1, 0) if the window holds an invalid sample or is too short."""
+    fs = settings["fs_hz"]
+    n_rows = buffer.shape[0]
+    n = hi - lo
+    n_poly = 5
+    if n < 4 * n_poly or c_hi < c_lo:
+        return -1, 0.0
+    x = np.empty(n)
+    v = 0.0
+    pos = 0.0
+    for k in range(n):
+        a = buffer[(lo + k) % n_rows, _LY]
+        if not math.isfinite(a):
+            return -1, 0.0
+        x[k] = pos
+        pos += v / fs
+        v += a / fs
+    # Orthonormal polynomial basis over the window (Gram-Schmidt, twice for accuracy).
+    basis = np.empty((n_poly, n))
+    for j in range(n_poly):
+        for k in range(n):
+            basis[j, k] = (2.0 * k / (n - 1) - 1.0) ** j
+        for _ in range(2):
+            for i in range(j):
+                d = np.dot(basis[i], basis[j])
+                basis[j] -= d * basis[i]
+        basis[j] /= math.sqrt(np.dot(basis[j], basis[j]))
+    r = x.copy()
+    for j in range(n_poly):
+        r -= np.dot(basis[j], x) * basis[j]
+    rise = settings["step_rise_s"] * fs
+    step = np.empty(n)
+    best = 0.0
+    at = -1
+    shift = 0.0
+    for c in range(max(c_lo, lo + 1), min(c_hi, hi - 2) + 1):
+        for k in range(n):
+            u = min(max((lo + k - c) / rise + 0.5, 0.0), 1.0)
+            step[k] = u * u * u * (10.0 - 15.0 * u + 6.0 * u * u)
+        for j in range(n_poly):
+            step -= np.dot(basis[j], step) * basis[j]
+        norm = np.dot(step, step)
+        if norm <= 0.0:
+            continue
+        proj = np.dot(step, r)
+        if proj * proj / norm > best:  # the largest drop of the residual
+            best = proj * proj / norm
+            at = c
+            shift = proj / norm
+    return at, shift
+
+
+@numba.njit(cache=True)
+def _guided_lift(settings, st, buffer, fit_ring, c, half):
+    """The user said when to lift (expect_lift). Two views of the lift-off, decided once the window
+    [go_lo − guided_before_s, go_hi + guided_after_s] has been seen:
+
+    - short: the first step fit (guided_shift_min_cm .. shift_max_cm) centred in [go_lo, go_hi] that no larger one
+      follows within ``lobe_s`` (a step fit's leading lobe, smaller, comes first; the one-leg sway after the
+      lift-off can make steps as large as a small lift-off, so the largest of the whole window would not do);
+    - long: the best single step over the whole window (:func:`_long_step`), which sees that the weight stays
+      shifted.
+
+    If they agree on the side, the short one's centre is the start (its timing is the sharper); if not, the earlier
+    of the two: a one-leg sway step comes after the lift-off, not before it. No quiet-stance or sway test: the
+    user's start rules out the sway steps of two-leg stance that the automatic finder must reject."""
     fs = settings["fs_hz"]
     lobe = int(round(settings["lobe_s"] * fs))
     fit = fit_ring[c % fit_ring.shape[0]]
-    if st["go_lo"] <= c <= st["go_hi"] and math.isfinite(fit) and abs(fit) <= 0.01 * settings["shift_max_cm"] \
+    if st["short_sample"] < 0 and st["go_lo"] <= c <= st["go_hi"] and math.isfinite(fit) \
+            and abs(fit) <= 0.01 * settings["shift_max_cm"] \
             and abs(fit) > max(abs(st["best_m"]), 0.01 * settings["guided_shift_min_cm"]):
         st["best_m"] = fit
         st["best_sample"] = c
-    if st["best_sample"] >= 0 and (c >= st["best_sample"] + lobe or c > st["go_hi"] + lobe):
-        _start_hold(settings, st, buffer, st["best_sample"], st["best_m"])
-        st["guided"] = 3
-        st["started_at"] = c
-    elif c > st["go_hi"] + lobe:
+    if st["short_sample"] < 0 and st["best_sample"] >= 0 \
+            and (c >= st["best_sample"] + lobe or c > st["go_hi"] + lobe):
+        st["short_sample"] = st["best_sample"]
+        st["short_m"] = st["best_m"]
+    # The long fit needs its whole window: guided_after_s past the lift window (c lags the samples by half).
+    if c < st["go_hi"] + int(round(settings["guided_after_s"] * fs)) - half:
+        return
+    lo = max(st["go_lo"] - int(round(settings["guided_before_s"] * fs)), st["quiet_since"],
+             c + half + 1 - buffer.shape[0])
+    at, shift = _long_step(settings, buffer, lo, c + half + 1, st["go_lo"], st["go_hi"])
+    long_ok = at >= 0 and 0.01 * settings["guided_shift_min_cm"] <= abs(shift) <= 0.01 * settings["shift_max_cm"]
+    if st["short_sample"] >= 0 and (not long_ok or (shift > 0.0) == (st["short_m"] > 0.0)
+                                    or st["short_sample"] <= at):
+        _start_hold(settings, st, buffer, st["short_sample"], st["short_m"])
+    elif long_ok:
+        _start_hold(settings, st, buffer, at, shift)
+    else:
         st["guided"] = 2
+        return
+    st["guided"] = 3
+    st["started_at"] = c
 
 
 @numba.njit(cache=True)
@@ -554,7 +640,7 @@ def _fit_sample(settings, st, buffer, fit_ring, c, fit, full_until, out, n_out):
         st["run_peak_sample"] = c
 
     if st["mode"] == QUIET and st["guided"] == 1:
-        _guided_lift(settings, st, buffer, fit_ring, c)
+        _guided_lift(settings, st, buffer, fit_ring, c, int(round(settings["step_half_s"] * fs)))
         return n_out
     if st["mode"] == QUIET and st["guided"] >= 2:  # the window passed, or its hold was found: idle until the next
         return n_out
@@ -818,11 +904,12 @@ class HoldAnalyzer:
         self.state["last_burst"] = -(1 << 40)
         self.state["best_sample"] = -1
         self.state["started_at"] = -1
+        self.state["short_sample"] = -1
 
     def expect_lift(self, lo_sample: int, hi_sample: int) -> None:
         """The user will lift a foot with the middle of the weight shift between these samples (a countdown's
-        "go" and the reaction time around it): the next hold starts at the largest shift there, and no other
-        lift-off is looked for. After that hold (or if the window passes with none: ``missed_lift``) the analyser
+        "go" and the reaction time around it): the next hold starts at a shift there (the short and the long step
+        fit, see _guided_lift; decided ``guided_after_s`` after hi_sample), and no other lift-off is looked for. After that hold (or if the window passes with none: ``missed_lift``) the analyser
         stays idle until the next ``expect_lift``. A hold under way is not touched."""
         st = self.state
         if lo_sample > hi_sample:
@@ -833,6 +920,7 @@ class HoldAnalyzer:
         st["best_sample"] = -1
         st["best_m"] = 0.0
         st["started_at"] = -1
+        st["short_sample"] = -1
 
     @property
     def waiting_for_lift(self) -> bool:
