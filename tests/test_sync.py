@@ -393,3 +393,18 @@ def test_sync_over_usb_serial_on_a_real_pty(recorded, tmp_path):
         os.close(slave)
     assert (tmp_path / "serial" / "session-00000-0.blocks").read_bytes() == on_flash
     assert reports[0].new_blocks == len(on_flash) // BLOCK_SIZE and not reports[0].damaged
+
+
+def test_two_syncs_into_one_folder_are_refused(tmp_path):
+    import fcntl
+
+    from hipcheck.device.logsync import FolderBusyError
+
+    class Untouched(SimLink):
+        async def open(self):
+            raise AssertionError("the link was opened although the folder is busy")
+
+    with open(tmp_path / ".hipcheck-sync.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a first sync holds it
+        with pytest.raises(FolderBusyError, match="another hipcheck sync is writing into"):
+            asyncio.run(LogSync(Untouched("unused.csv"), tmp_path).run())

@@ -33,6 +33,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -317,6 +318,10 @@ class LogSync:
 
     # ------------------------------------------------------------------------------------------------ run
     async def run(self) -> list[SessionReport]:
+        with _folder_lock(self.folder):
+            return await self._run()
+
+    async def _run(self) -> list[SessionReport]:
         if not self.link.status().connected:
             await self.link.open()
         self._connected.set()
@@ -510,6 +515,32 @@ class LogSync:
             self._state.ask = block
         self._state.wake.set()
 
+
+
+class FolderBusyError(InvalidValueError):
+    """Another sync is writing into the same folder."""
+
+
+@contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive lock on ``folder/.hipcheck-sync.lock`` while a sync writes there: two syncs appending to the
+    same ``.part`` would interleave their blocks. Where the platform has no ``fcntl`` (Windows), no lock."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(folder / ".hipcheck-sync.lock", "w") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise FolderBusyError(f"another hipcheck sync is writing into {folder} (it holds "
+                                  f"{folder / '.hipcheck-sync.lock'}): wait for it to end") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
 
 
 class FlashDamageError(InvalidValueError):
