@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from hipcheck.alerts import alert_settings
+from hipcheck.calibration.profile import for_analysis
 from hipcheck.detect import DEFAULT_DROP_THRESHOLD_DEG
 from hipcheck.detect import DEFAULT_SETTINGS as DETECTOR_DEFAULTS
 from hipcheck.errors import EXIT_DEVICE, HipcheckError, InvalidValueError
@@ -55,12 +57,14 @@ class Session:
 @dataclass(frozen=True)
 class ReviewSettings:
     """How each session is analysed and drawn. detector_settings: the pipeline's (``AlertSettings.
-    detector_settings()``; None its defaults); figures: draw each session's figures (False: tables only)."""
+    detector_settings()``; None: ``hipcheck.alerts``' defaults, as analyze); figures: draw each session's figures
+    (False: tables only)."""
 
     detector_settings: dict | None = None
     drop_threshold_deg: float = DEFAULT_DROP_THRESHOLD_DEG
     offline: bool = False
     figures: bool = True
+    use_profile: bool = True  # the calibration profile of the sensor a log names, as analyze (False: --no-profile)
     dpi: int = 80
 
 
@@ -83,6 +87,7 @@ class SessionReview:
     figures: dict[str, bytes] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""
+    profile: str = ""  # which calibration profile was used, as analyze says it (hipcheck.calibration.profile)
 
     @property
     def date(self) -> str:
@@ -138,13 +143,20 @@ def review_session(session: Session, settings: ReviewSettings) -> SessionReview:
 
 
 def _review(session: Session, settings: ReviewSettings, t0: float) -> SessionReview:
-    from hipcheck.api import Result, read_recording
+    from hipcheck.api import Result, analysis_json, read_recording
     from hipcheck.pipeline import analyze_arrays
 
     recording = read_recording(session.path)
-    # As run_analyze (hipcheck.cli): the same call, so that the numbers are those of `analyze --json`.
-    analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=settings.offline,
-                              detector_settings=settings.detector_settings, mode="walk", hold_starts=[])
+    # As run_analyze (hipcheck.cli) does, call for call, so that the numbers are those of `analyze --json`: the
+    # sensor's calibration profile applied (unless use_profile is False), the detectors' settings, the JSON.
+    detectors = dict(settings.detector_settings) if settings.detector_settings is not None \
+        else alert_settings().detector_settings()
+    mode = {"mode": "walk", "mode_settings": None, "hold_starts": []}
+    acc, gyr, alignment, profile_line = recording.acc_m_s2, recording.gyr_rad_s, None, None
+    if settings.use_profile:
+        acc, gyr, alignment, profile_line = for_analysis(recording, detectors, mode)
+    analysis = analyze_arrays(acc, gyr, recording.fs_hz, offline=settings.offline, alignment=alignment,
+                              detector_settings=detectors, **mode)
     result = Result(analysis, recording, "walk", settings.drop_threshold_deg)
     header, link = _log_account(recording)
     wearer = session.wearer or header.get("wearer") or Path(session.path).resolve().parent.name
@@ -152,8 +164,8 @@ def _review(session: Session, settings: ReviewSettings, t0: float) -> SessionRev
     strides = result.strides
     for k, (name, value) in enumerate(zip(SESSION_COLUMNS, (session.key, str(wearer), _iso_date(start)))):
         strides.insert(k, name, value)
-    out = SessionReview(session, str(wearer), start, result.json(), strides, result.decisions, result.holds,
-                        result.reps, link)
+    out = SessionReview(session, str(wearer), start, analysis_json(analysis, recording), strides, result.decisions,
+                        result.holds, result.reps, link, profile=profile_line or "")
     if settings.figures:
         out.figures = draw_session(result, settings)
     out.seconds = time.perf_counter() - t0

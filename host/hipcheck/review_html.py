@@ -153,6 +153,7 @@ def session_section(r, folder: Path, written: Written) -> str:
              f'<p class="note">{html.escape(r.session.path)}: {r.json["duration_s"]} s at {r.json["fs"]:g} Hz, '
              f'{len(r.json["strides"])} strides, {len(r.json["decisions"])} alerts; reviewed in {r.seconds:.1f} s</p>',
              f'<table class="summary">{rows}</table>']
+    parts += [f'<p class="note">{html.escape(r.profile)}</p>'] if r.profile else []
     parts += [f'<p class="note">warning: {html.escape(w)}</p>' for w in r.json.get("warnings", [])]
     stem = f"{safe_name(r.wearer)}-{safe_name(r.session.key)}"
     for name, heading in SECTIONS.items():
