@@ -185,8 +185,8 @@ class Alert:
         """SET_THRESHOLDS, field for field (docs/protocol.md). Returns the ACK status: 0 OK, 3 OUT_OF_RANGE
         (mask bits other than 0-3, or a value outside config.ALERT_RANGES, enabled or not: drop 1-30 deg, sway
         10-300 mm, tilt 1-45 deg, hysteresis 0-100 %, refractory 500-60000 ms); settings unchanged then. Bit 3
-        (STANDBY): the enabled alerts run only while no host is connected (``host_connected``); a command comes
-        from a connected host, so they start switched off."""
+        (STANDBY): the enabled alerts run only while no host is connected (``host_connected``, which the app
+        calls when its sampler starts and at every change of the link)."""
         from config import ALERT_RANGES
         if enable_mask & ~15:
             return _OUT_OF_RANGE

@@ -26,6 +26,12 @@
 # RAM, a first power-on every time); --pair opens the pairing window at boot (main.run(pair=True), as over USB);
 # --pair-window-s S sets how long the window stays open; --press-button-s S presses the board's button (held
 # 1.5 s) S seconds after boot.
+#
+# --radio PATH (stdio and serial links; e.g. /dev/fd/N, a pipe the host passes): the radio between host and sensor.
+# Each byte read there is the connection's new state as the sensor's BLE stack would report it: b"d" the host is
+# gone (out of range: the supervision timeout), b"u" a host connected again. In between the link reads not
+# connected to the app (it stops the motor, a stand-by alert detector takes over, nothing is sent) while the
+# stream itself stays open; without --radio the stream's end is the only disconnect.
 import json
 import sys
 import time
@@ -44,7 +50,7 @@ CHIPS = {  # name: (emulator module, class, WHO_AM_I, driver module, I2C address
 USAGE = ("usage: simboard.py TRACE [--chip LSM6DSOX|LSM6DS3TR-C|MPU-6050|MPU-6886] [--rate HZ] [--seconds S] "
          "[--realtime] [--interval-ms MS] [--record FILE.json] [--log FILE] [--profile FILE] [--no-autostart] "
          "[--no-alerts] [--link stdio|serial|ble] [--mtu N] [--ble-record PATH|-] [--bonds FILE] [--pair] "
-         "[--pair-window-s S] [--press-button-s S]")
+         "[--pair-window-s S] [--press-button-s S] [--radio PATH]")
 
 _pwms = []
 
@@ -73,12 +79,12 @@ def parse(argv):
     opts = {"trace": None, "chip": "LSM6DSOX", "rate": 100, "seconds": None, "realtime": False, "interval_ms": 20,
             "record": None, "autostart": True, "log": None, "profile": None, "alerts": True, "link": "stdio",
             "mtu": 247, "ble_record": "-", "bonds": None, "pair": False, "pair_window_s": 120,
-            "press_button_s": None}
+            "press_button_s": None, "radio": None}
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile", "--link", "--mtu",
-                 "--ble-record", "--bonds", "--pair-window-s", "--press-button-s"):
+                 "--ble-record", "--bonds", "--pair-window-s", "--press-button-s", "--radio"):
             if i + 1 >= len(argv):
                 raise ValueError("%s needs a value\n%s" % (a, USAGE))
             v = argv[i + 1]
@@ -170,6 +176,62 @@ def link_stats(link, kind):
     return d
 
 
+class RadioLink:
+    """--radio: a stdio or serial link behind a radio that can lose the host. ``connected`` is the app's view (the
+    stream open and the radio up); the stream's own state (``stream.connected``) ends the run."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.radio_up = True
+
+    @property
+    def connected(self):
+        return self.radio_up and self.stream.connected
+
+    @property
+    def mtu(self):
+        return self.stream.mtu
+
+    @property
+    def on_packet(self):
+        return self.stream.on_packet
+
+    @on_packet.setter
+    def on_packet(self, callback):
+        self.stream.on_packet = callback
+
+    def send(self, buf, n):
+        return self.radio_up and self.stream.send(buf, n)
+
+    send_control = send
+    send_log = send
+
+    def run(self):
+        return self.stream.run()
+
+    def stats(self):
+        return self.stream.stats()
+
+
+async def radio(path, link):
+    """Follow the radio's state bytes at PATH (see --radio) until the host closes its end."""
+    import select
+    f = open(path, "rb")
+    poll = select.poll()
+    poll.register(f, select.POLLIN)
+    while True:
+        for ev in poll.ipoll(0):
+            if ev[1] & select.POLLIN:
+                b = f.read(1)
+                if not b:
+                    return
+                if b == b"d" or b == b"u":
+                    link.radio_up = b == b"u"
+            elif ev[1] & (select.POLLHUP | select.POLLERR):
+                return
+        await asyncio.sleep_ms(20)
+
+
 async def press_button(link, after_s):
     """--press-button-s: the board's button (the pairing window's pin) held 1.5 s, after_s seconds after boot."""
     await asyncio.sleep_ms(int(after_s * 1000))
@@ -204,7 +266,9 @@ def main(argv):
     machine.attach(emu)
 
     import main as firmware
-    link = make_link(o["link"], o["mtu"], o["chip"], o["ble_record"], o["bonds"], o["pair_window_s"])
+    link = stream = make_link(o["link"], o["mtu"], o["chip"], o["ble_record"], o["bonds"], o["pair_window_s"])
+    if o["radio"] is not None and o["link"] != "ble":
+        link = RadioLink(stream)
     end_us = None if o["seconds"] is None else int(o["seconds"] * 1000000)
     state = {"app": None, "wall0": time.ticks_ms(), "wall_end": None}
 
@@ -248,7 +312,7 @@ def main(argv):
             import bluetooth
             await bluetooth.sim.finished.wait()  # the bridge closed stdin (the script's end)
         else:
-            while link.connected and not hung_up():
+            while stream.connected and not hung_up():
                 await asyncio.sleep_ms(20)
         state["app"].stop()
 
@@ -263,7 +327,7 @@ def main(argv):
         _err("the firmware did not start: %s" % e)
         return 1
     state["app"] = app
-    asyncio.run(app.run(watch()))
+    asyncio.run(app.run(watch(), *(() if link is stream else (radio(o["radio"], link),))))
     app.pump()
     wall_end = state["wall_end"] if state["wall_end"] is not None else time.ticks_ms()
     wall_s = time.ticks_diff(wall_end, state["wall0"]) / 1000

@@ -27,15 +27,17 @@ Defaults and their sources (the thresholds' sources are in ``hipcheck.detect``'s
 - refractory 3 s per alert: about three strides, so a wearer correcting the fault feels one cue, not one per step.
 
 **Hand-over.** The sensor has its own detector (firmware/alert.py, SET_THRESHOLDS) that runs with no host. While
-the host alerts it is off (two detectors would double every buzz). ``LinkWatch`` tells from the session's figures
+the host alerts it must not run (two detectors would double every buzz), so the host keeps it in **stand-by**
+(SET_THRESHOLDS bit 3: armed with the policy's thresholds, it runs only while no host is connected; sent when the
+session starts and whenever the thresholds change). A cut without warning is then handed over by the firmware
+itself, which switches the armed detector on when it loses the host and off when a host is back; the host logs
+both hand-overs (it knows of the drop and of the reconnect). ``LinkWatch`` also tells from the session's figures
 when the link is failing — lost packets piling up (``holes_n`` holes within ``holes_window_s``) or a BLE signal
-under ``rssi_dbm`` — and ``HandOver`` then sends
-SET_THRESHOLDS with the policy's thresholds while the link still carries it; the host stops buzzing once the
-sensor has acknowledged. On reconnect (or ``clean_s`` without a lost packet) the host turns the sensor's detector
-off again and takes the alerts back. A command whose ACK was lost leaves the sensor's state unknown: it is sent
-again once the link is up, and the latest wish wins (one task sends them in order, so a hand-over queued in a cut
-can never land after the take-back). A link that drops with no warning cannot be handed over (the sensor can no
-longer be told); that is logged too (docs/alerts.md).
+under ``rssi_dbm`` — and ``HandOver`` then switches the sensor's detector on outright while the link still carries
+the command; the host stops buzzing once the sensor has acknowledged. On reconnect (or ``clean_s`` without a lost
+packet) the host puts it back in stand-by and takes the alerts back. A command whose ACK was lost leaves the
+sensor's state unknown: it is sent again once the link is up, and the latest wish wins (one task sends them in
+order, so a hand-over queued in a cut can never land after the take-back). docs/alerts.md.
 """
 
 from __future__ import annotations
@@ -168,7 +170,10 @@ class AlertPolicy:
     strides and the detectors' thresholds, then ``decide`` with each decision, and plays what it returns.
 
     Readable state: ``owner`` ("host", or "sensor" while the sensor's own detector has the alerts),
-    ``thresholds`` (the detectors' thresholds in use), ``buzzes`` (sample, pattern) of each one sent.
+    ``thresholds`` (the detectors' thresholds in use), ``buzzes`` (sample, pattern) of each one sent,
+    ``sensor_periods`` ([from, to] on the host's clock, to None while it lasts: when the sensor had the alerts; a
+    decision on a sample measured then is the sensor's, even when it reaches the host later, as the samples held
+    through a cut do).
     """
 
     def __init__(self, settings: AlertSettings | None = None, fs_hz: float = 100.0):
@@ -187,6 +192,22 @@ class AlertPolicy:
                            "tilt_anterior_deg": self.settings.tilt_threshold_deg,
                            "tilt_posterior_deg": -self.settings.tilt_threshold_deg}
         self.buzzes: list[tuple[int, str]] = []
+        self.sensor_periods: list[list] = []
+
+    def sensor_took(self, at_s: float) -> None:
+        """The sensor's own detector has the alerts from at_s (the host's time.monotonic clock)."""
+        self.owner = "sensor"
+        if not self.sensor_periods or self.sensor_periods[-1][1] is not None:
+            self.sensor_periods.append([at_s, None])
+
+    def host_took(self, at_s: float) -> None:
+        """The host has the alerts again from at_s."""
+        self.owner = "host"
+        if self.sensor_periods and self.sensor_periods[-1][1] is None:
+            self.sensor_periods[-1][1] = at_s
+
+    def _sensor_had(self, t_host_s: float) -> bool:
+        return any(a <= t_host_s and (b is None or t_host_s < b) for a, b in self.sensor_periods[-8:])
 
     def see_strides(self, strides: np.ndarray, thresholds: dict | None = None) -> None:
         """The strides the stride stage completed (STRIDE_DTYPE), judged against ``thresholds`` (the detectors'
@@ -209,8 +230,9 @@ class AlertPolicy:
                 self._history[_TILT].append((end, tilt >= thr["tilt_anterior_deg"]
                                              or tilt <= thr["tilt_posterior_deg"]))
 
-    def decide(self, decision: np.void) -> Verdict:
-        """One detector decision (DECISION_DTYPE): the pattern to play now, or None and why not."""
+    def decide(self, decision: np.void, t_host_s: float = float("nan")) -> Verdict:
+        """One detector decision (DECISION_DTYPE): the pattern to play now, or None and why not. t_host_s: when
+        its sample was measured, on the host's clock (NaN: not known)."""
         kind, side, sample = int(decision["kind"]), int(decision["side"]), int(decision["sample"])
         pattern = PATTERN_OF.get((kind, side))
         if pattern is None:
@@ -220,6 +242,8 @@ class AlertPolicy:
             return Verdict(None, "tracking: recorded only")
         if self.owner == "sensor":
             return Verdict(None, "the sensor's own detector has the alerts")
+        if self._sensor_had(t_host_s):
+            return Verdict(None, "measured while the sensor's own detector had the alerts")
         channel = pattern if kind == detect.DROP else (_SWAY if kind == detect.SWAY else _TILT)
         over, seen = self._count(channel, kind, sample)
         if over < s.m_strides:
@@ -327,47 +351,62 @@ def device_alert_words(kind: int, side: int, value: int) -> str:
 
 
 class HandOver:
-    """The task that gives the alerts to the sensor's own detector while the link fails and takes them back
-    (module docstring). ``await HandOver(session, policy, out).run()`` beside the session's blocks; it writes a
-    NOTE in the session log (``alerts_handed_over``, ``alerts_taken_back``, ``alerts_not_handed_over``) and a line
-    through ``out`` for each. ``device_off``: the sensor's detector is known to be off at the start."""
+    """The task that keeps the sensor's own detector ready for a cut, gives it the alerts while the link fails and
+    takes them back (module docstring). ``await HandOver(session, policy, out).run()`` beside the session's blocks.
+
+    The sensor's detector is in one of three states (``sensor_has``): "off", "standby" (armed: it runs only while
+    no host is connected, SET_THRESHOLDS bit 3) or "sensor" (running now, sent during a fade); None while a command
+    is unanswered. With the link up the host keeps it in stand-by with the policy's thresholds (re-sent when they
+    change), so a cut without warning is handed over by the firmware itself. Each change of hands writes a NOTE in
+    the session log and a line through ``out``: ``alerts_armed``, ``alerts_handed_over`` (a fade, or a cut the
+    armed detector covers), ``alerts_taken_back``, ``alerts_not_handed_over`` (a cut the sensor was not armed
+    for). ``device_off``: the sensor's detector is known to be off at the start."""
 
     def __init__(self, session, policy: AlertPolicy, out: Callable[[str], None], *, watch: LinkWatch | None = None,
                  device_off: bool = True, poll_s: float = 0.05, clock: Callable[[], float] | None = None):
         self.session, self.policy, self.out = session, policy, out
         self.watch = watch if watch is not None else LinkWatch()
-        self.sensor_has = "host" if device_off else None  # who the sensor last acknowledged; None: unknown
+        self.sensor_has = "off" if device_off else None  # what the sensor last acknowledged; None: unknown
         self.poll_s = poll_s
         self.clock = clock if clock is not None else time.monotonic
+        self.armed = 0  # stand-by commands acknowledged with new thresholds
         self.handed_over = 0
         self.taken_back = 0
         self.not_handed_over = 0
         self.sensor_alerts = 0  # ALERT events from the sensor's own detector that reached the host
+        self.sensor_alerts_late = 0  # ... of them, sent while the sensor had the alerts (they come on reconnect)
         self.task: asyncio.Future | None = None  # run(), once the caller has started it
-        self._missed = False
+        self._missed = False  # this drop has been dealt with
+        self._dropped = False  # the link dropped since the sensor took the alerts
+        self._armed_with: dict | None = None  # the thresholds of the last stand-by acknowledged
 
     def counts(self) -> dict:
-        return {"handed_over": self.handed_over, "taken_back": self.taken_back,
-                "not_handed_over": self.not_handed_over, "sensor_alerts": self.sensor_alerts}
+        return {"armed": self.armed, "handed_over": self.handed_over, "taken_back": self.taken_back,
+                "not_handed_over": self.not_handed_over, "sensor_alerts": self.sensor_alerts,
+                "sensor_alerts_late": self.sensor_alerts_late}
 
     @staticmethod
     def closing_line(counts: dict) -> str:
         """The closing line for a person, from ``counts()``."""
         line = (f"alerts handed over to the sensor's own detector {counts['handed_over']} times, taken back "
                 f"{counts['taken_back']} times; {counts['sensor_alerts']} alerts of the sensor's own detector "
-                "reached the host (those during a cut are felt, not sent)")
+                f"reached the host ({counts.get('sensor_alerts_late', 0)} of them from a cut, delivered on "
+                "reconnect; the wearer felt them when they fired)")
         if counts["not_handed_over"]:
-            line += f"; {counts['not_handed_over']} drops came without warning (no hand-over)"
+            line += f"; {counts['not_handed_over']} drops came when the sensor was not armed (no hand-over)"
         return line
 
     def device_event(self, event) -> None:
-        """The session's event callback: an ALERT of the sensor's own detector is counted and printed."""
+        """The session's event callback: an ALERT of the sensor's own detector is counted and printed (one sent
+        while the link was down arrives on reconnect, and says so)."""
         if event.code != protocol.EventCode.ALERT:
             return
         self.sensor_alerts += 1
+        late = self.policy.owner == "sensor" and self._dropped
+        self.sensor_alerts_late += late
         f = event.fields
         self.out(f"{event.t_us / 1e6:7.2f} s  sensor's own ALERT " + device_alert_words(
-            f["alert_kind"], f["side"], f["value"]))
+            f["alert_kind"], f["side"], f["value"]) + ("  (during the cut: sent on reconnect)" if late else ""))
 
     async def stop(self) -> None:
         """Stop ``task``; the sensor's detector stays as it was last told."""
@@ -375,16 +414,16 @@ class HandOver:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
-    def wanted(self, state: str) -> str:
-        """Who should have the alerts in this link state."""
+    def wanted(self, state: str) -> str | None:
+        """What the sensor's detector should be in this link state: "off", "standby" or "sensor"."""
         s = self.policy.settings
         if s.mode == TRACKING or not s.handover:
-            return "host"
+            return "off"
         if state == "failing":
             return "sensor"
         if state == "up":
-            return "host"
-        return self.policy.owner  # down: nothing can be sent; whoever has them keeps them
+            return "standby"
+        return self.sensor_has  # down: nothing can be sent
 
     async def run(self) -> None:
         session = self.session
@@ -396,27 +435,53 @@ class HandOver:
                                       status.rssi_dbm)
             if state == "down" and session.link.ended:
                 return  # the end of the stream, not a failing link
-            if state == "down" and self.policy.owner == "host" and self.wanted("failing") == "sensor":
-                if not self._missed:
-                    self._missed = True
-                    self.not_handed_over += 1
-                    unknown = self.sensor_has is None  # told, but its answer was lost in the drop
-                    session.recording.note("alerts_not_handed_over", reason=self.watch.why, sensor_told=unknown)
-                    self.out("the link dropped while the sensor was being told to alert on its own: whether it does "
-                             "is known when the link is back" if unknown else
-                             "the link dropped without warning: the sensor's own detector could not be switched "
-                             "on; alerts resume when it is back")
+            if state == "down":
+                self._link_down()
                 continue
-            if state != "down":
-                self._missed = False
+            self._missed = False
             want = self.wanted(state)
-            if want != self.sensor_has and status.connected:
+            if status.connected and self._should_tell(want):
                 await self._tell(want, self.watch.why)
+
+    def _should_tell(self, want: str) -> bool:
+        if want != self.sensor_has:
+            return True
+        # in stand-by already: again after a cut (to take the alerts back) or with thresholds that changed
+        return want == "standby" and (self.policy.owner == "sensor" or self._shown() != self._armed_with)
+
+    def _shown(self) -> dict:
+        return {k: v for k, v in self.policy.device_thresholds().items() if k != "enable"}
+
+    def _link_down(self) -> None:
+        """The link is down: the armed detector has the alerts now (logged), or they could not be handed over."""
+        if self._missed:
+            return
+        self._missed = True
+        self._dropped = self.policy.owner == "sensor" or self.sensor_has == "standby"
+        if self.policy.owner == "sensor" or self.wanted("failing") != "sensor":
+            return  # handed over during the fade already, or the host keeps them by choice
+        recording = self.session.recording
+        if self.sensor_has == "standby":
+            self.policy.sensor_took(self.clock())
+            self.handed_over += 1
+            recording.note("alerts_handed_over", reason="the link dropped: the sensor's armed detector took over",
+                           armed=True, **self._armed_with)
+            self.out("the link dropped: the sensor's own detector, armed for this, has the alerts (pelvic drop "
+                     f"{self._armed_with['drop_deg']:.1f}°, sway {self._armed_with['sway_mm'] / 10:.1f} cm, "
+                     f"tilt ±{self._armed_with['tilt_deg']:.1f}°)")
+            return
+        self.not_handed_over += 1
+        unknown = self.sensor_has is None  # told, but its answer was lost in the drop
+        recording.note("alerts_not_handed_over", reason=self.watch.why, sensor_told=unknown)
+        self.out("the link dropped while the sensor was being told to alert on its own: whether it does is known "
+                 "when the link is back" if unknown else
+                 "the link dropped while the sensor's own detector was not armed: alerts resume when it is back")
 
     async def _tell(self, want: str, why: str) -> None:
         """SET_THRESHOLDS for ``want``; the policy's owner changes only once the sensor has acknowledged."""
         thresholds = self.policy.device_thresholds()
-        fields = threshold_fields(**(thresholds if want == "sensor" else {**thresholds, "enable": ()}))
+        enable = {"off": (), "standby": (*thresholds["enable"], "standby"), "sensor": thresholds["enable"]}[want]
+        fields = threshold_fields(**{**thresholds, "enable": enable})
         self.sensor_has = None  # until the ACK: a command lost in a cut leaves the sensor's state unknown
         try:
             # One try: after a drop the wish may have changed; the loop decides afresh instead of a stale retry.
@@ -429,19 +494,36 @@ class HandOver:
                                         error=f"SET_THRESHOLDS refused: {protocol.Status(ack.status).name}")
             return
         self.sensor_has = want
-        if want == self.policy.owner:
-            return
-        self.policy.owner = want
+        shown = {k: v for k, v in thresholds.items() if k != "enable"}
+        was = self.policy.owner
         if want == "sensor":
-            self.handed_over += 1
-            shown = {k: v for k, v in thresholds.items() if k != "enable"}
-            self.session.recording.note("alerts_handed_over", reason=why, **shown)
-            self.out(f"alerts handed over to the sensor's own detector ({why}): pelvic drop "
-                     f"{thresholds['drop_deg']:.1f}°, sway {thresholds['sway_mm'] / 10:.1f} cm, "
-                     f"tilt ±{thresholds['tilt_deg']:.1f}°")
-        else:
-            self.taken_back += 1
-            reason = "link back after a drop" if self.session.stats.reconnects else "link steady again"
-            self.session.recording.note("alerts_taken_back", reason=reason)
-            self.out(f"alerts taken back from the sensor ({reason}): the sensor's detector is off, the host alerts")
+            if was != "sensor":
+                self._hand_over(why, shown)
+            return
+        self.policy.host_took(self.clock())
+        if was == "sensor":
+            self._take_back(armed=want == "standby")
+        if want == "standby" and shown != self._armed_with:
+            self._armed_with = shown
+            self.armed += 1
+            self.session.recording.note("alerts_armed", **shown)
+            self.out("the sensor's own detector is armed: it alerts if the link drops (pelvic drop "
+                     f"{shown['drop_deg']:.1f}°, sway {shown['sway_mm'] / 10:.1f} cm, tilt ±{shown['tilt_deg']:.1f}°); "
+                     "the host alerts while it is connected")
 
+    def _hand_over(self, why: str, shown: dict) -> None:
+        self.policy.sensor_took(self.clock())
+        self._dropped = False
+        self.handed_over += 1
+        self.session.recording.note("alerts_handed_over", reason=why, **shown)
+        self.out(f"alerts handed over to the sensor's own detector ({why}): pelvic drop {shown['drop_deg']:.1f}°, "
+                 f"sway {shown['sway_mm'] / 10:.1f} cm, tilt ±{shown['tilt_deg']:.1f}°")
+
+    def _take_back(self, armed: bool) -> None:
+        self.taken_back += 1
+        reason = "link back after a drop" if self._dropped else "link steady again"
+        self._dropped = False
+        self.session.recording.note("alerts_taken_back", reason=reason, sensor_armed=armed)
+        self.out(f"alerts taken back from the sensor ({reason}): the host alerts"
+                 + ("; the sensor's own detector stays armed for the next drop" if armed else
+                    ", the sensor's detector is off"))

