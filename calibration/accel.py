@@ -16,6 +16,15 @@ the one of all R M closest to the identity (the polar decomposition), so the cor
 as possible; the mounting calibration takes up any rotation after it. The still poses are found with the
 noise-relative detector of ``hipcheck.calibration.common`` instead of Tedaldi's initial-variance threshold.
 
+The accelerometer's frame so corrected may still be turned from the gyroscope's by the rotational part of the
+misalignment (up to a degree or two), which gravity cannot see but the turns between the poses can: the gyroscope
+integrated over each turn (its bias, the mean over the still poses, taken off) must carry the corrected gravity of
+one pose onto the next's. The rotation C that best does so (Gauss-Newton over the turns, Tedaldi et al.'s gyroscope
+step reduced to the frame rotation: the gyroscope's own scale is left as it is) is put in front of M, so the
+corrected accelerometer shares the gyroscope's frame, as the fusion assumes: ``acc_matrix = C · M``. Without turns
+about at least two axes, or when the turns disagree with the gyroscope by more than ``TURN_RESIDUAL_MAX_DEG`` (a
+saturated or uncalibrated gyroscope), C stays the identity and ``gyro_alignment_deg`` is null.
+
 With fewer than ``FULL_MODEL_MIN_POSES`` distinct poses the off-diagonal terms are not determined (the six faces of
 a cube give no product of two axes), so M is diagonal: scale and bias only ('scale_bias'); the misalignment of a
 consumer part (tenths of a degree to 2°) then changes the scales by less than 0.1 %.
@@ -28,6 +37,7 @@ axis's scale whatever the convention; ``misalignment_deg`` are the departures fr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +53,8 @@ from hipcheck.calibration.common import (
     still_runs,
 )
 from hipcheck.motion.poses import ACCEL_POSES, FACE_POSES, pose_up_sensor
-from hipcheck.units import GRAVITY_M_S2
+from hipcheck.rotation import matrix_from_quat, quat_from_rotvec, quat_multiply, quat_normalize
+from hipcheck.units import DEG_PER_RAD, GRAVITY_M_S2
 
 __all__ = ["AccelCalibration", "estimate_accel", "FACE_POSES", "FULL_MODEL_MIN_POSES"]
 
@@ -55,6 +66,8 @@ SAME_POSE_DEG = 10.0  # two still stretches this close in direction are one pose
 FACE_COVER_DEG = 50.0
 NAME_WITHIN_DEG = 20.0  # a pose gets the name of the nearest named pose within this, else 'tilted'
 RESIDUAL_MAX_M_S2 = 0.05  # a good fit leaves a few mm/s²; more means a pose was not still or not on its own
+TURN_RESIDUAL_MAX_DEG = 5.0  # a 1 % gyroscope scale error leaves ~1° over a half turn
+TURN_MIN_CONDITION_DEG = 20.0  # turns about two axes at least this far apart (the weakest direction's angle)
 SCALE_PLAUSIBLE = (0.8, 1.25)
 BIAS_PLAUSIBLE_M_S2 = 2.5  # a quarter of g: no MEMS part is that far off
 _NUMBERS = ("no", "one", "two", "three", "four", "five")
@@ -66,7 +79,7 @@ _REDO = ("put the sensor down still for 2 s on each face (x, y and z up and down
 class AccelCalibration:
     """The accelerometer correction ``corrected = acc_matrix @ (raw − acc_bias_m_s2)`` and how it was found."""
 
-    acc_matrix: np.ndarray  # (3, 3) M, symmetric (or diagonal for 'scale_bias')
+    acc_matrix: np.ndarray  # (3, 3) C · M: M symmetric (diagonal for 'scale_bias'), C onto the gyroscope's frame
     acc_bias_m_s2: np.ndarray  # (3,)
     acc_scale: np.ndarray  # (3,) what each axis reads per unit true acceleration along it (1.05: 5 % high)
     misalignment_deg: np.ndarray  # (3,) departures from 90° of the axis pairs x-y, x-z, y-z
@@ -78,6 +91,8 @@ class AccelCalibration:
     residual_max_m_s2: float
     bias_sd_m_s2: np.ndarray  # (3,)
     scale_sd: np.ndarray  # (3,)
+    gyro_alignment_deg: float = float("nan")  # angle of C; NaN when the turns could not give it
+    turn_residual_deg: float = float("nan")  # RMS disagreement of the turns with the gyroscope, after C
 
     def apply(self, acc_m_s2) -> np.ndarray:
         return (np.asarray(acc_m_s2, dtype=float) - self.acc_bias_m_s2) @ self.acc_matrix.T
@@ -88,7 +103,8 @@ class AccelCalibration:
                          "acc_scale": self.acc_scale, "misalignment_deg": self.misalignment_deg, "model": self.model,
                          "poses": list(self.poses), "pose_start_s": self.pose_start_s, "pose_s": self.pose_s,
                          "residual_rms_m_s2": self.residual_rms_m_s2, "residual_max_m_s2": self.residual_max_m_s2,
-                         "bias_sd_m_s2": self.bias_sd_m_s2, "scale_sd": self.scale_sd})
+                         "bias_sd_m_s2": self.bias_sd_m_s2, "scale_sd": self.scale_sd,
+                         "gyro_alignment_deg": self.gyro_alignment_deg, "turn_residual_deg": self.turn_residual_deg})
 
 
 def estimate_accel(acc_m_s2, gyr_rad_s, fs_hz: float, *, min_pose_s: float = MIN_POSE_S, model: str = "auto",
@@ -116,7 +132,55 @@ def estimate_accel(acc_m_s2, gyr_rad_s, fs_hz: float, *, min_pose_s: float = MIN
                                  f"{_REDO}", "accel")
     pose_noise = acc_sd / np.sqrt(np.maximum(lengths * fs_hz, 1.0))
     M, b, cov, residuals = _fit(means, full, pose_noise)
-    return _result(M, b, cov, residuals, full, names, starts, lengths)
+    result = _result(M, b, cov, residuals, full, names, starts, lengths)
+    C, alignment_deg, residual_deg = _gyro_alignment(acc, gyr, runs, fs_hz, M, b)
+    return dataclasses.replace(result, acc_matrix=C @ M, gyro_alignment_deg=alignment_deg,
+                               turn_residual_deg=residual_deg)
+
+
+def _gyro_alignment(acc, gyr, runs, fs_hz, M, b) -> tuple[np.ndarray, float, float]:
+    """C (3, 3) turning the corrected accelerometer frame onto the gyroscope's, its angle and the turns' RMS
+    residual (degrees); the identity and NaN when the turns cannot tell."""
+    edge = int(round(_EDGE_S * fs_hz))
+    parts = [(start + edge, stop - edge) for start, stop in runs]
+    still = np.concatenate([np.arange(a, z) for a, z in parts])
+    bias = gyr[still].mean(axis=0)
+    ups = np.array([M @ (acc[a:z].mean(axis=0) - b) for a, z in parts])
+    ups /= np.linalg.norm(ups, axis=1, keepdims=True)
+    turns = np.array([_integrated(gyr[z0 - 1:a1 + 1] - bias, fs_hz) for (_, z0), (a1, _) in zip(parts, parts[1:])])
+    if len(turns) < 2:
+        return np.eye(3), float("nan"), float("nan")
+    # Still before and after a turn R (body frame): u_after = Rᵀ u_before, in the gyroscope's frame: C u.
+    c = np.zeros(3)
+    for _ in range(10):
+        r, J = _turn_residuals(c, ups, turns)
+        c = c - np.linalg.lstsq(J, r, rcond=None)[0]
+    r, J = _turn_residuals(c, ups, turns)
+    residual_deg = float(np.sqrt(np.mean(r.reshape(-1, 3) ** 2) * 3) * DEG_PER_RAD)
+    weakest_deg = float(np.sqrt(np.linalg.eigvalsh(J.T @ J)[0] / len(turns)) * DEG_PER_RAD)
+    if residual_deg > TURN_RESIDUAL_MAX_DEG or weakest_deg < TURN_MIN_CONDITION_DEG:
+        return np.eye(3), float("nan"), residual_deg
+    return matrix_from_quat(quat_from_rotvec(c)), float(np.linalg.norm(c) * DEG_PER_RAD), residual_deg
+
+
+def _integrated(gyr: np.ndarray, fs_hz: float) -> np.ndarray:
+    """R (3, 3) of the rotation the rates (rad/s, body frame) make from their first sample to their last."""
+    q = np.array([1.0, 0.0, 0.0, 0.0])
+    for step in quat_from_rotvec(0.5 * (gyr[1:] + gyr[:-1]) / fs_hz):
+        q = quat_multiply(q, step)
+    return matrix_from_quat(quat_normalize(q))
+
+
+def _turn_residuals(c, ups, turns):
+    """Residuals C u_after − Rᵀ C u_before of all turns (flattened) and their Jacobian in c (numerical)."""
+    def residuals(c):
+        C = matrix_from_quat(quat_from_rotvec(c))
+        before, after = ups[:-1] @ C.T, ups[1:] @ C.T
+        return (after - np.einsum("kji,kj->ki", turns, before)).ravel()
+
+    r = residuals(c)
+    J = np.column_stack([(residuals(c + dc) - r) / 1e-7 for dc in np.eye(3) * 1e-7])
+    return r, J
 
 
 def _poses(acc, runs, fs_hz):
