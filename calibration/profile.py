@@ -163,14 +163,22 @@ def profile_from_json(text: str, *, path: Path | None = None, device_id: str | N
 
 
 def profile_to_json(profile: Profile) -> str:
-    from hipcheck import __version__
-
     data = {"profile_version": PROFILE_VERSION, "device_id": profile.device_id,
-            "written_by": f"hipcheck {__version__}",
+            "written_by": f"hipcheck {_version()}",
             "calibrations": {kind: profile.calibrations[kind] for kind in KINDS if kind in profile.calibrations}}
     if profile.uploaded is not None:
         data["uploaded"] = profile.uploaded
     return json.dumps(data, indent=2) + "\n"
+
+
+def _version() -> str:
+    # from the installed package's metadata, not from hipcheck/__init__ (which imports the API, which imports this)
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hipcheck")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def save_profile(profile: Profile) -> Path:

@@ -124,9 +124,14 @@ def test_analyze_of_the_sensors_log_uses_its_profile(calibrated, sensor_log):
         code, stdout, stderr_off = _run(mp, ["analyze", str(path), "--json", "--no-profile"])
         assert code == 0, stderr_off
         plain = json.loads(stdout)
+        import hipcheck
+
+        in_notebook = hipcheck.analyze(path).json()  # the API does as the command does
     q = saved.values("mount")["q_sensor_to_pelvis"]
     assert "calibration profile of device sim" in stderr and str(saved.path) in stderr
     assert np.allclose(used["alignment_q_sensor_to_pelvis"], q, atol=1e-5)
+    assert in_notebook["strides"] == used["strides"]
+    assert in_notebook["alignment_q_sensor_to_pelvis"] == used["alignment_q_sensor_to_pelvis"]
     assert "calibration profile" not in stderr_off
     # without it the mounting is found from the walk: another (close) rotation, not the profile's
     assert not np.allclose(plain["alignment_q_sensor_to_pelvis"], q, atol=1e-5)

@@ -148,11 +148,14 @@ def rate_from_times(t_s: np.ndarray) -> float:
     return 1e9 / step_ns
 
 
-def analyze(data, fs: float | None = None, *, mode: str = "walk", offline: bool = False, **thresholds) -> Result:
+def analyze(data, fs: float | None = None, *, mode: str = "walk", offline: bool = False, profile: bool = True,
+            **thresholds) -> Result:
     """Analyse a recording (module docstring): ``data`` a path (.hclog or CSV), a DataFrame, ``(acc, gyr)`` or an
     (n, 6) array; ``fs`` the sample rate in Hz (from the file or the ``t`` column when not given); ``mode`` "walk"
-    or "hold"; ``offline`` the non-causal orientation filter (review) instead of the live one; ``thresholds`` the
-    detectors' settings by name. Raises a ``hipcheck.HipcheckError`` for input that cannot be analysed."""
+    or "hold"; ``offline`` the non-causal orientation filter (review) instead of the live one; ``profile``: a
+    session log's samples with the calibration profile of the sensor it names, as ``hipcheck analyze`` does
+    (docs/calibration.md); ``thresholds`` the detectors' settings by name. Raises a ``hipcheck.HipcheckError`` for
+    input that cannot be analysed (a profile that cannot be used included)."""
     if mode not in MODES:
         raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
     # Walk and hold have only the detectors' settings (an unknown name is refused there); an exercise mode's stage
@@ -161,8 +164,14 @@ def analyze(data, fs: float | None = None, *, mode: str = "walk", offline: bool 
     detector = {k: v for k, v in thresholds.items() if walking or k in DETECTOR_SETTINGS}
     stage = {k: v for k, v in thresholds.items() if k not in detector}
     recording = as_recording(data, fs)
-    analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=offline,
-                              detector_settings=detector or None, mode=mode, mode_settings=stage or None)
+    acc, gyr, alignment = recording.acc_m_s2, recording.gyr_rad_s, None
+    settings = {"mode": mode, "mode_settings": stage or None}
+    if profile and recording.session is not None:
+        from hipcheck.calibration.profile import for_analysis
+
+        acc, gyr, alignment, _ = for_analysis(recording, detector, settings)
+    analysis = analyze_arrays(acc, gyr, recording.fs_hz, offline=offline, alignment=alignment,
+                              detector_settings=detector or None, **settings)
     return Result(analysis, recording, mode, float(thresholds.get("drop_threshold_deg", DEFAULT_DROP_THRESHOLD_DEG)))
 
 
