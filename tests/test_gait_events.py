@@ -9,7 +9,7 @@ import pytest
 from hipcheck.gait import EVENT_DTYPE, FC, IC, LEFT, RIGHT
 from hipcheck.fusion import orient
 from hipcheck.gait.evaluate import match_events
-from hipcheck.gait.events import EventDetector, detect_events
+from hipcheck.gait.events import DEFAULT_SETTINGS, EventDetector, detect_events
 from hipcheck.motion import SensorModel, simulate_hold, simulate_sit, simulate_stand, simulate_walk
 from hipcheck.rotation import quat_from_rotvec, quat_multiply, quat_rotate
 
@@ -251,3 +251,24 @@ def test_sides_stay_right_through_u_turns(seed):
     assert len(pairs) == len(truth)
     sides = np.array([RIGHT if truth[j].side == "right" else LEFT for j in pairs[:, 1]])
     assert np.array_equal(ic["side"][pairs[:, 0]], sides)
+
+
+def test_the_forward_braking_moves_the_contact_halfway_to_it():
+    """The contact is the mean of the jerk's instant and the forward acceleration's braking minimum less its lag:
+    a braking dip placed 40 ms earlier than the lag says moves each contact 20 ms earlier; without a dip (a flat
+    forward acceleration) the jerk's instant stands."""
+    fs_hz = 100.0
+    steps_s = np.arange(1.0, 10.0, 0.55)
+    acc, gyr, q = _bumps(fs_hz, steps_s, np.full(len(steps_s), 3.0))
+    jerk_only = detect_events(acc, gyr, q, fs_hz, ic_forward_weight=0.0)
+    jerk_only = jerk_only[jerk_only["kind"] == IC]["sample"]
+    assert len(jerk_only) >= len(steps_s) - 2
+    flat = detect_events(acc, gyr, q, fs_hz)
+    assert np.array_equal(flat[flat["kind"] == IC]["sample"], jerk_only)
+    t = np.arange(len(acc)) / fs_hz
+    lag_s = DEFAULT_SETTINGS["ic_forward_lag_s"]
+    for contact in jerk_only:  # the upright sensor's x axis points forward
+        acc[:, 0] -= 1.0 * np.exp(-0.5 * ((t - (contact / fs_hz + lag_s - 0.04)) / 0.03) ** 2)
+    blended = detect_events(acc, gyr, q, fs_hz)
+    blended = blended[blended["kind"] == IC]["sample"]
+    assert np.array_equal(blended, jerk_only - 2)
