@@ -7,7 +7,7 @@ one to one with the reference (closest pairs first) within a tolerance; precisio
 recordings; mean absolute time error over the matched pairs at that tolerance; side accuracy of the matched pairs.
 Rows:
 - ``hipcheck (whole rec.)``: our detector run over the whole recording (it finds the walking itself), its contacts
-  then kept inside the reference bouts — the figure that answers the target;
+  then kept inside the reference bouts (the row the targets were read from before the fair scoring below);
 - ``hipcheck (bout edges ±0.15 s)``: as the first row, but a contact of ours up to 0.15 s outside a reference bout is
   kept: the references' bouts start at their first contact and end one sample after their last, so a contact found
   a few samples early or late at a bout's edge is otherwise dropped before matching (a miss), while the nearest
@@ -19,7 +19,8 @@ Rows:
   contact (no bouts given): its false alarms outside walking count here (and so do real steps that the reference left
   out of its bouts: HA-002's Test5 trials have no INDIP bouts at all);
 - ``Stereophoto as detector``: the optical reference's contacts scored like ours against INDIP (recordings that have
-  both): how far the two reference systems agree, the practical ceiling of a figure against INDIP.
+  both), inside INDIP's bouts: it mostly measures Stereophoto's smaller capture volume; where both look, see the
+  references' own agreement below.
 Also per-side timing bias of ours against each reference, and the leave-one-subject-out figures.
 
 Then the fair scoring (``hipcheck.gait.references``), for ours and mobgap's detectors, in half A, half B and all:
@@ -32,9 +33,9 @@ Then the fair scoring (``hipcheck.gait.references``), for ours and mobgap's dete
   neither a hit nor a false alarm, and it is no miss;
 - the references' own agreement: Stereophoto scored against INDIP where both cover the walk — what any detector can
   expect against one reference alone;
-- halves: each reference bout goes to half A or B by the 30-s block of its recording that its middle falls in,
-  alternating (offset by the recording's place in the sorted list), so both halves hold walks of every participant
-  and test; the figures per participant follow.
+- halves: each participant's walking bouts (INDIP's, and Stereophoto's where INDIP has none), in time order
+  through their recordings, alternate between half A and half B; any scored bout belongs to the half of the split
+  bout it overlaps most. The figures per participant follow.
 Also a leave-one-subject-out check of ``ic_offset_s`` (the one constant fitted to this data). Results on this data
 come from the Mobilise-D project's mobgap example data (Apache-2.0).
 """
@@ -62,7 +63,6 @@ SYSTEMS = ("INDIP", "Stereophoto")
 # The fair scoring (hipcheck.gait.references): each reference alone, and the contacts both agree on.
 REFERENCES = ("INDIP", "Stereophoto", "INDIP, both cover", "Stereophoto, both cover", "consensus")
 AGREE_S = 0.1  # two references agree on a contact within this (the tighter tolerance scored)
-HALF_BLOCK_S = 30.0  # bouts alternate between half A and half B by the 30-s block of their recording
 
 
 def load(path: Path) -> dict:
@@ -233,10 +233,26 @@ def leave_one_subject_out(recs) -> dict:
     return result
 
 
-def half_of(ordinal: int, start: int, end: int, fs_hz: float) -> str:
-    """'A' or 'B': a reference bout's half, from the 30-s block of its recording that its middle falls in,
-    alternating, offset by the recording's place in the sorted list (so both halves hold every kind of walk)."""
-    return "AB"[(ordinal + int((start + end) / 2 / (HALF_BLOCK_S * fs_hz))) % 2]
+def assign_halves(recs) -> None:
+    """Split the walks in two halves: each participant's walking bouts, in time order through their recordings
+    (sorted by name), alternate between half A and half B. The bouts are INDIP's, and Stereophoto's where no INDIP
+    bout overlaps them; rec["halves"] holds (start, end, half) for them."""
+    count: dict = {}
+    for rec in recs:
+        own = [tuple(b) for b in rec["INDIP"]["wb"]] if "INDIP" in rec else []
+        if "Stereophoto" in rec:
+            own += [tuple(b) for b in rec["Stereophoto"]["wb"] if not len(bout_overlap([b], own))]
+        participant = rec["name"][:6]
+        rec["halves"] = []
+        for start, end in sorted(own):
+            rec["halves"].append((start, end, "AB"[count.get(participant, 0) % 2]))
+            count[participant] = count.get(participant, 0) + 1
+
+
+def half_of(rec, start: int, end: int) -> str:
+    """The half of the split bout that overlaps [start, end] most (assign_halves)."""
+    overlap = [min(end, e) - max(start, s) for s, e, _ in rec["halves"]]
+    return rec["halves"][int(np.argmax(overlap))][2]
 
 
 def fair_references(rec) -> dict:
@@ -264,7 +280,7 @@ def evaluate_fair(recs, methods) -> dict:
     whole_cache: dict = {}
     for label, (kind, fn) in methods.items():
         out[label] = {name: {tol: {} for tol in TOLERANCES_S} for name in REFERENCES}
-        for ordinal, rec in enumerate(recs):
+        for rec in recs:
             for name, (ic, lr, wb, disputed) in fair_references(rec).items():
                 if kind == "whole":
                     key = (label, rec["name"])
@@ -274,7 +290,7 @@ def evaluate_fair(recs, methods) -> dict:
                 else:
                     found = [fn(rec, start, end) for start, end in wb]
                 for (start, end), (samples, sides) in zip(wb, found):
-                    groups = ("all", half_of(ordinal, start, end, rec["fs_hz"]), rec["name"][:6])
+                    groups = ("all", half_of(rec, start, end), rec["name"][:6])
                     for tol in TOLERANCES_S:
                         score = score_bout(samples, sides, ic, lr, start, end, tol * rec["fs_hz"], disputed, RIGHT)
                         for group in groups:
@@ -287,7 +303,7 @@ def reference_agreement(recs) -> dict:
     """Stereophoto scored against INDIP where both cover the walk (the overlap of their bouts), by the fair rules:
     how far the references agree where both looked. scores[tolerance][half]."""
     out = {tol: {} for tol in TOLERANCES_S}
-    for ordinal, rec in enumerate(recs):
+    for rec in recs:
         if "INDIP" not in rec or "Stereophoto" not in rec:
             continue
         ind, ste = rec["INDIP"], rec["Stereophoto"]
@@ -296,7 +312,7 @@ def reference_agreement(recs) -> dict:
             for tol in TOLERANCES_S:
                 score = score_bout(ste["ic"], sides, ind["ic"], ind["lr"], start, end, tol * rec["fs_hz"],
                                    right=RIGHT)
-                for group in ("all", half_of(ordinal, start, end, rec["fs_hz"])):
+                for group in ("all", half_of(rec, start, end)):
                     out[tol].setdefault(group, BoutScore())
                     out[tol][group] += score
     return out
@@ -319,7 +335,7 @@ def print_fair(scores: dict, agreement: dict) -> dict:
              for label, per_method in scores.items()}
     print("\nFair scoring (hipcheck.gait.references): a contact up to the tolerance outside a reference bout counts "
           "when it matches and is ignored when not; against the consensus, contacts near a disputed one are "
-          "neither hits nor false alarms. Half A / half B: bouts alternating by 30-s blocks.")
+          "neither hits nor false alarms. Half A / half B: each participant's bouts alternating.")
     for name in REFERENCES:
         counts = {g: plain[next(iter(plain))][name]["0.25"].get(g, {}) for g in groups}
         sizes = ", ".join(f"{g} {c.get('tp', 0) + c.get('fn', 0)}" for g, c in counts.items())
@@ -414,6 +430,7 @@ def main(argv=None) -> int:
         print(f"no .npz recordings in {args.data}; pass --data DIR", file=sys.stderr)
         return 2
     recs = [load(p) for p in paths]
+    assign_halves(recs)
     methods = {"hipcheck (whole rec.)": ("whole", ours_whole),
                f"hipcheck (bout edges ±{EDGE_MARGIN_S:g} s)": ("edges", ours_whole),
                "hipcheck (bout cut)": ("cut", ours_cut)}
