@@ -74,12 +74,14 @@ WALK_MAX_TURN_DEG = 30.0
 WALK_MIN_STEPS = 10
 STEP_MIN_APART_S = 0.3
 STEP_PEAK_M_S2 = 1.0  # a step's vertical acceleration peak above gravity
-# estimate_mounting: the movement after the stand begins where the acceleration's 0.5 s sd passes this, or the
-# angular rate (bias taken off) passes MOVE_GYR_DPS; the stand ends MOVE_MARGIN_S before it.
+# estimate_mounting: the movement after the stand begins where the acceleration's 0.5 s sd passes this, the
+# angular rate (bias taken off) passes MOVE_GYR_DPS, or gravity's direction tips by MOVE_TIP_DEG from the first
+# second's; the stand ends MOVE_MARGIN_S before it.
 MOVE_ACC_SD_M_S2 = 1.0
 MOVE_GYR_DPS = 20.0
 MOVE_MARGIN_S = 0.75
 MOVE_SUSTAINED_S = 1.0
+MOVE_TIP_DEG = 10.0
 UPRIGHT_MAX_DEG = 45.0  # sensor z to up, when the sensor is declared nominal: mountings within ~20°, postures ~15°
 # The stand's vertical against the mean posture over the walk: walking holds the pelvis within a few degrees of
 # its standing tilt. Further off, the "stand" was not upright standing (sitting, lying, bending), which a sensor
@@ -151,7 +153,7 @@ def vertical_from_stand(q_sensor_to_earth, acc_sensor_m_s2, fs_hz: float, *, gyr
     spread_deg = float(np.max(np.degrees(np.arccos(np.clip(ups @ up, -1.0, 1.0)))))
     if acc_std > STAND_MOVED_ACC_STD_M_S2:
         raise MountingError(f"the wearer moved during the stand (acceleration varies by {acc_std:.2f} m/s², more "
-                            f"than {STAND_MAX_ACC_STD_M_S2} m/s²): stand still and repeat")
+                            f"than {STAND_MOVED_ACC_STD_M_S2:g} m/s²): stand still and repeat")
     if spread_deg > STAND_MAX_ROTATION_DEG:
         raise MountingError(f"the wearer moved during the stand (the pelvis turned by up to {spread_deg:.1f}°): "
                             "stand still and repeat")
@@ -252,7 +254,12 @@ def _stand_end(acc, gyr, fs_hz, stand_s) -> int:
     rate = np.linalg.norm(gyr - np.median(first, axis=0), axis=1)
     window = max(1, int(round(0.2 * fs_hz)))
     rate = np.convolve(rate, np.ones(window) / window, mode="same")
+    # A slow bend turns slower than a walk and barely shakes: its tip from the first second's posture tells it.
+    smoothed = np.apply_along_axis(lambda x: np.convolve(x, np.ones(2 * window) / (2 * window), mode="same"), 0, acc)
+    start_up = acc[: max(1, int(round(fs_hz)))].mean(axis=0)
+    cos_tip = smoothed @ start_up / (np.linalg.norm(smoothed, axis=1) * np.linalg.norm(start_up))
     moving = (moving_sd(acc, int(round(0.5 * fs_hz))) > MOVE_ACC_SD_M_S2) | (rate > MOVE_GYR_DPS / DEG_PER_RAD)
+    moving |= cos_tip < np.cos(np.radians(MOVE_TIP_DEG))
     # Walking or bending goes on; a sway peak of an unsteady stand does not: the onset is the first sample from
     # which the movement lasts MOVE_SUSTAINED_S.
     sustained = max(1, int(round(MOVE_SUSTAINED_S * fs_hz)))
