@@ -379,6 +379,8 @@ class HandOver:
         self._missed = False  # this drop has been dealt with
         self._dropped = False  # the link dropped since the sensor took the alerts
         self._armed_with: dict | None = None  # the thresholds of the last stand-by acknowledged
+        self.standby_refused = False  # the sensor refused stand-by (a firmware before it): kept off instead
+        self._retry_at = 0.0  # after a command that failed: not again before this (clock)
 
     def counts(self) -> dict:
         return {"armed": self.armed, "handed_over": self.handed_over, "taken_back": self.taken_back,
@@ -422,7 +424,7 @@ class HandOver:
         if state == "failing":
             return "sensor"
         if state == "up":
-            return "standby"
+            return "off" if self.standby_refused else "standby"
         return self.sensor_has  # down: nothing can be sent
 
     async def run(self) -> None:
@@ -440,7 +442,7 @@ class HandOver:
                 continue
             self._missed = False
             want = self.wanted(state)
-            if status.connected and self._should_tell(want):
+            if status.connected and now >= self._retry_at and self._should_tell(want):
                 await self._tell(want, self.watch.why)
 
     def _should_tell(self, want: str) -> bool:
@@ -488,10 +490,16 @@ class HandOver:
             ack = await self.session.command(protocol.Opcode.SET_THRESHOLDS, tries=1, **fields)
         except HipcheckError as error:
             self.session.recording.note("alerts_hand_over_failed", to=want, error=str(error))
+            self._retry_at = self.clock() + 1.0
             return
         if ack.status != protocol.Status.OK:
             self.session.recording.note("alerts_hand_over_failed", to=want,
                                         error=f"SET_THRESHOLDS refused: {protocol.Status(ack.status).name}")
+            self._retry_at = self.clock() + 1.0
+            if want == "standby" and ack.status == protocol.Status.OUT_OF_RANGE and not self.standby_refused:
+                self.standby_refused = True  # a firmware without stand-by: its detector stays off instead
+                self.out("the sensor does not know stand-by (update its firmware): a cut without warning cannot "
+                         "be handed over to it")
             return
         self.sensor_has = want
         shown = {k: v for k, v in thresholds.items() if k != "enable"}
