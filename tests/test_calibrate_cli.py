@@ -128,6 +128,16 @@ def test_analyze_of_the_sensors_log_uses_its_profile(calibrated, sensor_log):
 
         in_notebook = hipcheck.analyze(path).json()  # the API does as the command does
     q = saved.values("mount")["q_sensor_to_pelvis"]
+    from hipcheck.links.replay import ReplayLink
+    from hipcheck.record import LogReader
+
+    assert LogReader(path).header["device_id"] == "sim"  # the session wrote the sensor's name into its log
+
+    async def replayed():
+        async with ReplayLink(path) as link:
+            return link.device_id
+
+    assert asyncio.run(replayed()) == "sim"  # and a replay of it (record --replay) names the same sensor
     assert "calibration profile of device sim" in stderr and str(saved.path) in stderr
     assert np.allclose(used["alignment_q_sensor_to_pelvis"], q, atol=1e-5)
     assert in_notebook["strides"] == used["strides"]

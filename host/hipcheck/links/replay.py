@@ -108,6 +108,12 @@ class ReplayLink(Link):
         self._status.connected = True
         self._advance()
 
+    @property
+    def device_id(self) -> str | None:
+        """The sensor the replayed log names (its header's ``device_id``), once open."""
+        device_id = self.header.get("device_id") if isinstance(self.header, dict) else None
+        return device_id if isinstance(device_id, str) else None
+
     async def close(self) -> None:
         if self._closed:
             return
