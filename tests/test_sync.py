@@ -194,26 +194,27 @@ def test_a_corrupted_block_is_reported_and_kept_on_the_sensor(recorded, tmp_path
     assert any("damaged on the sensor's flash (blocks 7)" in r.reason for r in log.lost)
 
 
-def test_a_link_cut_during_the_copy_is_resumed_in_the_same_run(recorded, tmp_path):
-    """The link drops (the sim link's cut: everything the firmware sends is lost for 0.3 s), the sync reopens it
-    and asks again from the last verified block. The firmware's sampling step and pump (the download's chunks and
-    block reads included) allocated nothing meanwhile."""
+def test_a_link_cut_during_the_copy_is_resumed_in_the_same_run(recorded, tmp_path, monkeypatch):
+    """The link drops (the sim link's cut: everything the firmware sends is lost for 0.3 s) right after block 20 is
+    verified; the sync reopens it and asks again from the last verified block. The firmware's sampling step and pump
+    (the download's chunks and block reads included) allocated nothing meanwhile."""
     flash0, _, csv = recorded
     flash = tmp_path / "flash.bin"
     shutil.copy(flash0, flash)
     on_flash = flash_sessions(flash)[0]
-    seen = []
+    link = SimLink(csv, alerts=False, extra_args=("--log", str(flash)))  # alerts allocate (their events)
+    append = SessionCopy._append
+
+    def append_then_cut(copy, raw):
+        append(copy, raw)
+        if copy.entry.session_id == 0 and copy.verified == 20:
+            link.cut(0.3)
+
+    monkeypatch.setattr(SessionCopy, "_append", append_then_cut)
 
     async def go():
-        link = SimLink(csv, alerts=False, extra_args=("--log", str(flash)))  # alerts allocate (their events)
-
-        def progress(copy):
-            seen.append(copy.verified)
-            if copy.entry.session_id == 0 and len(seen) == 3:
-                link.cut(0.3)
-
         async with link:
-            sync = LogSync(link, tmp_path, progress=progress)
+            sync = LogSync(link, tmp_path)
             reports = await within(sync.run(), 60)
         return reports, sync, link
 
@@ -291,6 +292,9 @@ def test_a_damaged_block_is_kept_only_when_it_comes_twice_alike(tmp_path):
     copy.asked(6)
     assert feed(copy, chunks(bytes(other), 3, 4)) == []  # the same bytes twice: damage on the flash, kept
     assert copy.damaged == [4] and copy.verified == 5
+    copy.close()
+    again = SessionCopy(tmp_path, FlashSession(3, 0, 6))
+    assert again.open() == 5 and again.damaged == [4]  # a last block kept damaged is not asked for to be met
 
 
 def test_a_rerun_meets_its_last_block_again_or_moves_another_sessions_copy_aside(tmp_path):

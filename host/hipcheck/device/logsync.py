@@ -129,11 +129,11 @@ class SessionCopy:
             file.truncate(good * BLOCK_SIZE)
         self.verified = self.had = good
         self._file = open(self.part, "ab", buffering=0)  # one write per block: a kill loses no verified block
-        if good:
+        if good and good - 1 not in self.damaged:
             self._overlap = kept[-1]
             self.expected = good - 1
-        else:
-            self.expected = 0
+        else:  # nothing yet, or a last block kept damaged (it may never come again to be met): go on after it
+            self.expected = good
         return self.expected
 
     def asked(self, n_blocks: int) -> int | None:
