@@ -520,6 +520,7 @@ def _add_calibrate(commands) -> None:
         step.add_argument("--sim-flash", type=Path, metavar="DIR",
                           help="--sim: the simulated sensor's flash folder (default: sim-sensor in the config folder)")
         step.add_argument("--realtime", action="store_true", help="--sim at the pace of a real person")
+        _add_input_options(step)  # --from: a CSV of another sensor, its rate, units and axes
         if kind == "neutral":
             step.add_argument("--posture", choices=("standing", "sitting"), default="standing",
                               help="--from: the posture the recording holds (default standing)")
@@ -1115,13 +1116,17 @@ def run_calibrate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         procedures.upload_over_link(_calibrate_link_options(args, parser), sim=args.sim, device_id=args.device,
                                     flash_dir=args.sim_flash, out=_print)
         return 0
+    read = {"acc_unit": args.acc_unit, "gyr_unit": args.gyr_unit, "axes": args.axes, "fs_hz": args.fs,
+            "time_unit": args.time_unit}
     if args.from_file is not None:
         for option in ("sim_flash", "realtime"):
             if getattr(args, option):
                 parser.error(f"--{option.replace('_', '-')} applies to --sim")
         outcome = procedures.calibrate_file(args.action, args.from_file, device_id=args.device,
-                                            posture=getattr(args, "posture", "standing"),
+                                            posture=getattr(args, "posture", "standing"), read_options=read,
                                             out=_print if not args.json else _stderr)
+    elif read != {"acc_unit": "m/s2", "gyr_unit": "rad/s", "axes": None, "fs_hz": None, "time_unit": None}:
+        parser.error("--fs, --time-unit, --acc-unit, --gyr-unit and --axes apply to --from (a sensor sends SI units)")
     else:
         outcome = procedures.calibrate_link(args.action, _calibrate_link_options(args, parser), sim=args.sim,
                                             realtime=args.realtime, device_id=args.device,
