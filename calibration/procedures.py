@@ -156,9 +156,9 @@ def estimate(kind: str, acc, gyr, fs_hz: float, *, stand_s: float | None = None,
     mount = None if profile is None else profile.values("mount")
     if mount is None:
         raise CalibrationRefused("the neutral posture is measured in the pelvis frame: calibrate the mounting "
-                                     "first (hipcheck calibrate mount), then the neutral", step="neutral")
+                                 "first (hipcheck calibrate mount), then the neutral", step="neutral")
     return estimate_neutral(acc, gyr, fs_hz, q_sensor_to_pelvis=np.asarray(mount["q_sensor_to_pelvis"]),
-                                posture=posture)
+                            posture=posture)
 
 
 def split_estimate(kind: str, figures: dict) -> tuple[dict, dict]:

@@ -210,16 +210,17 @@ def test_the_neutral_tilt_centres_the_tilt_detector_and_the_posture_mode():
 def test_calibrate_from_a_recording_and_bad_input_names_what_to_redo(config, tmp_path):
     sensor = motion.SensorModel.with_errors(seed=5)
     good = motion.simulate_calibration_poses(poses=("z up",), pose_s=8.0, sensor=sensor, seed=1)
-    csv = tmp_path / "still.csv"
-    write_imu_csv(csv, good.t_s, good.acc_sensor_m_s2, good.gyr_sensor_rad_s)
-    code, stdout, stderr = run("calibrate", "gyro", "--from", str(csv), "--device", "bench-1", "--json")
+    csv = tmp_path / "still.csv"  # another sensor's file: g and deg/s
+    write_imu_csv(csv, good.t_s, good.acc_sensor_m_s2 / 9.80665, np.degrees(good.gyr_sensor_rad_s))
+    code, stdout, stderr = run("calibrate", "gyro", "--from", str(csv), "--device", "bench-1", "--json",
+                               "--acc-unit", "g", "--gyr-unit", "deg/s")
     assert code == 0, stderr
     result = json.loads(stdout)
     truth = np.asarray(sensor.gyr_bias_rad_s)
     assert np.allclose(result["estimate"]["gyro_bias_rad_s"], truth, atol=np.radians(0.05))
     assert result["uploaded_to_sensor"] is False and result["profile"].endswith("bench-1.json")
     # without a device id the estimate is printed, not kept
-    code, stdout, _ = run("calibrate", "gyro", "--from", str(csv), "--json")
+    code, stdout, _ = run("calibrate", "gyro", "--from", str(csv), "--json", "--acc-unit", "g", "--gyr-unit", "deg/s")
     assert code == 0 and json.loads(stdout)["profile"] is None
     # standing on one leg during the mount stand: refused, saying what to redo; the profile keeps what it had
     one_leg = motion.simulate_stand_and_walk(stand_on="left", sensor=sensor, seed=2)
@@ -229,3 +230,17 @@ def test_calibrate_from_a_recording_and_bad_input_names_what_to_redo(config, tmp
     assert code == EXIT_REFUSED and "one leg" in stderr and "redo the mount step" in stderr
     assert len(stderr.strip().splitlines()) == 1
     assert set(profiles.load_profile("bench-1").calibrations) == {"gyro"}
+
+
+def test_neutral_from_a_recording_needs_the_mounting_first(tmp_path):
+    stand = motion.simulate_stand(duration_s=6.0, tilt_mean_deg=5.0, sensor=motion.SensorModel.ideal(), seed=3)
+    csv = tmp_path / "stand.csv"
+    write_imu_csv(csv, stand.t_s, stand.acc_sensor_m_s2, stand.gyr_sensor_rad_s)
+    code, _, stderr = run("calibrate", "neutral", "--from", str(csv), "--device", "bench-2")
+    assert code == EXIT_REFUSED and "calibrate the mounting first" in stderr
+    profiles.record_calibration("bench-2", "mount", {"q_sensor_to_pelvis": [1.0, 0.0, 0.0, 0.0]}, {}, "t")
+    code, stdout, stderr = run("calibrate", "neutral", "--from", str(csv), "--device", "bench-2", "--json")
+    assert code == 0, stderr
+    neutral = profiles.load_profile("bench-2").values("neutral")
+    assert abs(neutral["neutral_standing_tilt_deg"] - 5.0) < 0.5  # the ideal sensor mounted square: the true tilt
+    assert json.loads(stdout)["estimate"]["neutral_standing_tilt_deg"] == neutral["neutral_standing_tilt_deg"]
