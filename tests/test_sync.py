@@ -125,7 +125,8 @@ def run_cli(*args) -> subprocess.CompletedProcess:
 
 # ---------------------------------------------------------------------------------------------- the acceptance
 
-def test_a_sync_cut_half_way_resumes_to_a_byte_identical_copy_erased_only_after(recorded, tmp_path):
+def test_a_sync_cut_half_way_resumes_to_a_byte_identical_copy_erased_only_after(recorded, tmp_path, monkeypatch):
+    monkeypatch.setenv("HIPCHECK_CONFIG_DIR", str(tmp_path / "config"))  # no calibration profile of this machine
     flash0, streamed, _ = recorded
     flash = tmp_path / "flash.bin"
     shutil.copy(flash0, flash)
@@ -157,6 +158,7 @@ def test_a_sync_cut_half_way_resumes_to_a_byte_identical_copy_erased_only_after(
     # the copy as a session log: the samples the firmware streamed live while it recorded, all of them
     log = read_session_log(out / f"{name}.hclog")
     assert log.n_lost == 0 and LogReader(out / f"{name}.hclog").damage.ended
+    assert log.header["device_id"] == "sim" and log.header["device"]["board"] == "sim"
     common, in_log, in_stream = np.intersect1d(log.seq, streamed["seq"], return_indices=True)
     assert len(common) >= 0.99 * len(streamed) and len(log) >= len(streamed) - 30
     np.testing.assert_array_equal(log.acc_m_s2[in_log], streamed["acc_m_s2"][in_stream].astype(np.float64))

@@ -379,7 +379,8 @@ class LogSync:
                 if self.link.status().connected:
                     raise
                 raise SyncInterrupted(self._interrupted(copy)) from error
-            account = copy.finish({"device": self.device_info})
+            # as a live session's log: the INFO and the sensor's name (the key of its calibration profile)
+            account = copy.finish({"device": self.device_info, "device_id": self.link.device_id})
         finally:
             state.copy = None
             copy.close()
