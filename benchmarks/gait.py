@@ -36,8 +36,9 @@ Then the fair scoring (``hipcheck.gait.references``), for ours and mobgap's dete
 - halves: each participant's walking bouts (INDIP's, and Stereophoto's where INDIP has none), in time order
   through their recordings, alternate between half A and half B; any scored bout belongs to the half of the split
   bout it overlaps most. The figures per participant follow.
-Also a leave-one-subject-out check of ``ic_offset_s`` (the one constant fitted to this data). Results on this data
-come from the Mobilise-D project's mobgap example data (Apache-2.0).
+Also a leave-one-subject-out check of ``ic_offset_s`` (a constant fitted to all of this data; the other one,
+``ic_forward_lag_s``, was chosen on half A). Results on this data come from the Mobilise-D project's mobgap example
+data (Apache-2.0).
 """
 
 from __future__ import annotations
