@@ -165,6 +165,9 @@ def test_a_sync_cut_half_way_resumes_to_a_byte_identical_copy_erased_only_after(
     np.testing.assert_array_equal(log.gyr_rad_s[in_log], streamed["gyr_rad_s"][in_stream].astype(np.float64))
     # and hipcheck analyze reads it: the walk's strides, its weak right hip (8° of drop simulated)
     summary = hipcheck.analyze(out / f"{name}.hclog").summary  # what analyze --json prints as its summary
+    print(f"\nsync cut half-way: {n_blocks} blocks on the flash, the sensor killed at {killed_at} verified, "
+          f"{kept} kept in the .part, {n_blocks - kept} new on the rerun; {len(log)} samples in the .hclog; "
+          f"analyze: {summary['strides']} strides, drop right {summary['drop_right_stance_deg_median']:.1f}°")
     assert summary["strides"] >= 10 and summary["weak_side"] == "right", summary
     assert 6.0 <= summary["drop_right_stance_deg_median"] <= 10.0, summary
 
