@@ -76,12 +76,12 @@ STEP_MIN_APART_S = 0.3
 STEP_PEAK_M_S2 = 1.0  # a step's vertical acceleration peak above gravity
 # estimate_mounting: the movement after the stand begins where the acceleration's 0.5 s sd passes this, the
 # angular rate (bias taken off) passes MOVE_GYR_DPS, or gravity's direction tips by MOVE_TIP_DEG from the first
-# second's; the stand ends MOVE_MARGIN_S before it.
+# second's (quiet standing sways by tenths of a degree); the stand ends MOVE_MARGIN_S before it.
 MOVE_ACC_SD_M_S2 = 1.0
 MOVE_GYR_DPS = 20.0
 MOVE_MARGIN_S = 0.75
 MOVE_SUSTAINED_S = 1.0
-MOVE_TIP_DEG = 10.0
+MOVE_TIP_DEG = 5.0
 UPRIGHT_MAX_DEG = 45.0  # sensor z to up, when the sensor is declared nominal: mountings within ~20°, postures ~15°
 # The stand's vertical against the mean posture over the walk: walking holds the pelvis within a few degrees of
 # its standing tilt. Further off, the "stand" was not upright standing (sitting, lying, bending), which a sensor
@@ -89,6 +89,8 @@ UPRIGHT_MAX_DEG = 45.0  # sensor z to up, when the sensor is declared nominal: m
 STAND_WALK_MAX_DEG = 20.0
 BEND_MIN_DEG = 20.0
 BEND_MAX_OFF_HORIZONTAL_DEG = 30.0  # the bend's axis must be near horizontal (a twist is not a bend)
+BEND_RETURN_DEG = 10.0  # the bend ends back near the stand's posture
+BEND_MAX_STEPS = 3  # a step or two to keep one's balance; more is walking
 WALK_MIN_S = 8.0  # walking needed: the forward axis is found to about 1° from 8 s (simulated walks), 0.8° from 17 s
 
 
@@ -233,8 +235,15 @@ def estimate_mounting(acc_m_s2, gyr_rad_s, fs_hz: float, *, stand_s: float | Non
     q = orient(acc, gyr, fs_hz, offline=True, **WALKING_FUSION_SETTINGS)
     stand = slice(start, stop)
     rest = slice(stop, len(acc))
+    up = matrix_from_quat(quat_normalize(q[stand]))[:, 2, :].mean(axis=0)
+    steps = _count_steps(up / np.linalg.norm(up), acc[rest], fs_hz)
+    tip_deg = _tip_deg(q[stand], q[rest], fs_hz)
     if method == "auto":
-        method = "bend" if _max_tip_deg(q[stand], q[rest], fs_hz) >= BEND_MIN_DEG else "walk"
+        # Steps make it a walk whatever the pelvis did; without them, a tip of BEND_MIN_DEG makes it a bend.
+        bent = len(tip_deg) > 0 and tip_deg.max() >= BEND_MIN_DEG
+        method = "bend" if bent and steps < WALK_MIN_STEPS else "walk"
+    if method == "bend":
+        _check_bend(tip_deg, steps)
     if method == "walk":
         return calibrate_mounting(q[stand], acc[stand], fs_hz, walk_q=q[rest], walk_acc_m_s2=acc[rest],
                                   stand_gyr_rad_s=gyr[stand])
@@ -274,14 +283,25 @@ def _stand_end(acc, gyr, fs_hz, stand_s) -> int:
     return max(0, onset - int(round(MOVE_MARGIN_S * fs_hz)))
 
 
-def _max_tip_deg(stand_q, rest_q, fs_hz) -> float:
-    """Largest inclination change of the rest from the stand's mean up, smoothed over 0.5 s (steps jolt)."""
+def _tip_deg(stand_q, rest_q, fs_hz) -> np.ndarray:
+    """Inclination change of each later sample from the stand's mean up (degrees), smoothed over 0.5 s (steps
+    jolt)."""
     up = matrix_from_quat(quat_normalize(stand_q))[:, 2, :].mean(axis=0)
     up /= np.linalg.norm(up)
     ups = matrix_from_quat(quat_normalize(rest_q))[:, 2, :]
     window = max(1, int(round(0.5 * fs_hz)))
     tip = np.degrees(np.arccos(np.clip(ups @ up, -1.0, 1.0)))
-    return float(np.max(np.convolve(tip, np.ones(window) / window, mode="valid"), initial=0.0))
+    return np.convolve(tip, np.ones(window) / window, mode="valid") if len(tip) >= window else tip
+
+
+def _check_bend(tip_deg: np.ndarray, steps: int) -> None:
+    """A bend is one excursion from the stand and back, in place."""
+    if steps > BEND_MAX_STEPS:
+        raise MountingError(f"walking during the bend ({steps} steps): stand in place, bend forward from the hips "
+                            "and come back, and redo the mount step")
+    if len(tip_deg) and tip_deg[-1] > BEND_RETURN_DEG:
+        raise MountingError(f"the recording ends {tip_deg[-1]:.0f}° from the stand's posture: come back upright after "
+                            "the bend and stand still for a moment, and redo the mount step")
 
 
 def _count_steps(up, walk_acc, fs_hz) -> int:

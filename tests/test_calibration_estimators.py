@@ -137,6 +137,9 @@ def test_mounting_from_a_forward_bend(seed):
     twist = simulate_stand_and_bend(sensor=sensor, seed=seed, twist_deg=40.0)
     with pytest.raises(MountingError, match="twist or a side bend; bend straight forward from the hips"):
         estimate_mounting(twist.acc_sensor_m_s2, twist.gyr_sensor_rad_s, FS, method="bend")
+    shallow = simulate_stand_and_bend(sensor=sensor, seed=seed, bend_deg=12.0)
+    with pytest.raises(MountingError, match="the bend reached 1[0-4]°: bend forward from the hips by at least 20°"):
+        estimate_mounting(shallow.acc_sensor_m_s2, shallow.gyr_sensor_rad_s, FS, method="bend")
 
 
 def test_six_faces_give_scale_and_bias():
