@@ -7,7 +7,8 @@ Run: .venv/bin/python benchmarks/review.py [--sessions N] [--jobs J] [--minutes 
 1. A session log of a simulated M-minute walk at 100 Hz (full-form DATA packets of 10 samples, as a recording host
    writes them) is reviewed warm (the numba cache filled by a first run): the whole `review()` (read the log through
    the session's reassembly, analyse, draw the figures, write the HTML, the PNGs and the Parquet tables), best of 2,
-   and each step alone. Target (issue 13): ≤ 2 s.
+   and each step alone. Target (issue 13): ≤ 2 s. 1b: the same walk as a CSV in the generic format (the log's
+   reassembly, packet by packet, left out).
 2. A folder of N such sessions (10 wearers; 4 distinct walks hard-linked under the session names, so the folder
    costs the disk 4 logs while each session is still read and analysed as its own task) reviewed with --jobs J in
    a fresh process, as a user types it (`hipcheck review DIR -o report.html --jobs J`): wall time and sessions/min.
@@ -59,6 +60,16 @@ def write_walk_log(path: Path, seconds: float, seed: int, start_unix_s: float = 
                  samples_backfilled=0, samples_lost=0, holes=0)
 
 
+def csv_of(log: Path, path: Path) -> Path:
+    """The samples of a log as a CSV in the generic format (the same walk, without the log's reassembly)."""
+    from hipcheck.imu_csv import write_imu_csv
+    from hipcheck.sessionfile import read_session_log
+
+    samples = read_session_log(log)
+    write_imu_csv(path, samples.t_s, samples.acc_m_s2, samples.gyr_rad_s)
+    return path
+
+
 def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -88,6 +99,12 @@ def one_session(log: Path, folder: Path) -> dict:
     figures_s, _ = best(lambda: draw_session(result, ReviewSettings()))
     return {"review_s": whole, "read_log_s": read_s, "analyze_s": analyse_s, "json_s": json_s,
             "figures_s": figures_s, "strides": int(len(analysis.strides)), "samples": int(len(recording.acc_m_s2))}
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
 
 
 def folder_of_sessions(logs: list[Path], n: int, jobs: int, folder: Path) -> dict:
@@ -152,6 +169,12 @@ def main() -> None:
               f"{one['strides']} strides): {one['review_s']:.2f} s (target ≤ 2 s) — read the log "
               f"{one['read_log_s']:.2f} s, analyse {one['analyze_s']:.2f} s, JSON {one['json_s']:.2f} s, figures "
               f"{one['figures_s']:.2f} s; load {_load()}", flush=True)
+        csv = csv_of(logs[0], folder / "walk.csv")
+        from hipcheck.review import review
+
+        t_csv = min(_timed(lambda: review([csv], folder / "csv.html", progress=False)) for _ in range(2))
+        figures["one_session_csv_s"] = t_csv
+        print(f"1b. the same walk as a CSV (no log to reassemble): {t_csv:.2f} s; load {_load()}", flush=True)
         if not args.skip_folder:
             many = figures["folder"] = folder_of_sessions(logs, args.sessions, args.jobs, folder)
             print(f"2. a folder of {many['sessions']} sessions of {args.minutes:g} min, --jobs {many['jobs']}: "
