@@ -15,6 +15,7 @@ with a perfect sensor). Bad input is refused with what to redo.
 import functools
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,6 +295,18 @@ def test_mount_walk_turning_or_too_short_is_refused():
     with pytest.raises(MountingError, match="no walk or bend found after the stand"):
         still = simulate_stand(duration_s=10, sensor=sensor, seed=4)
         estimate_mounting(still.acc_sensor_m_s2, still.gyr_sensor_rad_s, FS)
+
+
+@pytest.mark.parametrize("name", ["HA-001-Test5-Trial1", "MS-001-Test11-Trial1-12000-15000"])
+def test_real_recordings_that_are_no_mount_step_are_refused(name):
+    """Two mobgap lab recordings (tests/data/mobgap, Apache-2.0): a short walk started without a quiet stand, and
+    30 s of a daily-life course. Neither is the mount step; each is refused with what to redo, never turned into a
+    mounting. (All nine recordings of the set are refused: docs/validation.md.)"""
+    data = np.load(Path(__file__).parent / "data" / "mobgap" / f"{name}.npz")
+    with pytest.raises(MountingError, match="(repeat|redo the mount step)$"):
+        estimate_mounting(data["acc"], np.radians(data["gyr_dps"]), float(data["fs"]))
+    with pytest.raises(CalibrationRefused, match="moving during the gyro step"):
+        estimate_gyro_bias(data["acc"], np.radians(data["gyr_dps"]), float(data["fs"]))
 
 
 def test_inputs_are_checked():
