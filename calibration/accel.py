@@ -70,7 +70,7 @@ TURN_RESIDUAL_MAX_DEG = 5.0  # a 1 % gyroscope scale error leaves ~1° over a ha
 TURN_MIN_CONDITION_DEG = 20.0  # turns about two axes at least this far apart (the weakest direction's angle)
 SCALE_PLAUSIBLE = (0.8, 1.25)
 BIAS_PLAUSIBLE_M_S2 = 2.5  # a quarter of g: no MEMS part is that far off
-_NUMBERS = ("no", "one", "two", "three", "four", "five")
+_NUMBERS = ("no", "one", "two", "three", "four", "five")  # "only three poses"
 _REDO = ("put the sensor down still for 2 s on each face (x, y and z up and down) and on a few edges, and redo the "
          "accel step")
 
@@ -216,6 +216,9 @@ def _check_coverage(means: np.ndarray, names: tuple[str, ...]) -> None:
     missing = [face for face in order if not np.any(directions @ pose_up_sensor(face) >= cos_cover)]
     if not missing:
         return
+    if not len(means):
+        raise CalibrationRefused(f"no still pose found (the sensor never lay still for {MIN_POSE_S:g} s): {_REDO}",
+                                 "accel")
     count = _NUMBERS[len(means)] if len(means) < len(_NUMBERS) else str(len(means))
     found = f" ({', '.join(names)})" if names else ""
     lead = f"only {count} poses{found}:" if len(means) < len(FACE_POSES) else f"{count} poses{found}, but"

@@ -266,6 +266,9 @@ def test_only_three_poses_names_the_missing_ones():
     with pytest.raises(CalibrationRefused, match=r"only three poses \(x up, y up, z up\): missing x down, y down, "
                                                  r"z down: put the sensor down still .* redo the accel step"):
         estimate_accel(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS)
+    walk = simulate_walk(duration_s=10, sensor=SensorModel.with_errors(2), seed=2)  # held, never put down
+    with pytest.raises(CalibrationRefused, match="no still pose found"):
+        estimate_accel(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, FS)
     eight = ("z up", "z down", "x up", "x down", "y up", "x+y up", "x-z up", "y+z up")
     trace = simulate_calibration_poses(poses=eight, sensor=SensorModel.with_errors(2), seed=2)
     with pytest.raises(CalibrationRefused, match=r"8 poses \(.*\), but missing y down: .*redo the accel step"):
