@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,7 +309,11 @@ async def _until(state: dict, t_us: int, step: Step, t0_us: int, guide: Guide, t
     step's end."""
     deadline = time.monotonic() + timeout_s
     shown = -1
+    seen = state.get("t_us", -1)
     while state.get("t_us", -1) < t_us:
+        if state.get("t_us", -1) != seen:  # samples keep coming: the time limit counts from the newest
+            seen = state.get("t_us", -1)
+            deadline = time.monotonic() + timeout_s
         if state.get("ended"):
             if scripted and state.get("t_us", -1) >= t_us - 0.5e6:
                 return
@@ -328,6 +333,35 @@ async def _until(state: dict, t_us: int, step: Step, t0_us: int, guide: Guide, t
             guide.progress(step, done)
 
 
+async def _in_daemon(fn, *args):
+    """fn(*args) in a daemon thread (a person's Enter may never come: Ctrl-C must not wait for it, as it would for
+    asyncio.to_thread's pool), while the session's tasks go on."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle(result, error) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting coroutine
+            error = e
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is gone (interrupted): nobody waits
+            pass
+
+    threading.Thread(target=run, name="calibrate-guide", daemon=True).start()
+    return await done
+
+
 async def _record_steps(session, the_steps, guide: Guide, scripted_starts=None, timeout_s: float = 30.0,
                         first_seq: int | None = None):
     """Record the steps on a running session. scripted_starts: the simulated person's step times (s from the first
@@ -345,9 +379,9 @@ async def _record_steps(session, the_steps, guide: Guide, scripted_starts=None, 
         t_first = int(store[0]["t_device_us"][0])
         starts_us = []
         for i, step in enumerate(the_steps):
-            await asyncio.to_thread(guide.ready, i + 1, len(the_steps), step)
+            await _in_daemon(guide.ready, i + 1, len(the_steps), step)
             if scripted_starts is None:
-                await asyncio.to_thread(guide.countdown)
+                await _in_daemon(guide.countdown)
                 start = state["t_us"]
             else:  # the simulated person keeps to the script's clock, whenever Enter comes
                 guide.countdown(wait=False)
