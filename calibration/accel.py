@@ -56,7 +56,7 @@ from hipcheck.motion.poses import ACCEL_POSES, FACE_POSES, pose_up_sensor
 from hipcheck.rotation import matrix_from_quat, quat_from_rotvec, quat_multiply, quat_normalize
 from hipcheck.units import DEG_PER_RAD, GRAVITY_M_S2
 
-__all__ = ["AccelCalibration", "estimate_accel", "FACE_POSES", "FULL_MODEL_MIN_POSES"]
+__all__ = ["AccelCalibration", "estimate_accel", "FULL_MODEL_MIN_POSES"]
 
 FULL_MODEL_MIN_POSES = 9  # 9 parameters: 6 of a symmetric M, 3 of the bias
 MIN_POSE_S = 1.0

@@ -339,8 +339,9 @@ def _forward_from_walk(up, walk_q, walk_acc, fs_hz):
     tracker = PelvisTracker(fs_hz, vertical_sensor=up, yaw_walk_s=WALK_MIN_S, sign_walk_s=WALK_MIN_S)
     tracker.update(q, acc)
     if tracker.walking_s < WALK_MIN_S:
-        raise MountingError(f"too few steps: no steady walking found in the walk ({tracker.walking_s:.1f} s of the {WALK_MIN_S:g} s "
-                            "needed): walk straight at a comfortable pace for 20 s")
+        raise MountingError(f"too few steps: no steady walking found in the walk ({tracker.walking_s:.1f} s of the "
+                            f"{WALK_MIN_S:g} s needed): walk straight at a comfortable pace for 20 s and redo the "
+                            "mount step")
     if not tracker.aligned:
         # Forward and backward look alike but for the phase of AP against vertical acceleration (hipcheck.pelvis).
         raise MountingError(f"the walk does not show which way is forward (evidence "

@@ -2,12 +2,12 @@
 
 "Neutral" pelvic tilt differs from person to person by several degrees (standing: Herrington 2011, "Assessment of
 the degree of pelvic tilt within a normal asymptomatic population", Manual Therapy 16(6):646-648; in walking an SD
-of about 4°, Kadaba et al. 1989, as hipcheck.detect cites; sitting tips the pelvis back by 10-20°), so the posture mode's
-``neutral_tilt_deg`` and the tilt detector's thresholds are centred on the wearer's own. The wearer stands (or
-sits) still and comfortably for a few seconds; the estimate is the mean Baker tilt and obliquity (docs/angles.md:
-tilt + = anterior, obliquity + = left side higher) of the pelvis frame given by the mounting, over the recording
-without its first and last ``_EDGE_S``. The orientation comes from the offline fusion after the recording's mean
-angular rate is taken off the gyroscope (still, that mean is the bias).
+of about 4°, Kadaba et al. 1989, as hipcheck.detect cites; sitting tips the pelvis back by 10-20°), so the posture
+mode's ``neutral_tilt_deg`` and the tilt detector's thresholds are centred on the wearer's own. The wearer stands
+(or sits) still and comfortably for a few seconds; the estimate is the mean Baker tilt and obliquity
+(docs/angles.md: tilt + = anterior, obliquity + = left side higher) of the pelvis frame given by the mounting, over
+the recording without its first and last ``_EDGE_S``. The orientation comes from the offline fusion after the
+recording's mean angular rate is taken off the gyroscope (still, that mean is the bias).
 
 When the mounting itself came from a quiet stand (``hipcheck.calibration.mounting``), neutral standing reads zero
 by construction and the standing estimate only checks it; sitting, and a mounting declared or found automatically,

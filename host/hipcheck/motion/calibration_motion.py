@@ -53,7 +53,8 @@ class StandWalkSettings(WalkSettings):
 
     def __post_init__(self):
         if self.stand_on not in ("both", "left", "right"):
-            raise InvalidValueError(f"stand_on={self.stand_on!r}: stand on 'both' feet, or on the 'left' or 'right' leg")
+            raise InvalidValueError(f"stand_on={self.stand_on!r}: stand on 'both' feet, or on the 'left' or 'right' "
+                                    "leg")
         if not self.stand_s >= 1.0:
             raise InvalidValueError(f"stand_s={self.stand_s:g}: the stand lasts at least 1 s")
         object.__setattr__(self, "start_rest_s", float(self.stand_s))
