@@ -513,7 +513,8 @@ async def _open_link(which, kind: str | None, flash_dir, seed: int):
             else:
                 aside.replace(stored)
 
-    link = SimLink(trace, workdir=flash, extra_args=("--profile", str(stored)), realtime=realtime)
+    # (its trace and stderr go to a temporary folder: the flash holds the profile only)
+    link = SimLink(trace, extra_args=("--profile", str(stored)), realtime=realtime)
     return link, starts, restore
 
 
