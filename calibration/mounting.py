@@ -64,9 +64,10 @@ STAND_MAX_ACC_STD_M_S2 = 0.15  # per axis: postural sway is ~0.03 m/s², shiftin
 STAND_MAX_ROTATION_DEG = 3.0  # orientation spread during the stand
 # Beyond these the wearer was not standing but moving (a step, walking): the stand is "moved", not "unsteady".
 STAND_MOVED_ACC_STD_M_S2 = 1.0
-# Quiet standing on both feet turns the pelvis by tenths of a degree (simulated: 1.1-1.5 °/s RMS of the rate);
-# single-leg stance sways two to three times as far and faster (4-6 °/s, 0.5-0.7 m/s² in hipcheck.motion, whose
-# sizes follow the postural-sway literature cited in docs/motion.md).
+# Quiet standing on both feet turns the pelvis by tenths of a degree: 0.4-1.3 °/s RMS of the rate and 0.03-0.07
+# m/s² of acceleration sd in the quietest 2 s of the mobgap lab recordings that begin standing (simulated: 1.1-1.5
+# °/s); single-leg stance sways two to three times as far and faster (4-6 °/s, 0.5-0.7 m/s² in hipcheck.motion,
+# whose sizes follow the postural-sway literature cited in docs/motion.md).
 STAND_MAX_GYR_RMS_DPS = 3.0
 # The walk: a turn of the smoothed heading beyond this is not walking straight; fewer steps than this are not enough
 # to find forward.
