@@ -244,3 +244,17 @@ def test_neutral_from_a_recording_needs_the_mounting_first(tmp_path):
     neutral = profiles.load_profile("bench-2").values("neutral")
     assert abs(neutral["neutral_standing_tilt_deg"] - 5.0) < 0.5  # the ideal sensor mounted square: the true tilt
     assert json.loads(stdout)["estimate"]["neutral_standing_tilt_deg"] == neutral["neutral_standing_tilt_deg"]
+
+
+@pytest.mark.parametrize("kind, make, says", [
+    ("accel", lambda s: motion.simulate_calibration_poses(poses=("z up", "x up", "y up"), sensor=s, seed=1),
+     "missing x down, y down, z down"),
+    ("gyro", lambda s: motion.simulate_stand(duration_s=8.0, sensor=s, seed=1), "moving during the gyro step"),
+])
+def test_bad_calibration_input_is_one_line_naming_what_to_redo(kind, make, says, tmp_path):
+    trace = make(motion.SensorModel.with_errors(seed=5))
+    csv = tmp_path / "bad.csv"
+    write_imu_csv(csv, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    code, _, stderr = run("calibrate", kind, "--from", str(csv), "--device", "bench-3")
+    assert code == EXIT_REFUSED and says in stderr and "redo" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and profiles.load_profile("bench-3") is None
