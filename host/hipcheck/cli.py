@@ -1192,6 +1192,8 @@ def _calibrate_profiles(args: argparse.Namespace, parser: argparse.ArgumentParse
         print(f"no calibration profiles in {profile.config_dir() / 'profiles'}")
     for p in [] if args.json else found:
         print(f"{p.summary()}  ({p.path})")
+        print(f"  on the sensor since {p.uploaded['date'][:16].replace('T', ' ')}" if p.uploaded else
+              "  not on the sensor yet (hipcheck calibrate upload)")
         for kind, entry in p.calibrations.items():
             print(f"  {kind}: " + ", ".join(f"{k} {format_value(v)}" for k, v in entry["values"].items()))
     return 0
