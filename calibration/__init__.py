@@ -12,10 +12,10 @@ small frozen result with its quality figures and ``to_dict()``), each refusing a
 """
 
 from hipcheck.calibration.accel import AccelCalibration, estimate_accel
-from hipcheck.calibration.common import CalibrationRefused
+from hipcheck.calibration.common import CHIP_NOISE, CalibrationRefused
 from hipcheck.calibration.gyro import GyroCalibration, estimate_gyro_bias
 from hipcheck.calibration.mounting import MountingCalibration, MountingError, estimate_mounting
 from hipcheck.calibration.neutral import NeutralCalibration, estimate_neutral
 
-__all__ = ["CalibrationRefused", "GyroCalibration", "estimate_gyro_bias", "AccelCalibration", "estimate_accel",
+__all__ = ["CalibrationRefused", "CHIP_NOISE", "GyroCalibration", "estimate_gyro_bias", "AccelCalibration", "estimate_accel",
            "MountingError", "MountingCalibration", "estimate_mounting", "NeutralCalibration", "estimate_neutral"]

@@ -3,8 +3,10 @@
 Stillness is judged against the sensor's own noise: a sensor lying on a table reads white noise of the datasheet's
 density over the band fs/2 (the convention of ST's LSM6DSO datasheets, as in ``hipcheck.motion.sensor``) plus the
 quantisation of the wire format (one LSB, uniform: LSB/√12). A window whose standard deviation exceeds that by
-``STILL_NOISE_FACTOR`` on any axis is moving. The defaults describe the LSM6DSOX; a noisier part (or a recording
-from another sensor) passes its densities.
+``STILL_NOISE_FACTOR`` on any axis is moving. The default densities are those of the noisiest part the firmware
+drives (``CHIP_NOISE``: the MPU-6050's accelerometer, the MPU-6050's and LSM6DS3TR-C's gyroscope), so that every
+supported sensor lying still passes; a hand-held sensor does not (tremor moves it by tenths of a degree per second,
+several times the limit). A caller that knows the part may pass its own, stricter, densities.
 """
 
 from __future__ import annotations
@@ -17,11 +19,20 @@ from hipcheck.inputs import unit_problem
 from hipcheck.settings import check_rate
 from hipcheck.units import ACC_LSB_M_S2, GRAVITY_M_S2, GYR_LSB_RAD_S, RAD_PER_DEG
 
-__all__ = ["CalibrationRefused", "check_samples", "noise_sd", "moving_sd", "still_runs", "jsonable",
+__all__ = ["CalibrationRefused", "check_samples", "noise_sd", "moving_sd", "still_runs", "jsonable", "CHIP_NOISE",
            "ACC_NOISE_UG_RTHZ", "GYR_NOISE_MDPS_RTHZ", "STILL_NOISE_FACTOR", "STILL_WINDOW_S"]
 
-ACC_NOISE_UG_RTHZ = 110.0  # LSM6DSOX, high-performance mode (DS12140 Table 2), µg/√Hz
-GYR_NOISE_MDPS_RTHZ = 3.8  # mdps/√Hz
+# Typical noise densities of the chips the firmware drives (datasheets, high-performance modes: ST LSM6DSOX DS12140
+# and LSM6DS3TR-C; InvenSense MPU-6050 PS-MPU-6000A, MPU-6886 DS-000193), as the estimators' keyword arguments:
+# estimate_accel(..., **CHIP_NOISE["LSM6DSOX"]).
+CHIP_NOISE = {
+    "LSM6DSOX": {"acc_noise_ug_rthz": 110.0, "gyr_noise_mdps_rthz": 3.8},
+    "LSM6DS3TR-C": {"acc_noise_ug_rthz": 90.0, "gyr_noise_mdps_rthz": 5.0},
+    "MPU-6050": {"acc_noise_ug_rthz": 400.0, "gyr_noise_mdps_rthz": 5.0},
+    "MPU-6886": {"acc_noise_ug_rthz": 100.0, "gyr_noise_mdps_rthz": 4.0},
+}
+ACC_NOISE_UG_RTHZ = max(chip["acc_noise_ug_rthz"] for chip in CHIP_NOISE.values())  # µg/√Hz
+GYR_NOISE_MDPS_RTHZ = max(chip["gyr_noise_mdps_rthz"] for chip in CHIP_NOISE.values())  # mdps/√Hz
 # A window's sd from 50 samples scatters by ~10 %; 4x the expected noise leaves room for a part noisier than typical
 # and still refuses a hand holding the sensor (tremor: tenths of a degree per second, ten times the noise).
 STILL_NOISE_FACTOR = 4.0

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from hipcheck.calibration import (
+    CHIP_NOISE,
     CalibrationRefused,
     MountingError,
     estimate_accel,
@@ -153,6 +154,22 @@ def test_six_faces_give_scale_and_bias():
     assert np.max(np.abs(accel.acc_bias_m_s2 - trace.truth.acc_bias_m_s2.mean(axis=0))) < 0.02
     with pytest.raises(CalibrationRefused, match="full model needs 9"):
         estimate_accel(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, FS, model="full")
+
+
+def test_every_supported_chip_lying_still_is_still():
+    """The stillness limits are set by the noisiest chip the firmware drives (the MPU-6050: 400 µg/√Hz); with it the
+    steps pass and stay within their accuracy, while a person wearing the sensor is refused
+    (test_moving_during_the_gyro_step_is_refused)."""
+    assert CHIP_NOISE["MPU-6050"]["acc_noise_ug_rthz"] == max(c["acc_noise_ug_rthz"] for c in CHIP_NOISE.values())
+    sensor = SensorModel.with_errors(2, **CHIP_NOISE["MPU-6050"])
+    still = simulate_calibration_poses(poses=("z up",), pose_s=10.0, sensor=sensor, seed=2)
+    gyro = estimate_gyro_bias(still.acc_sensor_m_s2, still.gyr_sensor_rad_s, FS)
+    assert np.max(np.abs(gyro.gyro_bias_rad_s - still.truth.gyr_bias_rad_s.mean(axis=0))) * DEG_PER_RAD < 0.05
+    poses = simulate_calibration_poses(sensor=sensor, seed=2)
+    accel = estimate_accel(poses.acc_sensor_m_s2, poses.gyr_sensor_rad_s, FS)
+    assert len(accel.poses) == 12
+    assert np.max(np.abs(accel.acc_scale / np.linalg.norm(np.array(sensor.acc_gain), axis=1) - 1)) < 0.005
+    assert np.max(np.abs(accel.acc_bias_m_s2 - poses.truth.acc_bias_m_s2.mean(axis=0))) < 0.02
 
 
 def test_neutral_standing_and_sitting():
