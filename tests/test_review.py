@@ -235,3 +235,30 @@ def test_a_session_that_cannot_be_read_is_listed_and_the_rest_reviewed(archive, 
     assert done.sessions["error"].notna().tolist() == [False, True]
     assert f"not reviewed: {bad}:" in capsys.readouterr().out
     assert "not analysed:" in (tmp_path / "r.html").read_text()
+
+
+def test_link_quality_counts_the_backfilled_and_the_lost_samples(tmp_path):
+    """A log whose packets 20-24 came late (backfilled) and whose samples 500-539 were given up (gap_lost): the
+    link account counts them and its figure is drawn; a log without the session's closing NOTE is said not closed."""
+    trace = simulate_walk(duration_s=8.0, seed=4, drop_right_deg=8.0)
+    quat, acc, gyr, flags = protocol.to_wire(trace.truth.q_sensor_to_earth, trace.acc_sensor_m_s2,
+                                             trace.gyr_sensor_rad_s)
+    packets = protocol.encode_data_packets(0, 0, 10_000, quat, acc, gyr, flags, samples_per_packet=10)
+    resent = protocol.encode_data_packets(200, 2_000_000, 10_000, quat[200:250], acc[200:250], gyr[200:250],
+                                          flags[200:250] | np.uint8(protocol.SampleFlag.BACKFILLED),
+                                          samples_per_packet=10)
+    path = tmp_path / "lossy.hclog"
+    with LogWriter(path, {"link": "test", "device": None}) as log:
+        for k, packet in enumerate(packets):
+            if not (20 <= k < 25 or 50 <= k < 54):
+                log.packet("data", packet, 0.1 * k)
+            if k == 35:
+                for again in resent:
+                    log.packet("data", again, 0.1 * k)
+            if k == 60:
+                log.note("gap_lost", 0.1 * k, first_seq=500, n=40, reason="backfill failed")
+    done = review_module.review_session(review_module.Session(str(path), path.name), review_module.ReviewSettings())
+    assert not done.error
+    assert {k: done.link[k] for k in ("samples", "samples_backfilled_in_log", "samples_lost_in_log", "closed")} == \
+        {"samples": len(packets) * 10, "samples_backfilled_in_log": 50, "samples_lost_in_log": 40, "closed": False}
+    assert done.json["input"]["samples_lost"] == 40 and "link" in done.figures
