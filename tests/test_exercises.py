@@ -123,17 +123,20 @@ def fused_segment_angles(trace):
     return segment_angles_deg(q, trace.truth.q_sensor_to_pelvis)
 
 
-def check_reps(reps, trace, tempo_tol):
+def check_reps(reps, trace, tempo_tol=0.1):
+    """Counted exactly, each rep's start and end near the truth's, the set's tempo within 10 % and each rep's up and
+    down time within tempo_tol of the truth's (its own up and down intervals)."""
     truth = [i for i in trace.truth.intervals if i.kind == "rep"]
     assert len(reps) == len(truth)
     cfg = trace.params
     np.testing.assert_allclose(reps["start_sample"] / FS_HZ, [i.start_s for i in truth], atol=0.2)
     np.testing.assert_allclose(reps["end_sample"] / FS_HZ, [i.end_s for i in truth], atol=0.3)
-    # The set's tempo within 10 %, and each rep's within tempo_tol.
     assert np.mean(reps["up_s"]) == pytest.approx(cfg["up_s"], rel=0.1)
     assert np.mean(reps["down_s"]) == pytest.approx(cfg["down_s"], rel=0.1)
-    np.testing.assert_allclose(reps["up_s"], cfg["up_s"], rtol=tempo_tol)
-    np.testing.assert_allclose(reps["down_s"], cfg["down_s"], rtol=tempo_tol)
+    ups = [i.end_s - i.start_s for i in trace.truth.intervals if i.kind == "up"]
+    downs = [i.end_s - i.start_s for i in trace.truth.intervals if i.kind == "down"]
+    np.testing.assert_allclose(reps["up_s"], ups, rtol=tempo_tol)
+    np.testing.assert_allclose(reps["down_s"], downs, rtol=tempo_tol)
 
 
 @pytest.mark.parametrize("drop_side, seed", [(None, 1), ("right", 2), ("left", 3)])
@@ -144,13 +147,16 @@ def test_bridges_counted_timed_and_side_drop_flagged(drop_side, seed):
     reps = np.concatenate([counter.update(angles[i:i + 137]) for i in range(0, len(angles), 137)])
     np.testing.assert_array_equal(reps, count_reps(angles, FS_HZ, "bridge"))  # blocks change nothing
     assert counter.count == 12
-    check_reps(reps, trace, tempo_tol=0.12)
+    check_reps(reps, trace)  # each rep's up (1 s) and down (3 s) within 10 %
     np.testing.assert_allclose(reps["range_deg"], 25.0, atol=1.5)
     expected = {None: "none", "right": "right side dropped", "left": "left side dropped"}[drop_side]
     assert {FLAG_NAMES[f] for f in reps["flag"]} == {expected}
 
 
 def test_bridge_tempo_follows_the_exercise():
+    """2 s up, 2 s down: the set's tempo within 10 %; each rep within 12 %. The simulator's angle wobble (0.3° RMS,
+    0.05–1 Hz, as slow as these movements) moves a 2 s rep's own 20–80 % times: on the exact angles the counter is
+    off by up to 10.6 % (docs/detectors.md), so 10 % per rep is the measurement's floor here, not its margin."""
     trace = simulate_bridge(reps=12, up_s=2.0, down_s=2.0, top_s=0.5, seed=4, fs_hz=FS_HZ)
     reps = count_reps(fused_segment_angles(trace), FS_HZ, "bridge")
     check_reps(reps, trace, tempo_tol=0.12)
@@ -161,7 +167,10 @@ def test_clamshells_counted_and_roll_back_flagged(worn, roll_back_deg, seed):
     trace = simulate_clamshell(reps=20, worn=worn, roll_back_deg=roll_back_deg, seed=seed, fs_hz=FS_HZ)
     on_pelvis = {"worn_on_pelvis": 1.0} if worn == "pelvis" else {}
     reps = count_reps(fused_segment_angles(trace), FS_HZ, "clamshell", on_pelvis)
-    check_reps(reps, trace, tempo_tol=0.2)
+    # On the thigh, each rep's opening (1 s) and closing (3 s) within 10 %. Worn on the pelvis the "reps" are the
+    # 15° roll-backs, flagged: their timing is not the exercise's tempo, and the 0.3° wobble on 15° moves it by up to
+    # 14 % even on the exact angles.
+    check_reps(reps, trace, tempo_tol=0.1 if worn == "thigh" else 0.2)
     expected_range = roll_back_deg + (40.0 if worn == "thigh" else 0.0)
     np.testing.assert_allclose(reps["range_deg"], expected_range, rtol=0.05)  # the fusion loses ~1° of 40
     flagged = {FLAG_NAMES[f] for f in reps["flag"]}

@@ -433,11 +433,15 @@ REP_STATE_DTYPE = np.dtype([
     ("peak_sample", np.int64),
 ])
 _REP_BUFFER_S = 60.0  # longest rep
+_REP_BASE_S = 0.3  # the rep's own rest level: the mean over this long before its start
 # A minimum-jerk movement (Flash and Hogan 1985, "The coordination of arm movements: an experimentally confirmed
-# mathematical model", J Neurosci 5:1688–1703; the quintic 10u³ − 15u⁴ + 6u⁵) passes 10 % of its way at u = 0.2466
-# and 90 % at 0.7534: its whole duration is the 10–90 % time over 0.5067. Noise hides the ends; these do not.
+# mathematical model", J Neurosci 5:1688–1703; the quintic 10u³ − 15u⁴ + 6u⁵) passes 20 % of its way at
+# u = 0.32660 and 80 % at 0.67340: its whole duration is the 20–80 % time over 0.34681. The ends, where the
+# movement is slow and the segment's own wobble decides, are not measured directly; the 20–80 % times are where it
+# is fastest, so a wobble of the angle moves them least.
 _MJ_10 = 0.24664
-_MJ_SPAN = 1.0 - 2.0 * _MJ_10
+_MJ_20 = 0.32660
+_MJ_SPAN = 1.0 - 2.0 * _MJ_20
 
 
 @numba.njit(cache=True)
@@ -455,12 +459,42 @@ def _crossing(ring, lo, hi, level, step):
 
 
 @numba.njit(cache=True)
+def _interpolated(ring, s, level, sign, base):
+    """Where (fractional sample) the rep's signed angle, sign · column 2 − base, crosses level between samples s
+    and s + 1 (linear interpolation); s itself if it does not."""
+    n = ring.shape[0]
+    v0 = sign * ring[s % n, 2] - base
+    v1 = sign * ring[(s + 1) % n, 2] - base
+    if v1 == v0 or (v0 - level) * (v1 - level) > 0.0:
+        return float(s)
+    return s + (level - v0) / (v1 - v0)
+
+
+@numba.njit(cache=True)
+def _own_crossing(ring, lo, hi, level, sign, base, rising):
+    """The last crossing of ``level`` before hi (searching back from hi to lo) by the rep's signed angle against its
+    own base: rising, the last sample below level followed by one at or above it; falling, the reverse. Fractional
+    sample; NaN if none."""
+    n = ring.shape[0]
+    s = hi - 1
+    while s >= lo:
+        v0 = sign * ring[s % n, 2] - base
+        v1 = sign * ring[(s + 1) % n, 2] - base
+        if (rising and v0 < level <= v1) or (not rising and v0 > level >= v1):
+            return _interpolated(ring, s, level, sign, base)
+        s -= 1
+    return math.nan
+
+
+@numba.njit(cache=True)
 def _close_rep(settings, st, ring, now, out, n_out):
-    """The rep whose value just came back to 10 % of its peak at ``now``: its timing from the 10 % and 90 %
-    crossings, extended to a minimum-jerk movement's whole duration."""
+    """The rep whose value just came back to 10 % of its peak at ``now``. Its top: the mean between the 90 %
+    crossings (found from the peak, then again from that mean, which noise leaves below the peak). Its own rest:
+    the mean over ``_REP_BASE_S`` before it began (the slow drift of the rest follows only while still, and the
+    segment's wobble moves it). Up and down times from the 20 % and 80 % crossings of the way from that rest to the
+    top, interpolated between samples, extended to a minimum-jerk movement's whole duration."""
     fs = settings["fs_hz"]
     n = ring.shape[0]
-    # The top from the peak first, then again from the mean over that top (the peak stands above it by the noise).
     top = st["peak"]
     for _ in range(2):
         t10_up = _crossing(ring, st["peak_sample"], st["first"] - 1, 0.1 * top, -1)
@@ -473,18 +507,46 @@ def _close_rep(settings, st, ring, now, out, n_out):
             t10_down += 1
         total = 0.0
         level = 0.0
+        signed = 0.0
         for k in range(t90_up, t90_down + 1):
             total += ring[k % n, 0]
             level += ring[k % n, 1]
+            signed += ring[k % n, 2]
         count = t90_down - t90_up + 1
         top = total / count
-    up = (t90_up - t10_up) / _MJ_SPAN
-    down = (t10_down - t90_down) / _MJ_SPAN
+    sign = 1.0 if signed >= 0.0 else -1.0
+    # The plateau: the 90 % crossings extended as a minimum-jerk movement's (its 90 % point is _MJ_10 of the way
+    # from the top's start in time), so the flanks do not lower the top's level.
+    span = 1.0 - 2.0 * _MJ_10
+    plateau_lo = t90_up + int(round(_MJ_10 / span * (t90_up - t10_up)))
+    plateau_hi = t90_down - int(round(_MJ_10 / span * (t10_down - t90_down)))
+    if plateau_hi < plateau_lo:
+        plateau_lo = plateau_hi = st["peak_sample"]
+    signed = 0.0
+    for k in range(plateau_lo, plateau_hi + 1):
+        signed += ring[k % n, 2]
+    signed /= plateau_hi - plateau_lo + 1
+    # The rep's own rest: before its start (estimated from the 10 % crossing), after the previous rep.
+    base_hi = max(st["first"] + 1, t10_up - int(round(_MJ_10 / span * (t90_up - t10_up))))
+    base_lo = max(st["first"], base_hi - int(round(_REP_BASE_S * fs)))
+    base = 0.0
+    for k in range(base_lo, base_hi):
+        base += sign * ring[k % n, 2]
+    base /= max(1, base_hi - base_lo)
+    rise = sign * signed - base
+    up20 = _own_crossing(ring, st["first"], t90_up, 0.2 * rise, sign, base, True)
+    up80 = _own_crossing(ring, st["first"], t90_up, 0.8 * rise, sign, base, True)
+    down80 = _own_crossing(ring, t90_down, now, 0.8 * rise, sign, base, False)
+    down20 = _own_crossing(ring, t90_down, now, 0.2 * rise, sign, base, False)
+    if not (math.isfinite(up20) and math.isfinite(up80) and math.isfinite(down80) and math.isfinite(down20)):
+        up20, up80, down80, down20 = float(t10_up), float(t90_up), float(t90_down), float(t10_down)
+    up = (up80 - up20) / _MJ_SPAN
+    down = (down20 - down80) / _MJ_SPAN
     rec = out[n_out]
-    rec["start_sample"] = int(round(t10_up - _MJ_10 * up))
-    rec["top_start_sample"] = int(round(t90_up + _MJ_10 * up))
-    rec["top_end_sample"] = int(round(t90_down - _MJ_10 * down))
-    rec["end_sample"] = int(round(t10_down + _MJ_10 * down))
+    rec["start_sample"] = int(round(up20 - _MJ_20 * up))
+    rec["top_start_sample"] = int(round(up80 + _MJ_20 * up))
+    rec["top_end_sample"] = int(round(down80 - _MJ_20 * down))
+    rec["end_sample"] = int(round(down20 + _MJ_20 * down))
     rec["up_s"] = up / fs
     rec["down_s"] = down / fs
     rec["top_s"] = max(0.0, (rec["top_end_sample"] - rec["top_start_sample"]) / fs)
@@ -510,14 +572,14 @@ def rep_update(settings_array, state_array, ring, angles_deg, out):
     n_ring = ring.shape[0]
     rest_gain = 1.0 / (settings["rest_tau_s"] * fs)
     enter = 0.5 * settings["min_range_deg"]
-    n_out = 0
+    n_out = np.int64(0)  # typed: _close_rep compiles once
     for i in range(angles_deg.shape[0]):
         sample = st["next"] + i
         a = angles_deg[i, 2] if settings["mode"] == BRIDGE else angles_deg[i, 1]
         obl = angles_deg[i, 1]
         if not (math.isfinite(a) and math.isfinite(obl)):
-            ring[sample % n_ring, 0] = ring[(sample - 1) % n_ring, 0]  # hold the last value through a gap
-            ring[sample % n_ring, 1] = ring[(sample - 1) % n_ring, 1]
+            for col in range(3):  # hold the last value through a gap
+                ring[sample % n_ring, col] = ring[(sample - 1) % n_ring, col]
             continue
         if sample == 0 or not math.isfinite(st["rest"]):
             st["rest"] = a
@@ -526,6 +588,7 @@ def rep_update(settings_array, state_array, ring, angles_deg, out):
         x = abs(a - st["rest"])
         ring[sample % n_ring, 0] = x
         ring[sample % n_ring, 1] = obl - st["rest_level"]
+        ring[sample % n_ring, 2] = a - st["rest"]
         if st["active"] == 0:
             if x > enter:
                 st["active"] = 1
@@ -575,7 +638,7 @@ class RepCounter:
         self.settings["mode"] = REP_MODES[mode]
         self.state = np.zeros(1, dtype=REP_STATE_DTYPE)
         self.state["rest"] = np.nan
-        self._ring = np.zeros((int(_REP_BUFFER_S * fs_hz), 2))
+        self._ring = np.zeros((int(_REP_BUFFER_S * fs_hz), 3))
         self.count = 0
 
     def update(self, angles_deg: np.ndarray) -> np.ndarray:
