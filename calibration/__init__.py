@@ -8,7 +8,8 @@ small frozen result with its quality figures and ``to_dict()``), each refusing a
 - ``accel``: accelerometer scale, bias and axis misalignment from six or more still poses;
 - ``mounting``: the sensor → pelvis rotation from a quiet stand and a short walk or a forward bend;
 - ``neutral``: the wearer's neutral pelvic tilt standing and sitting;
-- ``profile``: the device profiles that hold them.
+- ``common``: the refusal and the stillness check they share;
+- ``profile`` and ``procedures``: the device profiles that hold them and the guided steps of ``hipcheck calibrate``.
 """
 
 from hipcheck.calibration.accel import AccelCalibration, estimate_accel
