@@ -12,7 +12,6 @@ several times the limit). A caller that knows the part may pass its own, stricte
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from hipcheck.errors import InvalidValueError
 from hipcheck.inputs import unit_problem
@@ -83,10 +82,19 @@ def noise_sd(fs_hz: float, acc_noise_ug_rthz: float = ACC_NOISE_UG_RTHZ,
 
 
 def moving_sd(x: np.ndarray, window: int) -> np.ndarray:
-    """Largest per-axis standard deviation over a centred window of ``window`` samples, per sample (n,)."""
+    """Largest per-axis standard deviation over a centred window of ``window`` samples, per sample (n,).
+
+    Running sums of x and x², taken about the median so that the squares stay small: O(n) time and memory at any
+    rate (a window view would hold n × window numbers: 0.6 GB for a minute at 1 kHz)."""
     n = len(x)
     window = int(max(2, min(window, n)))
-    sd = sliding_window_view(x, window, axis=0).std(axis=-1).max(axis=-1)  # (n - window + 1,)
+    centred = x - np.median(x, axis=0)
+    zero = np.zeros((1, x.shape[1]))
+    s1 = np.concatenate([zero, np.cumsum(centred, axis=0)])
+    s2 = np.concatenate([zero, np.cumsum(centred**2, axis=0)])
+    mean = (s1[window:] - s1[:-window]) / window
+    var = (s2[window:] - s2[:-window]) / window - mean**2
+    sd = np.sqrt(np.maximum(var, 0.0)).max(axis=1)  # (n - window + 1,)
     before = (window - 1) // 2
     return np.concatenate([np.full(before, sd[0]), sd, np.full(n - len(sd) - before, sd[-1])])
 
