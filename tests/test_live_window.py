@@ -209,6 +209,11 @@ def test_real_window_under_xvfb(tmp_path):
         xvfb.wait(5)
     assert demo.returncode == 0, out
     assert "live window: event marked at" in out
+    # the key reached the live job: a NOTE 'mark' in the session log at the sample it was pressed
+    from hipcheck.record import LogReader
+
+    marks = [n for n in LogReader(tmp_path / "demo.hclog").notes() if n["note"] == "mark"]
+    assert len(marks) == 1 and 5.0 < marks[0]["t_s"] < 10.0, marks
     assert "weak side: right" in out
     frames = int(out.split("live window: ")[-1].split(" frames drawn")[0])
     assert frames >= 20 * 8, out  # ≥ 20 frames/s over the 10 s walk under Xvfb on a shared machine
@@ -276,3 +281,116 @@ def _close_after_end(demo, env, window_id):
             break
     demo.wait(10)
     return "".join(lines)
+
+
+# ------------------------------------------------------------------------------------ the keys reach the live job
+
+def _keys_at(window, presses):
+    """An observer that feeds the window and presses its keys (the functions the Tk keys call) once the stream
+    reaches each (time_s, key function, argument) of ``presses``."""
+    pending = sorted(presses, key=lambda press: press[0])
+
+    def observe(*, block, result, analysis, session):
+        window.observe(block=block, result=result, analysis=analysis, session=session)
+        window.last = (analysis, session)
+        while pending and analysis.pipeline is not None and analysis.pipeline.n_samples / analysis.fs_hz >= pending[0][0]:
+            _, key, *arg = pending.pop(0)
+            key(window, *arg)
+    return observe
+
+
+def test_keys_reach_the_live_job_on_the_sim_board(tmp_path):
+    """A hold on the sim board (the firmware in the unix port) through run_live with the window's keys: n while
+    standing still sets the wearer's neutral (the tilt detector's thresholds and the posture mode's neutral move to
+    it), m writes a NOTE 'mark' at that sample, 2 (hold) switches the pipeline to hold mode and starts a
+    user-started hold, which the lift-off 3 s later begins; the mode panel shows its timer."""
+    import asyncio
+
+    from hipcheck.alerts import AlertPolicy
+    from hipcheck.links.sim import SimLink
+    from hipcheck.live import run_live
+    from hipcheck.record import LogReader
+
+    trace = simulate_hold(duration_s=18.0, fs_hz=100.0, seed=5, side="right", lift_s=9.0, hold_s=8.5,
+                          tilt_mean_deg=4.0)
+    window, lines = _agg_window(LiveRing(), "walk")
+    log = tmp_path / "keys.hclog"
+    panel = []  # the mode panel during the hold
+    observe = _keys_at(window, [(4.0, live_window.key_neutral), (4.5, live_window.key_mark),
+                                (6.0, live_window.select_mode, "hold"),
+                                *[(t, lambda w: panel.append(live_window.ModeFigures(**vars(w.ring.mode))))
+                                  for t in (11.0, 13.0, 15.0, 16.5)]])
+
+    async def job():
+        async with SimLink(trace) as link:
+            return await run_live(link, record=log, start_seq=0, out=lines.append, observer=observe,
+                                  commands=window.commands, policy=AlertPolicy())
+
+    asyncio.run(job())
+    analysis, _ = window.last
+    marks = [n for n in LogReader(log).notes() if n["note"] == "mark"]
+    print("\n".join(line for line in lines if "neutral" in line or "mark" in line or "hold" in line))
+    assert len(marks) == 1 and abs(marks[0]["t_s"] - 4.5) < 0.1 and analysis.marks == [marks[0]["sample"]]
+    # neutral: the mean of the last 2 s of the pipeline's own angles before the key (the ring still holds them)
+    fs = analysis.fs_hz
+    ring = window.ring
+    k = int(round(4.0 * fs)) + 1
+    rows = np.arange(k - int(round(2.0 * fs)), k + 4) % ring.capacity
+    obliquity, tilt = analysis.neutral_deg
+    assert np.nanmin(ring.angles_deg[rows, 2]) - 0.05 <= tilt <= np.nanmax(ring.angles_deg[rows, 2]) + 0.05
+    assert abs(obliquity - np.nanmean(ring.angles_deg[rows, 1])) < 0.5
+    detectors = analysis.pipeline.detectors.thresholds
+    assert detectors["tilt_anterior_deg"] == pytest.approx(tilt + 8.0)
+    assert detectors["tilt_posterior_deg"] == pytest.approx(tilt - 8.0)
+    assert any(line.startswith("neutral set: ") for line in lines)
+    pipeline = analysis.pipeline
+    assert pipeline.mode == "hold" and pipeline.guided is not None
+    assert any("hold started" in line for line in lines)
+    (hold,) = np.concatenate(analysis.user_holds)  # lifted at 9 s (the go: 3 s after the key), lowered at 17.5 s
+    assert abs(hold["key_sample"] / fs - 6.0) < 0.1 and abs(hold["start_sample"] / fs - 9.0) < 0.6, hold
+    assert hold["hold_time_s"] > 7.0 and hold["side"] == RIGHT
+    print(panel)
+    assert [figures.mode for figures in panel] == ["hold"] * 4
+    assert panel[0].notes[0] == "lift"  # 2 s after the lift: the hold stage has not decided its start yet
+    assert panel[-1].notes[0] == "holding" and abs(panel[-1].timer_s - 7.5) < 0.6, panel  # 16.5 s: 7.5 s held
+
+
+def _session_blocks(trace, size=11):
+    """The trace as a device session's blocks (hipcheck.device: SampleBlock rows in sequence order), 11 samples each
+    as a 247-byte MTU brings them; the host's clock is the trace's."""
+    from hipcheck.device.reassembly import BLOCK_DTYPE, SampleBlock
+
+    rows = np.zeros(len(trace.t_s), BLOCK_DTYPE)
+    rows["seq"] = np.arange(len(rows))
+    rows["t_device_us"] = np.round(trace.t_s * 1e6).astype(np.int64)
+    rows["t_host_s"] = trace.t_s
+    rows["acc_m_s2"], rows["gyr_rad_s"] = trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s
+    period_us = round(1e6 / trace.fs_hz)
+    return [SampleBlock(rows[i:i + size], period_us) for i in range(0, len(rows), size)]
+
+
+def test_mode_key_counts_bridges_and_neutral_is_refused_while_walking():
+    """Keys into the live analysis between blocks: 4 (bridge) switches the pipeline to counting bridges, and the
+    mode panel shows their count and tempo from the rep counter; n while walking is refused with a line."""
+    from hipcheck.live import LiveAnalysis
+    from hipcheck.motion import simulate_bridge
+
+    lines = []
+    analysis = LiveAnalysis(lines.append)
+    bridge = simulate_bridge(reps=4, fs_hz=100.0, seed=2, up_s=1.0, down_s=3.0)
+    for i, block in enumerate(_session_blocks(bridge)):
+        analysis.update(block)
+        if i == 5:
+            analysis.command("mode", "bridge")
+    reps = np.concatenate(analysis.reps)
+    assert analysis.pipeline.mode == "bridge" and len(reps) == 4, reps
+    assert np.allclose(reps["up_s"], 1.0, rtol=0.15) and np.allclose(reps["down_s"], 3.0, rtol=0.15), reps
+    figures = mode_figures("bridge", analysis.pipeline, 0, None, None, reps[-1])
+    assert figures.reps == 4 and figures.tempo_up_s == reps[-1]["up_s"] and figures.tempo_down_s == reps[-1]["down_s"]
+    assert f"down/up {reps[-1]['down_s'] / reps[-1]['up_s']:.1f}" in figures.notes[0]
+
+    walking = LiveAnalysis(lines.append)
+    for block in _session_blocks(simulate_walk(duration_s=8.0, fs_hz=100.0, seed=1)):
+        walking.update(block)
+    walking.command("neutral", None)
+    assert walking.neutral_deg is None and lines[-1].startswith("neutral not set: moving")

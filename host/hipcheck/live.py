@@ -12,6 +12,11 @@ of ``hipcheck record`` and ``hipcheck live``, ``run_connect`` that of ``hipcheck
 
 Lost samples (``block.gap``) are left out of the pipeline and counted; the pipeline then joins the samples on
 either side, so a lost stretch shortens the stride it falls in (it is printed, never hidden).
+
+The live window's keys reach the job (``LiveAnalysis.command``, between two blocks): a mark becomes a NOTE 'mark'
+in the session log at the newest sample; neutral takes the wearer's neutral tilt and obliquity from the last
+``NEUTRAL_S`` if they stood still (else a line says why not) and uses it in the posture mode and the tilt detector;
+a mode switches the pipeline's coaching mode, and the hold mode's key starts a user-started hold there.
 """
 
 from __future__ import annotations
@@ -28,12 +33,18 @@ from hipcheck import detect, report
 from hipcheck.alerts import AlertPolicy, HandOver
 from hipcheck.device import DeviceSession, SessionSettings
 from hipcheck.gait import LEFT, RIGHT, STRIDE_DTYPE
+from hipcheck.errors import InvalidValueError
+from hipcheck.exercises import GuidedHold, PostureMonitor, RepCounter, segment_angles_deg
 from hipcheck.hold import HOLD_DTYPE
-from hipcheck.pipeline import Pipeline, sort_decisions
+from hipcheck.pipeline import MODES, Pipeline, sort_decisions
 
+_NO_ROTATION = np.array([1.0, 0.0, 0.0, 0.0])  # the live pipeline's segment frame: the sensor's own axes
 DROP_PATTERN = {LEFT: "drop_left", RIGHT: "drop_right"}  # stance side of a DROP -> firmware vibration pattern
 STRIDE_PATTERN = {detect.SWAY: "sway", detect.TILT: "tilt"}  # per-stride kinds that vibrate
 T_HOST_KEEP = 1 << 15  # samples whose measuring time is kept (82 s at 400 Hz): decisions come within a stride
+NEUTRAL_S = 2.0  # "set neutral" takes the mean of this last stretch ...
+RECENT_KEEP = 4096  # samples kept for it (2 s at up to 2 kHz)
+STILL_RANGE_M_S2 = 1.0  # ... if no axis of the level-frame acceleration moved more than this in it (walking: ±3)
 
 
 @dataclass(frozen=True)
@@ -78,10 +89,19 @@ class LiveAnalysis:
     so. Synchronous, so that it runs apart from the event loop in tests."""
 
     def __init__(self, out: Callable[[str], None], vibrate: Callable[[str], None] | None = None,
-                 policy: AlertPolicy | None = None):
+                 policy: AlertPolicy | None = None, mode: str = "walk"):
+        if mode not in MODES:
+            raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
         self.out = out
         self.vibrate = vibrate
         self.policy = policy if policy is not None else AlertPolicy()
+        self.mode = mode
+        self.mode_from = 0  # the pipeline sample at which the mode's stage began (its own sample 0)
+        self.neutral_deg: tuple[float, float] | None = None  # (obliquity, tilt) of the wearer's neutral stand
+        self._neutral_segment_tilt: float | None = None  # the same stand's tilt as the posture mode measures it
+        self.marks: list[int] = []  # pipeline samples marked
+        self.reps: list[np.ndarray] = []  # the reps counted so far (REP_DTYPE, samples of the pipeline)
+        self.user_holds: list[np.ndarray] = []  # the user-started holds finished (GUIDED_HOLD_DTYPE, likewise)
         self.pipeline: Pipeline | None = None
         self.fs_hz = float("nan")
         self.samples_lost = 0
@@ -90,13 +110,16 @@ class LiveAnalysis:
         self._holds: list[np.ndarray] = []
         # when each recent sample was measured (host clock), by pipeline sample: the policy's "whose alert was it"
         self._t_host = np.full(T_HOST_KEEP, np.nan)
+        # the last seconds for "neutral", by pipeline sample: obliquity, tilt, segment tilt, level acceleration x y z
+        self._recent = np.full((RECENT_KEEP, 6), np.nan)
 
     def update(self, block):
         """One session block (``hipcheck.device``): its valid samples through the pipeline. Returns what the
         pipeline made of them (``hipcheck.pipeline.Block``), None if none was valid."""
         if self.pipeline is None:
             self.fs_hz = 1e6 / block.period_us
-            self.pipeline = Pipeline(self.fs_hz, detector_settings=self.policy.settings.detector_settings())
+            self.pipeline = Pipeline(self.fs_hz, detector_settings=self.policy.settings.detector_settings(),
+                                     mode=self.mode, mode_settings=self._mode_settings(self.mode))
             self.policy.fs_hz = self.fs_hz
         valid = block.valid
         if not valid.all():
@@ -114,13 +137,117 @@ class LiveAnalysis:
         for decision in result.decisions:
             self._alert(decision)
         self._keep(result)
+        rows = (first + np.arange(len(t_host))) % RECENT_KEEP
+        self._recent[rows, :2] = result.angles_pelvis_deg[:, 1:]
+        self._recent[rows, 2] = segment_angles_deg(result.q_sensor_to_earth, _NO_ROTATION)[:, 2]
+        self._recent[rows, 3:] = result.acc_level_m_s2
+        self._keep_mode_records(result)
         return result
+
+    def _keep_mode_records(self, result) -> None:
+        """The reps and the user-started holds of the mode's stage, in the pipeline's samples."""
+        if len(result.reps):
+            self.reps.append(_shifted(result.reps, self.mode_from))
+        if len(result.guided_holds):
+            holds = _shifted(result.guided_holds, self.mode_from)
+            self.user_holds.append(holds)
+            for hold in holds:
+                self.out(f"{int(hold['end_sample']) / self.fs_hz:7.2f} s  hold ended: {hold['hold_time_s']:.1f} s on "
+                         f"the {detect.SIDE_NAMES[int(hold['side'])]} leg, score {hold['score_pct']:.0f} %")
+
+    # ------------------------------------------------------------------------------------ the live window's keys
+    def command(self, action: str, value, session=None) -> None:
+        """One key of the live window (``LiveWindow.commands``: "mark", "neutral" or "mode" with its value), at
+        the newest sample the pipeline has seen. session: the device session, whose log gets a mark's NOTE."""
+        if action == "mark":
+            self._mark(session)
+        elif action == "neutral":
+            self._set_neutral()
+        elif action == "mode":
+            self.set_mode(str(value))
+
+    def _newest(self) -> int:
+        return self.pipeline.n_samples - 1 if self.pipeline is not None else -1
+
+    def _mark(self, session) -> None:
+        sample = self._newest()
+        self.marks.append(sample)
+        t_s = sample / self.fs_hz if sample >= 0 else 0.0
+        if session is not None:
+            session.recording.note("mark", sample=sample, t_s=round(t_s, 3))
+        self.out(f"{t_s:7.2f} s  mark")
+
+    def _set_neutral(self) -> None:
+        """The mean obliquity and tilt of the last NEUTRAL_S become the wearer's neutral, if they stood still."""
+        need = int(round(NEUTRAL_S * self.fs_hz)) if self.pipeline is not None else 0
+        n = self.pipeline.n_samples if self.pipeline is not None else 0
+        if n < need or need > RECENT_KEEP:
+            self.out(f"neutral not set: stand still for {NEUTRAL_S:g} s first")
+            return
+        last = self._recent[np.arange(n - need, n) % RECENT_KEEP]
+        pelvis, segment, acc = last[:, :2], last[:, 2], last[:, 3:]
+        if not np.isfinite(last).all():
+            self.out(f"neutral not set: the pelvis angles are not settled yet (stand still for {NEUTRAL_S:g} s)")
+            return
+        moved = float(np.max(np.ptp(acc, axis=0)))
+        if moved > STILL_RANGE_M_S2:
+            self.out(f"neutral not set: moving (the acceleration varied by {moved:.1f} m/s² in the last "
+                     f"{NEUTRAL_S:g} s); stand still and press n again")
+            return
+        obliquity, tilt = (float(v) for v in np.mean(pelvis, axis=0))
+        segment_tilt = float(np.mean(segment))
+        self.neutral_deg = (obliquity, tilt)
+        self._neutral_segment_tilt = segment_tilt
+        detectors = self.pipeline.detectors
+        if detectors.settings["mode"][0] == detect.FIXED:  # a baseline is the wearer's own already
+            half = self.policy.settings.tilt_threshold_deg
+            detectors.settings["tilt_anterior_deg"] = tilt + half
+            detectors.settings["tilt_posterior_deg"] = tilt - half
+            detectors.state["threshold"][0] = detect.make_state(detectors.settings)["threshold"][0]
+        if self.pipeline.posture is not None:
+            self.pipeline.posture.settings["neutral_tilt_deg"] = segment_tilt
+        self.out(f"neutral set: obliquity {obliquity:+.1f}°, tilt {tilt:+.1f}° (+ = left side higher, forward); "
+                 "tilt alerts and the posture mode measure from it")
+
+    def _mode_settings(self, mode: str) -> dict | None:
+        if mode == "posture" and self._neutral_segment_tilt is not None:
+            return {"neutral_tilt_deg": self._neutral_segment_tilt}
+        return None
+
+    def set_mode(self, mode: str) -> None:
+        """Switch the pipeline's coaching mode at the newest sample; in hold mode (again) the key starts a
+        user-started hold there."""
+        if mode not in MODES:
+            raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+        pipeline = self.pipeline
+        if mode != self.mode:
+            self.mode = mode
+            if pipeline is not None:
+                self._switch_stage(pipeline, mode)
+            self.out(f"{max(self._newest(), 0) / self.fs_hz if pipeline else 0.0:7.2f} s  mode {mode}")
+        if mode == "hold" and pipeline is not None:
+            key = self._newest() + 1 - self.mode_from  # the hold stage counts its own samples
+            started = pipeline.start_hold(key)
+            self.out(f"{self._newest() / self.fs_hz:7.2f} s  hold started: lift the free leg when the countdown ends"
+                     if started else f"{self._newest() / self.fs_hz:7.2f} s  a hold is already under way")
+
+    def _switch_stage(self, pipeline: Pipeline, mode: str) -> None:
+        """The pipeline's mode stage replaced by ``mode``'s (as Pipeline builds it), counting from now."""
+        settings = self._mode_settings(mode)
+        fs = pipeline.fs_hz
+        pipeline.mode = mode
+        pipeline.rep_counter = RepCounter(fs, mode, settings) if mode in ("bridge", "clamshell") else None
+        pipeline.posture = PostureMonitor(fs, settings) if mode == "posture" else None
+        pipeline.guided = GuidedHold(fs, settings, taps={}) if mode == "hold" else None
+        self.mode_from = pipeline.n_samples
 
     def finish(self) -> None:
         """The stream has ended: the strides still open are closed (their decisions are counted, not announced:
         there is no one left to vibrate)."""
         if self.pipeline is not None:
-            self._keep(self.pipeline.finish())
+            block = self.pipeline.finish()
+            self._keep(block)
+            self._keep_mode_records(block)
 
     def results(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(strides, decisions in time order, holds) so far."""
@@ -152,6 +279,15 @@ class LiveAnalysis:
         self._holds.append(result.holds)
 
 
+def _shifted(records: np.ndarray, offset: int) -> np.ndarray:
+    """Records of a mode stage that began at pipeline sample ``offset``, in the pipeline's samples."""
+    records = records.copy()
+    for name in records.dtype.names:
+        if name.endswith("_sample"):
+            records[name] += offset
+    return records
+
+
 def warm_up_pipeline(out=None) -> None:
     """Run the pipeline once over a few seconds of simulated walking, so that its numba kernels are compiled (or
     loaded from the cache) before a link opens: a first compile takes a minute or two, which would starve the link
@@ -170,14 +306,20 @@ def warm_up_pipeline(out=None) -> None:
 
 async def run_live(link, *, record=None, seconds: float | None = None, start_seq: int | None = None,
                    alerts: bool = True, device_alerts_off: bool = True, out=print, passive: bool = False,
-                   header: dict | None = None, policy: AlertPolicy | None = None, observer=None) -> LiveResult:
+                   header: dict | None = None, policy: AlertPolicy | None = None, observer=None, commands=None,
+                   mode: str = "walk") -> LiveResult:
     """The live job on a link (module docstring): until the link ends or ``seconds`` of device time. Returns what
     it found; prints as it goes. record: the session log to write (None: none); device_alerts_off: switch the
     sensor's own detector off so that every vibration is one the host sent; passive: only listen (a replay);
     policy: the alert policy (``hipcheck.alerts``; None: its defaults), which also hands the alerts over to the
     sensor's own detector while the link fails;
     observer: called after each block as ``observer(block=, result=, analysis=, session=)`` (the live window's
-    ``LiveWindow.observe``; it must not block: it runs on the data path)."""
+    ``LiveWindow.observe``; it must not block: it runs on the data path);
+    commands: the keys of the live window, a deque of (action, value) taken after each block
+    (``LiveAnalysis.command``; None: the queue of the window whose ``observe`` is the observer, if any);
+    mode: the coaching mode the pipeline starts in (``hipcheck.pipeline.MODES``)."""
+    if commands is None:
+        commands = getattr(getattr(observer, "__self__", None), "commands", None)
     t0 = time.perf_counter()
     latencies: list[float] = []
     sends: list[asyncio.Future] = []
@@ -202,7 +344,7 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
             latencies.append((time.monotonic() - t_arrival) * 1e3)
             sends.append(asyncio.ensure_future(send(pattern)))
 
-        analysis = LiveAnalysis(out, vibrate if alerts and not passive else None, policy)
+        analysis = LiveAnalysis(out, vibrate if alerts and not passive else None, policy, mode=mode)
         hand_over = None
         if alerts and not passive and info is not None:
             out(analysis.policy.settings.describe())
@@ -212,6 +354,9 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
         async for block in session.blocks(until_device_s=seconds):
             t_arrival = time.monotonic()
             result = analysis.update(block)
+            while commands:  # the keys pressed since the last block (the window's thread appends)
+                action, value = commands.popleft()
+                analysis.command(action, value, None if passive else session)
             if observer is not None:
                 observer(block=block, result=result, analysis=analysis, session=session)
         analysis.finish()

@@ -21,7 +21,9 @@ loss, backfilled samples, battery) and the window's own (frames/s, frames and sa
 Keys (each a small function of ``KEYS`` that tests call directly): space pauses the drawing (the data goes on),
 m marks an event, n sets neutral (the mean obliquity and tilt of the last second become the plot's zero), c switches
 the mode (1–5 choose one), q closes the window. A mark, a neutral and a mode switch are also queued in
-``LiveWindow.commands`` for the live job to take.
+``LiveWindow.commands``; the live job (``hipcheck.live.run_live``) takes them after each block: a NOTE 'mark' in the
+session log, the wearer's neutral for the posture mode and the tilt detector, the pipeline's coaching mode (in hold
+mode the key starts a user-started hold).
 
 ``run_with_window(job, ...)`` runs a live job with the window: the job in a thread, Tk in the main thread; without
 a display it says so in one line and runs the job headless.
@@ -191,20 +193,44 @@ def _last(ring: np.ndarray, count: int) -> np.ndarray:
     return np.concatenate([ring[start:], ring[:start]])
 
 
-def mode_figures(mode: str, pipeline, strides_seen: int, last_stride, last_hold) -> ModeFigures:
+def mode_figures(mode: str, pipeline, strides_seen: int, last_stride, last_hold, last_rep=None) -> ModeFigures:
     """The mode panel's figures for ``mode`` from the live job's pipeline (``hipcheck.pipeline.Pipeline``, None
-    before the first block), the strides seen so far, the last stride and the last hold (records, or None): walk,
-    the strides and the cadence; hold, the pipeline's hold timer (``HoldAnalyzer.holding``, ``hold_time_s``,
-    ``stance_side``) and the last hold's drop. The modes that count repetitions show an empty counter until the
-    live job gives one."""
+    before the first block), the strides seen so far, the last stride, the last hold and the last rep (records, or
+    None): walk, the strides and the cadence; hold, the user-started hold's countdown, timer and cheats
+    (``pipeline.guided``, ``hipcheck.exercises.GuidedHold``) when one is under way, else the automatic finder's
+    timer (``HoldAnalyzer.holding``, ``hold_time_s``, ``stance_side``), and the last hold's drop; bridge and
+    clamshell, the reps counted (``pipeline.rep_counter``) and the last one's tempo; posture, the posture under
+    way. A stage the pipeline does not run (yet) leaves its figures empty."""
     figures = ModeFigures(mode=mode)
     if pipeline is None:
         return figures
-    if mode == "walk" and last_stride is not None:
+    if mode in ("bridge", "clamshell"):
+        counter = getattr(pipeline, "rep_counter", None)
+        if counter is not None and counter.mode == mode:
+            figures.reps = counter.count
+            if last_rep is not None:
+                figures.tempo_up_s, figures.tempo_down_s = float(last_rep["up_s"]), float(last_rep["down_s"])
+                ratio = last_rep["down_s"] / last_rep["up_s"] if last_rep["up_s"] > 0 else math.nan
+                figures.notes = (f"last rep: range {last_rep['range_deg']:.0f}°, down/up {_fmt(ratio, '.1f', '')}"
+                                 "(about 3 is the aim)",)
+            elif counter.in_rep:
+                figures.notes = ("a rep under way",)
+    elif mode == "posture":
+        posture = getattr(pipeline, "posture", None)
+        if posture is not None:
+            figures.notes = (f"posture: {posture.posture or 'near neutral'}",)
+    elif mode == "walk" and last_stride is not None:
         figures.notes = (f"{strides_seen} strides, cadence {last_stride['cadence_spm']:.0f} steps/min",)
     elif mode == "hold":
         notes = []
-        if pipeline.holds.holding:
+        guided = getattr(pipeline, "guided", None)
+        if guided is not None and guided.phase != "idle":
+            figures.timer_s = guided.hold_time_s if guided.phase == "holding" else math.nan
+            notes.append(f"{guided.phase}" + (f": lift in {guided.countdown_left_s:.0f} s"
+                                              if guided.phase == "countdown" else ""))
+            if guided.cheats_on:
+                notes.append("cheat: " + ", ".join(guided.cheats_on))
+        elif pipeline.holds.holding:
             figures.timer_s = pipeline.holds.hold_time_s
             notes.append(f"standing on the {detect.SIDE_NAMES[pipeline.holds.stance_side]} leg")
         if last_hold is not None:
@@ -245,6 +271,7 @@ class LiveWindow:
         self._strides_seen = 0
         self._last_stride = None
         self._last_hold = None
+        self._last_rep = None
         self._build()
         figure.canvas.mpl_connect("key_press_event", self._on_key)
         if blit:
@@ -263,9 +290,12 @@ class LiveWindow:
                 self._last_stride = result.strides[-1].copy()
             if len(result.holds):
                 self._last_hold = result.holds[-1].copy()
+            if len(result.reps):
+                self._last_rep = result.reps[-1].copy()
         stats = session.stats
         status = session.link.status()
-        figures = mode_figures(self.mode, analysis.pipeline, self._strides_seen, self._last_stride, self._last_hold)
+        figures = mode_figures(self.mode, analysis.pipeline, self._strides_seen, self._last_stride, self._last_hold,
+                               self._last_rep)
         with ring.lock:
             ring.link = LinkFigures(rate_hz=1e6 / block.period_us, samples=stats.samples_emitted,
                                     lost=stats.samples_lost, backfilled=stats.samples_backfilled,
