@@ -67,7 +67,10 @@ FACE_COVER_DEG = 50.0
 NAME_WITHIN_DEG = 20.0  # a pose gets the name of the nearest named pose within this, else 'tilted'
 RESIDUAL_MAX_M_S2 = 0.05  # a good fit leaves a few mm/s²; more means a pose was not still or not on its own
 TURN_RESIDUAL_MAX_DEG = 5.0  # a 1 % gyroscope scale error leaves ~1° over a half turn
-TURN_MIN_CONDITION_DEG = 20.0  # turns about two axes at least this far apart (the weakest direction's angle)
+# C must be seen in every direction: its weakest direction moves the turns' residuals by at least this fraction of
+# its angle (RMS over the turns). A turn by θ about n sees a frame rotation c by about 2 sin(θ/2) |c × n|-ish, so
+# this asks for turns of 20° or more about two different axes.
+TURN_MIN_SENSITIVITY = 0.35
 SCALE_PLAUSIBLE = (0.8, 1.25)
 BIAS_PLAUSIBLE_M_S2 = 2.5  # a quarter of g: no MEMS part is that far off
 _NUMBERS = ("no", "one", "two", "three", "four", "five")  # "only three poses"
@@ -157,8 +160,8 @@ def _gyro_alignment(acc, gyr, runs, fs_hz, M, b) -> tuple[np.ndarray, float, flo
         c = c - np.linalg.lstsq(J, r, rcond=None)[0]
     r, J = _turn_residuals(c, ups, turns)
     residual_deg = float(np.sqrt(np.mean(r.reshape(-1, 3) ** 2) * 3) * DEG_PER_RAD)
-    weakest_deg = float(np.sqrt(np.linalg.eigvalsh(J.T @ J)[0] / len(turns)) * DEG_PER_RAD)
-    if residual_deg > TURN_RESIDUAL_MAX_DEG or weakest_deg < TURN_MIN_CONDITION_DEG:
+    weakest = float(np.sqrt(np.linalg.eigvalsh(J.T @ J)[0] / len(turns)))
+    if residual_deg > TURN_RESIDUAL_MAX_DEG or weakest < TURN_MIN_SENSITIVITY:
         return np.eye(3), float("nan"), residual_deg
     return matrix_from_quat(quat_from_rotvec(c)), float(np.linalg.norm(c) * DEG_PER_RAD), residual_deg
 
