@@ -621,8 +621,9 @@ class RepCounter:
     of the top thigh: the opening is its roll; with ``worn_on_pelvis=1`` the roll is the pelvis's and a rep of
     ``roll_back_deg`` or more is flagged as the pelvis rolling back). A rep is an excursion of at least
     ``min_range_deg`` from rest and back to within 10 % of it; its up and down durations are those of a
-    minimum-jerk movement with the same 10–90 % times (Flash and Hogan 1985), so that the ends, where the
-    movement is slow and noise decides, are not measured directly. A rep is reported when it is back at 10 %.
+    minimum-jerk movement with the same 20–80 % times (Flash and Hogan 1985), taken against the rep's own rest
+    (just before it) and top and interpolated between samples, so that the ends, where the movement is slow and
+    noise decides, are not measured directly. A rep is reported when it is back at 10 %.
     """
 
     def __init__(self, fs_hz: float, mode: str, settings: dict | None = None):
