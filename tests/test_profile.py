@@ -120,22 +120,17 @@ def test_analyze_refuses_a_log_whose_sensor_profile_is_corrupted(config, tmp_pat
 
 
 def _sim_log(tmp_path):
-    """A short recording from the simulated sensor (device 'sim') by the device session."""
-    import asyncio
-
-    from hipcheck.device import DeviceSession, SessionSettings
-    from hipcheck.links.sim import SimLink
+    """A short session log as the device session writes it for the simulated sensor (its header names it: 'sim')."""
+    from hipcheck.record import LogWriter
 
     trace = motion.simulate_stand(duration_s=3.0, seed=2)
-    path = tmp_path / "walk.hclog"
-
-    async def record():
-        async with SimLink(trace, workdir=tmp_path / "sim") as link:
-            async with DeviceSession(link, SessionSettings(start_seq=0), record=path) as session:
-                async for _ in session.blocks():
-                    pass
-
-    asyncio.run(record())
+    q14, acc, gyr, flags = protocol.to_wire(np.tile([1.0, 0.0, 0.0, 0.0], (len(trace.t_s), 1)),
+                                           trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    path = tmp_path / "stand.hclog"
+    with LogWriter(path, {"link": "sim", "device": None, "device_id": "sim"}) as log:
+        for i, packet in enumerate(protocol.encode_data_packets(0, 0, 10_000, q14, acc, gyr, flags,
+                                                                samples_per_packet=10)):
+            log.packet("data", packet, i * 0.1)
     return path
 
 
