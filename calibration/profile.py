@@ -492,6 +492,10 @@ def for_analysis(recording, detector_settings: dict, mode_arguments: dict, *, ax
                            "leave out --axes, or give --no-profile to use it")
     rows = session.samples
     applied = apply_profile(profile, recording.acc_m_s2, recording.gyr_rad_s, rows[~rows["gap"]]["flags"])
+    if applied.alignment is None and profile.values("neutral"):
+        # the neutral tilt was measured in the calibrated pelvis frame: without it, it means nothing
+        applied.standing_tilt_deg = applied.sitting_tilt_deg = None
+        applied.line += "; neutral left out: it belongs to a mount calibration the profile no longer holds"
     standing = applied.standing_tilt_deg
     if standing is not None and "tilt_anterior_deg" in detector_settings:
         detector_settings["tilt_anterior_deg"] += standing

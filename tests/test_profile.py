@@ -188,6 +188,7 @@ def test_the_neutral_tilt_centres_the_tilt_detector_and_the_posture_mode():
     class Recording:
         acc_m_s2, gyr_rad_s, session = np.zeros((4, 3)), np.zeros((4, 3)), Session()
 
+    profiles.record_calibration("sim", "mount", MOUNT, {}, "t")
     profiles.record_calibration("sim", "neutral", {"neutral_standing_tilt_deg": 4.0}, {}, "t")
     profiles.record_calibration("sim", "neutral", {"neutral_sitting_tilt_deg": -9.0}, {}, "t")
     detectors = {"tilt_anterior_deg": 8.0, "tilt_posterior_deg": -8.0}
@@ -195,7 +196,12 @@ def test_the_neutral_tilt_centres_the_tilt_detector_and_the_posture_mode():
     _, _, alignment, line = profiles.for_analysis(Recording(), detectors, mode)
     assert detectors == {"tilt_anterior_deg": 12.0, "tilt_posterior_deg": -4.0}
     assert mode["mode_settings"] == {"neutral_tilt_deg": -9.0}  # standing and sitting both kept
-    assert alignment is None and "neutral" in line
+    assert np.allclose(alignment, MOUNT["q_sensor_to_pelvis"]) and "neutral" in line
+    # without the mounting it was measured in, the neutral means nothing: left out, and said
+    profiles.reset_profile("sim", ["mount"])
+    detectors = {"tilt_anterior_deg": 8.0, "tilt_posterior_deg": -8.0}
+    _, _, alignment, line = profiles.for_analysis(Recording(), detectors, {"mode": "walk"})
+    assert alignment is None and detectors["tilt_anterior_deg"] == 8.0 and "neutral left out" in line
     # --axes and a mounting in the profile would say two things about how the sensor sits: refused
     profiles.record_calibration("sim", "mount", MOUNT, {}, "t")
     with pytest.raises(profiles.ProfileError, match="--no-profile"):
