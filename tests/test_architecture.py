@@ -37,6 +37,7 @@ LAYERS = {
     "flash": APPLICATION, "calibration": APPLICATION, "live_window": APPLICATION, "alerts": APPLICATION,
     "api": APPLICATION, "figures": APPLICATION, "review": APPLICATION, "review_html": APPLICATION,
     "export": APPLICATION, "import_csv": APPLICATION, "vendor_csv": SIGNAL, "compile_notice": FOUNDATION,
+    "warmup": SIGNAL,
 }
 
 

@@ -62,7 +62,8 @@ def test_other_names_and_units_give_the_strides_of_the_csv_analysed_directly(tmp
     _same_strides(pandas.DataFrame(from_log["strides"]), pandas.DataFrame(json.loads(direct.stdout)["strides"]))
     assert from_log["input"]["format"] == "hclog" and from_log["summary"]["weak_side"] == "right"
     # a wrong unit is refused naming the option that fixes it; an existing output needs --force
-    wrong = _hipcheck("import", "theirs.csv", "-o", "t.hclog", "--columns", COLUMNS, "--gyr-unit", "deg/s", cwd=tmp_path)
+    wrong = _hipcheck("import", "theirs.csv", "-o", "t.hclog", "--columns", COLUMNS, "--gyr-unit", "deg/s",
+                      cwd=tmp_path)
     assert wrong.returncode == 1 and "pass --acc-unit g" in wrong.stderr and len(wrong.stderr.splitlines()) == 1
     again = _hipcheck("import", "theirs.csv", "-o", "s.hclog", "--columns", COLUMNS, "--acc-unit", "g",
                       "--gyr-unit", "deg/s", cwd=tmp_path)
