@@ -395,7 +395,7 @@ async def _record_steps(session, the_steps, guide: Guide, scripted_starts=None, 
                 end = min(end, t_first + int((scripted_starts[-1] - 0.05) * 1e6))
             await _until(state, end, step, start, guide, timeout_s, scripted_starts is not None)
             guide.say(f"  {step.name}: done")
-        t_end = state["t_us"]
+        t_end = end  # the last step's planned end, not where the last block happened to stop
     finally:
         collector.cancel()
         try:
