@@ -14,8 +14,8 @@ The file (docs/calibration.md, "Profiles and the calibrate command")::
      "uploaded": {"date": "...", "crc": 4660}}
 
 ``values`` hold what is applied (the names of docs/calibration.md: ``gyro_bias_rad_s``, ``acc_bias_m_s2``,
-``acc_matrix``, ``q_sensor_to_pelvis``, ``neutral_standing_tilt_deg``...); ``quality`` the figures that say how good the
-estimate was (numbers, strings, booleans, lists of numbers). Every calibration is optional.
+``acc_matrix``, ``q_sensor_to_pelvis``, ``neutral_standing_tilt_deg``...); ``quality`` the figures that say how good
+the estimate was (numbers, strings, booleans, lists of them). Every calibration is optional.
 
 A profile that cannot be trusted is refused with a ``ProfileError`` naming the file and what to do, never used in
 part and never replaced by a default in silence: one written by a newer hipcheck (``profile_version`` above
@@ -27,7 +27,8 @@ renamed over the old one): a crash leaves the old profile or the new one.
 Applying (``apply_profile``): the gyroscope bias and the accelerometer correction act on raw samples as on the
 sensor (``gyr - gyro_bias_rad_s``, ``acc_matrix @ (acc - acc_bias_m_s2)``), except on the samples of a session log
 the sensor already corrected (flag ACC_CALIBRATED: it held an uploaded profile); the mounting becomes the pipeline's
-``alignment``; the neutral standing tilt centres the tilt detector's thresholds and is the posture mode's neutral.
+``alignment``; the neutral standing tilt centres the tilt detector's thresholds, the sitting one (else the
+standing one) is the posture mode's neutral, both only with the mount calibration they were measured in.
 """
 
 from __future__ import annotations
@@ -481,7 +482,7 @@ def for_analysis(recording, detector_settings: dict, mode_arguments: dict, *, ax
     unchanged = (recording.acc_m_s2, recording.gyr_rad_s, None)
     if device_id is None:
         line = None if session is None else ("no calibration profile used: the log does not name its sensor "
-                                             "(recorded before device ids)")
+                                             "(recorded before device ids, over serial, or its header was lost)")
         return (*unchanged, line)
     profile = load_profile(check_device_id(device_id))
     if profile is None:
