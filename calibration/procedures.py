@@ -171,14 +171,17 @@ def split_estimate(kind: str, figures: dict) -> tuple[dict, dict]:
 
 
 def _prepared(kind: str, profile, acc, gyr, flags=None):
-    """The samples an estimator takes: raw for gyro and accel (refusing ones the sensor corrected), corrected by
-    the profile's gyro and accel calibrations for mount and neutral."""
+    """The samples an estimator takes, each step's input corrected by the steps before it (docs/calibration.md,
+    Estimators): raw for gyro, the profile's gyro bias off for accel (refusing samples the sensor corrected), both
+    of the profile's corrections for mount and neutral."""
     if kind in ("gyro", "accel"):
         if flags is not None and np.any(np.asarray(flags) & SampleFlag.ACC_CALIBRATED):
             raise InvalidValueError("the sensor had corrected these samples with its calibration profile (flag "
                                     "ACC_CALIBRATED): a gyroscope or accelerometer calibration needs raw samples; "
                                     "calibrate on the sensor itself (it switches its correction off while recording)")
-        return np.asarray(acc, float), np.asarray(gyr, float)
+        gyro = profile.values("gyro") if profile is not None and kind == "accel" else None
+        bias = np.asarray(gyro["gyro_bias_rad_s"], float) if gyro else np.zeros(3)
+        return np.asarray(acc, float), np.asarray(gyr, float) - bias
     if profile is None:
         return np.asarray(acc, float), np.asarray(gyr, float)
     applied = profiles.apply_profile(profile, acc, gyr, flags)
