@@ -350,3 +350,17 @@ def test_a_standby_detector_alerts_only_while_no_host_is_connected(tmp_path):
     assert events and all(e[3] >= half for e in events), events  # nothing while the host was there
     assert all(e[:2] == (protocol.AlertKind.DROP, protocol.Side.RIGHT) for e in events)
     assert len(events) >= 2  # 10 s, a 9° drop every stride, refractory 3 s
+
+
+def test_the_sensor_is_armed_again_when_the_thresholds_change(tmp_path, capsys):
+    """hipcheck live --baseline on the sim board: armed with the defaults as the session starts, armed again with
+    the wearer's own thresholds once the baseline is learnt (both NOTEs and lines)."""
+    trace = simulate_walk(duration_s=32.0, seed=3, drop_right_deg=9.0, sensor=SensorModel.realistic(seed=3))
+    path, log = tmp_path / "walk.csv", tmp_path / "walk.hclog"
+    write_imu_csv(path, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    assert cli.main(["live", "--sim", str(path), "--headless", "--baseline", "-o", str(log)]) == 0
+    out = capsys.readouterr().out
+    armed = [n for n in LogReader(log).notes() if n["note"] == "alerts_armed"]
+    assert len(armed) >= 2 and armed[0]["drop_deg"] == 6.0 and armed[0]["sway_mm"] == 60, armed
+    assert (armed[1]["drop_deg"], armed[1]["sway_mm"]) != (6.0, 60), armed  # the learnt ones
+    assert out.count("the sensor's own detector is armed") == len(armed)
