@@ -185,6 +185,10 @@ def test_neutral_standing_and_sitting():
     walk = simulate_walk(duration_s=8, seed=7, sensor=sensor)
     with pytest.raises(CalibrationRefused, match="moving during the neutral standing step.*redo"):
         estimate_neutral(walk.acc_sensor_m_s2, walk.gyr_sensor_rad_s, FS, q_sensor_to_pelvis=mount.q_sensor_to_pelvis)
+    lying = simulate_sit(duration_s=8, seed=7, sensor=sensor, tilt_mean_deg=-80.0)  # reclined far back
+    with pytest.raises(CalibrationRefused, match="not sitting upright on this mounting.*redo the neutral sitting"):
+        estimate_neutral(accel.apply(lying.acc_sensor_m_s2), gyro.apply(lying.gyr_sensor_rad_s), FS,
+                         q_sensor_to_pelvis=mount.q_sensor_to_pelvis, posture="sitting")
 
 
 # ------------------------------------------------------------------------------------- the pipeline, before/after
