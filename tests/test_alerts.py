@@ -282,6 +282,12 @@ def test_the_sensor_alerts_through_a_faded_cut_and_a_sudden_one(tmp_path):
     assert not np.any(alert_t < FADE_AT_S) and not np.any((alert_t > CUT1[0] + CUT1[1] + 2) & (alert_t < CUT2[0]))
     took = next(i for i, line in enumerate(lines) if line.startswith("alerts taken back from the sensor"))
     assert any("-> VIBRATE drop_right" in line for line in lines[took:])  # the host alerts again
+    # ... but never for what was measured while the sensor had the alerts (the samples held through a cut arrive
+    # after it): no second buzz for a drop the sensor already had
+    sent_s = np.array([float(line.split()[0]) for line in lines if "ALERT" in line and "-> VIBRATE" in line])
+    for cut in (CUT1, CUT2):
+        assert not np.any((sent_s > cut[0]) & (sent_s < cut[0] + cut[1])), (cut, sent_s)
+    assert any("measured while the sensor's own detector had the alerts" in line for line in lines)
     assert result.handover["taken_back"] == 2 and result.handover["handed_over"] == 2
 
 
