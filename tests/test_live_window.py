@@ -394,3 +394,30 @@ def test_mode_key_counts_bridges_and_neutral_is_refused_while_walking():
         walking.update(block)
     walking.command("neutral", None)
     assert walking.neutral_deg is None and lines[-1].startswith("neutral not set: moving")
+
+
+def test_neutral_from_a_still_stand_moves_the_posture_mode_and_the_tilt_detector():
+    """n after 3 s of quiet standing (tilted 5° forward, an ideal sensor on its own axes): the posture mode then
+    measures from that stand's tilt, and the tilt detector's thresholds sit either side of the neutral."""
+    from hipcheck.live import LiveAnalysis
+    from hipcheck.motion import SensorModel, simulate_stand
+
+    lines = []
+    analysis = LiveAnalysis(lines.append)
+    stand = simulate_stand(duration_s=6.0, fs_hz=100.0, seed=4, tilt_mean_deg=5.0, sensor=SensorModel.ideal())
+    blocks = _session_blocks(stand)
+    for i, block in enumerate(blocks):
+        analysis.update(block)
+        if i == len(blocks) // 2:
+            analysis.command("neutral", None)
+            analysis.command("mode", "posture")
+    assert lines[-2].startswith("neutral set: ") and analysis.neutral_deg is not None, lines
+    assert abs(analysis.neutral_posture_tilt_deg - 5.0) < 1.0, analysis.neutral_posture_tilt_deg
+    posture = analysis.pipeline.posture
+    assert analysis.pipeline.mode == "posture" and posture is not None
+    assert posture.settings["neutral_tilt_deg"][0] == analysis.neutral_posture_tilt_deg
+    assert posture.posture is None  # standing as at neutral: neither slumped nor tipped forward
+    thresholds = analysis.pipeline.detectors.thresholds
+    tilt = analysis.neutral_deg[1]
+    assert thresholds["tilt_anterior_deg"] - tilt == pytest.approx(8.0)
+    assert tilt - thresholds["tilt_posterior_deg"] == pytest.approx(8.0)

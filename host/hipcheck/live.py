@@ -98,7 +98,7 @@ class LiveAnalysis:
         self.mode = mode
         self.mode_from = 0  # the pipeline sample at which the mode's stage began (its own sample 0)
         self.neutral_deg: tuple[float, float] | None = None  # (obliquity, tilt) of the wearer's neutral stand
-        self._neutral_segment_tilt: float | None = None  # the same stand's tilt as the posture mode measures it
+        self.neutral_posture_tilt_deg: float | None = None  # the same stand's tilt as the posture mode measures it
         self.marks: list[int] = []  # pipeline samples marked
         self.reps: list[np.ndarray] = []  # the reps counted so far (REP_DTYPE, samples of the pipeline)
         self.user_holds: list[np.ndarray] = []  # the user-started holds finished (GUIDED_HOLD_DTYPE, likewise)
@@ -197,7 +197,7 @@ class LiveAnalysis:
         obliquity, tilt = (float(v) for v in np.mean(pelvis, axis=0))
         segment_tilt = float(np.mean(segment))
         self.neutral_deg = (obliquity, tilt)
-        self._neutral_segment_tilt = segment_tilt
+        self.neutral_posture_tilt_deg = segment_tilt
         detectors = self.pipeline.detectors
         if detectors.settings["mode"][0] == detect.FIXED:  # a baseline is the wearer's own already
             half = self.policy.settings.tilt_threshold_deg
@@ -210,8 +210,8 @@ class LiveAnalysis:
                  "tilt alerts and the posture mode measure from it")
 
     def _mode_settings(self, mode: str) -> dict | None:
-        if mode == "posture" and self._neutral_segment_tilt is not None:
-            return {"neutral_tilt_deg": self._neutral_segment_tilt}
+        if mode == "posture" and self.neutral_posture_tilt_deg is not None:
+            return {"neutral_tilt_deg": self.neutral_posture_tilt_deg}
         return None
 
     def set_mode(self, mode: str) -> None:
