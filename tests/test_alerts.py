@@ -343,8 +343,9 @@ def test_a_standby_detector_alerts_only_while_no_host_is_connected(tmp_path):
     (tmp_path / "in.bin").write_bytes(acc.astype("<i2").tobytes() + quat.astype("<i2").tobytes())
     (tmp_path / "s.py").write_text(STANDBY_SCRIPT)
     fw = root / "firmware"
-    run = subprocess.run([micropython, str(tmp_path / "s.py"), str(root / "tests/vectors/cmd_set_thresholds_standby.bin"),
-                          str(tmp_path / "in.bin"), str(len(acc))], capture_output=True, text=True, timeout=120,
+    vector = root / "tests" / "vectors" / "cmd_set_thresholds_standby.bin"
+    run = subprocess.run([micropython, str(tmp_path / "s.py"), str(vector), str(tmp_path / "in.bin"), str(len(acc))],
+                         capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, MICROPYPATH=f"{fw / 'sim'}:{fw}:.frozen"))
     assert run.returncode == 0, run.stderr
     out = {line.split()[0]: line.split()[1:] for line in run.stdout.splitlines() if not line.startswith("event")}

@@ -293,7 +293,8 @@ def _keys_at(window, presses):
     def observe(*, block, result, analysis, session):
         window.observe(block=block, result=result, analysis=analysis, session=session)
         window.last = (analysis, session)
-        while pending and analysis.pipeline is not None and analysis.pipeline.n_samples / analysis.fs_hz >= pending[0][0]:
+        pipeline = analysis.pipeline
+        while pending and pipeline is not None and pipeline.n_samples / analysis.fs_hz >= pending[0][0]:
             _, key, *arg = pending.pop(0)
             key(window, *arg)
     return observe

@@ -516,8 +516,8 @@ class HandOver:
             self.armed += 1
             self.session.recording.note("alerts_armed", **shown)
             self.out("the sensor's own detector is armed: it alerts if the link drops (pelvic drop "
-                     f"{shown['drop_deg']:.1f}°, sway {shown['sway_mm'] / 10:.1f} cm, tilt ±{shown['tilt_deg']:.1f}°); "
-                     "the host alerts while it is connected")
+                     f"{shown['drop_deg']:.1f}°, sway {shown['sway_mm'] / 10:.1f} cm, "
+                     f"tilt ±{shown['tilt_deg']:.1f}°); the host alerts while it is connected")
 
     def _hand_over(self, why: str, shown: dict) -> None:
         self.policy.sensor_took(self.clock())

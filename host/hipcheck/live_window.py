@@ -211,8 +211,8 @@ def mode_figures(mode: str, pipeline, strides_seen: int, last_stride, last_hold,
             if last_rep is not None:
                 figures.tempo_up_s, figures.tempo_down_s = float(last_rep["up_s"]), float(last_rep["down_s"])
                 ratio = last_rep["down_s"] / last_rep["up_s"] if last_rep["up_s"] > 0 else math.nan
-                figures.notes = (f"last rep: range {last_rep['range_deg']:.0f}°, down/up {_fmt(ratio, '.1f', '')}"
-                                 "(about 3 is the aim)",)
+                shape = f", down/up {ratio:.1f} (aim: 3)" if math.isfinite(ratio) else ""
+                figures.notes = (f"last rep {last_rep['range_deg']:.0f}°{shape}",)
             elif counter.in_rep:
                 figures.notes = ("a rep under way",)
     elif mode == "posture":
