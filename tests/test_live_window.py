@@ -162,7 +162,7 @@ def test_no_display_says_so_in_one_line(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     lines = []
-    ran = live_window.run_with_window(lambda observer: ("headless", observer), out=lines.append)
+    ran = live_window.run_with_window(lambda window: ("headless", window), out=lines.append)
     assert ran == ("headless", None)
     assert len(lines) == 1 and lines[0].startswith("(no live window: ") and lines[0].endswith("running headless)")
 

@@ -567,8 +567,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # told by the command's own parser, which names the command
         args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        # A cold numba cache makes these wait: say why, and compile on both cores (hipcheck.compile_notice); only
-        # as the `hipcheck` command (main() called from Python, as tests do, leaves the process alone).
+        # A cold numba cache makes these wait: say why (hipcheck.compile_notice); only as the `hipcheck` command
+        # (main() called from Python, as tests do, leaves the process alone).
         if argv is None and args.command in COMPILING_COMMANDS:
             from hipcheck.compile_notice import announce_compiles
 

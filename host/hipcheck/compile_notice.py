@@ -1,6 +1,6 @@
-"""One line on stderr when numba starts compiling the signal kernels, and a second process to compile them in
-parallel: a first run on a fresh install (or after an update, which changes the kernels' source) waits for the
-compile, and should say why it is silent and use both cores.
+"""One line on stderr when numba starts compiling the signal kernels (and, asked, a second process to compile them
+in parallel): a first run on a fresh install (or after an update, which changes the kernels' source) waits for the
+compile, and should say why it is silent.
 
 ``announce_compiles(command)`` registers a listener on numba's ``numba:compile`` event. numba fires it only for a
 real compile: a kernel loaded from its on-disk cache (``cache=True``, the usual case from the second run on) fires
@@ -8,9 +8,12 @@ none, so the line is printed exactly when the cache is cold, once per process. I
 terminal (a person waiting), or when ``HIPCHECK_COMPILE_NOTICE=1``; a script reading stderr gets no extra line (the
 CLI's contract is one line per failure, docs/cli.md).
 
-At the same first compile it starts ``python -m hipcheck.warmup``, which compiles the pipeline's stages from the
-end while this process compiles them from the start; each finds in numba's on-disk cache what the other compiled
-(unless ``HIPCHECK_COMPILE_AHEAD=0``). It is ended when this process exits: its work is in the cache.
+With ``HIPCHECK_COMPILE_AHEAD=1`` it also starts, at that first compile, ``python -m hipcheck.warmup``, which
+compiles the pipeline's stages from the end while this process compiles them from the start; each finds in numba's
+on-disk cache what the other compiled, and it is ended when this process exits. Off by default: on the shared
+2-core machine it was measured on (benchmarks/compile.py, load average 4-5) the command's own compile CPU fell from
+35 to 26 s but its wait grew from 36 to 55 s, the second process taking the command's core rather than an idle one;
+it pays only where a core is free.
 """
 
 from __future__ import annotations
@@ -37,13 +40,13 @@ def notice_line(command: str) -> str:
 
 def announce_compiles(command: str, out=None, *, ahead: bool | None = None) -> bool:
     """At numba's first compile in this process: say so once through ``out`` (a line on stderr by default, when
-    stderr is a terminal or ``HIPCHECK_COMPILE_NOTICE=1``) and start the compile-ahead process (``ahead``; default
-    unless ``HIPCHECK_COMPILE_AHEAD=0``). Returns whether the line will be said."""
+    stderr is a terminal or ``HIPCHECK_COMPILE_NOTICE=1``) and start the compile-ahead process (``ahead``; default:
+    ``HIPCHECK_COMPILE_AHEAD=1``). Returns whether the line will be said."""
     global _listener
     if out is None and (os.environ.get(ENV_FORCE) == "1" or sys.stderr.isatty()):
         out = _print_stderr
     if ahead is None:
-        ahead = os.environ.get(ENV_AHEAD, "1") != "0"
+        ahead = os.environ.get(ENV_AHEAD) == "1"
     if _listener is not None or (out is None and not ahead):
         return out is not None
     from numba.core import event

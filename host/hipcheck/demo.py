@@ -70,11 +70,12 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
     link = SimLink(trace, seconds=seconds, realtime=realtime)
     header = {"demo": {"activity": activity, "seconds": seconds, "seed": seed, "truth": truth}}
 
-    async def job(observer=None):
+    async def job(window=None):
         async with link:
             await link.pair()  # the sim board's link is a cable (physical access): paired as it is
             return await run_live(link, record=record, start_seq=0, out=out, policy=policy,
-                                  header=header, observer=observer)
+                                  header=header, observer=window and window.observe,
+                                  commands=window and window.commands, mode=activity)
 
     warm_up_pipeline(out)  # before the link opens: a cold compile would starve it
     if headless:
@@ -82,7 +83,7 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
     else:  # the live window (hipcheck.live_window), or headless after one line when no display can show it
         from hipcheck.live_window import run_with_window
 
-        result = run_with_window(lambda observer: asyncio.run(job(observer)), mode=activity,
+        result = run_with_window(lambda window: asyncio.run(job(window)), mode=activity,
                                  title=f"hipcheck demo: simulated {activity}", out=out)
     print_closing(result, out)
     if link.record is None:

@@ -315,11 +315,9 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
     sensor's own detector while the link fails;
     observer: called after each block as ``observer(block=, result=, analysis=, session=)`` (the live window's
     ``LiveWindow.observe``; it must not block: it runs on the data path);
-    commands: the keys of the live window, a deque of (action, value) taken after each block
-    (``LiveAnalysis.command``; None: the queue of the window whose ``observe`` is the observer, if any);
+    commands: the keys of the live window (``LiveWindow.commands``), a deque of (action, value) taken after each
+    block (``LiveAnalysis.command``; None: no keys);
     mode: the coaching mode the pipeline starts in (``hipcheck.pipeline.MODES``)."""
-    if commands is None:
-        commands = getattr(getattr(observer, "__self__", None), "commands", None)
     t0 = time.perf_counter()
     latencies: list[float] = []
     sends: list[asyncio.Future] = []
@@ -439,14 +437,15 @@ def run_record(options: LinkOptions, *, output: Path | None = None, seconds: flo
     """``hipcheck record`` and ``hipcheck live``: the live job on the named link, the session kept in ``output``
     (None: not kept), until the link ends or ``seconds`` of device time; then the closing lines. window: with the
     live window (``hipcheck.live_window``; headless when no display can show it)."""
-    async def job(observer=None):
+    async def job(window=None):
         async with await make_link(options, seconds) as link:
             damage = link.damage if options.replay is not None else None  # the replayed log's account
             if damage is not None:
                 out(damage.line())
             result = await run_live(link, record=output, seconds=seconds, alerts=alerts, policy=policy,
                                     device_alerts_off=alerts and not options.passive, passive=options.passive,
-                                    start_seq=0 if options.sim is not None else None, out=out, observer=observer)
+                                    start_seq=0 if options.sim is not None else None, out=out,
+                                    observer=window and window.observe, commands=window and window.commands)
             result.log_damage = damage
             return result
 
@@ -454,7 +453,7 @@ def run_record(options: LinkOptions, *, output: Path | None = None, seconds: flo
     if window:
         from hipcheck.live_window import run_with_window
 
-        result = run_with_window(lambda observer: asyncio.run(job(observer)), out=out)
+        result = run_with_window(lambda window: asyncio.run(job(window)), out=out)
     else:
         result = asyncio.run(job())
     print_closing(result, out)

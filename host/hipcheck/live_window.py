@@ -645,9 +645,9 @@ def run_tk(root, window: LiveWindow, job_thread: threading.Thread, *, fps: float
 
 def run_with_window(job: Callable, *, mode: str = "walk", title: str = "hipcheck live",
                     out: Callable[[str], None] = print):
-    """Run ``job(observer)`` (a live job; observer: ``LiveWindow.observe``, or None) with the live window: the job
-    in a thread, the window in this one; returns what the job returned, raises what it raised. Without a display
-    the job runs here with observer None."""
+    """Run ``job(window)`` (a live job, given the ``LiveWindow``: its ``observe`` to call per block and its
+    ``commands`` to read) with the live window: the job in a thread, the window in this one; returns what the job
+    returned, raises what it raised. Without a display the job runs here with window None."""
     opened = open_window(mode=mode, title=title, out=out)
     if opened is None:
         return job(None)
@@ -656,7 +656,7 @@ def run_with_window(job: Callable, *, mode: str = "walk", title: str = "hipcheck
 
     def target():
         try:
-            outcome["result"] = job(window.observe)
+            outcome["result"] = job(window)
         except BaseException as error:  # handed to the main thread, which raises it
             outcome["error"] = error
 

@@ -5,7 +5,8 @@ strides, detectors, holds, then the exercise stages) uses one core however many 
 on disk (``cache=True``) and a process that needs a kernel looks in the cache before compiling it, so a second
 process that compiles the stages in the opposite order, from the end of the pipeline, hands them over through the
 cache: the first finds them there when it gets that far. ``hipcheck.compile_notice`` starts it (``python -m
-hipcheck.warmup``) when numba starts compiling in a CLI command, and ends it when the command ends.
+hipcheck.warmup``) when numba starts compiling in a CLI command run with ``HIPCHECK_COMPILE_AHEAD=1``, and ends it
+when the command ends (off by default: it shortens the wait only where a core is free; benchmarks/compile.py).
 
 The stages are fed a few seconds of a still sensor: numba compiles a kernel, and everything it calls, from the
 types of its arguments, whatever their values; the arrays here have the dtypes and layouts the pipeline passes.
