@@ -207,6 +207,9 @@ def make_state(settings: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ numba kernels
 
+# Constants handed to a numba helper are typed (np.int64, np.bool_): numba compiles a helper once per literal value
+# it is called with (Literal[int](4) and Literal[int](5) are two compiles of the same code); a typed value is one.
+
 
 @numba.njit(cache=True)
 def _emit(out, n_out, sample, kind, side, value, threshold):
@@ -239,7 +242,7 @@ def detect_update_samples(settings_array, state_array, angles_pelvis_deg, out):
     settings = settings_array[0]
     st = state_array[0]
     window = int(round(settings["drop_smooth_s"] * settings["fs_hz"]))
-    n_out = 0
+    n_out = np.int64(0)
     for i in range(angles_pelvis_deg.shape[0]):
         sample = st["next_sample"] + i
         obliquity_deg = angles_pelvis_deg[i, 1]
@@ -262,7 +265,7 @@ def detect_update_samples(settings_array, state_array, angles_pelvis_deg, out):
             if sample >= st["drop_apply_sample"]:
                 st["threshold"][channel] = st["drop_threshold_baseline"][side]
             if _channel(settings, st, channel, sample, drop_deg, 1.0, settings["drop_hysteresis_deg"]):
-                n_out = _emit(out, n_out, sample, DROP, side, drop_deg, st["threshold"][channel])
+                n_out = _emit(out, n_out, sample, np.int64(DROP), side, drop_deg, st["threshold"][channel])
     st["next_sample"] += angles_pelvis_deg.shape[0]
     return n_out
 
@@ -290,7 +293,11 @@ def detect_update_strides(settings_array, state_array, strides, out):
     """Per-stride detectors (and the baseline) over the strides of one call; returns the number of decisions."""
     settings = settings_array[0]
     st = state_array[0]
-    n_out = 0
+    n_out = np.int64(0)
+    # the helpers' constant arguments, typed (see above)
+    stride_kind, sway_kind, tilt_kind, no_side = np.int64(DROP_STRIDE), np.int64(SWAY), np.int64(TILT), np.int64(NONE)
+    ch_sway, ch_anterior, ch_posterior = np.int64(_CH_SWAY), np.int64(_CH_TILT_ANTERIOR), np.int64(_CH_TILT_POSTERIOR)
+    st_sway, st_tilt = np.int64(_ST_SWAY), np.int64(_ST_TILT)
     for j in range(strides.shape[0]):
         stride = strides[j]
         end = stride["end_sample"]
@@ -303,8 +310,8 @@ def detect_update_strides(settings_array, state_array, strides, out):
                 if peaks[side] > st["last_drop_peak"][side]:
                     st["last_drop_peak"][side] = peaks[side]
                     _add_stat(st, _ST_DROP + side, drops[side])
-            _add_stat(st, _ST_SWAY, stride["sway_pp_cm"])
-            _add_stat(st, _ST_TILT, stride["tilt_mean_deg"])
+            _add_stat(st, st_sway, stride["sway_pp_cm"])
+            _add_stat(st, st_tilt, stride["tilt_mean_deg"])
             st["baseline_strides_seen"] += 1
             if st["baseline_strides_seen"] >= settings["baseline_strides"]:
                 k = settings["baseline_k"]
@@ -312,8 +319,8 @@ def detect_update_strides(settings_array, state_array, strides, out):
                     thr = _baseline_threshold(st, _ST_DROP + side, k, settings["baseline_drop_margin_deg"])
                     st["threshold"][_CH_DROP_STRIDE + side] = thr
                     st["drop_threshold_baseline"][side] = thr
-                st["threshold"][_CH_SWAY] = _baseline_threshold(st, _ST_SWAY, k, settings["baseline_sway_margin_cm"])
-                tilt_up = _baseline_threshold(st, _ST_TILT, k, settings["baseline_tilt_margin_deg"])
+                st["threshold"][_CH_SWAY] = _baseline_threshold(st, st_sway, k, settings["baseline_sway_margin_cm"])
+                tilt_up = _baseline_threshold(st, st_tilt, k, settings["baseline_tilt_margin_deg"])
                 tilt_mean = st["stat_sum"][_ST_TILT] / max(1, st["stat_n"][_ST_TILT])
                 st["threshold"][_CH_TILT_ANTERIOR] = tilt_up
                 st["threshold"][_CH_TILT_POSTERIOR] = 2.0 * tilt_mean - tilt_up  # mirrored about the mean
@@ -329,18 +336,18 @@ def detect_update_strides(settings_array, state_array, strides, out):
             st["last_drop_peak"][side] = peaks[side]
             channel = _CH_DROP_STRIDE + side
             if _channel(settings, st, channel, end, drops[side], 1.0, settings["drop_hysteresis_deg"]):
-                n_out = _emit(out, n_out, end, DROP_STRIDE, side, drops[side], st["threshold"][channel])
+                n_out = _emit(out, n_out, end, stride_kind, side, drops[side], st["threshold"][channel])
         sway_cm = stride["sway_pp_cm"]
         if math.isfinite(sway_cm):
-            if _channel(settings, st, _CH_SWAY, end, sway_cm, 1.0, settings["sway_hysteresis_cm"]):
-                n_out = _emit(out, n_out, end, SWAY, NONE, sway_cm, st["threshold"][_CH_SWAY])
+            if _channel(settings, st, ch_sway, end, sway_cm, 1.0, settings["sway_hysteresis_cm"]):
+                n_out = _emit(out, n_out, end, sway_kind, no_side, sway_cm, st["threshold"][_CH_SWAY])
         tilt_deg = stride["tilt_mean_deg"]
         if math.isfinite(tilt_deg):
             hysteresis = settings["tilt_hysteresis_deg"]
-            if _channel(settings, st, _CH_TILT_ANTERIOR, end, tilt_deg, 1.0, hysteresis):
-                n_out = _emit(out, n_out, end, TILT, NONE, tilt_deg, st["threshold"][_CH_TILT_ANTERIOR])
-            if _channel(settings, st, _CH_TILT_POSTERIOR, end, tilt_deg, -1.0, hysteresis):
-                n_out = _emit(out, n_out, end, TILT, NONE, tilt_deg, st["threshold"][_CH_TILT_POSTERIOR])
+            if _channel(settings, st, ch_anterior, end, tilt_deg, 1.0, hysteresis):
+                n_out = _emit(out, n_out, end, tilt_kind, no_side, tilt_deg, st["threshold"][_CH_TILT_ANTERIOR])
+            if _channel(settings, st, ch_posterior, end, tilt_deg, -1.0, hysteresis):
+                n_out = _emit(out, n_out, end, tilt_kind, no_side, tilt_deg, st["threshold"][_CH_TILT_POSTERIOR])
     return n_out
 
 

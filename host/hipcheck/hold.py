@@ -124,7 +124,9 @@ HOLDING = 1
 AFTER_CAP = 2  # a capped hold was reported; waiting for the lowering shift
 
 # Ring-buffer columns, per sample.
-_OBL, _TILT, _AX, _AY, _EXCLUDED, _LX, _LY = 0, 1, 2, 3, 4, 5, 6  # _LX, _LY: acc_level x, y as given (NaN: invalid)
+# _LX, _LY: acc_level x, y as given (NaN: invalid). Typed (np.int64), as the flags handed to _finish (np.bool_):
+# numba compiles a helper once per literal value it is called with (_window_mean four times for four columns).
+_OBL, _TILT, _AX, _AY, _EXCLUDED, _LX, _LY = (np.int64(k) for k in range(7))
 _N_COLS = 7
 _EXTRA_BUFFER_S = 10.0  # baseline before, confirmation after
 _N_BURSTS = 8  # recent touchdown transients remembered (a hold is recognised after its first ones may have passed)
@@ -463,7 +465,7 @@ def _end_hold(settings, st, buffer, end, out, n_out):
         # A foot contact at the lowering itself is the end, not a touchdown.
         if st["touchdowns"] > 0 and abs(st["last_burst"] - end) <= 2 * pad:
             st["touchdowns"] -= 1
-        n_out = _finish(settings, st, buffer, end, False, False, st["pending_area"], out, n_out)
+        n_out = _finish(settings, st, buffer, end, np.bool_(False), np.bool_(False), st["pending_area"], out, n_out)
     return n_out
 
 
@@ -703,7 +705,7 @@ def hold_update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_
     bias_gain = dt / settings["bias_tau_s"]
     hf_gain = dt / 0.1  # 0.1 s smoothing: a touchdown transient lasts about that
     z_gain = dt / 1.0  # 1 s: steps at any cadence
-    n_out = 0
+    n_out = np.int64(0)
     for i in range(angles_pelvis_deg.shape[0]):
         sample = st["next_sample"] + i
         a = acc_level_m_s2[i]
@@ -802,7 +804,7 @@ def _hold_step(settings, st, buffer, sample, walking, out, n_out):
         st["pending"] = 0
     max_hold = int(round(settings["max_hold_s"] * fs))
     if st["mode"] == HOLDING and sample - st["start"] >= max_hold:
-        n_out = _finish(settings, st, buffer, st["start"] + max_hold, True, False, 0.0, out, n_out)
+        n_out = _finish(settings, st, buffer, st["start"] + max_hold, np.bool_(True), np.bool_(False), 0.0, out, n_out)
         st["mode"] = AFTER_CAP
         st["pending"] = 0
     return n_out
@@ -817,7 +819,7 @@ def _feed_tail(settings_array, state_array, acc_ring, fit_ring, buffer, tail_wei
     n_acc = acc_ring.shape[0]
     half = n_acc // 2
     last = st["next_sample"] - 1
-    n_out = 0
+    n_out = np.int64(0)
     for r in range(tail_weights.shape[0]):
         c = last - half + 1 + r
         if c < 0:
@@ -846,7 +848,7 @@ def _flush(settings_array, state_array, buffer, out, n_out):
         if st["pending"] and _lowering_agrees(settings, st, buffer, last):
             n_out = _end_hold(settings, st, buffer, st["pending_centroid"], out, n_out)
         elif last - st["start"] >= int(round(settings["min_hold_s"] * settings["fs_hz"])):
-            n_out = _finish(settings, st, buffer, last + 1, False, True, 0.0, out, n_out)
+            n_out = _finish(settings, st, buffer, last + 1, np.bool_(False), np.bool_(True), 0.0, out, n_out)
     st["mode"] = QUIET
     st["pending"] = 0
     st["candidate"] = -1
