@@ -7,14 +7,26 @@ in-tree __pycache__ is not read then). In it: the import of hipcheck.pipeline, t
 20 s simulated walk in each mode `hipcheck analyze` has (walk causal, walk offline review, hold, bridge, posture: each
 mode reaches kernels the others do not; --walk-only: walk causal, a plain `hipcheck analyze`), then the same again
 warm. The cold compile is the first pass minus the warm one. Two ways per run: "serial", numba alone (one core
-compiles everything), and "ahead", as the CLI does it (hipcheck.compile_notice starts hipcheck.warmup at the first
-compile, which compiles the pipeline from its end on the other core; the two meet in the on-disk cache).
+compiles everything; what the CLI does by default), and "ahead", as the CLI does with HIPCHECK_COMPILE_AHEAD=1
+(hipcheck.compile_notice starts hipcheck.warmup at the first compile, which compiles the pipeline from its end on the
+other core; the two meet in the on-disk cache).
 numba's compile events (numba.core.event "numba:compile") give each function's own compile time, nested
 ones excluded, to find what dominates. The machine is shared, so the load average is printed beside the figures and
 the best of --runs is the headline (the least disturbed), with the CPU time this process spent compiling (less
 disturbed by a loaded machine than the wall time; the compile-ahead process's is not in it). Asserts nothing.
 
 ``cold_compile_seconds(runs=1)`` returns the best cold compile in s (benchmarks/review.py calls it).
+
+Measured on the shared 2-core machine (load average 3.5-6 from other jobs; CPU time is the steadier figure):
+- walk (a plain `hipcheck analyze`), serial: 36-44 s wall, 34-35 s CPU, 120 compiles before and 97 after the typed
+  helper constants (the CPU within noise: the duplicates were small helpers);
+- all five modes, serial: 144 -> 119 compiles, 52.2 -> 47.3 s CPU (one run each; with the strides change that was
+  left out, about two compiles more after);
+- walk, ahead (HIPCHECK_COMPILE_AHEAD=1): the command's own CPU 35 -> 26 s, 97 -> 66 compiles in it, but 53-56 s
+  wall against 36-37 s serial: the second process took the command's core, not an idle one. Hence off by default.
+What dominates (own time, serial walk): pelvis.pelvis_update 10-14 s (its 21 helpers are inline="always", kept
+for speed: un-inlined, the stage ran 14 % slower), the causal fusion's update and window kernels 8-9 s, the hold
+analyser's kernels about 8 s, the gait events' about 5 s.
 """
 
 from __future__ import annotations
@@ -95,9 +107,9 @@ class _CompileListener(event.Listener):
         return dict(sorted(self.own.items(), key=lambda kv: -kv[1]))
 
 
-def measure_once(ahead: bool = True, walk_only: bool = False) -> dict:
-    """One cold measurement in a fresh process with an empty numba cache (``ahead``: as the CLI, with the
-    compile-ahead process)."""
+def measure_once(ahead: bool = False, walk_only: bool = False) -> dict:
+    """One cold measurement in a fresh process with an empty numba cache (``ahead``: with the compile-ahead
+    process, as the CLI with HIPCHECK_COMPILE_AHEAD=1)."""
     with tempfile.TemporaryDirectory(prefix="hipcheck-numba-cold-") as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, HIPCHECK_COMPILE_NOTICE="0")
         argv = [sys.executable, __file__, "--child"] + (["--ahead"] if ahead else []) + (["--walk-only"] if walk_only
@@ -110,8 +122,8 @@ def measure_once(ahead: bool = True, walk_only: bool = False) -> dict:
     return result
 
 
-def cold_compile_seconds(runs: int = 1, ahead: bool = True, walk_only: bool = False) -> float:
-    """The best cold compile of the pipeline (s) over ``runs`` fresh processes (``ahead``: as the CLI does it)."""
+def cold_compile_seconds(runs: int = 1, ahead: bool = False, walk_only: bool = False) -> float:
+    """The best cold compile of the pipeline (s) over ``runs`` fresh processes (default: as the CLI does it)."""
     return min(measure_once(ahead, walk_only)["compile_s"] for _ in range(runs))
 
 
