@@ -25,8 +25,9 @@ Measured on the shared 2-core machine (load average 3.5-6 from other jobs; CPU t
 - walk, ahead (HIPCHECK_COMPILE_AHEAD=1): the command's own CPU 35 -> 26 s, 97 -> 66 compiles in it, but 53-56 s
   wall against 36-37 s serial: the second process took the command's core, not an idle one. Hence off by default.
 What dominates (own time, serial walk): pelvis.pelvis_update 10-14 s (its 21 helpers are inline="always", kept
-for speed: un-inlined, the stage ran 14 % slower), the causal fusion's update and window kernels 8-9 s, the hold
-analyser's kernels about 8 s, the gait events' about 5 s.
+for speed: un-inlined, the stage ran 14 % slower), the causal fusion's update and window kernels about 9 s, the hold
+analyser's kernels about 11 s, the gait events' about 9 s (figures of a run at load 6: about 1.4 times an idle
+machine's).
 """
 
 from __future__ import annotations
