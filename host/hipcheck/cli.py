@@ -281,6 +281,8 @@ def _add_export(commands) -> None:
     _add_input_options(export)
     _add_alert_options(export, live=False)
     _add_mode_options(export)
+    export.add_argument("--no-profile", action="store_true", help="leave out the calibration profile of the "
+                        "sensor the log names (default: used, as analyze does)")
     export.set_defaults(run=run_export, parser=export)
 
 
@@ -816,7 +818,7 @@ def _device_profile(args: argparse.Namespace, recording, detectors: dict, mode: 
 
     acc, gyr, alignment, line = for_analysis(recording, detectors, mode, axes_given=args.axes is not None)
     if line:
-        print(f"hipcheck analyze: {line}", file=sys.stderr)
+        print(f"hipcheck {args.command}: {line}", file=sys.stderr)
     return acc, gyr, alignment
 
 
@@ -884,11 +886,12 @@ def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     output = args.output or args.input.with_name(args.input.stem + "-export")
     check_output_dir(output, args.format, force=args.force, inputs=(args.input,))
     recording = _read_input(args)
-    settings = _alert_settings(args, parser).detector_settings()
+    detectors = _alert_settings(args, parser).detector_settings()
+    mode = _mode_arguments(args, parser, recording.fs_hz)
+    acc, gyr, alignment = _device_profile(args, recording, detectors, mode)  # as analyze: the same numbers
     with _about(args.input):
-        analysis = analyze_arrays(recording.acc_m_s2, recording.gyr_rad_s, recording.fs_hz, offline=args.offline,
-                                  detector_settings=settings, axes_given=args.axes is not None,
-                                  **_mode_arguments(args, parser, recording.fs_hz))
+        analysis = analyze_arrays(acc, gyr, recording.fs_hz, offline=args.offline, alignment=alignment,
+                                  detector_settings=detectors, axes_given=args.axes is not None, **mode)
     tables = export_tables(Result(analysis, recording, args.mode))
     paths = write_tables(tables, output, args.format, force=args.force, inputs=(args.input,))
     for name, path in paths.items():
