@@ -65,14 +65,12 @@ WARMUP_CHECK = """
 import numpy as np
 from hipcheck import detect, hold, warmup
 from hipcheck.gait import strides
-from hipcheck.fusion import offline
 from hipcheck.motion import simulate_walk
 from hipcheck.pipeline import analyze_arrays
 
 warmup.compile_later_stages()
 trace = simulate_walk(duration_s=8.0, seed=1)
-for mode, off in (("walk", False), ("walk", True), ("hold", False)):
-    analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, mode=mode, offline=off)
+analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
 kernels = [hold.hold_update, detect.detect_update_samples, detect.detect_update_strides, strides.stride_metrics]
 print([len(k.signatures) for k in kernels])
 """
