@@ -174,20 +174,24 @@ def sweep(seeds, through_pipeline):
             angles = noisy_angles(trace, rng)
             # The truth's level-frame acceleration (the rotation angle includes the heading).
             acc = level_acc(trace, rng)
-        holds = analyze_holds(angles, acc, FS_HZ)
-        truth = [i for i in trace.truth.intervals if i.kind == "hold"][0]
-        summary = trace.summary()
-        row = dict(seed=seed, n=len(holds))
-        if len(holds):
-            h = holds[np.argmin(np.abs(holds["start_sample"] / FS_HZ - truth.start_s))]
-            row.update(side=h["side"] == (LEFT if case["side"] == "left" else RIGHT),
-                       start=abs(h["start_sample"] / FS_HZ - truth.start_s),
-                       end=abs(h["end_sample"] / FS_HZ - truth.end_s),
-                       hold=abs(h["hold_time_s"] - (truth.end_s - truth.start_s)),
-                       drop=abs(h["drop_deg"] - summary["free_side_drop_deg_mean"]),
-                       drift=abs(h["tilt_drift_deg"] - summary["tilt_drift_deg"]))
-        rows.append(row)
+        rows.append(sweep_row(seed, trace, case, analyze_holds(angles, acc, FS_HZ)))
     return rows
+
+
+def sweep_row(seed, trace, case, holds):
+    """One sweep case's errors against the truth: the hold found nearest the true one (n: how many were found)."""
+    truth = [i for i in trace.truth.intervals if i.kind == "hold"][0]
+    summary = trace.summary()
+    row = dict(seed=seed, n=len(holds))
+    if len(holds):
+        h = holds[np.argmin(np.abs(holds["start_sample"] / FS_HZ - truth.start_s))]
+        row.update(side=h["side"] == (LEFT if case["side"] == "left" else RIGHT),
+                   start=abs(h["start_sample"] / FS_HZ - truth.start_s),
+                   end=abs(h["end_sample"] / FS_HZ - truth.end_s),
+                   hold=abs(h["hold_time_s"] - (truth.end_s - truth.start_s)),
+                   drop=abs(h["drop_deg"] - summary["free_side_drop_deg_mean"]),
+                   drift=abs(h["tilt_drift_deg"] - summary["tilt_drift_deg"]))
+    return row
 
 
 LIMITS = dict(start=0.3, end=0.3, hold=0.5, drop=1.0, drift=1.0)
@@ -238,18 +242,7 @@ def guided_sweep(seeds):
         key = int(round(user_key_s(seed, case["lift_s"]) * FS_HZ))
         # The sweep's holds run to 70 s: a timer of 75 s lets each end at its lowering.
         _, holds = analyze_guided_holds(angles, acc, FS_HZ, [key], {"target_s": 75.0})
-        truth = [i for i in trace.truth.intervals if i.kind == "hold"][0]
-        summary = trace.summary()
-        row = dict(seed=seed, n=len(holds))
-        if len(holds):
-            h = holds[0]
-            row.update(side=h["side"] == (LEFT if case["side"] == "left" else RIGHT),
-                       start=abs(h["start_sample"] / FS_HZ - truth.start_s),
-                       end=abs(h["end_sample"] / FS_HZ - truth.end_s),
-                       hold=abs(h["hold_time_s"] - (truth.end_s - truth.start_s)),
-                       drop=abs(h["drop_deg"] - summary["free_side_drop_deg_mean"]),
-                       drift=abs(h["tilt_drift_deg"] - summary["tilt_drift_deg"]))
-        rows.append(row)
+        rows.append(sweep_row(seed, trace, case, holds))
     return rows
 
 
