@@ -262,3 +262,23 @@ def test_link_quality_counts_the_backfilled_and_the_lost_samples(tmp_path):
     assert {k: done.link[k] for k in ("samples", "samples_backfilled_in_log", "samples_lost_in_log", "closed")} == \
         {"samples": len(packets) * 10, "samples_backfilled_in_log": 50, "samples_lost_in_log": 40, "closed": False}
     assert done.json["input"]["samples_lost"] == 40 and "link" in done.figures
+
+
+def test_bridges_are_reviewed_with_their_reps_as_analyze_mode_bridge_lists_them(tmp_path, capsys):
+    """--mode bridge: the reps table of the report is the JSON's reps of `analyze --mode bridge`, and drawn."""
+    from hipcheck.imu_csv import write_imu_csv
+    from hipcheck.motion import simulate_bridge
+
+    trace = simulate_bridge(reps=4)
+    path = tmp_path / "bridge.csv"
+    write_imu_csv(path, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    found = _json_of(["analyze", str(path), "--json", "--mode", "bridge"], capsys)
+    assert main(["review", str(path), "-o", str(tmp_path / "r.html"), "--mode", "bridge"]) == 0
+    page = (tmp_path / "r.html").read_text()
+    rows = re.findall(r"<tr>(.*?)</tr>", page.split("<p>reps</p>")[1].split("</table>")[0])
+    names = re.findall(r"<th>(.*?)</th>", rows[0])
+    shown = [re.findall(r"<td>(.*?)</td>", row) for row in rows[1:]]
+    assert len(found["reps"]) == len(shown) == 4
+    for name in ("start_sample", "range_deg", "up_s", "down_s"):
+        assert [json.loads(row[names.index(name)]) for row in shown] == [r[name] for r in found["reps"]], name
+    assert (tmp_path / "r_figures" / f"{tmp_path.name}-bridge.csv-holds_reps.png").exists()

@@ -188,6 +188,9 @@ def _add_review(commands) -> None:
     review.add_argument("--no-figures", dest="figures", action="store_false",
                         help="no per-session figures (tables, summaries and trends only: faster for an archive)")
     review.add_argument("--no-tables", dest="tables", action="store_false", help="no Parquet tables")
+    review.add_argument("--mode", choices=("walk", "hold", "bridge", "clamshell"), default="walk",
+                        help="what the sessions are of, as analyze --mode (default walk; bridge and clamshell list "
+                        "the reps)")
     review.add_argument("--no-profile", dest="use_profile", action="store_false",
                         help="leave out the calibration profile of the sensor each log names (as analyze)")
     review.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -799,7 +802,8 @@ def run_review(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     _check_output(args.output, parser, args.force, inputs=tuple(args.inputs))
     alerts = _alert_settings(args, parser)
     settings = ReviewSettings(detector_settings=alerts.detector_settings(), drop_threshold_deg=alerts.drop_threshold_deg,
-                              offline=args.offline, figures=args.figures, use_profile=args.use_profile)
+                              offline=args.offline, figures=args.figures, use_profile=args.use_profile,
+                              mode=args.mode)
     done = review(args.inputs, args.output, jobs=args.jobs, scheduler=args.scheduler, wearer=args.wearer,
                   settings=settings, tables=args.tables, progress=args.progress)
     failed = sum(1 for r in done.reviews if r.error)

@@ -314,7 +314,7 @@ def holds_reps_figure(result):
     else:
         ax.bar(np.arange(1, len(reps) + 1), reps["range_deg"],
                color=["0.5" if int(r["flag"]) == 0 else "tab:red" for r in reps], width=0.6)
-        ax.set(ylabel="range at the top (°)", xlabel="rep (red: flagged)")
+        ax.set(ylabel="range at the top (°)", xlabel="rep (red: flagged)", xticks=np.arange(1, len(reps) + 1))
     return figure
 
 

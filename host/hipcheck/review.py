@@ -65,6 +65,7 @@ class ReviewSettings:
     offline: bool = False
     figures: bool = True
     use_profile: bool = True  # the calibration profile of the sensor a log names, as analyze (False: --no-profile)
+    mode: str = "walk"  # what the sessions are of, as analyze --mode: walk, hold, bridge, clamshell (reps)
     dpi: int = 80
 
 
@@ -151,13 +152,13 @@ def _review(session: Session, settings: ReviewSettings, t0: float) -> SessionRev
     # sensor's calibration profile applied (unless use_profile is False), the detectors' settings, the JSON.
     detectors = dict(settings.detector_settings) if settings.detector_settings is not None \
         else alert_settings().detector_settings()
-    mode = {"mode": "walk", "mode_settings": None, "hold_starts": []}
+    mode = {"mode": settings.mode, "mode_settings": None, "hold_starts": []}
     acc, gyr, alignment, profile_line = recording.acc_m_s2, recording.gyr_rad_s, None, None
     if settings.use_profile:
         acc, gyr, alignment, profile_line = for_analysis(recording, detectors, mode)
     analysis = analyze_arrays(acc, gyr, recording.fs_hz, offline=settings.offline, alignment=alignment,
                               detector_settings=detectors, **mode)
-    result = Result(analysis, recording, "walk", settings.drop_threshold_deg)
+    result = Result(analysis, recording, settings.mode, settings.drop_threshold_deg)
     header, link = _log_account(recording)
     wearer = session.wearer or header.get("wearer") or Path(session.path).resolve().parent.name
     start = _start(session.path, header)
