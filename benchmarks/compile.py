@@ -17,13 +17,13 @@ disturbed by a loaded machine than the wall time; the compile-ahead process's is
 
 ``cold_compile_seconds(runs=1)`` returns the best cold compile in s (benchmarks/review.py calls it).
 
-Measured on the shared 2-core machine (load average 3.5-6 from other jobs; CPU time is the steadier figure):
-- walk (a plain `hipcheck analyze`), serial: 36-44 s wall, 34-35 s CPU, 120 compiles before and 97 after the typed
-  helper constants (the CPU within noise: the duplicates were small helpers);
-- all five modes, serial: 144 -> 119 compiles, 52.2 -> 47.3 s CPU (one run each; with the strides change that was
-  left out, about two compiles more after);
-- walk, ahead (HIPCHECK_COMPILE_AHEAD=1): the command's own CPU 35 -> 26 s, 97 -> 66 compiles in it, but 53-56 s
-  wall against 36-37 s serial: the second process took the command's core, not an idle one. Hence off by default.
+Measured on the shared 2-core machine (other jobs' load average 1.5-6; CPU time is the steadier figure):
+- all five modes, serial, load 1.5: before the typed helper constants (detect.py, hold.py) 55.8 and 48.3 s
+  (149 compiles), after 41.9 and 39.9 s (125 compiles), CPU 55.4/48.2 -> 41.3/39.6 s;
+- walk (a plain `hipcheck analyze`), serial: 37-44 s at load 1.4-1.8 (99 compiles; 120 before), 36-38 s at load 4;
+- walk, ahead (HIPCHECK_COMPILE_AHEAD=1): 30.2 s against 37.1 s serial at load 1.6, but 52.6 against 43.5 at
+  load 2.2 and 53-56 against 36-37 at load 4-5: the second process shortens the wait only when a core is idle
+  (the command's own compile CPU falls 35-42 -> 25 s either way). Hence off by default.
 What dominates (own time, serial walk): pelvis.pelvis_update 10-14 s (its 21 helpers are inline="always", kept
 for speed: un-inlined, the stage ran 14 % slower), the causal fusion's update and window kernels about 9 s, the hold
 analyser's kernels about 11 s, the gait events' about 9 s (figures of a run at load 6: about 1.4 times an idle
