@@ -20,7 +20,8 @@ disturbed by a loaded machine than the wall time; the compile-ahead process's is
 Measured on the shared 2-core machine (other jobs' load average 1.5-6; CPU time is the steadier figure):
 - all five modes, serial, load 1.5: before the typed helper constants (detect.py, hold.py) 55.8 and 48.3 s
   (149 compiles), after 41.9 and 39.9 s (125 compiles), CPU 55.4/48.2 -> 41.3/39.6 s;
-- walk (a plain `hipcheck analyze`), serial: 37-44 s at load 1.4-1.8 (99 compiles; 120 before), 36-38 s at load 4;
+- walk (a plain `hipcheck analyze`), serial, load 1.2-1.5: before 48.7 and 51.5 s (123 compiles), after 36.5 and
+  39.8 s (99 compiles), CPU 47.9/50.7 -> 36.1/39.1 s;
 - walk, ahead (HIPCHECK_COMPILE_AHEAD=1): 30.2 s against 37.1 s serial at load 1.6, but 52.6 against 43.5 at
   load 2.2 and 53-56 against 36-37 at load 4-5: the second process shortens the wait only when a core is idle
   (the command's own compile CPU falls 35-42 -> 25 s either way). Hence off by default.
