@@ -145,7 +145,7 @@ class Reassembly:
             if len(p) and p["seq"][0] == nxt:
                 breaks = np.flatnonzero(np.diff(p["seq"]) != 1)
                 k = int(breaks[0]) + 1 if len(breaks) else len(p)
-                parts.append(_rows(p[:k]))
+                parts.append(block_rows(p[:k]))
                 self.pending = p[k:]
                 self.next_out = nxt + k
                 continue
@@ -164,6 +164,19 @@ class Reassembly:
         out = np.concatenate(parts)
         self._last_out = (int(out["seq"][-1]), int(out["t_device_us"][-1]))
         return out
+
+    def in_order_next(self) -> int | None:
+        """The seq a live packet must start at to leave at once as it is: nothing pending or marked, the live edge
+        at the next row to emit (None when that is not the case)."""
+        if self.next_out is None or self.live_next != self.next_out or len(self.pending) or self._marked:
+            return None
+        return self.next_out
+
+    def pass_in_order(self, last_seq: int, last_t_us: int) -> None:
+        """Live samples from ``in_order_next()`` to last_seq, consecutive, were emitted at once: what ``see_live``,
+        ``insert`` and ``emit`` do with them."""
+        self.next_out = self.live_next = last_seq + 1
+        self._last_out = (last_seq, last_t_us)
 
     def missing(self) -> list[tuple[int, int]]:
         """Holes [a, b) between the next row to emit and the newest live sample: not received, not marked."""
@@ -204,7 +217,8 @@ class Reassembly:
         return out
 
 
-def _rows(samples: np.ndarray) -> np.ndarray:
+def block_rows(samples: np.ndarray) -> np.ndarray:
+    """Received samples (``protocol.SAMPLE_DTYPE``) as ``BLOCK_DTYPE`` rows (``t_host_s`` 0, ``gap`` False)."""
     out = np.zeros(len(samples), BLOCK_DTYPE)
     out["seq"] = samples["seq"]
     out["t_device_us"] = samples["t_us"]

@@ -30,6 +30,25 @@ class TimeMap:
         if self._envelope is None or t_host_s - device_us * 1e-6 < self._envelope[1] - self._envelope[0] * 1e-6:
             self._envelope = (int(device_us), float(t_host_s))
 
+    def add_arrivals(self, last_us: np.ndarray, t_host_s: np.ndarray, rows_us: np.ndarray,
+                     row_packet: np.ndarray) -> np.ndarray:
+        """``add_arrival`` for a run of live packets in order (their newest device times, their arrival times), and
+        the host times of rows_us, each as ``to_host_s`` gives it right after the arrival of its packet
+        (row_packet: index into the run)."""
+        key = t_host_s - last_us * 1e-6
+        env = self._envelope
+        before = np.inf if env is None else env[1] - env[0] * 1e-6
+        lowest_before = np.minimum.accumulate(np.concatenate(([before], key)))[:-1]
+        holder = np.maximum.accumulate(np.where(key < lowest_before, np.arange(len(key)), -1))
+        if holder[-1] >= 0:
+            self._envelope = (int(last_us[holder[-1]]), float(t_host_s[holder[-1]]))
+        if self._fit is not None:
+            return self.to_host_s(rows_us)
+        d0 = np.where(holder >= 0, last_us[np.maximum(holder, 0)], 0 if env is None else env[0])
+        h0 = np.where(holder >= 0, t_host_s[np.maximum(holder, 0)], np.nan if env is None else env[1])
+        rows_us = np.asarray(rows_us, dtype=np.int64)
+        return h0[row_packet] + (rows_us - d0[row_packet]) * 1e-6
+
     def _refit(self) -> None:
         ex = np.array(self.exchanges, dtype=np.float64)
         rtt = ex[:, 1]

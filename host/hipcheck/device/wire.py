@@ -28,6 +28,33 @@ def forward(reference: int, wire: int) -> int:
     return reference + (wire - reference) % protocol.U32_MODULUS
 
 
+def signed32(x: np.ndarray) -> np.ndarray:
+    """x (int64) as the residue mod 2^32 in [-2^31, 2^31)."""
+    return (x + HALF_U32) % protocol.U32_MODULUS - HALF_U32
+
+
+def unwrap_packets(ref: tuple[int | None, int | None], seq_wire: np.ndarray, t_wire: np.ndarray, n: np.ndarray,
+                   period_us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first seq and t_us of each of a run of good full-form packets (header fields, int64 arrays), unwrapped
+    exactly as ``WireDecoder.decode`` unwraps them one after the other from ``ref``: each seq nearest the previous
+    packet's last sample, each time nearest the previous packet's last time plus (seq step) · its own period. The
+    step from one packet to the next depends on the wire values only (the unwrapped values are ≡ wire), so the run
+    is a cumulative sum."""
+    m = n[:-1] - 1  # last sample of the previous packet, relative to its first
+    jump = signed32(seq_wire[1:] - seq_wire[:-1] - m)  # seq step from the previous packet's last sample
+    t_pred = m * period_us[:-1] + jump * period_us[1:]
+    t_step = t_pred + signed32(t_wire[1:] - t_wire[:-1] - t_pred)
+    ref_seq, ref_t = ref
+    if ref_seq is None:
+        s0, t0 = int(seq_wire[0]), int(t_wire[0])
+    else:
+        s0 = nearest(ref_seq, int(seq_wire[0]))
+        t0 = nearest(ref_t + (s0 - ref_seq) * int(period_us[0]), int(t_wire[0]))
+    seq_first = s0 + np.concatenate(([0], np.cumsum(m + jump)))
+    t_first = t0 + np.concatenate(([0], np.cumsum(t_step)))
+    return seq_first.astype(np.int64), t_first.astype(np.int64)
+
+
 class WireDecoder:
     """DATA packets → ``protocol.SAMPLE_DTYPE`` samples, unwrapped (module docstring)."""
 
