@@ -197,27 +197,6 @@ def test_a_folder_on_dask_and_in_two_processes_gives_the_one_process_tables(arch
         assert (tmp_path / "jobs_figures" / f"{wearer}-trends.png").exists()
 
 
-def test_the_numba_notice_is_said_when_numba_compiles():
-    """numba's compile event starts the notice: once for a function that is not cached, never for a warm pipeline."""
-    import numba
-
-    lines: list[str] = []
-    review_module.warm_up(out=lines.append)  # compiles, or loads from the cache, whatever this run did before
-    lines.clear()
-    review_module.warm_up(out=lines.append)
-    assert lines == []  # warm: nothing compiled
-
-    @numba.njit(cache=False)
-    def fresh(x):
-        return x * 2.0 + 1.0
-
-    with review_module.compile_notice(out=lines.append) as notice:
-        assert fresh(1.0) == 3.0 and fresh(2.0) == 5.0
-    assert notice.said
-    assert lines == [f"compiling the signal kernels once (about {review_module.COLD_COMPILE_S} s; cached for the "
-                     "next runs)…"]
-
-
 def test_a_scheduler_that_is_not_there_exits_69_on_one_line(archive, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(review_module, "CONNECT_TIMEOUT", "1s")
     capsys.readouterr()

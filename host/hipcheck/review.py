@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,9 +31,6 @@ from hipcheck.detect import DEFAULT_SETTINGS as DETECTOR_DEFAULTS
 from hipcheck.errors import EXIT_DEVICE, HipcheckError, InvalidValueError
 
 FOLDER_PATTERN = "*.hclog"  # what a folder given as input is searched for (recursively)
-# The cold compile of the pipeline's numba kernels, measured by benchmarks/review.py on 2 shared cores; said to the
-# user as the wait to expect when the cache is cold.
-COLD_COMPILE_S = 70
 SESSION_COLUMNS = ("session", "wearer", "date")  # the stride table's first columns
 CONNECT_TIMEOUT = "10s"  # how long to try reaching a Dask scheduler
 
@@ -282,50 +278,18 @@ def _on_dask(address: str, sessions, settings, done) -> None:
             done(index[future.key], future.result())
 
 
-def warm_up(offline: bool = False, out=None) -> float:
+def warm_up(offline: bool = False) -> float:
     """Run the pipeline over a few seconds of simulated walking so that its numba kernels are compiled, or loaded
-    from the cache, before the sessions start (a process pool's workers then load them from the cache). When numba
-    compiles, one line says so first (``compile_notice``). Returns the seconds it took."""
+    from the cache, before the sessions start (a process pool's workers then load them from the cache). The
+    command's line on a cold cache is hipcheck.compile_notice's. Returns the seconds it took."""
     from hipcheck.motion import SensorModel, simulate_walk
     from hipcheck.pipeline import analyze_arrays
 
     trace = simulate_walk(duration_s=8.0, seed=0, sensor=SensorModel.ideal())
     t0 = time.perf_counter()
-    with compile_notice(out) as notice:
-        analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, offline=offline)
-    if notice.said:
-        notice.say(f"compiled in {time.perf_counter() - t0:.0f} s")
+    analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, offline=offline)
     return time.perf_counter() - t0
 
-
-@contextmanager
-def compile_notice(out=None):
-    """Within: the first time numba starts compiling a function (its ``numba:compile`` event: the cache did not
-    have it, or its source changed), say once "compiling the signal kernels once (about N s…)…" (``out``, a line
-    on stderr by default), so that a first run on a fresh install is not a silent wait."""
-    from numba.core import event
-
-    class Notice(event.Listener):
-        """Speaks at the first compile start (numba's listeners must derive from its Listener)."""
-
-        said = False
-
-        def say(self, line: str) -> None:
-            (out or (lambda text: print(text, file=sys.stderr, flush=True)))(line)
-
-        def on_start(self, ev) -> None:
-            if not self.said:
-                self.said = True
-                self.say(f"compiling the signal kernels once (about {COLD_COMPILE_S} s; cached for the next runs)…")
-
-        def on_end(self, ev) -> None:
-            pass
-
-    with event.install_listener("numba:compile", Notice()) as listener:
-        yield listener
-
-
-# ---------------------------------------------------------------------------------------------- the outputs
 
 @dataclass
 class ReviewOutput:
@@ -369,7 +333,7 @@ def review(inputs, output, *, jobs: int = 1, scheduler: str | None = None, weare
     output = Path(output)
     sessions = find_sessions(inputs, wearer)
     if scheduler is None:
-        warm_up(settings.offline, out)
+        warm_up(settings.offline)
     reviews = run_sessions(sessions, settings, jobs=jobs, scheduler=scheduler, progress=progress)
     failed = [r for r in reviews if r.error]
     if len(failed) == len(reviews):
