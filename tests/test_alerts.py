@@ -133,13 +133,19 @@ def test_command_line_thresholds_reach_the_decisions(tmp_path, capsys):
     path = tmp_path / "walk.csv"
     write_imu_csv(path, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
 
+    summaries = []
+
     def decisions(*options):
         assert cli.main(["analyze", str(path), "--json", *options]) == 0
-        return [d for d in json.loads(capsys.readouterr().out)["decisions"] if d["kind"] == "drop"]
+        output = json.loads(capsys.readouterr().out)
+        summaries.append(output["summary"])
+        return [d for d in output["decisions"] if d["kind"] == "drop"]
 
     default = decisions()
     assert default and all(d["threshold"] == 6.0 and d["side"] == "right" for d in default)
+    assert summaries[-1]["weak_side"] == "right"
     assert decisions("--drop-threshold", "9") == []  # an 8° drop stays under a 9° threshold
+    assert summaries[-1]["weak_side"] is None  # and the summary agrees with the alerts: no side over 9°
     profile = tmp_path / "p.json"
     profile.write_text(json.dumps({"drop_threshold_deg": 5.0}))
     assert {d["threshold"] for d in decisions("--profile", str(profile))} == {5.0}

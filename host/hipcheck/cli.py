@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                 _add_connect, _add_live, _add_scan, _add_pair, _add_review):
         add(commands)
     _add_export(commands)
-    _add_import(commands)
     _add_sync(commands)
+    _add_import(commands)
     _add_calibrate(commands)
     return parser
 
@@ -787,7 +787,8 @@ def run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         # --axes declares the file's frame to be ours: the forward sign is then taken from it, not from the data.
         analysis = analyze_arrays(acc, gyr, recording.fs_hz, offline=args.offline, alignment=alignment,
                                   detector_settings=detectors, axes_given=args.axes is not None, **mode)
-    result = analysis_json(analysis, recording)
+    # the weak side is named against the drop threshold the alerts use (--drop-threshold, --profile)
+    result = analysis_json(analysis, recording, detectors["drop_threshold_deg"])
     print(json.dumps(result) if args.json else report.analysis_text(result, analysis.strides, str(args.input)))
     return 0
 

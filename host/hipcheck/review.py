@@ -161,7 +161,7 @@ def _review(session: Session, settings: ReviewSettings, t0: float) -> SessionRev
     strides = result.strides
     for k, (name, value) in enumerate(zip(SESSION_COLUMNS, (session.key, str(wearer), _iso_date(start)))):
         strides.insert(k, name, value)
-    out = SessionReview(session, str(wearer), start, analysis_json(analysis, recording), strides, result.decisions,
+    out = SessionReview(session, str(wearer), start, analysis_json(analysis, recording, settings.drop_threshold_deg), strides, result.decisions,
                         result.holds, result.reps, link, profile=profile_line or "")
     if settings.figures:
         out.figures = draw_session(result, settings)
