@@ -34,6 +34,7 @@ and all of its samples have arrived, so the concatenated output does not depend 
 
 from __future__ import annotations
 
+import bisect
 import collections
 import math
 
@@ -180,6 +181,7 @@ class StrideAnalyzer:
         self.samples_seen = 0
         self.strides_lost = 0
         self._events = np.zeros(0, EVENT_DTYPE)  # recent events, sorted by sample
+        self._event_lists: tuple[list, list, list] = ([], [], [])  # the same as lists: _stride reads a few per stride
         # Closing ICs (sample, side) not yet measured, in sample order (events arrive in sample order).
         self._waiting: collections.deque[tuple[int, int]] = collections.deque()
         self._previous_stride_s = np.nan
@@ -238,6 +240,7 @@ class StrideAnalyzer:
         ics = events[events["kind"] == IC]
         self._waiting.extend(zip(ics["sample"].tolist(), ics["side"].tolist()))
         self._events = np.concatenate([self._events, events])
+        self._list_events()
 
     def _forget_old_events(self) -> None:
         """Keep what a stride still waiting or still to come could need: back to the longest stride before the
@@ -249,6 +252,10 @@ class StrideAnalyzer:
             oldest_end = min(oldest_end, int(self._events["sample"][-1]))
         horizon = min(oldest_end, self.samples_seen) - self.max_stride_samples - 1
         self._events = self._events[self._events["sample"] >= horizon]
+        self._list_events()
+
+    def _list_events(self) -> None:
+        self._event_lists = tuple(self._events[name].tolist() for name in ("sample", "kind", "side"))
 
     def _settle(self) -> list[tuple]:
         """Measure the waiting strides whose samples have all arrived."""
@@ -261,13 +268,14 @@ class StrideAnalyzer:
         return out
 
     def _stride(self, end: int, side: int):
-        # Only the events of the longest possible stride before ``end`` matter (events are sorted by sample).
-        samples = self._events["sample"]
-        ev = self._events[np.searchsorted(samples, end - self.max_stride_samples):np.searchsorted(samples, end)]
-        same = ev[(ev["kind"] == IC) & (ev["side"] == side)]
-        if not len(same):
+        # Only the events of the longest possible stride before ``end`` matter (events are sorted by sample). Plain
+        # lists: a stride's window holds a handful of events, and an hour of walking thousands of strides.
+        samples, kinds, sides = self._event_lists
+        window = range(bisect.bisect_left(samples, end - self.max_stride_samples), bisect.bisect_left(samples, end))
+        same = [samples[i] for i in window if kinds[i] == IC and sides[i] == side]
+        if not same:
             return None
-        start = int(same["sample"][-1])
+        start = same[-1]
         length = end - start
         if not self.min_stride_samples <= length <= self.max_stride_samples:
             return None
@@ -275,15 +283,15 @@ class StrideAnalyzer:
             self.strides_lost += 1
             return None
         other = 1 - side
-        inside = ev[(ev["sample"] > start) & (ev["sample"] < end)]
-        opposite_ics = inside[(inside["kind"] == IC) & (inside["side"] == other)]["sample"]
-        opposite = int(opposite_ics[0]) if len(opposite_ics) == 1 else -1
+        inside = [i for i in window if start < samples[i] < end]
+        opposite_ics = [samples[i] for i in inside if kinds[i] == IC and sides[i] == other]
+        opposite = opposite_ics[0] if len(opposite_ics) == 1 else -1
         windows = {RIGHT: (-1, -1), LEFT: (-1, -1)}
         if opposite >= 0:
-            fc_other = inside[(inside["kind"] == FC) & (inside["side"] == other) & (inside["sample"] < opposite)]
-            fc_same = inside[(inside["kind"] == FC) & (inside["side"] == side) & (inside["sample"] > opposite)]
-            windows[side] = (int(fc_other["sample"][0]) if len(fc_other) else start, opposite)
-            windows[other] = (int(fc_same["sample"][0]) if len(fc_same) else opposite, end)
+            fc_other = [samples[i] for i in inside if kinds[i] == FC and sides[i] == other and samples[i] < opposite]
+            fc_same = [samples[i] for i in inside if kinds[i] == FC and sides[i] == side and samples[i] > opposite]
+            windows[side] = (fc_other[0] if fc_other else start, opposite)
+            windows[other] = (fc_same[0] if fc_same else opposite, end)
         m = stride_metrics(self._ring, start, end, windows[RIGHT][0], windows[RIGHT][1], windows[LEFT][0],
                            windows[LEFT][1], self.fs_hz)
         (drop_r, drop_r_at, drop_l, drop_l_at, obl_range, tilt_mean, tilt_range, rot_range, sway, vertical,
