@@ -302,7 +302,7 @@ class StrideAnalyzer:
         regular = (np.isfinite(self._previous_stride_s)
                    and abs(stride_s - self._previous_stride_s) <= self.steady_time_change * self._previous_stride_s)
         straight = np.isfinite(rot_mean) and abs(2.0 * rot_mean) < self.steady_turn_deg
-        finite = all(np.isfinite(x) for x in (drop_r, drop_l, obl_range, tilt_range, sway, vertical))
+        finite = all(math.isfinite(x) for x in (drop_r, drop_l, obl_range, tilt_range, sway, vertical))
         self._previous_stride_s = stride_s
         return (start, end, side, opposite, stride_s, step_s, next_step_s, 120.0 / stride_s,
                 drop_r, drop_r_at, drop_l, drop_l_at, obl_range, tilt_mean, tilt_range, rot_range, sway, vertical,
