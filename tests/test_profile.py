@@ -259,3 +259,40 @@ def test_bad_calibration_input_is_one_line_naming_what_to_redo(kind, make, says,
     code, _, stderr = run("calibrate", kind, "--from", str(csv), "--device", "bench-3")
     assert code == EXIT_REFUSED and says in stderr and "redo" in stderr
     assert len(stderr.strip().splitlines()) == 1 and profiles.load_profile("bench-3") is None
+
+
+def test_every_sensor_within_the_issues_error_ranges_passes_the_matrix_check_on_both_sides(tmp_path):
+    """An accelerometer off by up to ±5 % per axis and 2° of misalignment (issue 14's ranges) is a sensor to calibrate,
+    not an implausible profile: its matrix passes the host's check and the firmware's own (the unix port), and a
+    shear stays refused by both."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hipcheck.rotation import matrix_from_quat, quat_from_rotvec
+
+    rng = np.random.default_rng(14)
+    matrices = []
+    for _ in range(200):
+        scale = rng.uniform(0.95, 1.05, 3)
+        skew = matrix_from_quat(quat_from_rotvec(np.radians(rng.uniform(-2.0, 2.0, 3))))
+        matrices.append(np.linalg.inv(skew @ np.diag(scale)))  # the calibration undoes the sensor's error
+    extreme = np.linalg.inv(np.diag([0.95, 0.95, 1.05]))
+    shear = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    assert all(profiles.matrix_fault(m) == "" for m in [*matrices, extreme])
+    assert "not a rotation times a scale" in profiles.matrix_fault(shear)
+    micropython = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which("micropython")
+    assert micropython is not None, "the micropython unix port is a dev dependency"
+    rows = [",".join(f"{v:.6f}" for v in m.ravel()) for m in [*matrices, extreme, shear]]
+    script = tmp_path / "check.py"
+    script.write_text("import sys\nfrom cal_profile import _matrix_fault\n"
+                      "for line in open(sys.argv[1]):\n"
+                      "    print(_matrix_fault([float(v) for v in line.split(',')]) or 'ok')\n")
+    (tmp_path / "m.txt").write_text("\n".join(rows) + "\n")
+    firmware = Path(__file__).resolve().parents[1] / "firmware"
+    done = subprocess.run([micropython, str(script), str(tmp_path / "m.txt")], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, MICROPYPATH=str(firmware)))
+    answers = done.stdout.splitlines()
+    assert done.returncode == 0 and len(answers) == len(rows), done.stderr
+    assert answers[:-1] == ["ok"] * (len(rows) - 1) and "not a rotation times a scale" in answers[-1]
