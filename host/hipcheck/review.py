@@ -187,7 +187,6 @@ def _log_account(recording) -> tuple[dict, dict | None]:
     if recording.session is None:
         return {}, None
     from hipcheck.protocol import SampleFlag
-    from hipcheck.record import LogReader
 
     log = recording.session
     rows = log.samples
@@ -195,7 +194,7 @@ def _log_account(recording) -> tuple[dict, dict | None]:
     link = {"samples": int(len(rows)), "samples_received": int((~rows["gap"]).sum()),
             "samples_backfilled_in_log": backfilled, "samples_lost_in_log": int(rows["gap"].sum()),
             "lost_ranges": len(log.lost), "damaged_bytes": int(log.damaged_bytes), "closed": False}
-    ends = [note for note in LogReader(recording.path).notes() if note.get("note") == "end"]
+    ends = [note for note in log.notes if note.get("note") == "end"]  # read with the samples: no second pass
     if ends:
         end = ends[-1]
         link["closed"] = True

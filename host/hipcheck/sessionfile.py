@@ -54,6 +54,7 @@ class SessionLog:
     damaged_bytes: int = 0  # bytes of the log that belong to no good record (damage, a cut end): not read
     damage_line: str = ""  # the reader's account of them (``hipcheck.record.LogDamage.line``); empty if none
     bad_packets: int = 0  # DATA packets that could not be decoded (skipped, as live)
+    notes: list[dict] = field(default_factory=list)  # the NOTE records, as ``hipcheck.record.LogReader.notes``
 
     mag_uT = None  # the sensor sends no magnetometer
 
@@ -88,9 +89,10 @@ def read_session_log(path, *, one_by_one: bool = False) -> SessionLog:
         raise SessionLogError(f"{path}: cannot be read ({error.strerror or error})") from None
     records = list(reader)  # one pass: the start, the notes and the replay all need them
     batch = _FullPackets(records)
+    notes = [record.json() | {"t_host_s": record.t_host_s} for record in records if record.type == RecordType.NOTE]
     blocks: list[SampleBlock] = []
     stats = SessionStats()
-    stream = SampleStream(_start_seq(records, batch), stats, SessionRecording(None), blocks.append)
+    stream = SampleStream(_start_seq(notes, batch), stats, SessionRecording(None), blocks.append)
     _Replay(stream, batch, batched=not one_by_one).run(records)
     stream.lose_missing("not in the recording")
     if not blocks:
@@ -113,16 +115,16 @@ def read_session_log(path, *, one_by_one: bool = False) -> SessionLog:
         damaged_bytes=reader.damage.bytes_skipped,
         damage_line=reader.damage.line() if reader.damage.damaged else "",
         bad_packets=stats.bad_packets,
+        notes=notes,
     )
 
 
-def _start_seq(records: list[LogRecord], batch: _FullPackets) -> int | None:
+def _start_seq(notes: list[dict], batch: _FullPackets) -> int | None:
     """The first sequence number the live session emitted: the lowest the log holds (a session that started at 0
     backfilled everything since boot; one that started at its first live sample never asked for anything before
     it), or the first of a range it marked lost. None (the first live sample's) for a log in the compact form only."""
     seqs = [int(batch.samples["seq"].min())] if len(batch.samples) else []
-    seqs += [int(record.json()["first_seq"]) for record in records
-             if record.type == RecordType.NOTE and record.json().get("note") == "gap_lost"]
+    seqs += [int(note["first_seq"]) for note in notes if note.get("note") == "gap_lost"]
     return min(seqs) if seqs else None
 
 
