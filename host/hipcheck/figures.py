@@ -330,15 +330,15 @@ def link_figure(samples: np.ndarray, fs_hz: float, backfilled_flag: int, bins: i
     for what in (~lost & ~backfilled, backfilled, lost):
         counts = np.add.reduceat(what.astype(np.int64), edges[:-1]) if n else np.zeros(0)
         shares.append(100.0 * counts / np.maximum(np.diff(edges), 1))
-    t = edges[:-1] / fs_hz
     width = np.diff(edges) / fs_hz
     figure = _figure(2.6)
     ax = figure.add_subplot(1, 1, 1)
-    bottom = np.zeros(len(t))
+    bottom = np.zeros(len(width))
     for share, label, color in zip(shares, ("live", "backfilled", "lost"), ("0.75", "tab:orange", "tab:red")):
-        ax.bar(t, share, width=width, bottom=bottom, align="edge", color=color,
-               label=f"{label}: {100.0 * np.sum(share * width) / max(np.sum(width) * 100.0, 1e-9):.2f} %")
-        bottom += share
+        # A filled outline per kind stacked on the ones below (one patch, not a bar per stretch: faster to draw).
+        ax.stairs(bottom + share, edges / fs_hz, baseline=bottom, fill=True, lw=0, color=color,
+                  label=f"{label}: {100.0 * np.sum(share * width) / max(np.sum(width) * 100.0, 1e-9):.2f} %")
+        bottom = bottom + share
     ax.set(xlabel="device time (s)", ylabel="samples (%)", ylim=(0, 100), xlim=(0, max(n / fs_hz, 1e-3)),
            title="link quality: how each sample arrived")
     ax.legend(fontsize=8, loc="lower left", ncols=3)
