@@ -23,16 +23,32 @@ WEAK_SIDE_MARGIN_DEG = 2.0
 def record_to_dict(record: np.void, names: dict[str, tuple[str, ...]] | None = None) -> dict:
     """One structured record as a JSON-ready dict; fields listed in ``names`` map their codes to names."""
     names = names or {}
-    out = {}
-    for field in record.dtype.names:
-        value = record[field].item()
-        if field in names:
-            code = int(value)
-            value = names[field][code] if 0 <= code < len(names[field]) else None
-        elif isinstance(value, float):
-            value = None if not math.isfinite(value) else round(value, 4)
-        out[field] = value
-    return out
+    return {field: _json_value(record[field].item(), names.get(field)) for field in record.dtype.names}
+
+
+def records_to_dicts(records: np.ndarray, names: dict[str, tuple[str, ...]] | None = None) -> list[dict]:
+    """``record_to_dict`` of each record, the array turned into Python values in one call (an hour of walking
+    holds thousands of strides), a column at a time."""
+    names = names or {}
+    columns = []
+    for field in records.dtype.names:
+        values = records[field].tolist()
+        codes = names.get(field)
+        if codes is not None or records.dtype[field].kind == "f":  # the others are JSON as they are
+            values = [_json_value(value, codes) for value in values]
+        columns.append(values)
+    return [dict(zip(records.dtype.names, row)) for row in zip(*columns)]
+
+
+def _json_value(value, codes: tuple[str, ...] | None):
+    """A field's Python value as the JSON holds it: a code as its name (None if unknown), a float rounded to 4
+    decimals (None if not finite)."""
+    if codes is not None:
+        code = int(value)
+        return codes[code] if 0 <= code < len(codes) else None
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else round(value, 4)
+    return value
 
 
 def events_to_list(events: np.ndarray, kind: int) -> list[dict]:
@@ -106,16 +122,12 @@ def analysis_to_dict(analysis, drop_threshold_deg: float = DEFAULT_DROP_THRESHOL
     """The JSON object of ``hipcheck analyze --json`` (keys described in docs/validation.md and the CLI help)."""
     fs = analysis.fs_hz
     stride_names = {"side": SIDE_NAMES}
-    strides = []
-    for s in analysis.strides:
-        entry = record_to_dict(s, stride_names)
-        entry["t_s"] = round(int(s["start_sample"]) / fs, 4)
-        strides.append(entry)
-    decisions = []
-    for d in analysis.decisions:
-        entry = record_to_dict(d, DECISION_NAMES)
-        entry["t_s"] = round(int(d["sample"]) / fs, 4)
-        decisions.append(entry)
+    strides = records_to_dicts(analysis.strides, stride_names)
+    for entry, start in zip(strides, analysis.strides["start_sample"].tolist()):
+        entry["t_s"] = round(int(start) / fs, 4)
+    decisions = records_to_dicts(analysis.decisions, DECISION_NAMES)
+    for entry, sample in zip(decisions, analysis.decisions["sample"].tolist()):
+        entry["t_s"] = round(int(sample) / fs, 4)
     out = {
         "fs": fs,
         "n_samples": int(len(analysis.q_sensor_to_earth)),
