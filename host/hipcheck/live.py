@@ -332,11 +332,16 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
                 out("the sensor's own alerts are off: the host decides and sends VIBRATE")
         t_arrival = 0.0
 
+        undelivered: dict[str, int] = {}  # why a VIBRATE was not delivered -> how often (each reason said once)
+
         async def send(pattern: str) -> None:
             try:
                 await session.vibrate(pattern)
             except Exception as error:  # an alert that cannot be delivered must not stop the recording
-                out(f"  (vibrate {pattern} not delivered: {error})")
+                reason = str(error)
+                if reason not in undelivered:
+                    out(f"  (vibrate {pattern} not delivered: {reason})")
+                undelivered[reason] = undelivered.get(reason, 0) + 1
 
         def vibrate(pattern: str) -> None:
             latencies.append((time.monotonic() - t_arrival) * 1e3)
@@ -362,6 +367,9 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
             await hand_over.stop()
         if sends:
             await asyncio.gather(*sends, return_exceptions=True)
+        for reason, count in undelivered.items():
+            if count > 1:
+                out(f"  ({count} vibrations in all not delivered: {reason})")
     strides, decisions, holds = analysis.results()
     mounting = analysis.pipeline.mounting if analysis.pipeline is not None else None
     side_known = mounting is None or mounting.ok  # as Analysis.side_refused: a hold alone cannot find forward
