@@ -117,6 +117,8 @@ def test_demo_log_analyze_and_review_agree_and_the_report_shows_its_figures(tmp_
 
     page = _Cells()
     page.feed(report.read_text(encoding="utf-8"))
+    words = report.read_text(encoding="utf-8")
+    assert "weak side: right (hip abductors" in words and "pelvic drop (median):" in words  # what analyze prints
     shown = dict(page.summary)
     scalars = {k: v for k, v in found["summary"].items() if not isinstance(v, (dict, list))}
     assert shown == {k: "–" if v is None else (v if isinstance(v, str) else json.dumps(v)) for k, v in scalars.items()}

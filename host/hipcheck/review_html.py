@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hipcheck import __version__
+from hipcheck.report import summary_text
 
 SECTIONS = {  # figure name -> heading, in the page's order
     "cycle": "Pelvic angles over the gait cycle",
@@ -44,7 +45,8 @@ LINK_ROWS = (
 STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1250px}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;
 text-align:right}th{background:#eee}td.t{text-align:left}img{max-width:100%;display:block;margin:0.3em 0}
-h2{border-top:2px solid #888;padding-top:0.4em}.err{color:#b00}.note{color:#555;font-size:0.85em}"""
+h2{border-top:2px solid #888;padding-top:0.4em}.err{color:#b00}.note{color:#555;font-size:0.85em}
+.words{font-family:inherit;font-size:1.05em;white-space:pre-wrap;background:#f4f4f4;padding:0.5em}"""
 
 
 @dataclass
@@ -152,6 +154,8 @@ def session_section(r, folder: Path, written: Written) -> str:
     parts = [f'<h2 id="{html.escape(safe_name(r.session.key))}">{title}</h2>',
              f'<p class="note">{html.escape(r.session.path)}: {r.json["duration_s"]} s at {r.json["fs"]:g} Hz, '
              f'{len(r.json["strides"])} strides, {len(r.json["decisions"])} alerts; reviewed in {r.seconds:.1f} s</p>',
+             # the words analyze prints for a person, then every figure under its JSON name (the researcher's)
+             f'<pre class="words">{html.escape(summary_text(summary))}</pre>',
              f'<table class="summary">{rows}</table>']
     parts += [f'<p class="note">{html.escape(r.profile)}</p>'] if r.profile else []
     parts += [f'<p class="note">warning: {html.escape(w)}</p>' for w in r.json.get("warnings", [])]
