@@ -29,7 +29,7 @@ FIRMWARE_HOT_PATHS = {"firmware/alert.py::_update", "firmware/fusion.py::_fuse"}
 FOUNDATION, SIGNAL, DEVICE_IO, APPLICATION = 0, 1, 2, 3
 LAYERS = {
     "errors": FOUNDATION, "units": FOUNDATION, "rotation": FOUNDATION, "settings": FOUNDATION,
-    "filters": FOUNDATION,
+    "filters": FOUNDATION, "outputs": FOUNDATION,
     "inputs": SIGNAL, "imu_csv": SIGNAL, "fusion": SIGNAL, "pelvis": SIGNAL, "gait": SIGNAL, "detect": SIGNAL,
     "hold": SIGNAL, "pipeline": SIGNAL, "motion": SIGNAL, "timing": SIGNAL, "exercises": SIGNAL,
     "protocol": DEVICE_IO, "links": DEVICE_IO, "device": DEVICE_IO, "record": DEVICE_IO, "sessionfile": DEVICE_IO,

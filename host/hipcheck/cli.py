@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hipcheck import __version__
+from hipcheck.outputs import check_folder_of, check_output_file
 from hipcheck.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, HipcheckError,
                              InvalidValueError)
 
@@ -860,27 +861,16 @@ def _about(path: Path):
 
 def _check_folder(output: Path | None, parser: argparse.ArgumentParser) -> None:
     """An output whose folder is missing is a file problem (exit 1, like a missing input), found before any work."""
-    if output is not None and not output.parent.exists():
-        raise InvalidValueError(f"the folder {output.parent} does not exist: create it or give another path")
+    if output is not None:
+        check_folder_of(output)
 
 
 def _check_output(output: Path | None, parser: argparse.ArgumentParser, force: bool,
                   inputs: tuple[Path | None, ...] = ()) -> None:
-    """An output, checked before any work: its folder exists (a usage error otherwise); it is none of the inputs,
-    even with --force (writing would destroy what is read); an existing file is replaced only with --force."""
-    if output is None:
-        return
-    _check_folder(output, parser)
-    for source in inputs:
-        if source is not None and (os.path.abspath(source) == os.path.abspath(output)
-                                   or (source.exists() and output.exists() and os.path.samefile(source, output))):
-            raise InvalidValueError(f"{output} is also the input: writing it would destroy what is read; "
-                                    "give another output file")
-    if output.is_dir():
-        raise InvalidValueError(f"{output} is a folder; give a file name")
-    if output.exists() and not force:
-        raise InvalidValueError(f"{output} exists; pass --force to overwrite it, or give another file name")
-
+    """An output, checked before any work (hipcheck.outputs: its folder exists, it is none of the inputs, an
+    existing file is replaced only with --force)."""
+    if output is not None:
+        check_output_file(output, force=force, inputs=inputs)
 
 
 def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -14,7 +14,6 @@ them back, with every other column's dtype too (an empty table has no values to 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from hipcheck.api import Result
 from hipcheck.detect import KIND_NAMES as DECISION_KINDS
 from hipcheck.detect import SIDE_NAMES as DECISION_SIDES
 from hipcheck.errors import InvalidValueError
+from hipcheck.outputs import check_folder_of, same_file
 from hipcheck.exercises import FLAG_NAMES
 from hipcheck.gait import SIDE_NAMES, STRIDE_DTYPE
 from hipcheck.hold import HOLD_DTYPE
@@ -123,14 +123,12 @@ def check_output_dir(out_dir: Path, fmt: str, *, force: bool, inputs: tuple = ()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidValueError(f"{out_dir} is a file; -o takes a folder for the tables")
-    if not out_dir.exists() and not out_dir.absolute().parent.is_dir():
-        raise InvalidValueError(f"the folder {out_dir.absolute().parent} does not exist: create it or give another "
-                                "path")
+    if not out_dir.exists():
+        check_folder_of(out_dir)
     paths = output_paths(out_dir, fmt)
     for source in inputs:
         for path in paths.values():
-            if os.path.abspath(source) == os.path.abspath(path) or (
-                    path.exists() and Path(source).exists() and os.path.samefile(source, path)):
+            if same_file(source, path):
                 raise InvalidValueError(f"{path} is also the input: writing it would destroy what is read; "
                                         "give another folder")
     there = [p.name for p in paths.values() if p.exists()]

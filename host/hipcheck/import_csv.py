@@ -21,6 +21,7 @@ import numpy as np
 
 from hipcheck import protocol
 from hipcheck.errors import InvalidValueError
+from hipcheck.outputs import check_output_file
 from hipcheck.fusion import orient
 from hipcheck.pipeline import WALKING_FUSION_SETTINGS
 from hipcheck.record import LogWriter, RecordType
@@ -95,21 +96,5 @@ def _runs(mask: np.ndarray):
 
 
 def check_output(out_path, inputs, *, force: bool) -> Path:
-    """The log to write, checked before any work: its folder exists; it is none of the inputs (even with force);
-    an existing file is replaced only with force."""
-    import os
-
-    out = Path(out_path)
-    if not out.absolute().parent.is_dir():
-        raise InvalidValueError(f"the folder {out.absolute().parent} does not exist: create it or give another path")
-    for source in inputs:
-        source = Path(source)
-        if os.path.abspath(source) == os.path.abspath(out) or (
-                source.exists() and out.exists() and os.path.samefile(source, out)):
-            raise InvalidValueError(f"{out} is also the input: writing it would destroy what is read; give another "
-                                    "output file")
-    if out.is_dir():
-        raise InvalidValueError(f"{out} is a folder; give a file name (e.g. session.hclog)")
-    if out.exists() and not force:
-        raise InvalidValueError(f"{out} exists; pass --force to overwrite it, or give another file name")
-    return out
+    """The log to write, checked before any work (``hipcheck.outputs.check_output_file``)."""
+    return check_output_file(out_path, force=force, inputs=[Path(source) for source in inputs])
