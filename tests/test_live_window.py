@@ -134,11 +134,8 @@ def test_keys(walk):
     window.frame()
     segments = window.mark_lines["tilt"].get_segments()
     assert len(segments) >= 1 and segments[-1][0][0] == pytest.approx(0.0)
-    offsets = live_window.key_neutral(window)
-    assert offsets[0] == 0.0 and offsets[2] != 0.0
-    window.frame()
-    _, tilt = window.angle_lines["tilt"].get_data()
-    assert abs(np.nanmean(tilt[-101:])) < 1e-9  # the last second (101 samples) is the new zero
+    live_window.key_neutral(window)  # asks the live job; the plot's zero waits for its answer (test_live_modes)
+    assert not window.neutral_deg.any() and window.commands[-1] == ("neutral", None)
     assert [live_window.key_next_mode(window) for _ in MODES] == [*MODES[1:], MODES[0]]
     assert [c[0] for c in window.commands][:3] == ["mark", "neutral", "mode"]
     assert any("event marked at" in line for line in lines)
@@ -303,8 +300,9 @@ def _keys_at(window, presses):
 def test_keys_reach_the_live_job_on_the_sim_board(tmp_path):
     """A hold on the sim board (the firmware in the unix port) through run_live with the window's keys: n while
     standing still sets the wearer's neutral (the tilt detector's thresholds and the posture mode's neutral move to
-    it), m writes a NOTE 'mark' at that sample, 2 (hold) switches the pipeline to hold mode and starts a
-    user-started hold, which the lift-off 3 s later begins; the mode panel shows its timer."""
+    it, and the plot's zero with them), m writes a NOTE 'mark' at that sample, 2 (the hold key) switches the pipeline
+    to hold mode and starts a user-started hold, which the lift-off 3 s later begins; the mode panel shows its
+    timer."""
     import asyncio
 
     from hipcheck.alerts import AlertPolicy
@@ -318,7 +316,7 @@ def test_keys_reach_the_live_job_on_the_sim_board(tmp_path):
     log = tmp_path / "keys.hclog"
     panel = []  # the mode panel during the hold
     observe = _keys_at(window, [(4.0, live_window.key_neutral), (4.5, live_window.key_mark),
-                                (6.0, live_window.select_mode, "hold"),
+                                (6.0, live_window.key_hold),
                                 *[(t, lambda w: panel.append(live_window.ModeFigures(**vars(w.ring.mode))))
                                   for t in (11.0, 13.0, 15.0, 16.5)]])
 
@@ -344,6 +342,7 @@ def test_keys_reach_the_live_job_on_the_sim_board(tmp_path):
     assert detectors["tilt_anterior_deg"] == pytest.approx(tilt + 8.0)
     assert detectors["tilt_posterior_deg"] == pytest.approx(tilt - 8.0)
     assert any(line.startswith("neutral set: ") for line in lines)
+    np.testing.assert_array_equal(window.neutral_deg, [0.0, obliquity, tilt])  # the plot's zero: the job's
     pipeline = analysis.pipeline
     assert pipeline.mode == "hold" and pipeline.guided is not None
     assert any("hold started" in line for line in lines)

@@ -15,8 +15,9 @@ either side, so a lost stretch shortens the stride it falls in (it is printed, n
 
 The live window's keys reach the job (``LiveAnalysis.command``, between two blocks): a mark becomes a NOTE 'mark'
 in the session log at the newest sample; neutral takes the wearer's neutral tilt and obliquity from the last
-``NEUTRAL_S`` if they stood still (else a line says why not) and uses it in the posture mode and the tilt detector;
-a mode switches the pipeline's coaching mode, and the hold mode's key starts a user-started hold there.
+``NEUTRAL_S`` if they stood still (else a line says why not, and nothing changes) and uses it in the posture mode,
+the tilt detector and the window's plot; a mode switches the pipeline's coaching mode (``Pipeline.set_mode``) and
+nothing else; the hold key switches to the hold mode and starts a user-started hold there.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from hipcheck.alerts import AlertPolicy, HandOver
 from hipcheck.device import DeviceSession, SessionSettings
 from hipcheck.gait import LEFT, RIGHT, STRIDE_DTYPE
 from hipcheck.errors import InvalidValueError
-from hipcheck.exercises import GuidedHold, PostureMonitor, RepCounter, segment_angles_deg
+from hipcheck.exercises import segment_angles_deg
 from hipcheck.hold import HOLD_DTYPE
 from hipcheck.pipeline import MODES, Pipeline, sort_decisions
 
@@ -96,7 +97,6 @@ class LiveAnalysis:
         self.vibrate = vibrate
         self.policy = policy if policy is not None else AlertPolicy()
         self.mode = mode
-        self.mode_from = 0  # the pipeline sample at which the mode's stage began (its own sample 0)
         self.neutral_deg: tuple[float, float] | None = None  # (obliquity, tilt) of the wearer's neutral stand
         self.neutral_posture_tilt_deg: float | None = None  # the same stand's tilt as the posture mode measures it
         self.marks: list[int] = []  # pipeline samples marked
@@ -145,11 +145,11 @@ class LiveAnalysis:
         return result
 
     def _keep_mode_records(self, result) -> None:
-        """The reps and the user-started holds of the mode's stage, in the pipeline's samples."""
+        """The reps and the user-started holds of the mode's stage (in the pipeline's samples)."""
         if len(result.reps):
-            self.reps.append(_shifted(result.reps, self.mode_from))
+            self.reps.append(result.reps)
         if len(result.guided_holds):
-            holds = _shifted(result.guided_holds, self.mode_from)
+            holds = result.guided_holds
             self.user_holds.append(holds)
             for hold in holds:
                 self.out(f"{int(hold['end_sample']) / self.fs_hz:7.2f} s  hold ended: {hold['hold_time_s']:.1f} s on "
@@ -157,14 +157,18 @@ class LiveAnalysis:
 
     # ------------------------------------------------------------------------------------ the live window's keys
     def command(self, action: str, value, session=None) -> None:
-        """One key of the live window (``LiveWindow.commands``: "mark", "neutral" or "mode" with its value), at
-        the newest sample the pipeline has seen. session: the device session, whose log gets a mark's NOTE."""
+        """One key of the live window (``LiveWindow.commands``: "mark", "neutral", "mode" with the mode's name, or
+        "hold"), at the newest sample the pipeline has seen. session: the device session, whose log gets a mark's
+        NOTE. A neutral is taken or refused here alone (``neutral_deg`` changes only when it is taken: the window
+        draws from it); a mode only switches the mode, "hold" (the hold key) also starts a user-started hold."""
         if action == "mark":
             self._mark(session)
         elif action == "neutral":
             self._set_neutral()
         elif action == "mode":
             self.set_mode(str(value))
+        elif action == "hold":
+            self.start_hold()
 
     def _newest(self) -> int:
         return self.pipeline.n_samples - 1 if self.pipeline is not None else -1
@@ -215,31 +219,30 @@ class LiveAnalysis:
         return None
 
     def set_mode(self, mode: str) -> None:
-        """Switch the pipeline's coaching mode at the newest sample; in hold mode (again) the key starts a
-        user-started hold there."""
+        """Switch the pipeline's coaching mode after the newest sample (``Pipeline.set_mode``). It starts nothing:
+        in hold mode a hold begins with the hold key (``start_hold``) or a double tap on the sensor."""
         if mode not in MODES:
             raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
-        pipeline = self.pipeline
-        if mode != self.mode:
-            self.mode = mode
-            if pipeline is not None:
-                self._switch_stage(pipeline, mode)
-            self.out(f"{max(self._newest(), 0) / self.fs_hz if pipeline else 0.0:7.2f} s  mode {mode}")
-        if mode == "hold" and pipeline is not None:
-            key = self._newest() + 1 - self.mode_from  # the hold stage counts its own samples
-            started = pipeline.start_hold(key)
-            self.out(f"{self._newest() / self.fs_hz:7.2f} s  hold started: lift the free leg when the countdown ends"
-                     if started else f"{self._newest() / self.fs_hz:7.2f} s  a hold is already under way")
+        if mode == self.mode:
+            return
+        self.mode = mode
+        if self.pipeline is not None:
+            self.pipeline.set_mode(mode, self._mode_settings(mode))
+        self.out(f"{self._now_s():7.2f} s  mode {mode}")
 
-    def _switch_stage(self, pipeline: Pipeline, mode: str) -> None:
-        """The pipeline's mode stage replaced by ``mode``'s (as Pipeline builds it), counting from now."""
-        settings = self._mode_settings(mode)
-        fs = pipeline.fs_hz
-        pipeline.mode = mode
-        pipeline.rep_counter = RepCounter(fs, mode, settings) if mode in ("bridge", "clamshell") else None
-        pipeline.posture = PostureMonitor(fs, settings) if mode == "posture" else None
-        pipeline.guided = GuidedHold(fs, settings, taps={}) if mode == "hold" else None
-        self.mode_from = pipeline.n_samples
+    def start_hold(self) -> None:
+        """The hold key: hold mode (switched to if need be), and a user-started hold from the next sample on."""
+        self.set_mode("hold")
+        if self.pipeline is None:
+            self.out("hold not started: no samples from the sensor yet")
+            return
+        started = self.pipeline.start_hold(self.pipeline.n_samples)
+        self.out(f"{self._now_s():7.2f} s  " + ("hold started: lift the free leg when the countdown ends" if started
+                                                 else "a hold is already under way"))
+
+    def _now_s(self) -> float:
+        """The newest sample's time (0 before the first)."""
+        return max(self._newest(), 0) / self.fs_hz if self.pipeline is not None else 0.0
 
     def finish(self) -> None:
         """The stream has ended: the strides still open are closed (their decisions are counted, not announced:
@@ -277,15 +280,6 @@ class LiveAnalysis:
         self._strides.append(result.strides)
         self._decisions.append(result.decisions)
         self._holds.append(result.holds)
-
-
-def _shifted(records: np.ndarray, offset: int) -> np.ndarray:
-    """Records of a mode stage that began at pipeline sample ``offset``, in the pipeline's samples."""
-    records = records.copy()
-    for name in records.dtype.names:
-        if name.endswith("_sample"):
-            records[name] += offset
-    return records
 
 
 def warm_up_pipeline(out=None) -> None:

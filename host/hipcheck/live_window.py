@@ -19,11 +19,12 @@ left and right stance apart, against the drop threshold; sway per stride against
 loss, backfilled samples, battery) and the window's own (frames/s, frames and samples dropped).
 
 Keys (each a small function of ``KEYS`` that tests call directly): space pauses the drawing (the data goes on),
-m marks an event, n sets neutral (the mean obliquity and tilt of the last second become the plot's zero), c switches
-the mode (1–5 choose one), q closes the window. A mark, a neutral and a mode switch are also queued in
+m marks an event, n asks for the wearer's neutral, c switches to the next mode, 1–5 choose one (2, the hold key, also
+starts a hold), q closes the window. A mark, a neutral, a mode switch and a hold are queued in
 ``LiveWindow.commands``; the live job (``hipcheck.live.run_live``) takes them after each block: a NOTE 'mark' in the
-session log, the wearer's neutral for the posture mode and the tilt detector, the pipeline's coaching mode (in hold
-mode the key starts a user-started hold).
+session log; the wearer's neutral, taken only if they stood still (else one line says why), for the posture mode,
+the tilt detector and the plot's zero (``observe`` takes it from the job: the plot changes only when the job took
+it); the pipeline's coaching mode (only that: passing through hold mode with c starts no hold); a user-started hold.
 
 ``run_with_window(job, ...)`` runs a live job with the window: the job in a thread, Tk in the main thread; without
 a display it says so in one line and runs the job headless.
@@ -55,7 +56,6 @@ FPS = 40.0  # the draw timer: within the 30–60 frames/s a live view needs, lea
 GIL_SWITCH_S = 0.001  # while the window runs (run_tk)
 MAX_POINTS = 1100  # per angle line drawn (see LiveWindow._update)
 STATUS_EVERY_S = 0.5  # the status line's figures change this often (a text redrawn per frame costs a frame)
-NEUTRAL_S = 1.0  # the stretch that "set neutral" averages
 MODES = ("walk", "hold", "posture", "bridge", "clamshell")
 HOLD_LIMIT_S = 60.0  # the hold timer's full scale
 ANGLE_LIMITS_DEG = {"obliquity": 15.0, "tilt": 25.0, "rotation": 25.0}  # fixed, so that blitting needs no rescale
@@ -255,7 +255,8 @@ class LiveWindow:
         self.out = out
         self.paused = False
         self.closed = False
-        self.neutral_deg = np.zeros(3)  # subtracted from the angles drawn (ANGLE_COLUMN order)
+        self.neutral_deg = np.zeros(3)  # subtracted from the angles drawn (ANGLE_COLUMN order): the job's neutral
+        self._neutral_seen = None  # the live job's (obliquity, tilt) last taken into neutral_deg
         self.commands: collections.deque = collections.deque(maxlen=64)  # (action, value) for the live job
         self.frames_drawn = 0
         self.frames_dropped = 0  # timer ticks that passed while a frame was still being drawn
@@ -294,6 +295,9 @@ class LiveWindow:
                 self._last_rep = result.reps[-1].copy()
         stats = session.stats
         status = session.link.status()
+        if analysis.neutral_deg is not self._neutral_seen:  # the job took a neutral (n): the plot's new zero
+            self._neutral_seen = analysis.neutral_deg
+            self.neutral_deg = np.array([0.0, *analysis.neutral_deg])  # rotation is taken against the walk already
         figures = mode_figures(self.mode, analysis.pipeline, self._strides_seen, self._last_stride, self._last_hold,
                                self._last_rep)
         with ring.lock:
@@ -372,7 +376,11 @@ class LiveWindow:
         if action is not None:
             action(self)
         elif event.key in DIGIT_MODES:
-            select_mode(self, DIGIT_MODES[event.key])
+            mode = DIGIT_MODES[event.key]
+            if mode == "hold":
+                key_hold(self)
+            else:
+                select_mode(self, mode)
 
     # ------------------------------------------------------------------------------------------------ artists
     def _build(self) -> None:
@@ -506,7 +514,7 @@ class LiveWindow:
                 f"loss {link.loss_pct:.1f} %  backfilled {link.backfilled}  battery {battery}   |   "
                 f"window {self.frames_per_s:4.1f} frames/s, frames dropped {self.frames_dropped}, "
                 f"samples dropped {snap['samples_dropped']}\n"
-                f"keys: space pause, m mark an event, n set neutral, c switch mode (1-5 choose), q close")
+                "keys: space pause, m mark, n set neutral, c next mode (1-5 choose; 2 starts a hold), q close")
 
 
 def _set_bars(bars, heights: np.ndarray) -> None:
@@ -541,31 +549,35 @@ def key_mark(window: LiveWindow) -> float:
     return t
 
 
-def key_neutral(window: LiveWindow) -> np.ndarray:
-    """The mean angles of the last NEUTRAL_S become the plot's zero for obliquity and tilt (rotation is already
-    taken against the walking direction); returns the offsets (ANGLE_COLUMN order)."""
-    snap = window.ring.snapshot(NEUTRAL_S)
-    angles = snap["angles_deg"]
-    if len(angles) and np.isfinite(angles).any():
-        mean = np.nanmean(angles, axis=0)
-        window.neutral_deg = np.where(np.isfinite(mean), mean, 0.0) * np.array([0.0, 1.0, 1.0])
-    window.commands.append(("neutral", window.neutral_deg.copy()))
-    window.out(f"live window: neutral set (obliquity {window.neutral_deg[1]:+.1f}°, "
-               f"tilt {window.neutral_deg[2]:+.1f}° taken as zero)")
-    return window.neutral_deg
+def key_neutral(window: LiveWindow) -> None:
+    """Ask the live job for the wearer's neutral. The job alone decides (``hipcheck.live.LiveAnalysis``: standing
+    still over its last 2 s) and says so in one line, set or not; the plot's zero follows only a neutral it took
+    (``LiveWindow.observe``), so a refused one leaves the plot as it was."""
+    window.commands.append(("neutral", None))
 
 
 def select_mode(window: LiveWindow, mode: str) -> None:
-    """Show the panel of ``mode`` (one of MODES) and queue it for the live job."""
-    window.mode = mode
-    with window.ring.lock:
-        window.ring.mode = ModeFigures(mode=mode)
+    """Show the panel of ``mode`` (one of MODES) and queue the switch for the live job; nothing starts."""
+    _show_mode(window, mode)
     window.commands.append(("mode", mode))
     window.out(f"live window: mode {mode}")
 
 
+def key_hold(window: LiveWindow) -> None:
+    """The hold key (2): hold mode, and a user-started hold (a countdown, then lift the free leg) in the live job."""
+    _show_mode(window, "hold")
+    window.commands.append(("hold", None))
+    window.out("live window: hold")
+
+
+def _show_mode(window: LiveWindow, mode: str) -> None:
+    window.mode = mode
+    with window.ring.lock:
+        window.ring.mode = ModeFigures(mode=mode)
+
+
 def key_next_mode(window: LiveWindow) -> str:
-    """Switch to the next mode of MODES; returns it."""
+    """Switch to the next mode of MODES (hold mode included, where it starts no hold); returns it."""
     select_mode(window, MODES[(MODES.index(window.mode) + 1) % len(MODES)])
     return window.mode
 
@@ -576,7 +588,7 @@ def key_close(window: LiveWindow) -> None:
 
 
 KEYS = {" ": key_pause, "m": key_mark, "n": key_neutral, "c": key_next_mode, "q": key_close}
-DIGIT_MODES = {str(i + 1): mode for i, mode in enumerate(MODES)}
+DIGIT_MODES = {str(i + 1): mode for i, mode in enumerate(MODES)}  # the hold mode's digit is the hold key
 
 
 # ---------------------------------------------------------------------------------------------------- Tk window

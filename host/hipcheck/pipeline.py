@@ -94,9 +94,8 @@ class Pipeline:
         self.fs_hz = float(fs_hz)
         self.mode = mode
         self._q_segment = np.array([1.0, 0.0, 0.0, 0.0]) if alignment is None else np.asarray(alignment, dtype=float)
-        self.rep_counter = RepCounter(self.fs_hz, mode, mode_settings) if mode in ("bridge", "clamshell") else None
-        self.posture = PostureMonitor(self.fs_hz, mode_settings) if mode == "posture" else None
-        self.guided = GuidedHold(self.fs_hz, mode_settings, taps={}) if mode == "hold" else None
+        self._build_mode_stage(mode_settings)
+        self.mode_from = 0  # the sample at which the mode's stage began (set_mode): its own sample 0
         self.fusion = Fusion(self.fs_hz, **{**WALKING_FUSION_SETTINGS, **(fusion_settings or {})})
         self.events = EventDetector(self.fs_hz)
         self.pelvis = PelvisTracker(self.fs_hz, alignment=alignment, nominal=axes_given)
@@ -134,6 +133,8 @@ class Pipeline:
                 block.reps = self.rep_counter.update(segment)
             else:
                 block.posture = self.posture.update(segment)
+        if self.mode_from:
+            _shift_mode_records(block, self.mode_from)
         self.n_samples += len(acc)
         return block
 
@@ -177,12 +178,33 @@ class Pipeline:
         block = Block(self.n_samples, np.zeros((0, 4)), no_vectors, no_vectors, events, strides, decisions, holds)
         if self.guided is not None:
             block.cheats, block.guided_holds = self.guided.flush()
+        if self.mode_from:
+            _shift_mode_records(block, self.mode_from)
         return block
 
     def start_hold(self, key_sample: int) -> bool:
-        """Hold mode: the user's start (key) at key_sample; False if a hold is already under way (or not hold
-        mode)."""
-        return self.guided is not None and self.guided.start(key_sample)
+        """Hold mode: the user's start (key) at key_sample (a sample of the pipeline); False if a hold is already
+        under way (or not hold mode)."""
+        return self.guided is not None and self.guided.start(key_sample - self.mode_from)
+
+    def set_mode(self, mode: str, mode_settings: dict | None = None) -> None:
+        """Switch the coaching mode from the next sample on: the mode's stage (rep counter, posture monitor,
+        user-started holds) is replaced by a new one of ``mode`` with ``mode_settings`` (a hold under way, a rep
+        half done are dropped), while fusion, pelvis, gait events, strides, detectors and the automatic hold
+        finder carry on as they were. The new stage's records come in the pipeline's samples, as the first
+        stage's do."""
+        if mode not in MODES:
+            raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+        self.mode = mode
+        self._build_mode_stage(mode_settings)
+        self.mode_from = self.n_samples
+
+    def _build_mode_stage(self, mode_settings: dict | None) -> None:
+        """The stage of ``self.mode`` (None for the stages it does not run), counting its own samples from 0."""
+        mode, fs = self.mode, self.fs_hz
+        self.rep_counter = RepCounter(fs, mode, mode_settings) if mode in ("bridge", "clamshell") else None
+        self.posture = PostureMonitor(fs, mode_settings) if mode == "posture" else None
+        self.guided = GuidedHold(fs, mode_settings, taps={}) if mode == "hold" else None
 
 
 @dataclass
@@ -285,6 +307,16 @@ def _pelvis_frame_inputs(axes, quat, acc, gyr):
     q_pelvis_to_earth, acc_pelvis, gyr_pelvis = to_pelvis_frame(axes, quat, acc, gyr)
     return (np.ascontiguousarray(acc_pelvis), np.ascontiguousarray(gyr_pelvis),
             np.ascontiguousarray(q_pelvis_to_earth))
+
+
+def _shift_mode_records(block: Block, offset: int) -> None:
+    """The records of a mode stage that began at pipeline sample ``offset`` (Pipeline.set_mode), in place: every
+    sample field ("sample", "..._sample") counted from the stream's start."""
+    for records in (block.reps, block.posture, block.guided_holds, block.cheats):
+        if len(records):
+            for name in records.dtype.names:
+                if name == "sample" or name.endswith("_sample"):
+                    records[name] += offset
 
 
 def sort_decisions(decisions: np.ndarray) -> np.ndarray:
