@@ -47,7 +47,7 @@ the detector is warm the moment it takes over.
     a.host_connected(False)                            # the link went: a stand-by detector takes over
     n = a.update(quat, acc, flags, count, start)       # per FIFO read; n alerts in this block
     for j in range(n): kind, side, value, index = a.event(j)
-    a.dispatch(n, seq, t_us, period_us, send, haptics) # EVENT packets and vibration for them
+    a.dispatch(n, seq, t_us, period_us, ctrl, haptics) # ALERT EVENTs queued and buzzed, no allocation
 """
 
 import micropython
@@ -69,7 +69,6 @@ STANDBY = const(8)  # the enabled alerts run only while no host is connected
 
 _OK = const(0)
 _OUT_OF_RANGE = const(3)
-_EV_ALERT = const(2)
 _FUSION_INITIALISING = const(0x20)
 
 _MAX_EVENTS = const(4)  # alerts kept per update() call (refractory time makes more than one rare)
@@ -148,7 +147,6 @@ class Alert:
                  tilt_cdeg=800, hysteresis_pct=25, refractory_ms=1000):
         self._c = array("i", [0] * _C_LEN)
         self._s = array("i", [0] * _S_LEN)
-        self._evbuf = bytearray(20)
         self.rate_hz = 0
         self.thresholds = ()
         self._host = False  # a host is connected (host_connected); matters only in stand-by
@@ -310,24 +308,32 @@ class Alert:
 
     def event(self, j):
         """Alert j of the last update(): (kind, side, value, index): DROP/SWAY/TILT, NONE/LEFT/RIGHT, value in
-        0.01 deg (drop: how far the free side sank; tilt: + = anterior) or mm (sway), sample index."""
+        0.01 deg (drop: how far the free side sank; tilt: + = anterior) or mm (sway), sample index. Makes a tuple:
+        the per-alert path reads ``event_field`` instead."""
         b = _S_EV + 4 * j
         s = self._s
         return s[b], s[b + 1], s[b + 2], s[b + 3]
 
-    def dispatch(self, n, seq, t_us, period_us, send=None, haptics=None, start=0):
-        """After update(..., start) fired n alerts: send each as an EVENT packet (send(bytes)) and buzz the
-        matching built-in pattern. seq and t_us are those of sample `start`."""
-        if n and send is not None:
-            from packet import encode_event
-        for j in range(n):
-            kind, side, value, index = self.event(j)
+    def event_field(self, j, f):
+        """Field f of alert j of the last update(), as in event(j) (0 kind, 1 side, 2 value, 3 index), without a
+        tuple."""
+        return self._s[_S_EV + 4 * j + f]
+
+    def dispatch(self, n, seq, t_us, period_us, queue=None, haptics=None, start=0):
+        """After update(..., start) fired n alerts: queue each as an ALERT EVENT (``queue.alert(kind, side, value,
+        t_us, seq)``, as ``transmit.ControlQueue.alert``) and buzz its built-in pattern (``haptics.alert``). seq
+        and t_us are those of sample `start`. Allocates nothing (with a haptics player already running)."""
+        s = self._s
+        b = _S_EV
+        for _ in range(n):
+            kind = s[b]
+            side = s[b + 1]
+            i = s[b + 3] - start
             if haptics is not None:
                 haptics.alert(kind, side)
-            if send is not None:
-                i = index - start
-                m = encode_event(self._evbuf, _EV_ALERT, t_us + i * period_us, seq + i, kind, side, value)
-                send(bytes(self._evbuf[:m]))
+            if queue is not None:
+                queue.alert(kind, side, s[b + 2], t_us + i * period_us, seq + i)
+            b += 4
 
     @property
     def reference_ready(self):

@@ -1,11 +1,19 @@
-"""Vibration patterns on a PWM pin (an ERM motor through a transistor or a driver), played by an asyncio task.
+"""Vibration patterns on a PWM pin (an ERM motor through a transistor or a driver), played by one asyncio task.
 
 A pattern is what the VIBRATE command carries (docs/protocol.md): intensity_pct (0-100, one for the whole
 pattern), repeat (the steps play repeat + 1 times) and 1-7 steps of (on_10ms, off_10ms), each in units of 10 ms.
-`play` returns at once; a new pattern replaces one in progress (the running task is cancelled; the motor goes
-straight to the new pattern). Every wait is a bounded sleep toward a deadline computed from the pattern's start,
-so steps do not drift by the scheduler's latency. The motor is off at the end of a pattern, on stop() and when
-the task is cancelled.
+`play` returns at once: it sets the motor for the pattern's first step itself and leaves the later steps to the
+player task; a new pattern replaces one in progress (the motor goes straight to the new pattern). Every step ends
+at a deadline computed from the pattern's start, so steps do not drift by the scheduler's latency. The motor is off
+at the end of a pattern and on stop().
+
+The player task is created once (at the first pattern) and runs for good: it sleeps until the current step's
+deadline, at most POLL_MS at a time, and looks at the pattern state when it wakes, so that a pattern started by
+`play` (a flag and a deadline, no message) is picked up within POLL_MS. Steps are multiples of 10 ms, so with
+POLL_MS = 10 no step ends late for it. Nothing is allocated per pattern: no task, coroutine, memoryview or
+tuple is made after the first `play` (an asyncio.Event or a cancelled task would allocate an awaitable or an
+exception each time; `asyncio.sleep_ms` does not). The price: the task wakes every POLL_MS while idle, next to
+the sampler's own wake-up every interval (20 ms).
 
 Motor safety, whatever asks (a host's VIBRATE, the on-device alert): docs/protocol.md, "Motor safety".
     MAX_PATTERN_MS   a pattern plays at most 4 s (on and off, every repeat); a longer one is cut there
@@ -26,6 +34,7 @@ long) and `paired` (a central bonded: one 150 ms buzz).
     h = Haptics(PWM(Pin(board.MOTOR_PIN), freq=board.MOTOR_PWM_HZ, duty_u16=0))
     status = h.play(intensity_pct, repeat, n_steps, steps)   # the VIBRATE fields; steps = bytes (on, off, ...)
     h.play_pattern("drop_right"); h.alert(kind, side); h.cue("pairing"); h.stop(); h.playing
+Pattern and cue names are looked up in dicts of preallocated memoryviews; `alert(kind, side)` by index.
 """
 
 import asyncio
@@ -59,8 +68,14 @@ CUES = {
     "pairing": b"\x64\x00\x03\x08\x08\x08\x08\x1e\x00",  # 80 on, 80 off, 80 on, 80 off, 300 on
     "paired": b"\x64\x00\x01\x0f\x00",  # 150 on
 }
-# alert (kind, side) -> pattern; kinds and sides as in the ALERT event (alert.py).
-_ALERT_PATTERNS = {(1, 1): "drop_left", (1, 2): "drop_right", (2, 0): "sway", (3, 0): "tilt"}
+# alert (kind, side) -> pattern, at index kind * 3 + side; kinds and sides as in the ALERT event (alert.py)
+_ALERT_PATTERNS = (None, None, None, None, "drop_left", "drop_right", "sway", None, None, "tilt")
+# (intensity_pct, repeat, n_steps, steps memoryview) per pattern and cue, made once: play_pattern and alert then
+# allocate nothing
+_PLAYABLE = {}
+for _name, _p in list(PATTERNS.items()) + list(CUES.items()):
+    _PLAYABLE[_name] = (_p[0], _p[1], _p[2], memoryview(_p)[3:])
+POLL_MS = const(10)  # longest the player sleeps before it looks at the pattern state again
 
 
 class Haptics:
@@ -71,9 +86,18 @@ class Haptics:
         self._pwm = pwm
         self._scale = max_intensity_pct
         self._steps = bytearray(2 * MAX_STEPS)
-        self._task = None
-        self._gen = 0
+        self._task = None  # the player (created at the first pattern)
         self.budget = budget if budget is not None else TokenBucket(BUDGET_MS, BUDGET_REFILL_MS_PER_S)
+        # the pattern under way: state the player reads when it wakes
+        self._active = False
+        self._duty = 0
+        self._n = 0  # steps
+        self._rep = 0  # repeats left after this one
+        self._i = 0  # step
+        self._phase = 0  # 0: its on part is next, 1: its off part
+        self._deadline = 0  # ticks_ms: the end of the part under way
+        self._end = 0  # ticks_ms: MAX_PATTERN_MS after the start
+        self._cut = False  # the budget granted less than the part under way: the pattern ends with it
         self._on_end = None  # deadline of the motor-on step under way (its unused part returns to the budget)
         self.capped = 0
         self.budget_cuts = 0
@@ -82,7 +106,7 @@ class Haptics:
 
     @property
     def playing(self):
-        return self._task is not None
+        return self._active
 
     def play(self, intensity_pct, repeat, n_steps, steps):
         """Start a pattern (the VIBRATE fields) now, replacing any in progress. Returns the ACK status:
@@ -95,9 +119,10 @@ class Haptics:
             return _OUT_OF_RANGE
         if len(steps) < 2 * n_steps:
             return _BAD_LENGTH
+        now = time.ticks_ms()
         left = self.budget.level()
         if self._on_end is not None:
-            left += max(0, time.ticks_diff(self._on_end, time.ticks_ms()))  # what stopping the pattern gives back
+            left += max(0, time.ticks_diff(self._on_end, now))  # what stopping the pattern gives back
         if left < MIN_ON_MS:
             return _BUSY  # the pattern playing, if any, goes on
         self._cancel()
@@ -107,38 +132,49 @@ class Haptics:
             total += steps[i]
         if (repeat + 1) * total * 10 > MAX_PATTERN_MS:
             self.capped += 1  # plays its first MAX_PATTERN_MS
-        duty = intensity_pct * self._scale * 65535 // 10000
-        self._gen += 1
-        self._task = asyncio.create_task(self._run(self._gen, duty, repeat, n_steps))
+        self._duty = intensity_pct * self._scale * 65535 // 10000
+        self._n = n_steps
+        self._rep = repeat
+        self._i = 0
+        self._phase = 0
+        self._deadline = now
+        self._end = time.ticks_add(now, MAX_PATTERN_MS)
+        self._active = True
+        self._enter()  # the first step now: straight to the new pattern
+        task = self._task
+        if task is None or task.done():
+            self._task = asyncio.create_task(self._player())  # once (again only if it ever ended)
         return _OK
 
     def play_pattern(self, name):
         """A built-in pattern by name (PATTERNS); KeyError names the known ones."""
-        p = PATTERNS.get(name)
-        if p is None:
+        if name not in PATTERNS:
             raise KeyError("no haptic pattern %r; known: %s" % (name, ", ".join(sorted(PATTERNS))))
-        return self.play(p[0], p[1], p[2], memoryview(p)[3:])
+        p = _PLAYABLE[name]
+        return self.play(p[0], p[1], p[2], p[3])
 
     def cue(self, name):
         """One of the device's own cues (CUES): the pairing window opened, a central bonded."""
-        p = CUES[name]
-        return self.play(p[0], p[1], p[2], memoryview(p)[3:])
+        p = _PLAYABLE[name]
+        return self.play(p[0], p[1], p[2], p[3])
 
     def alert(self, kind, side):
         """The pattern for an on-device alert (kind DROP 1 / SWAY 2 / TILT 3, side NONE 0 / LEFT 1 / RIGHT 2)."""
-        name = _ALERT_PATTERNS.get((kind, side))
-        if name is not None:
-            self.play_pattern(name)
+        k = kind * 3 + side
+        if 0 <= side <= 2 and 0 <= k < len(_ALERT_PATTERNS):
+            name = _ALERT_PATTERNS[k]
+            if name is not None:
+                p = _PLAYABLE[name]
+                self.play(p[0], p[1], p[2], p[3])
 
     def stop(self):
         self._cancel()
         self._pwm.duty_u16(0)
 
     def _cancel(self):
-        if self._task is not None:
-            self._gen += 1  # the cancelled task must not touch the motor any more
-            self._task.cancel()
-            self._task = None
+        # the pattern under way ends now (the motor is left as it is: the caller sets it)
+        self._active = False
+        self._cut = False
         if self._on_end is not None:
             left = time.ticks_diff(self._on_end, time.ticks_ms())
             if left > 0:
@@ -146,36 +182,70 @@ class Haptics:
                 self.on_ms -= left
             self._on_end = None
 
-    async def _run(self, gen, duty, repeat, n):
-        pwm = self._pwm
+    def _finish(self):
+        self._active = False
+        self._cut = False
+        self._on_end = None
+        self._pwm.duty_u16(0)
+
+    def _enter(self):
+        # Start the next part of the pattern at self._deadline (the end of the last one, or the start): its on part
+        # (budget permitting) or its off part; parts of 0 ms are skipped. The pattern ends after its last repeat,
+        # at MAX_PATTERN_MS, or when the budget is spent.
         steps = self._steps
-        deadline = time.ticks_ms()
-        end = time.ticks_add(deadline, MAX_PATTERN_MS)
-        try:
-            for _ in range(repeat + 1):
-                for i in range(n):
-                    on_ms = min(steps[2 * i] * 10, time.ticks_diff(end, deadline))
-                    if on_ms > 0:
-                        grant = self.budget.take_upto(on_ms)
-                        if grant:
-                            self.on_ms += grant
-                            pwm.duty_u16(duty)
-                            deadline = time.ticks_add(deadline, grant)
-                            self._on_end = deadline
-                            await asyncio.sleep_ms(max(0, time.ticks_diff(deadline, time.ticks_ms())))
-                            self._on_end = None
-                        if grant < on_ms:
-                            self.budget_cuts += 1  # the budget is spent: the rest of the pattern is not played
-                            return
-                    off_ms = min(steps[2 * i + 1] * 10, time.ticks_diff(end, deadline))
-                    if off_ms > 0:
-                        pwm.duty_u16(0)
-                        deadline = time.ticks_add(deadline, off_ms)
-                        await asyncio.sleep_ms(max(0, time.ticks_diff(deadline, time.ticks_ms())))
-                    if time.ticks_diff(end, deadline) <= 0:
-                        return  # MAX_PATTERN_MS reached
-        finally:
-            if self._gen == gen:
-                pwm.duty_u16(0)
-                self._task = None
-                self._on_end = None
+        while True:
+            if self._i >= self._n:
+                if self._rep <= 0:
+                    self._finish()
+                    return
+                self._rep -= 1
+                self._i = 0
+            t0 = self._deadline
+            room = time.ticks_diff(self._end, t0)
+            if room <= 0:
+                self._finish()  # MAX_PATTERN_MS reached
+                return
+            i = self._i
+            if self._phase == 0:
+                self._phase = 1
+                on_ms = steps[2 * i] * 10
+                if on_ms > room:
+                    on_ms = room
+                if on_ms > 0:
+                    grant = self.budget.take_upto(on_ms)
+                    if not grant:
+                        self.budget_cuts += 1  # the budget is spent: the rest of the pattern is not played
+                        self._finish()
+                        return
+                    self.on_ms += grant
+                    self._pwm.duty_u16(self._duty)
+                    self._deadline = self._on_end = time.ticks_add(t0, grant)
+                    self._cut = grant < on_ms
+                    return
+            else:
+                self._phase = 0
+                self._i = i + 1
+                off_ms = steps[2 * i + 1] * 10
+                if off_ms > room:
+                    off_ms = room
+                if off_ms > 0:
+                    self._pwm.duty_u16(0)
+                    self._deadline = time.ticks_add(t0, off_ms)
+                    return
+
+    async def _player(self):
+        # the one task: wakes at the deadline of the part under way (at most POLL_MS later) and moves on
+        while True:
+            if self._active:
+                wait = time.ticks_diff(self._deadline, time.ticks_ms())
+                if wait <= 0:
+                    self._on_end = None
+                    if self._cut:
+                        self.budget_cuts += 1  # the budget granted part of this step: the pattern ends here
+                        self._finish()
+                    else:
+                        self._enter()
+                    continue
+                await asyncio.sleep_ms(wait if wait < POLL_MS else POLL_MS)
+            else:
+                await asyncio.sleep_ms(POLL_MS)

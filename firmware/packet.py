@@ -218,6 +218,14 @@ def encode_event(buf, code, t_us, seq, *fields):
     return 10 + struct.calcsize(fmt)
 
 
+def encode_alert(buf, t_us, seq, kind, side, value):
+    """EVENT ALERT into buf, as encode_event(buf, EV_ALERT, t_us, seq, kind, side, value) writes it, without its
+    tuple of fields: the on-device alert path allocates nothing. Returns 14."""
+    struct.pack_into("<BBIIBBh", buf, 0, KIND_EVENT, EV_ALERT, t_us & 0xFFFFFFFF, seq & 0xFFFFFFFF, kind, side,
+                     value)
+    return 14
+
+
 def encode_log_chunk(buf, session_id, block, offset, data):
     """LOG_CHUNK into buf: session, block, byte offset within the block, then the data bytes."""
     n = len(data)

@@ -7,14 +7,13 @@ queue, which announces them (source TX_RING) once the link is back. Device time 
 extended to a never-wrapping int (``DeviceClock``; u32 on the wire); each sample's time follows the driver's true
 ``period_us`` from the previous one, re-anchored to the read time when the clocks drift apart.
 
-``step`` allocates nothing per sample; alerts (rare) may.
+``step`` allocates nothing per sample, alerts included (``alert.Alert.dispatch``).
 """
 
 from array import array
 
 from micropython import const
 
-import packet
 from cal_profile import calibrate
 
 _U32 = const(0xFFFFFFFF)
@@ -164,16 +163,10 @@ class Sampling:
         self.ctrl.overrun(_SRC_IMU_FIFO, first, lost)
 
     def _alerts(self, k, n, t_last):
-        # rare: allocation is fine here
-        seq0 = self.ring.next_seq - n
-        t0 = t_last - (n - 1) * self.period_us
-        for j in range(k):
-            kind, side, value, index = self.alert.event(j)
-            self.alerts += 1
-            self.ctrl.event(packet.EV_ALERT, kind, side, value, t_us=t0 + index * self.period_us,
-                            seq=(seq0 + index) & _U32)
-            if self.haptics is not None:
-                self.haptics.alert(kind, side)
+        # each alert: an ALERT EVENT in the control queue and its pattern on the motor, with no allocation
+        self.alerts += k
+        self.alert.dispatch(k, self.ring.next_seq - n, t_last - (n - 1) * self.period_us, self.period_us, self.ctrl,
+                            self.haptics)
 
 
 def _h(n):

@@ -58,6 +58,16 @@ class ControlQueue:
             if log is not None and log.active:
                 log.write(self._mv[i], n)
 
+    def alert(self, kind, side, value, t_us, seq):
+        """Queue an ALERT EVENT of sample seq at t_us (``alert.Alert.dispatch``); logged like any event. Allocates
+        nothing: no tuple of fields, the packet is encoded in its slot."""
+        i = self._slot()
+        if i >= 0:
+            n = self._len[i] = packet.encode_alert(self._mv[i], t_us & _U32, seq & _U32, kind, side, value)
+            log = self.session_log
+            if log is not None and log.active:
+                log.write(self._mv[i], n)
+
     def ack(self, opcode, token, status, *fields):
         """Queue the ACK of a command."""
         i = self._slot()

@@ -307,6 +307,9 @@ from array import array
 from machine import PWM, Pin
 from alert import Alert
 from haptics import Haptics
+from ring import Ring
+from sampling import DeviceClock
+from transmit import ControlQueue
 data = open(sys.argv[1], "rb").read()
 n = int(sys.argv[2])
 acc = array("h", data[:6 * n]); quat = array("h", data[6 * n:14 * n]); flags = bytearray(n)
@@ -314,13 +317,15 @@ machine.clock.real()
 pwm = PWM(Pin(1), freq=20000, duty_u16=0)
 h = Haptics(pwm)
 a = Alert(100)
+ctrl = ControlQueue(Ring(64), DeviceClock())
 sent = []
 
 async def main():
     for i in range(0, n, 10):
         k = a.update(quat, acc, flags, 10, i)
         if k:
-            a.dispatch(k, 1000 + i, 5000000 + i * 10000, 10000, sent.append, h, i)
+            a.dispatch(k, 1000 + i, 5000000 + i * 10000, 10000, ctrl, h, i)
+            ctrl.drain(lambda buf, m: sent.append(bytes(buf[:m])) or True)
             await asyncio.sleep_ms(700)
             return
 
@@ -345,3 +350,131 @@ def test_alert_sends_event_and_buzzes(tmp_path, weak_right):
     assert event.seq >= 1000 and event.t_us == 5000000 + (event.seq - 1000) * 10000
     duties = [int(x) for x in out.split("duties")[1].split()]
     assert duties == [0, 65535, 0, 65535, 0]  # drop right: two long buzzes
+
+
+# An alert's whole device path (detector -> EVENT in the control queue -> sent; pattern on the motor, its later
+# steps played by the haptics player) for every alert of a weak-right walk, with gc.mem_alloc() read around all of
+# it: asyncio runs between the FIFO reads, and HOLD_MS after each alert lets its pattern's player step on.
+ALERT_ALLOC_SCRIPT = r"""import sys, gc, asyncio, time, machine
+from array import array
+from alert import Alert
+from haptics import Haptics
+from ring import Ring
+from sampling import DeviceClock
+from transmit import ControlQueue
+
+data = open(sys.argv[1], "rb").read()
+n = int(sys.argv[2])
+acc = array("h", data[:6 * n])
+quat = array("h", data[6 * n:14 * n])
+flags = bytearray(n)
+B = 10  # samples per FIFO read, as the sampler takes them
+HOLD_MS = 300  # after an alert: its pattern plays (on, off, replaced by the next one)
+
+
+class Motor(machine.PWM):
+    # the sim board's PWM, its changes kept in preallocated arrays: the emulator's own list of tuples would
+    # allocate per change, and this measures the firmware
+    def __init__(self, pin):
+        self.n_changes = 0
+        self.duties = array("i", bytes(4 * 4096))
+        self.times = array("i", bytes(4 * 4096))
+        super().__init__(pin, freq=20000, duty_u16=0)
+
+    def _log(self):
+        if self.n_changes < 4096:
+            self.duties[self.n_changes] = self._duty
+            self.times[self.n_changes] = time.ticks_ms()
+        self.n_changes += 1
+
+
+motor = Motor(machine.Pin(1))
+h = Haptics(motor)
+ring = Ring(64)
+clock = DeviceClock()
+ctrl = ControlQueue(ring, clock)
+a = Alert(100)
+out = bytearray(20 * 256)  # every EVENT the queue sends, 20 bytes a slot
+lens = bytearray(256)
+sent = array("i", [0])
+measured = array("i", [0, 0, 0, 0])  # bytes allocated, samples, alerts, collections seen
+
+
+def send(buf, m):
+    k = sent[0]
+    if k < 256:
+        for j in range(m):  # a slice of buf would be a new memoryview
+            out[20 * k + j] = buf[j]
+        lens[k] = m
+    sent[0] = k + 1
+    return True
+
+
+async def main():
+    first = True
+    a0 = 0
+    for i in range(0, n - B + 1, B):
+        k = a.update(quat, acc, flags, B, i)
+        if k:
+            a.dispatch(k, 1000 + i, 5000000 + i * 9600, 9600, ctrl, h, i)
+        ctrl.drain(send)
+        if k and first:
+            # the first alert made the haptics player, once: measured from here on
+            first = False
+            await asyncio.sleep_ms(HOLD_MS)
+            gc.collect()
+            a0 = gc.mem_alloc()
+            start = i + B
+            continue
+        if k:
+            measured[2] += k
+            await asyncio.sleep_ms(HOLD_MS)
+        else:
+            await asyncio.sleep_ms(0)
+    await asyncio.sleep_ms(900)  # the last pattern plays to its end
+    a1 = gc.mem_alloc()
+    measured[0] = a1 - a0
+    measured[1] = n - start
+
+
+asyncio.run(main())
+print("alloc", measured[0], "samples", measured[1], "alerts_measured", measured[2], "playing", int(h.playing))
+print("motor", motor.n_changes, *[motor.duties[j] for j in range(min(motor.n_changes, 4096))])
+print("motor_ms", *[motor.times[j] for j in range(min(motor.n_changes, 4096))])
+for j in range(min(sent[0], 256)):
+    print("sent", bytes(out[20 * j:20 * j + lens[j]]).hex())
+"""
+
+
+def test_alert_path_allocates_nothing_per_alert(tmp_path, weak_right):
+    quat_q14, acc_raw, _, _ = p.to_wire(weak_right.truth.q_sensor_to_earth, weak_right.acc_sensor_m_s2,
+                                        weak_right.gyr_sensor_rad_s)
+    n = 2000  # 20 s: about 15 alerts, each held HOLD_MS (0.3 s) in real time
+    (tmp_path / "in.bin").write_bytes(acc_raw[:n].astype("<i2").tobytes() + quat_q14[:n].astype("<i2").tobytes())
+    out = run_mpy(tmp_path, ALERT_ALLOC_SCRIPT, tmp_path / "in.bin", n)
+    lines = [line.split() for line in out.splitlines()]
+    head = next(w for w in lines if w[0] == "alloc")
+    alloc, samples, alerts, playing = int(head[1]), int(head[3]), int(head[5]), int(head[7])
+    # after the first alert (which made the haptics player, once): nothing at all, whatever number of alerts
+    assert alerts >= 10 and samples >= 1500, (alerts, samples)
+    assert alloc == 0, f"{alloc} bytes allocated over {alerts} alerts and {samples} samples"
+    assert playing == 0
+    # the wire: every EVENT is the host's own encoding of its fields, byte for byte
+    sent = [bytes.fromhex(w[1]) for w in lines if w[0] == "sent"]
+    assert len(sent) == alerts + 1
+    for raw in sent:
+        ev = p.decode_packet(raw)
+        assert ev.code == p.EventCode.ALERT and ev.fields["alert_kind"] == p.AlertKind.DROP
+        assert ev.fields["side"] == p.Side.RIGHT
+        assert ev.t_us == 5000000 + (ev.seq - 1000) * 9600
+        assert raw == p.encode_event(p.EventCode.ALERT, ev.t_us, ev.seq, **ev.fields)
+    # the motor: each alert's drop_right pattern started at once and stepped on by the player (250 ms on, then
+    # off), and the last one played whole: 250 on, 150 off, 250 on, off
+    motor = next(w for w in lines if w[0] == "motor")
+    n_changes, duties = int(motor[1]), [int(x) for x in motor[2:]]
+    times = [int(x) for x in next(w for w in lines if w[0] == "motor_ms")[1:]]
+    assert n_changes == len(duties) >= 2 * (alerts + 1)
+    assert duties[-4:] == [65535, 0, 65535, 0]
+    assert np.allclose(np.diff(times[-4:]), [250, 150, 250], atol=15), times[-4:]
+    on = [times[i + 1] - times[i] for i in range(len(duties) - 1) if duties[i] == 65535]
+    assert np.allclose(on, 250, atol=15), on
