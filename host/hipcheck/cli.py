@@ -401,6 +401,7 @@ def _add_record(commands) -> None:
     record.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.hclog", help="the log to write")
     _add_force_option(record)
     record.add_argument("--no-alerts", action="store_true", help="record only: no VIBRATE")
+    _add_no_profile_option(record)
     _add_alert_options(record)
     record.set_defaults(run=run_record, parser=record)
 
@@ -419,8 +420,15 @@ def _add_live(commands) -> None:
     _add_force_option(live)
     live.add_argument("--no-alerts", action="store_true", help="no VIBRATE sent back")
     live.add_argument("--headless", action="store_true", help="no live window: lines only")
+    _add_no_profile_option(live)
     _add_alert_options(live)
     live.set_defaults(run=run_live, parser=live)
+
+
+def _add_no_profile_option(parser: argparse.ArgumentParser) -> None:
+    """live and record: the connected sensor's calibration profile is applied as analyze applies it to a log."""
+    parser.add_argument("--no-profile", action="store_true", help="leave out the calibration profile of the "
+                        "connected sensor (default: its mounting and corrections used, and said; docs/calibration.md)")
 
 
 def _add_connect(commands) -> None:
@@ -955,7 +963,7 @@ def run_record(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     options = _link_options(args, parser, args.output)
     record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts,
-           policy=AlertPolicy(_alert_settings(args, parser)), out=_print)
+           policy=AlertPolicy(_alert_settings(args, parser)), use_profile=not args.no_profile, out=_print)
     return 0
 
 
@@ -966,7 +974,7 @@ def run_live(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     options = _link_options(args, parser, args.output)
     record(options, output=args.output, seconds=args.seconds, alerts=not args.no_alerts,
            policy=AlertPolicy(_alert_settings(args, parser)), window=not args.headless,
-           out=_print)
+           use_profile=not args.no_profile, out=_print)
     return 0
 
 

@@ -65,6 +65,47 @@ class LinkOptions:
         return self.replay is not None
 
 
+@dataclass(frozen=True)
+class DeviceCalibration:
+    """What the connected sensor's calibration profile (``hipcheck.calibration.profile``) gives the live analysis,
+    as ``hipcheck analyze`` applies it to that sensor's logs (``for_analysis``): see ``device_calibration``."""
+
+    profile: object  # the Profile: its gyroscope and accelerometer corrections act on the raw samples
+    alignment: np.ndarray | None  # q_sensor_to_pelvis: the pipeline's pelvis frame (None: found from the walk)
+    standing_tilt_deg: float | None  # the neutral standing tilt: the tilt detector's thresholds centre on it
+    posture_tilt_deg: float | None  # the posture mode's neutral (the sitting tilt, else the standing one)
+
+    @property
+    def corrects_samples(self) -> bool:
+        return bool(self.profile.values("gyro") or self.profile.values("accel"))
+
+
+def device_calibration(device_id: str | None) -> tuple[DeviceCalibration | None, str]:
+    """The calibration profile of the sensor a link names (its ``device_id``: a BLE name, ``sim``, a replayed log's
+    sensor), taken as ``hipcheck analyze`` takes the profile of the sensor a log names, and one line saying what is
+    applied. ProfileError (``hipcheck.calibration.profile``) when that sensor's profile cannot be used."""
+    from hipcheck.calibration import profile as profiles
+
+    if device_id is None:
+        return None, ("no calibration profile used: the link does not name its sensor (a serial port, or a "
+                      "replayed log without a device id)")
+    profile = profiles.load_profile(profiles.check_device_id(device_id))
+    if profile is None:
+        return None, (f"no calibration profile for device {device_id}: live analysis uncalibrated (`hipcheck "
+                      "calibrate mount` makes one)")
+    mount, neutral = profile.values("mount"), profile.values("neutral") or {}
+    used = [f"{k} of {profile.calibrations[k]['date'][:10]}" for k in profiles.KINDS if k in profile.calibrations]
+    line = f"calibration profile of device {device_id} ({profile.path}) applied: " + (", ".join(used) or "empty")
+    standing = sitting = None
+    if mount:
+        line += "; the pelvis frame is its mounting"
+        standing, sitting = neutral.get("neutral_standing_tilt_deg"), neutral.get("neutral_sitting_tilt_deg")
+    elif neutral:  # the neutral tilt was measured in the calibrated pelvis frame: without it, it means nothing
+        line += "; neutral left out: it belongs to a mount calibration the profile no longer holds"
+    alignment = None if not mount else np.asarray(mount["q_sensor_to_pelvis"], dtype=float)
+    return DeviceCalibration(profile, alignment, standing, sitting if sitting is not None else standing), line
+
+
 @dataclass
 class LiveResult:
     summary: dict  # report.summarize
@@ -81,24 +122,31 @@ class LiveResult:
     handover: dict = field(default_factory=dict)  # HandOver's counts: handed_over, taken_back
     side_known: bool = True  # the sensor's mounting was found (or given): holds may name the standing leg
     log_damage: object = None  # hipcheck.record.LogDamage of a replayed log (None for a live link)
+    alignment: np.ndarray | None = None  # the pelvis frame in use at the end (q_sensor_to_pelvis; None: none found)
 
 
 class LiveAnalysis:
     """The pipeline on a session's blocks, in sequence order: lost samples counted and left out, a line per alert
     and per stride through ``out``, and each alert that has a vibration pattern handed to ``vibrate(pattern)``
     (None: no VIBRATE is sent) when the alert policy (``hipcheck.alerts.AlertPolicy``; None: its defaults) says
-    so. Synchronous, so that it runs apart from the event loop in tests."""
+    so. calibration: the sensor's calibration profile as ``device_calibration`` gives it (None: uncalibrated; the
+    mounting is then found from the walk). Synchronous, so that it runs apart from the event loop in tests."""
 
     def __init__(self, out: Callable[[str], None], vibrate: Callable[[str], None] | None = None,
-                 policy: AlertPolicy | None = None, mode: str = "walk"):
+                 policy: AlertPolicy | None = None, mode: str = "walk", calibration: DeviceCalibration | None = None):
         if mode not in MODES:
             raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
         self.out = out
         self.vibrate = vibrate
         self.policy = policy if policy is not None else AlertPolicy()
         self.mode = mode
+        self.calibration = calibration
+        # the frame the posture mode measures the segment in (Pipeline: the alignment, else the sensor's axes)
+        self._q_segment = _NO_ROTATION if calibration is None or calibration.alignment is None \
+            else calibration.alignment
         self.neutral_deg: tuple[float, float] | None = None  # (obliquity, tilt) of the wearer's neutral stand
-        self.neutral_posture_tilt_deg: float | None = None  # the same stand's tilt as the posture mode measures it
+        # the same stand's tilt as the posture mode measures it (n; until then the calibrated one, if any)
+        self.neutral_posture_tilt_deg: float | None = None if calibration is None else calibration.posture_tilt_deg
         self.marks: list[int] = []  # pipeline samples marked
         self.reps: list[np.ndarray] = []  # the reps counted so far (REP_DTYPE, samples of the pipeline)
         self.user_holds: list[np.ndarray] = []  # the user-started holds finished (GUIDED_HOLD_DTYPE, likewise)
@@ -117,10 +165,7 @@ class LiveAnalysis:
         """One session block (``hipcheck.device``): its valid samples through the pipeline. Returns what the
         pipeline made of them (``hipcheck.pipeline.Block``), None if none was valid."""
         if self.pipeline is None:
-            self.fs_hz = 1e6 / block.period_us
-            self.pipeline = Pipeline(self.fs_hz, detector_settings=self.policy.settings.detector_settings(),
-                                     mode=self.mode, mode_settings=self._mode_settings(self.mode))
-            self.policy.fs_hz = self.fs_hz
+            self._start_pipeline(1e6 / block.period_us)
         valid = block.valid
         if not valid.all():
             lost = int(np.count_nonzero(~valid))
@@ -131,7 +176,14 @@ class LiveAnalysis:
         first = self.pipeline.n_samples
         t_host = block.t_host_s[valid]
         self._t_host[(first + np.arange(len(t_host))) % T_HOST_KEEP] = t_host
-        result = self.pipeline.update(block.acc_m_s2[valid], block.gyr_rad_s[valid])
+        acc, gyr = block.acc_m_s2[valid], block.gyr_rad_s[valid]
+        if self.calibration is not None and self.calibration.corrects_samples:
+            from hipcheck.calibration.profile import apply_profile
+
+            # as analyze corrects a log: the raw samples only (not those the sensor corrected with its own copy)
+            applied = apply_profile(self.calibration.profile, acc, gyr, block.flags[valid])
+            acc, gyr = applied.acc_m_s2, applied.gyr_rad_s
+        result = self.pipeline.update(acc, gyr)
         if len(result.strides):
             self.policy.see_strides(result.strides, self.pipeline.detectors.thresholds)
         for decision in result.decisions:
@@ -139,10 +191,24 @@ class LiveAnalysis:
         self._keep(result)
         rows = (first + np.arange(len(t_host))) % RECENT_KEEP
         self._recent[rows, :2] = result.angles_pelvis_deg[:, 1:]
-        self._recent[rows, 2] = segment_angles_deg(result.q_sensor_to_earth, _NO_ROTATION)[:, 2]
+        self._recent[rows, 2] = segment_angles_deg(result.q_sensor_to_earth, self._q_segment)[:, 2]
         self._recent[rows, 3:] = result.acc_level_m_s2
         self._keep_mode_records(result)
         return result
+
+    def _start_pipeline(self, fs_hz: float) -> None:
+        """The pipeline, at the first block's rate: the policy's detector settings, the calibration's mounting and
+        neutral standing tilt (the tilt thresholds centred on it, as analyze does)."""
+        self.fs_hz = fs_hz
+        settings = self.policy.settings.detector_settings()
+        calibration = self.calibration
+        if calibration is not None and calibration.standing_tilt_deg is not None:
+            settings["tilt_anterior_deg"] += calibration.standing_tilt_deg
+            settings["tilt_posterior_deg"] += calibration.standing_tilt_deg
+        self.pipeline = Pipeline(fs_hz, alignment=None if calibration is None else calibration.alignment,
+                                 detector_settings=settings, mode=self.mode,
+                                 mode_settings=self._mode_settings(self.mode))
+        self.policy.fs_hz = fs_hz
 
     def _keep_mode_records(self, result) -> None:
         """The reps and the user-started holds of the mode's stage (in the pipeline's samples)."""
@@ -301,7 +367,7 @@ def warm_up_pipeline(out=None) -> None:
 async def run_live(link, *, record=None, seconds: float | None = None, start_seq: int | None = None,
                    alerts: bool = True, device_alerts_off: bool = True, out=print, passive: bool = False,
                    header: dict | None = None, policy: AlertPolicy | None = None, observer=None, commands=None,
-                   mode: str = "walk") -> LiveResult:
+                   mode: str = "walk", use_profile: bool = False) -> LiveResult:
     """The live job on a link (module docstring): until the link ends or ``seconds`` of device time. Returns what
     it found; prints as it goes. record: the session log to write (None: none); device_alerts_off: switch the
     sensor's own detector off so that every vibration is one the host sent; passive: only listen (a replay);
@@ -311,7 +377,9 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
     ``LiveWindow.observe``; it must not block: it runs on the data path);
     commands: the keys of the live window (``LiveWindow.commands``), a deque of (action, value) taken after each
     block (``LiveAnalysis.command``; None: no keys);
-    mode: the coaching mode the pipeline starts in (``hipcheck.pipeline.MODES``)."""
+    mode: the coaching mode the pipeline starts in (``hipcheck.pipeline.MODES``);
+    use_profile: apply the calibration profile of the sensor the link names (``device_calibration``: its mounting,
+    sample corrections and neutral, as analyze applies them to the log), and say which in one line."""
     t0 = time.perf_counter()
     latencies: list[float] = []
     sends: list[asyncio.Future] = []
@@ -341,7 +409,12 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
             latencies.append((time.monotonic() - t_arrival) * 1e3)
             sends.append(asyncio.ensure_future(send(pattern)))
 
-        analysis = LiveAnalysis(out, vibrate if alerts and not passive else None, policy, mode=mode)
+        calibration = None
+        if use_profile:
+            calibration, line = device_calibration(link.device_id)
+            out(line)
+        analysis = LiveAnalysis(out, vibrate if alerts and not passive else None, policy, mode=mode,
+                                calibration=calibration)
         hand_over = None
         if alerts and not passive and info is not None:
             out(analysis.policy.settings.describe())
@@ -370,6 +443,7 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
     return LiveResult(summary=report.summarize(strides, analysis.policy.settings.drop_threshold_deg,
                                                 holds if side_known else None),
                       side_known=side_known,
+                      alignment=None if analysis.pipeline is None else analysis.pipeline.pelvis.alignment,
                       handover={} if hand_over is None else hand_over.counts(), strides=strides,
                       decisions=decisions, holds=holds, session=session.summary(), vibrations_sent=len(sends),
                       vibrate_latency_ms=latencies, fs_hz=analysis.fs_hz, wall_s=time.perf_counter() - t0,
@@ -435,10 +509,12 @@ async def make_link(options: LinkOptions, seconds: float | None = None):
 
 
 def run_record(options: LinkOptions, *, output: Path | None = None, seconds: float | None = None,
-               alerts: bool = True, policy=None, window: bool = False, out=print) -> LiveResult:
+               alerts: bool = True, policy=None, window: bool = False, use_profile: bool = True,
+               out=print) -> LiveResult:
     """``hipcheck record`` and ``hipcheck live``: the live job on the named link, the session kept in ``output``
     (None: not kept), until the link ends or ``seconds`` of device time; then the closing lines. window: with the
-    live window (``hipcheck.live_window``; headless when no display can show it)."""
+    live window (``hipcheck.live_window``; headless when no display can show it); use_profile: the connected
+    sensor's calibration profile applied (run_live; False: --no-profile)."""
     async def job(window=None):
         async with await make_link(options, seconds) as link:
             damage = link.damage if options.replay is not None else None  # the replayed log's account
@@ -447,7 +523,8 @@ def run_record(options: LinkOptions, *, output: Path | None = None, seconds: flo
             result = await run_live(link, record=output, seconds=seconds, alerts=alerts, policy=policy,
                                     device_alerts_off=alerts and not options.passive, passive=options.passive,
                                     start_seq=0 if options.sim is not None else None, out=out,
-                                    observer=window and window.observe, commands=window and window.commands)
+                                    observer=window and window.observe, commands=window and window.commands,
+                                    use_profile=use_profile)
             result.log_damage = damage
             return result
 

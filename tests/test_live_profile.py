@@ -1,0 +1,105 @@
+"""`hipcheck live` and `hipcheck record` apply the connected sensor's calibration profile (hipcheck.live,
+device_calibration) as `hipcheck analyze` applies it to that sensor's logs: on the simulated sensor (the firmware in
+the unix port, device id "sim") worn with a known mounting, a single-leg hold (no walking, so no mounting can be
+found from the data) names its standing leg only with the profile's mounting; --no-profile leaves it out; the live
+figures equal analyze's of the log recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+from hipcheck.calibration import profile as profiles
+from hipcheck.cli import main
+from hipcheck.gait import RIGHT
+from hipcheck.imu_csv import write_imu_csv
+from hipcheck.live import LinkOptions, LiveAnalysis, device_calibration, run_record
+from hipcheck.motion import SensorModel, simulate_hold
+
+GYRO_BIAS = (0.02, -0.015, 0.01)  # rad/s: the simulated chip's, which the profile's gyro calibration knows
+SENSOR = SensorModel.realistic(seed=6, mounting_rpy_deg=(8.0, -20.0, 12.0), gyr_bias_rad_s=GYRO_BIAS)
+
+
+@pytest.fixture(scope="module")
+def hold_csv(tmp_path_factory):
+    """A 14 s right-leg hold (weak right hip: the free side drops 7°), worn with SENSOR's mounting."""
+    trace = simulate_hold(duration_s=14.0, fs_hz=100.0, seed=2, side="right", drop_deg=7.0, sensor=SENSOR)
+    path = tmp_path_factory.mktemp("hold") / "hold.csv"
+    write_imu_csv(path, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    return path
+
+
+@pytest.fixture
+def sim_profile(tmp_path, monkeypatch):
+    """The profile of device "sim" on this computer: SENSOR's mounting and gyroscope bias."""
+    monkeypatch.setenv(profiles.ENV_CONFIG_DIR, str(tmp_path / "config"))
+    profiles.record_calibration("sim", "gyro", {"gyro_bias_rad_s": list(GYRO_BIAS)}, {}, "test")
+    return profiles.record_calibration("sim", "mount", {"q_sensor_to_pelvis": [float(v) for v in
+                                                                               SENSOR.q_sensor_to_pelvis]}, {}, "test")
+
+
+def _cli(argv):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_record_uses_the_profiles_mounting_and_matches_analyze(hold_csv, sim_profile, tmp_path):
+    """record --sim: one line names the profile applied; the pipeline's pelvis frame is the profile's mounting, the
+    hold's standing leg (right) is named, and analyze of the log recorded (the same profile) gives the same hold."""
+    from hipcheck.api import analyze
+
+    lines = []
+    log = tmp_path / "hold.hclog"
+    result = run_record(LinkOptions(sim=hold_csv), output=log, out=lines.append)
+    said = [line for line in lines if "calibration profile" in line]
+    assert said == [f"calibration profile of device sim ({sim_profile.path}) applied: gyro of "
+                    f"{sim_profile.calibrations['gyro']['date'][:10]}, mount of "
+                    f"{sim_profile.calibrations['mount']['date'][:10]}; the pelvis frame is its mounting"], lines
+    np.testing.assert_allclose(result.alignment, SENSOR.q_sensor_to_pelvis, atol=1e-12)
+    assert result.side_known and len(result.holds) == 1 and result.holds["side"][0] == RIGHT, result.holds
+    assert result.summary["weak_side"] == "right"
+    offline = analyze(log)  # the log names device "sim": analyze applies the same profile
+    np.testing.assert_allclose(offline.analysis.alignment, SENSOR.q_sensor_to_pelvis, atol=1e-12)
+    np.testing.assert_array_equal(offline.analysis.holds, result.holds)
+    np.testing.assert_array_equal(offline.analysis.decisions, result.decisions)
+
+
+def test_no_profile_and_no_profile_file(hold_csv, sim_profile, tmp_path, monkeypatch):
+    """live --no-profile: nothing applied and nothing said, the mounting is not found from a hold and its leg is
+    not named (as before); without a profile for the device, one line says so."""
+    code, out, err = _cli(["live", "--sim", str(hold_csv), "--headless", "--no-profile"])
+    assert code == 0, err
+    assert "calibration profile" not in out
+    assert "the standing leg of a hold cannot be named" in out and "unknown leg" in out
+    code, out, err = _cli(["live", "--sim", str(hold_csv), "--headless"])
+    assert code == 0, err
+    assert f"calibration profile of device sim ({sim_profile.path}) applied" in out and "right leg" in out
+    monkeypatch.setenv(profiles.ENV_CONFIG_DIR, str(tmp_path / "empty"))
+    code, out, err = _cli(["record", "--sim", str(hold_csv), "-o", str(tmp_path / "x.hclog")])
+    assert code == 0, err
+    assert "no calibration profile for device sim: live analysis uncalibrated" in out
+    assert "unknown leg" in out
+
+
+def test_the_profiles_neutral_centres_the_tilt_thresholds_and_the_posture_mode(sim_profile):
+    """The neutral of the profile (measured in its mount calibration's frame) as analyze uses it: the tilt
+    detector's thresholds either side of the standing tilt, the posture mode's neutral the sitting tilt."""
+    from hipcheck.device.reassembly import BLOCK_DTYPE, SampleBlock
+
+    profiles.record_calibration("sim", "neutral", {"neutral_standing_tilt_deg": 3.0,
+                                                   "neutral_sitting_tilt_deg": -9.0}, {}, "test")
+    calibration, line = device_calibration("sim")
+    assert calibration.standing_tilt_deg == 3.0 and calibration.posture_tilt_deg == -9.0 and "neutral of" in line
+    rows = np.zeros(10, BLOCK_DTYPE)
+    rows["acc_m_s2"][:, 2] = 9.81
+    analysis = LiveAnalysis(lambda line: None, mode="posture", calibration=calibration)
+    analysis.update(SampleBlock(rows, 10_000))
+    thresholds = analysis.pipeline.detectors.thresholds
+    assert (thresholds["tilt_anterior_deg"], thresholds["tilt_posterior_deg"]) == (11.0, -5.0)
+    assert analysis.pipeline.posture.settings["neutral_tilt_deg"][0] == -9.0
+    np.testing.assert_allclose(analysis.pipeline.pelvis.alignment, SENSOR.q_sensor_to_pelvis)
