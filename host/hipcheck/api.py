@@ -94,9 +94,11 @@ def read_recording(path, *, fs_hz: float | None = None, acc_unit: str = "m/s2", 
     log = read_session_log(path)
     if fs_hz is not None and abs(fs_hz - log.fs_hz) > 1e-6 * log.fs_hz:
         raise InvalidValueError(f"{path}: the log was sampled at {log.fs_hz:g} Hz, not {fs_hz:g} Hz: leave out --fs")
-    rotation = parse_axes(axes)
-    return Recording(log.acc_m_s2 @ rotation.T, log.gyr_rad_s @ rotation.T, log.fs_hz, log.t_s, "hclog", str(path),
-                     session=log)
+    acc, gyr = log.acc_m_s2, log.gyr_rad_s
+    if axes is not None:  # (an identity product of an hour's samples would cost a tenth of a second)
+        rotation = parse_axes(axes)
+        acc, gyr = acc @ rotation.T, gyr @ rotation.T
+    return Recording(acc, gyr, log.fs_hz, log.t_s, "hclog", str(path), session=log)
 
 
 def as_recording(data, fs: float | None = None) -> Recording:

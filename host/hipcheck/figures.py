@@ -22,10 +22,27 @@ ANGLES = ((1, "obliquity (°, + left up)"), (2, "tilt (°, + anterior)"), (0, "r
 CYCLE_POINTS = 101  # 0, 1, … 100 % of the stride
 
 
+FIGURE_WIDTH_IN = 12.0
+
+
 def _figure(height_in: float):
+    """A figure laid out by matplotlib's constrained layout (the notebook figures: any content fits)."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(12, height_in), layout="constrained")
+    return Figure(figsize=(FIGURE_WIDTH_IN, height_in), layout="constrained")
+
+
+def _fixed_figure(height_in: float, *, left_in: float = 0.75, right_in: float = 0.2, top_in: float = 0.4,
+                  bottom_in: float = 0.55, wspace: float = 0.25, hspace: float = 0.3):
+    """A figure with fixed margins in inches (the report's figures, whose content is known). Constrained layout
+    measures every tick label of every panel before drawing: about 0.12 s a figure, half the time of an hour's
+    report figures."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(FIGURE_WIDTH_IN, height_in))
+    figure.subplots_adjust(left=left_in / FIGURE_WIDTH_IN, right=1.0 - right_in / FIGURE_WIDTH_IN,
+                           bottom=bottom_in / height_in, top=1.0 - top_in / height_in, wspace=wspace, hspace=hspace)
+    return figure
 
 
 def stride_normalised(angles_deg: np.ndarray, strides: np.ndarray) -> np.ndarray:
@@ -123,8 +140,9 @@ def _drops_panels(ax_time, ax_hist, strides: np.ndarray, fs: float, threshold_de
         ok = np.isfinite(strides[name])
         ax_time.plot(strides["start_sample"][ok] / fs, strides[name][ok], _style(len(strides)), lw=0.6, ms=4,
                      color=SIDE_COLOR[side], label=f"{SIDE_WORD[side]} stance")
-        ax_hist.hist(finite, bins=bins, color=SIDE_COLOR[side], alpha=0.5,
-                     label=f"{SIDE_WORD[side]} stance: median {np.median(finite):.1f}°" if len(finite) else None)
+        # One filled outline per side, not a bar patch per bin: the same picture, drawn much faster.
+        ax_hist.stairs(np.histogram(finite, bins=bins)[0], bins, fill=True, color=SIDE_COLOR[side], alpha=0.5,
+                       label=f"{SIDE_WORD[side]} stance: median {np.median(finite):.1f}°" if len(finite) else None)
     for ax in (ax_time, ax_hist):
         _legend(ax)
     ax_time.axhline(threshold_deg, color="0.4", ls="--", lw=0.8)
@@ -224,7 +242,7 @@ def cycle_figure(result):
     foot), mean ± SD per side, as gait laboratories draw them (Baker 2013, module docstring)."""
     analysis = result.analysis
     used = used_strides(analysis)
-    figure = _figure(3.6)
+    figure = _fixed_figure(3.6, top_in=0.45, right_in=0.35, wspace=0.3)
     for col, (k, label) in enumerate(ANGLES):
         _cycle_panel(figure.add_subplot(1, 3, col + 1), stride_normalised(analysis.angles_pelvis_deg[:, k], used),
                      used, label)
@@ -236,7 +254,7 @@ def cycle_figure(result):
 def drops_figure(result):
     """The drop of the free side per stride for each stance side, over the session and as histograms."""
     analysis = result.analysis
-    figure = _figure(3.6)
+    figure = _fixed_figure(3.6, top_in=0.6 if analysis.side_refused else 0.35, wspace=0.3)
     grid = figure.add_gridspec(1, 3)
     _drops_panels(figure.add_subplot(grid[0, :2]), figure.add_subplot(grid[0, 2]), used_strides(analysis),
                   analysis.fs_hz, result.drop_threshold_deg)
@@ -249,7 +267,7 @@ def sway_tilt_figure(result, sway_threshold_cm: float | None = None, tilt_thresh
     analysis = result.analysis
     used = used_strides(analysis)
     t = used["start_sample"] / analysis.fs_hz
-    figure = _figure(4.4)
+    figure = _fixed_figure(4.4, top_in=0.15, hspace=0.15)
     panels = (("sway_pp_cm", "sway, peak to peak (cm)", "tab:green", (sway_threshold_cm,)),
               ("tilt_mean_deg", "mean tilt (°, + anterior)", "tab:purple",
                (tilt_threshold_deg, None if tilt_threshold_deg is None else -tilt_threshold_deg)))
@@ -272,7 +290,7 @@ def alerts_figure(result):
     analysis = result.analysis
     fs = analysis.fs_hz
     decisions = result.decisions
-    figure = _figure(2.6)
+    figure = _fixed_figure(2.6, left_in=2.3, top_in=0.35)
     ax = figure.add_subplot(1, 1, 1)
     for row, (kind, side, label) in enumerate(DECISION_ROWS):
         chosen = decisions["kind"] == kind
@@ -303,7 +321,7 @@ def holds_reps_figure(result):
     holds, reps = result.analysis.holds, result.analysis.reps
     if not len(holds) and not len(reps):
         return None
-    figure = _figure(3.2)
+    figure = _fixed_figure(3.2, top_in=0.15, bottom_in=0.6)
     ax = figure.add_subplot(1, 1, 1)
     if len(holds):
         labels = [f"{i + 1}: {SIDE_WORD.get(int(h['side']), '?')} leg, {h['hold_time_s']:.1f} s"
@@ -331,7 +349,7 @@ def link_figure(samples: np.ndarray, fs_hz: float, backfilled_flag: int, bins: i
         counts = np.add.reduceat(what.astype(np.int64), edges[:-1]) if n else np.zeros(0)
         shares.append(100.0 * counts / np.maximum(np.diff(edges), 1))
     width = np.diff(edges) / fs_hz
-    figure = _figure(2.6)
+    figure = _fixed_figure(2.6, top_in=0.35)
     ax = figure.add_subplot(1, 1, 1)
     bottom = np.zeros(len(width))
     for share, label, color in zip(shares, ("live", "backfilled", "lost"), ("0.75", "tab:orange", "tab:red")):

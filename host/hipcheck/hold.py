@@ -753,15 +753,26 @@ def hold_update(settings_array, state_array, lp_c, hp_c, weights, acc_ring, fit_
         if c >= 0:
             fit = math.nan
             if st["valid_run"] >= n_acc:
-                fit = 0.0
-                for j in range(n_acc):
-                    fit += weights[j] * acc_ring[(c - half + j) % n_acc]
+                fit = _ring_dot(weights, acc_ring, (c - half) % n_acc)
             n_out = _fit_sample(settings, st, buffer, fit_ring, c, fit, c, out, n_out)
 
         if st["mode"] != QUIET:
             n_out = _hold_step(settings, st, buffer, sample, walking, out, n_out)
     st["next_sample"] += angles_pelvis_deg.shape[0]
     return n_out
+
+
+@numba.njit(cache=True, inline="always")
+def _ring_dot(weights, ring, first):
+    """sum_j weights[j] · ring[(first + j) % len(ring)], summed in order of j, without a modulo per term (the step
+    fit runs at every sample of every recording: the modulo was most of the hold stage's time)."""
+    n = ring.shape[0]
+    total = 0.0
+    for j in range(n - first):
+        total += weights[j] * ring[first + j]
+    for j in range(n - first, n):
+        total += weights[j] * ring[j - (n - first)]
+    return total
 
 
 @numba.njit(cache=True)

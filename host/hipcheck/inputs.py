@@ -12,6 +12,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from hipcheck.errors import InvalidValueError
@@ -127,59 +128,133 @@ def gyro_scale_from_inclination(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_
     gyr = np.asarray(gyr_rad_s, dtype=np.float64)
     block = max(1, int(fs_hz // SCALE_RATE_HZ))
     if block > 1:
-        n_blocks = len(acc) // block
-        acc = acc[:n_blocks * block].reshape(n_blocks, block, 3).mean(axis=1)
-        gyr = gyr[:n_blocks * block].reshape(n_blocks, block, 3).mean(axis=1)
+        acc, gyr = _block_mean(acc, block), _block_mean(gyr, block)
         fs_hz = fs_hz / block
     n = len(acc)
     lag = max(1, int(round(SCALE_WINDOW_S * fs_hz)))
     smooth = max(1, int(round(SCALE_SMOOTH_S * fs_hz)))
     if n < lag + smooth + 2:
         return GyroScale(math.nan, math.inf, 0.0, 0.0, 0)
-    finite = np.all(np.isfinite(acc), axis=1) & np.all(np.isfinite(gyr), axis=1)
-    acc_lp = _moving_mean(np.where(finite[:, None], acc, 0.0), smooth)
-    norm = np.linalg.norm(acc_lp, axis=1)
-    g_hat = acc_lp / np.where(norm > 0, norm, 1.0)[:, None]
+    windows, power, change, product, residual = _inclination_fit(
+        np.ascontiguousarray(acc), np.ascontiguousarray(gyr), fs_hz, lag, smooth,
+        SCALE_STATIC_FRACTION * GRAVITY_M_S2)
+    if windows == 0:
+        return GyroScale(math.nan, math.inf, 0.0, 0.0, 0)
+    motion_deg = math.degrees(math.sqrt(change / windows))
+    if power <= 0.0 or change <= 0.0:
+        return GyroScale(math.nan, math.inf, 0.0, motion_deg, windows)
+    scale = product / power
+    # Overlapping windows are not independent: about one per window-plus-smoothing span of the recording is.
+    independent = max(2.0, windows / (lag + smooth))
+    spread = math.sqrt(residual / (3.0 * power * independent))
+    return GyroScale(scale, spread, max(0.0, 1.0 - residual / change), motion_deg, windows)
+
+
+def _block_mean(values: np.ndarray, block: int) -> np.ndarray:
+    """Means of consecutive blocks of ``block`` rows (a partial last block dropped)."""
+    n_blocks = len(values) // block
+    total = values[0:n_blocks * block:block].copy()
+    for k in range(1, block):
+        total += values[k:n_blocks * block:block]
+    return total / block
+
+
+@numba.njit(cache=True)
+def _centred_moving_mean(values, width, out):
+    """out[i] = mean of values[i - width//2 : i - width//2 + width] (clipped at the ends), per column."""
+    n, m = values.shape
+    half = width // 2
+    running = np.zeros((n + 1, m))
+    for i in range(n):
+        for k in range(m):
+            running[i + 1, k] = running[i, k] + values[i, k]
+    for i in range(n):
+        lo = min(max(i - half, 0), n)
+        hi = min(max(i - half + width, 0), n)
+        for k in range(m):
+            out[i, k] = (running[hi, k] - running[lo, k]) / (hi - lo)
+
+
+@numba.njit(cache=True)
+def _inclination_fit(acc, gyr, fs_hz, lag, smooth, static_tolerance_m_s2):
+    """The regression of ``gyro_scale_from_inclination``: (windows used, power = Σ|p|², change = Σ|m|², Σ m·p,
+    residual Σ|m − k·p|² at the fitted k), m the measured and p the predicted change of the gravity direction over
+    each usable window, both centred (a constant gyro bias adds about −(b × g)·window to every prediction while the
+    posture holds: fitted as an offset, it cannot pass for a scale)."""
+    n = acc.shape[0]
+    finite = np.empty(n, dtype=np.bool_)
+    zeroed = np.empty((n, 3))
+    for i in range(n):
+        finite[i] = True
+        for k in range(3):
+            if not (math.isfinite(acc[i, k]) and math.isfinite(gyr[i, k])):
+                finite[i] = False
+        for k in range(3):
+            zeroed[i, k] = acc[i, k] if finite[i] else 0.0
+    acc_lp = np.empty((n, 3))
+    _centred_moving_mean(zeroed, smooth, acc_lp)
+    g_hat = np.empty((n, 3))
+    norm = np.empty(n)
+    for i in range(n):
+        norm[i] = math.sqrt(acc_lp[i, 0] * acc_lp[i, 0] + acc_lp[i, 1] * acc_lp[i, 1] + acc_lp[i, 2] * acc_lp[i, 2])
+        scale = norm[i] if norm[i] > 0 else 1.0
+        for k in range(3):
+            g_hat[i, k] = acc_lp[i, k] / scale
     # The gyro's prediction of g as a running sum, smoothed exactly as the measured g: the accelerations of each step
     # average out of both alike, and a window's change is a difference of two smoothed values.
-    rate = -np.cross(np.where(finite[:, None], gyr, 0.0), g_hat) / fs_hz
-    predicted_g = _moving_mean(np.cumsum(rate, axis=0), smooth)
+    integral = np.zeros((n, 3))
+    total = np.zeros(3)
+    for i in range(n):
+        wx, wy, wz = (gyr[i, 0], gyr[i, 1], gyr[i, 2]) if finite[i] else (0.0, 0.0, 0.0)
+        gx, gy, gz = g_hat[i, 0], g_hat[i, 1], g_hat[i, 2]
+        total[0] += -(wy * gz - wz * gy) / fs_hz
+        total[1] += -(wz * gx - wx * gz) / fs_hz
+        total[2] += -(wx * gy - wy * gx) / fs_hz
+        for k in range(3):
+            integral[i, k] = total[k]
+    predicted_g = np.empty((n, 3))
+    _centred_moving_mean(integral, smooth, predicted_g)
     # A window is used only if no NaN falls in its smoothing spans and the mean acceleration is gravity alone.
-    clean = _moving_mean(finite[:, None].astype(float), smooth)[:, 0] > 0.999
-    static = clean & (np.abs(norm - GRAVITY_M_S2) < SCALE_STATIC_FRACTION * GRAVITY_M_S2)
-    valid_run = np.concatenate([[0], np.cumsum(~finite)])
-    start = np.arange(n - lag)
-    use = static[start] & static[start + lag] & (valid_run[start + lag + 1] == valid_run[start])
-    if not use.any():
-        return GyroScale(math.nan, math.inf, 0.0, 0.0, 0)
-    start = start[use]
-    measured = g_hat[start + lag] - g_hat[start]
-    predicted = predicted_g[start + lag] - predicted_g[start]
-    # A constant gyro bias b adds about -(b × g)·window to every prediction while the posture holds: fitted as an
-    # offset (both sides centred), it cannot pass for a scale.
-    measured = measured - measured.mean(axis=0)
-    predicted = predicted - predicted.mean(axis=0)
-    power = float(np.sum(predicted * predicted))
-    change = float(np.sum(measured * measured))
-    motion_deg = math.degrees(math.sqrt(change / len(start)))
-    if power <= 0.0 or change <= 0.0:
-        return GyroScale(math.nan, math.inf, 0.0, motion_deg, int(len(start)))
-    scale = float(np.sum(measured * predicted)) / power
-    residual = float(np.sum((measured - scale * predicted) ** 2))
-    # Overlapping windows are not independent: about one per window-plus-smoothing span of the recording is.
-    independent = max(2.0, len(start) / (lag + smooth))
-    spread = math.sqrt(residual / (3.0 * power * independent))
-    return GyroScale(scale, spread, max(0.0, 1.0 - residual / change), motion_deg, int(len(start)))
-
-
-def _moving_mean(values: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving mean of each column over ``width`` rows (shorter at the ends)."""
-    padded = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
-    n = len(values)
-    half = width // 2
-    lo = np.clip(np.arange(n) - half, 0, n)
-    hi = np.clip(np.arange(n) - half + width, 0, n)
-    return (padded[hi] - padded[lo]) / (hi - lo)[:, None]
+    finite_share = np.empty((n, 1))
+    _centred_moving_mean(finite.astype(np.float64).reshape(n, 1), smooth, finite_share)
+    static = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        static[i] = finite_share[i, 0] > 0.999 and abs(norm[i] - GRAVITY_M_S2) < static_tolerance_m_s2
+    bad_before = np.zeros(n + 1, dtype=np.int64)  # non-finite rows before each row
+    for i in range(n):
+        bad_before[i + 1] = bad_before[i] + (0 if finite[i] else 1)
+    windows = 0
+    mean_m = np.zeros(3)
+    mean_p = np.zeros(3)
+    for s in range(n - lag):
+        if static[s] and static[s + lag] and bad_before[s + lag + 1] == bad_before[s]:
+            windows += 1
+            for k in range(3):
+                mean_m[k] += g_hat[s + lag, k] - g_hat[s, k]
+                mean_p[k] += predicted_g[s + lag, k] - predicted_g[s, k]
+    if windows == 0:
+        return 0, 0.0, 0.0, 0.0, 0.0
+    mean_m /= windows
+    mean_p /= windows
+    power, change, product = 0.0, 0.0, 0.0
+    for s in range(n - lag):
+        if static[s] and static[s + lag] and bad_before[s + lag + 1] == bad_before[s]:
+            for k in range(3):
+                m = g_hat[s + lag, k] - g_hat[s, k] - mean_m[k]
+                p = predicted_g[s + lag, k] - predicted_g[s, k] - mean_p[k]
+                power += p * p
+                change += m * m
+                product += m * p
+    residual = 0.0
+    if power > 0.0:
+        k_fit = product / power
+        for s in range(n - lag):
+            if static[s] and static[s + lag] and bad_before[s + lag + 1] == bad_before[s]:
+                for k in range(3):
+                    m = g_hat[s + lag, k] - g_hat[s, k] - mean_m[k]
+                    p = predicted_g[s + lag, k] - predicted_g[s, k] - mean_p[k]
+                    residual += (m - k_fit * p) ** 2
+    return windows, power, change, product, residual
 
 
 def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m/s2",

@@ -412,11 +412,12 @@ def _detect_walking(s, st, ring_acc, vertical_autocorr, acc_earth, dev):
     ring_acc[pos, 0], ring_acc[pos, 1], ring_acc[pos, 2] = dev[0], dev[1], dev[2]
     st.vertical_var_m2_s4 += s.stats_alpha * (dev[2] * dev[2] - st.vertical_var_m2_s4)
     top = min(s.lag_max, st.finite_samples)
-    for k in range(1, top + 1):
-        j = pos - k
-        if j < 0:
-            j += L
-        vertical_autocorr[k] += s.stats_alpha * (dev[2] * ring_acc[j, 2] - vertical_autocorr[k])
+    # Lag k pairs with ring row pos - k, wrapped: two plain loops (no branch per lag) let LLVM vectorise them.
+    alpha, now = s.stats_alpha, dev[2]
+    for k in range(1, min(top, pos) + 1):
+        vertical_autocorr[k] += alpha * (now * ring_acc[pos - k, 2] - vertical_autocorr[k])
+    for k in range(pos + 1, top + 1):
+        vertical_autocorr[k] += alpha * (now * ring_acc[pos - k + L, 2] - vertical_autocorr[k])
     best = _best_step_lag(s, vertical_autocorr, top)
     st.walking = False
     st.walk_corr = 0.0
@@ -837,10 +838,54 @@ def to_pelvis_frame(axes_sensor_to_pelvis: np.ndarray, q_sensor_to_earth: np.nda
     ``(q_pelvis_to_earth, *vectors_pelvis)``. axes_sensor_to_pelvis (n, 3, 3) as ``PelvisTracker.update`` writes
     it. Stages that read a side from a sensor axis (the gait events' lateral acceleration) then read it from the
     pelvis's left axis, whatever the mounting."""
-    q_sensor_to_pelvis = quat_from_matrix(axes_sensor_to_pelvis)
-    q_pelvis_to_earth = quat_multiply(q_sensor_to_earth, quat_conjugate(q_sensor_to_pelvis))
+    axes = np.ascontiguousarray(axes_sensor_to_pelvis, dtype=np.float64)
+    q_pelvis_to_earth = np.empty((len(axes), 4))
+    _pelvis_orientation(axes, np.ascontiguousarray(q_sensor_to_earth, dtype=np.float64), q_pelvis_to_earth)
     turned = [np.einsum("nij,nj->ni", axes_sensor_to_pelvis, v) for v in vectors_sensor]
-    return (np.ascontiguousarray(q_pelvis_to_earth), *turned)
+    return (q_pelvis_to_earth, *turned)
+
+
+@njit(cache=True)
+def _pelvis_orientation(axes_sensor_to_pelvis, q_sensor_to_earth, q_pelvis_to_earth):
+    """Per sample q_pelvis_to_earth = q_sensor_to_earth ⊗ conj(q_sensor_to_pelvis), the latter from the axes by
+    Shepperd's method as ``hipcheck.rotation.quat_from_matrix`` (w ≥ 0, unit). The axes change at nearly every
+    sample while walking refines them: per sample in numpy this was a sixth of an hour's analysis."""
+    for i in range(axes_sensor_to_pelvis.shape[0]):
+        R = axes_sensor_to_pelvis[i]
+        trace = R[0, 0] + R[1, 1] + R[2, 2]
+        c0 = 1.0 + trace
+        c1 = 1.0 + R[0, 0] - R[1, 1] - R[2, 2]
+        c2 = 1.0 - R[0, 0] + R[1, 1] - R[2, 2]
+        c3 = 1.0 - R[0, 0] - R[1, 1] + R[2, 2]
+        best, top = 0, c0
+        if c1 > top:
+            best, top = 1, c1
+        if c2 > top:
+            best, top = 2, c2
+        if c3 > top:
+            best, top = 3, c3
+        sq = 2.0 * math.sqrt(max(top, 1e-300))
+        d21, d02, d10 = R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]
+        s01, s02, s12 = R[0, 1] + R[1, 0], R[0, 2] + R[2, 0], R[1, 2] + R[2, 1]
+        if best == 0:
+            w, x, y, z = sq / 4, d21 / sq, d02 / sq, d10 / sq
+        elif best == 1:
+            w, x, y, z = d21 / sq, sq / 4, s01 / sq, s02 / sq
+        elif best == 2:
+            w, x, y, z = d02 / sq, s01 / sq, sq / 4, s12 / sq
+        else:
+            w, x, y, z = d10 / sq, s02 / sq, s12 / sq, sq / 4
+        if w < 0.0:
+            w, x, y, z = -w, -x, -y, -z
+        norm = math.sqrt(w * w + x * x + y * y + z * z)
+        # conj(q_sensor_to_pelvis), unit
+        w, x, y, z = w / norm, -x / norm, -y / norm, -z / norm
+        pw, px, py, pz = q_sensor_to_earth[i, 0], q_sensor_to_earth[i, 1], q_sensor_to_earth[i, 2], \
+            q_sensor_to_earth[i, 3]
+        q_pelvis_to_earth[i, 0] = pw * w - px * x - py * y - pz * z
+        q_pelvis_to_earth[i, 1] = pw * x + px * w + py * z - pz * y
+        q_pelvis_to_earth[i, 2] = pw * y - px * z + py * w + pz * x
+        q_pelvis_to_earth[i, 3] = pw * z + px * y - py * x + pz * w
 
 
 # ------------------------------------------------------------------------------------------------ Python faces

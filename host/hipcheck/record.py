@@ -26,6 +26,7 @@ MAGIC = b"HCLOG\x00\x01\n"
 FORMAT_VERSION = 1
 _HEAD = struct.Struct("<IBd")  # length, type, t_host_s
 _CRC = struct.Struct("<I")
+_HEAD_LEN, _CRC_LEN = _HEAD.size, _CRC.size
 MAX_RECORD_LEN = 1 << 20  # a length beyond this is damage, not a record
 # Above this share of records lost, a command's summary says the log is badly damaged: at 5 % a two-minute walk
 # misses about 6 s, several strides, enough to move a median drop or a side score, so its figures need that caveat;
@@ -247,6 +248,7 @@ class LogReader:
     def __init__(self, path):
         self.path = Path(path)
         self._data = self.path.read_bytes()
+        self._view = memoryview(self._data)  # CRCs over slices without copying them
         self._data_limit: int | None = None  # where _resync stops looking (None: the end of the file)
         # where records begin: after MAGIC, or where the first good one is when the start of the file was lost
         self.records_start = len(MAGIC)
@@ -299,20 +301,21 @@ class LogReader:
         if pos + _HEAD.size + _CRC.size > n:
             return None
         length, rtype, t = _HEAD.unpack_from(data, pos)
-        end = pos + _HEAD.size + length + _CRC.size
+        end = pos + _HEAD_LEN + length + _CRC_LEN
         if length > MAX_RECORD_LEN or end > n:
             return None
-        if zlib.crc32(data[pos:end - _CRC.size]) != _CRC.unpack_from(data, end - _CRC.size)[0]:
+        if zlib.crc32(self._view[pos:end - _CRC_LEN]) != _CRC.unpack_from(data, end - _CRC_LEN)[0]:
             return None
-        return rtype, t, data[pos + _HEAD.size:end - _CRC.size], end
+        return rtype, t, data[pos + _HEAD_LEN:end - _CRC_LEN], end
 
     def _records(self) -> Iterator[LogRecord]:
         damage = LogDamage(magic_damaged=not self._data.startswith(MAGIC))
-        data, pos, n = self._data, self.records_start, len(self._data)
+        pos, n = self.records_start, len(self._data)
         skip_from = None  # start of the run of bytes being skipped
         first = True
+        record_at, note = self._record_at, int(RecordType.NOTE)  # an hour holds tens of thousands of records
         while pos < n:
-            rec = self._record_at(pos)
+            rec = record_at(pos)
             if rec is None:
                 if skip_from is None:
                     skip_from = pos
@@ -326,7 +329,7 @@ class LogReader:
                 damage.header_lost = True
             first = False
             damage._good(end - pos, t)
-            damage.ended = rtype == RecordType.NOTE and _json_or_empty(payload).get("note") == "end"
+            damage.ended = rtype == note and _json_or_empty(payload).get("note") == "end"
             yield LogRecord(rtype, t, payload)
             pos = end
         if skip_from is not None:

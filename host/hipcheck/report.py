@@ -8,6 +8,7 @@ single support (the left side sinking) points at weak right hip abductors (Trend
 from __future__ import annotations
 
 import math
+from math import isfinite
 
 import numpy as np
 
@@ -34,8 +35,11 @@ def records_to_dicts(records: np.ndarray, names: dict[str, tuple[str, ...]] | No
     for field in records.dtype.names:
         values = records[field].tolist()
         codes = names.get(field)
-        if codes is not None or records.dtype[field].kind == "f":  # the others are JSON as they are
+        if codes is not None:
             values = [_json_value(value, codes) for value in values]
+        elif records.dtype[field].kind == "f":  # as _json_value does, inline: an hour holds 100 000 such values
+            values = [round(value, 4) if isfinite(value) else None for value in values]
+        # the others are JSON as they are
         columns.append(values)
     return [dict(zip(records.dtype.names, row)) for row in zip(*columns)]
 
@@ -52,7 +56,9 @@ def _json_value(value, codes: tuple[str, ...] | None):
 
 
 def events_to_list(events: np.ndarray, kind: int) -> list[dict]:
-    return [{"sample": int(e["sample"]), "side": SIDE_NAMES[int(e["side"])]} for e in events if e["kind"] == kind]
+    chosen = events[events["kind"] == kind]  # columns as lists: an hour holds thousands of contacts
+    return [{"sample": sample, "side": SIDE_NAMES[side]}
+            for sample, side in zip(chosen["sample"].tolist(), chosen["side"].tolist())]
 
 
 def summarize(strides: np.ndarray, drop_threshold_deg: float, holds: np.ndarray | None = None) -> dict:

@@ -194,14 +194,16 @@ class StrideAnalyzer:
                                     "(n, 3) arrays, one row per sample")
         if events is not None and len(events):
             self._add_events(events)
-        # Settle each stride as soon as its closing sample is in, so that a long block (a whole recording) never
-        # pushes a stride's samples out of the ring before it is measured: the results do not depend on blocks.
+        # Settle the waiting strides before a long block (a whole recording) pushes their samples out of the ring:
+        # the oldest waiting stride starts at most max_stride_samples before its end, so the ring can take samples
+        # up to a ring's length after that start before it must be measured. The results do not depend on blocks.
         settled = self._settle()
         pos = 0
+        room = len(self._ring) - self.max_stride_samples
         while pos < len(angles):
             take = len(angles) - pos
             if self._waiting:
-                take = min(take, self._waiting[0][0] - self.samples_seen + 1)
+                take = min(take, self._waiting[0][0] + room - self.samples_seen)
             self._append_samples(angles[pos:pos + take], acc[pos:pos + take])
             pos += take
             settled += self._settle()
@@ -271,11 +273,11 @@ class StrideAnalyzer:
         # Only the events of the longest possible stride before ``end`` matter (events are sorted by sample). Plain
         # lists: a stride's window holds a handful of events, and an hour of walking thousands of strides.
         samples, kinds, sides = self._event_lists
-        window = range(bisect.bisect_left(samples, end - self.max_stride_samples), bisect.bisect_left(samples, end))
-        same = [samples[i] for i in window if kinds[i] == IC and sides[i] == side]
-        if not same:
+        first = bisect.bisect_left(samples, end - self.max_stride_samples)
+        window = range(first, bisect.bisect_left(samples, end, first))
+        start = next((samples[i] for i in reversed(window) if kinds[i] == IC and sides[i] == side), None)
+        if start is None:
             return None
-        start = same[-1]
         length = end - start
         if not self.min_stride_samples <= length <= self.max_stride_samples:
             return None
@@ -299,10 +301,10 @@ class StrideAnalyzer:
         stride_s = length / self.fs_hz
         step_s = (opposite - start) / self.fs_hz if opposite >= 0 else np.nan
         next_step_s = (end - opposite) / self.fs_hz if opposite >= 0 else np.nan
-        regular = (np.isfinite(self._previous_stride_s)
+        regular = (math.isfinite(self._previous_stride_s)
                    and abs(stride_s - self._previous_stride_s) <= self.steady_time_change * self._previous_stride_s)
-        straight = np.isfinite(rot_mean) and abs(2.0 * rot_mean) < self.steady_turn_deg
-        finite = all(math.isfinite(x) for x in (drop_r, drop_l, obl_range, tilt_range, sway, vertical))
+        straight = math.isfinite(rot_mean) and abs(2.0 * rot_mean) < self.steady_turn_deg
+        finite = math.isfinite(drop_r + drop_l + obl_range + tilt_range + sway + vertical)  # NaN or inf propagates
         self._previous_stride_s = stride_s
         return (start, end, side, opposite, stride_s, step_s, next_step_s, 120.0 / stride_s,
                 drop_r, drop_r_at, drop_l, drop_l_at, obl_range, tilt_mean, tilt_range, rot_range, sway, vertical,
