@@ -436,9 +436,11 @@ def _best_step_lag(s, r, top):
     """The highest local maximum of the autocorrelation r in the step range, or the shortest lag nearly as high
     (at fast cadences the stride lag can be in range too); 0 if none."""
     best = 0
+    highest = -np.inf
     for k in range(s.lag_min + 1, min(s.lag_max, top)):
-        if r[k] >= r[k - 1] and r[k] >= r[k + 1] and (best == 0 or r[k] > r[best]):
-            best = k
+        here = r[k]
+        if here >= r[k - 1] and here >= r[k + 1] and (best == 0 or here > highest):
+            best, highest = k, here
     if best > 0:
         for k in range(s.lag_min + 1, best):
             if r[k] >= r[k - 1] and r[k] >= r[k + 1] and r[k] >= 0.85 * r[best]:
@@ -639,12 +641,15 @@ def _walk_heading(s, st, ring_heading):
     if st.head_count < H:
         st.head_count += 1
     count = min(st.head_window, st.head_count)
+    # The last `count` headings, newest first, relative to the current one (keeps the sum small and exact); two
+    # plain loops for the ring's wrap instead of a branch per term.
+    now = st.heading_rad
     total = 0.0
-    for k in range(1, count + 1):
-        j = st.head_pos - k
-        if j < 0:
-            j += H
-        total += ring_heading[j] - st.heading_rad  # relative: keeps the sum small and exact
+    newest = st.head_pos - 1
+    for j in range(newest, max(newest - count, -1), -1):
+        total += ring_heading[j] - now
+    for j in range(H - 1, H - 1 - (count - min(count, st.head_pos)), -1):
+        total += ring_heading[j] - now
     walk_heading = st.heading_rad + total / count
     st.walk_heading_rad = walk_heading
     return walk_heading
