@@ -84,6 +84,12 @@ def test_no_profile_and_no_profile_file(hold_csv, sim_profile, tmp_path, monkeyp
     assert code == 0, err
     assert "no calibration profile for device sim: live analysis uncalibrated" in out
     assert "unknown leg" in out
+    # a profile that cannot be used is refused (one line naming it, exit 1), as analyze refuses it
+    broken = tmp_path / "empty" / "profiles" / "sim.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{")
+    code, out, err = _cli(["live", "--sim", str(hold_csv), "--headless"])
+    assert code == 1 and len(err.strip().splitlines()) == 1 and str(broken) in err, (code, err)
 
 
 def test_the_profiles_neutral_centres_the_tilt_thresholds_and_the_posture_mode(sim_profile):
