@@ -135,7 +135,7 @@ class Commands:
         if log is None:
             r = (packet.UNAVAILABLE,)
         elif op == LOG_LIST:
-            r = log.list(f[0])
+            r = log.list(f[0], len(f) > 1 and f[1] == 1)  # with_flags: a host that reads the entry's flags
         else:
             r = log.download(f[0], f[1])
         self.app.ctrl.ack(op, token, *r)

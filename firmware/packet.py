@@ -34,6 +34,8 @@ CAL_PROFILE_LEN = const(79)
 
 # Sample flags (SampleFlag)
 BACKFILLED = const(0x40)
+# LOG_LIST entry flags (LogEntryFlag)
+LOG_OPEN = const(0x01)  # the session is being written now
 
 # Opcodes
 START = const(0x01)
@@ -80,7 +82,7 @@ COMMAND_LAYOUTS = {
     TIME_SYNC: ("<I", ("host_token",)),
     INFO: ("", ()),
     BACKFILL: ("<IH", ("from_seq", "max_samples")),
-    LOG_LIST: ("<H", ("index",)),
+    LOG_LIST: ("<HB", ("index", "with_flags")),  # with_flags optional (COMMAND_OPTIONAL); 1: the ACK has flags
     LOG_DOWNLOAD: ("<HI", ("session_id", "from_block")),
     LOG_ERASE: ("<HI", ("session_id", "confirm")),  # confirm 0 asks; the ACK's token confirms (docs/protocol.md)
     CAL_UPLOAD: ("<HH", ("total_len", "offset")),  # then the chunk, the rest of the packet
@@ -90,10 +92,14 @@ ACK_LAYOUTS = {  # payload of an OK ACK; other opcodes have none
     INFO: ("<BBBBBBHHBB", ("proto_version", "fw_major", "fw_minor", "fw_patch", "board_id", "imu_id", "rate_hz",
                            "battery_mv", "battery_pct", "state_flags")),
     BACKFILL: ("<IH", ("first_seq", "count")),
-    LOG_LIST: ("<HHII", ("n_sessions", "session_id", "start_time_s", "n_blocks")),
+    LOG_LIST: ("<HHIIB", ("n_sessions", "session_id", "start_time_s", "n_blocks", "flags")),  # flags: if asked
     LOG_DOWNLOAD: ("<I", ("n_blocks",)),
     LOG_ERASE: ("<I", ("confirm",)),  # nonzero: send LOG_ERASE again with it to erase; 0: erased
 }
+# Trailing fields of a layout that may be left out together (one format letter each): the shorter form of an older
+# host's command, and the ACK answering it (docs/protocol.md, LOG_LIST)
+COMMAND_OPTIONAL = {LOG_LIST: 1}
+ACK_OPTIONAL = {LOG_LIST: 1}
 EVENT_LAYOUTS = {
     EV_BUTTON: ("<B", ("press",)),
     EV_ALERT: ("<BBh", ("alert_kind", "side", "value")),
@@ -201,11 +207,15 @@ def encode_compact(buf, seq: int, quat, acc, gyr, i: int) -> int:
 
 
 def encode_ack(buf, opcode, token, status, *fields):
-    """ACK into buf; fields are the OK payload of ACK_LAYOUTS[opcode] in order (none for another status)."""
+    """ACK into buf; fields are the OK payload of ACK_LAYOUTS[opcode] in order (none for another status), without
+    the optional last ones (ACK_OPTIONAL) when they are not given."""
     struct.pack_into("<BBBB", buf, 0, KIND_ACK, opcode & 0xFF, token & 0xFF, status)
     if status != OK or opcode not in ACK_LAYOUTS:
         return 4
-    fmt = ACK_LAYOUTS[opcode][0]
+    fmt, names = ACK_LAYOUTS[opcode]
+    k = len(names) - len(fields)
+    if 0 < k <= ACK_OPTIONAL.get(opcode, 0):
+        fmt = fmt[:-k]
     struct.pack_into(fmt, buf, 4, *fields)
     return 4 + struct.calcsize(fmt)
 
@@ -236,7 +246,8 @@ def encode_log_chunk(buf, session_id, block, offset, data):
 
 def decode_command(packet):
     """A COMMAND packet -> (status, opcode, token, fields): fields is the tuple of COMMAND_LAYOUTS[opcode] values
-    then, for VIBRATE, the steps as bytes (on, off, on, off...) and for CAL_UPLOAD the chunk. A status other
+    then, for VIBRATE, the steps as bytes (on, off, on, off...) and for CAL_UPLOAD the chunk; without the optional
+    last fields (COMMAND_OPTIONAL) when the command leaves them out (an older host's LOG_LIST). A status other
     than OK comes with the fields decoded so far (possibly none). opcode and token read 0 when missing."""
     n = len(packet)
     opcode = packet[1] if n > 1 else 0
@@ -254,6 +265,11 @@ def decode_command(packet):
     fmt = COMMAND_LAYOUTS[opcode][0]
     size = struct.calcsize(fmt)
     rest = n - 3 - size
+    k = COMMAND_OPTIONAL.get(opcode, 0)
+    if rest < 0 and k:  # the shorter form, without the optional last fields
+        fmt = fmt[:-k]
+        size = struct.calcsize(fmt)
+        rest = n - 3 - size
     if rest < 0:
         return BAD_LENGTH, opcode, token, ()
     fields = struct.unpack_from(fmt, packet, 3) if size else ()
@@ -278,6 +294,8 @@ def _check_fields(opcode, f):
     if opcode == SET_THRESHOLDS and (f[0] & ~0x0F or f[4] > 100):  # bit 3: stand-by
         return OUT_OF_RANGE
     if opcode == BACKFILL and f[1] == 0:
+        return OUT_OF_RANGE
+    if opcode == LOG_LIST and len(f) > 1 and f[1] > 1:
         return OUT_OF_RANGE
     if opcode == CAL_UPLOAD:
         if f[0] != CAL_PROFILE_LEN:

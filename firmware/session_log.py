@@ -61,12 +61,17 @@ class SessionLog:
             k += m
 
     # ------------------------------------------------------------------------------- commands: (status, fields...)
-    def list(self, index):
-        """LOG_LIST: the number of sessions and session index's id, start time, blocks."""
-        e = self.store.session(index)
+    def list(self, index, with_flags=False):
+        """LOG_LIST: the number of sessions and session index's id, start time, blocks, and with_flags its flags
+        (LOG_OPEN: the session being written, which grows and cannot be erased now)."""
+        store = self.store
+        e = store.session(index)
         if e is None:
             return (packet.UNAVAILABLE,)
-        return packet.OK, self.store.n_sessions, e[0], e[1], e[2]
+        if not with_flags:
+            return packet.OK, store.n_sessions, e[0], e[1], e[2]
+        flags = packet.LOG_OPEN if e[0] == store.session_id else 0
+        return packet.OK, store.n_sessions, e[0], e[1], e[2], flags
 
     def download(self, session_id, from_block):
         """LOG_DOWNLOAD: the session's blocks from from_block on, sent by pump()."""

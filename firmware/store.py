@@ -30,6 +30,7 @@ CRC), so the host checks every block itself.
     st.sync()                             # write the partial block now (bounds the loss to what follows)
     st.end()
     st.n_sessions; st.session(index) -> (session_id, start_time_s, n_blocks)   # LOG_LIST
+    st.session_id                         # the session being written (-1: none): LOG_LIST's OPEN flag
     st.read_block(session_id, block, buf)  -> payload length; buf holds the raw 512-byte block (LOG_DOWNLOAD)
     st.read_raw(session_id, block, buf)    -> the block's slot as it is, a failed CRC included (LOG_DOWNLOAD)
     st.erase(session_id); st.erase(ERASE_ALL)

@@ -67,7 +67,7 @@ for fname in sorted(os.listdir(d)):
         print(name, hx(buf, n))
     elif kind == "ACK":
         names = P.ACK_LAYOUTS[f["opcode"]][1] if f["status"] == P.OK and f["opcode"] in P.ACK_LAYOUTS else ()
-        n = P.encode_ack(buf, f["opcode"], f["token"], f["status"], *[f[k] for k in names])
+        n = P.encode_ack(buf, f["opcode"], f["token"], f["status"], *[f[k] for k in names if k in f])
         print(name, hx(buf, n))
     elif kind == "EVENT":
         names = P.EVENT_LAYOUTS[f["code"]][1]

@@ -417,3 +417,87 @@ def test_two_syncs_into_one_folder_are_refused(tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a first sync holds it
         with pytest.raises(FolderBusyError, match="another hipcheck sync is writing into"):
             asyncio.run(LogSync(Untouched("unused.csv"), tmp_path).run())
+
+
+# ------------------------------------------------------------------------------------ a session still being recorded
+
+async def _sync_while_recording(csv, flash: Path, out: Path, *, erase: bool, settle_s: float = 1.0):
+    """Boot the firmware on ``flash`` in real time (it opens a new session at boot and records the walk into it),
+    let it record ``settle_s``, then sync into ``out`` while it goes on recording."""
+    async with SimLink(csv, realtime=True, extra_args=("--log", str(flash))) as link:
+        await asyncio.sleep(settle_s)  # the new session's first blocks are on the flash: it is listed
+        sync = LogSync(link, out, erase=erase)
+        return await within(sync.run(), 60)
+
+
+def test_a_session_still_recording_is_copied_as_far_as_it_goes_never_erased_and_continued_next_time(recorded,
+                                                                                                   tmp_path):
+    flash0, _, csv = recorded
+    flash = tmp_path / "flash.bin"
+    shutil.copy(flash0, flash)
+    closed = flash_sessions(flash)[0]
+    out = tmp_path / "copies"
+
+    # First sync: session 0 (recorded earlier, closed) and session 1 (the one the sensor writes now)
+    reports = asyncio.run(_sync_while_recording(csv, flash, out, erase=True))
+    by_id = {r.session_id: r for r in reports}
+    assert sorted(by_id) == [0, 1], reports
+    assert by_id[0].open is False and by_id[0].erased
+    recording = by_id[1]
+    assert recording.open is True and not recording.erased and recording.new_blocks >= 1
+    assert recording.note == "not erased: the sensor is still recording it"
+    lines = report_lines(reports)
+    line = next(x for x in lines if x.startswith(recording.name + ":"))
+    assert ("still being recorded on the sensor: copied and verified as far as it goes, the next sync continues it"
+            in line and "erased on the sensor" not in line), line
+    assert "still being recorded" not in next(x for x in lines if x.startswith(by_id[0].name + ":"))
+    assert (out / f"{by_id[0].name}.blocks").read_bytes() == closed
+    # what was there is copied, verified, byte for byte; the sensor kept recording after the copy
+    on_flash = flash_sessions(flash)
+    assert 0 not in on_flash, "the verified closed session was not erased"
+    copied = (out / f"{recording.name}.blocks").read_bytes()
+    assert len(copied) == recording.n_blocks * BLOCK_SIZE
+    assert len(on_flash[1]) > len(copied) and on_flash[1][:len(copied)] == copied
+    log = read_session_log(out / f"{recording.name}.hclog")  # what is there reads as a session log already
+    assert len(log) > 0 and log.n_lost == 0
+
+    # Second sync: the sensor rebooted, so session 1 is closed now (and session 2 open): it is continued from its
+    # copy (its last block met again, nothing moved aside), whole, and erased; session 2 is not
+    whole = on_flash[1]
+    reports = asyncio.run(_sync_while_recording(csv, flash, out, erase=True))
+    by_id = {r.session_id: r for r in reports}
+    assert sorted(by_id) == [1, 2], reports
+    again = by_id[1]
+    assert again.open is False and again.erased and again.note == ""
+    assert again.new_blocks == len(whole) // BLOCK_SIZE - len(copied) // BLOCK_SIZE
+    assert (out / f"{again.name}.blocks").read_bytes() == whole
+    assert by_id[2].open is True and not by_id[2].erased
+    assert 2 in flash_sessions(flash) and 1 not in flash_sessions(flash)
+    print(f"\nsession still recording: {len(copied) // BLOCK_SIZE} blocks copied while it grew to "
+          f"{len(whole) // BLOCK_SIZE}; the next sync added {again.new_blocks} and erased it")
+
+
+def test_sync_with_firmware_from_before_the_open_flag(recorded, tmp_path, monkeypatch):
+    """Firmware whose LOG_LIST has no flags (the real firmware with its LOG_LIST as before: index only, so the
+    6-byte form is BAD_LENGTH): the sync asks again in the short form, copies everything, says nothing about open
+    sessions, and the sensor still refuses to erase the one it writes (BUSY)."""
+    flash0, _, csv = recorded
+    old = tmp_path / "firmware"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "firmware", old)
+    packet = old / "packet.py"
+    text = packet.read_text()
+    for new, before in (('LOG_LIST: ("<HB", ("index", "with_flags")),', 'LOG_LIST: ("<H", ("index",)),'),
+                        ("COMMAND_OPTIONAL = {LOG_LIST: 1}", "COMMAND_OPTIONAL = {}")):
+        assert new in text
+        text = text.replace(new, before)
+    packet.write_text(text)
+    monkeypatch.setenv("HIPCHECK_FIRMWARE", str(old))
+    flash = tmp_path / "flash.bin"
+    shutil.copy(flash0, flash)
+    closed = flash_sessions(flash)[0]
+    reports = asyncio.run(_sync_while_recording(csv, flash, tmp_path / "copies", erase=True))
+    by_id = {r.session_id: r for r in reports}
+    assert sorted(by_id) == [0, 1] and all(r.open is None for r in reports), reports
+    assert by_id[0].erased and (tmp_path / "copies" / f"{by_id[0].name}.blocks").read_bytes() == closed
+    assert not by_id[1].erased and "recording it now" in by_id[1].note
+    assert not any("still being recorded" in line for line in report_lines(reports))

@@ -193,6 +193,12 @@ class StateFlag(IntFlag):
     ALERTS_ENABLED = 1 << 3
 
 
+class LogEntryFlag(IntFlag):
+    """LOG_LIST entry flags (the ACK's optional last byte, sent when the command asks with_flags=1)."""
+
+    OPEN = 1 << 0  # the session is being written now: it grows, a later download continues it, LOG_ERASE is BUSY
+
+
 BOARD_NAMES = {1: "xiao-esp32s3", 2: "nano-rp2040-connect", 3: "sim"}
 IMU_NAMES = {1: "LSM6DSOX", 2: "LSM6DS3TR-C", 3: "MPU-6050", 4: "MPU-6886"}
 SUPPORTED_RATES_HZ = (25, 50, 100, 200, 400)
@@ -207,6 +213,8 @@ class Layout(NamedTuple):
 
     The tail is raw bytes to the end of the packet (`tail_item` None) or `count` items of struct `tail_item`,
     where `count` names the fixed field holding the number of items (derived on encode, checked on decode).
+    The last `optional` fields (no tail then) may be left out together: the shorter form an older peer sends
+    and reads; `short()` is the layout without them.
     """
 
     fmt: str = ""
@@ -214,6 +222,13 @@ class Layout(NamedTuple):
     tail: str | None = None
     tail_item: str | None = None
     count: str | None = None
+    optional: int = 0
+
+    def short(self) -> Layout:
+        """The layout without its optional trailing fields (itself when it has none); formats are one letter a
+        field."""
+        k = self.optional
+        return Layout(self.fmt[:-k], self.names[:-k]) if k else self
 
     @property
     def fixed_len(self) -> int:
@@ -240,7 +255,8 @@ COMMAND_LAYOUTS: dict[Opcode, Layout] = {
     Opcode.TIME_SYNC: Layout("I", ("host_token",)),
     Opcode.INFO: EMPTY,
     Opcode.BACKFILL: Layout("IH", ("from_seq", "max_samples")),
-    Opcode.LOG_LIST: Layout("H", ("index",)),
+    # with_flags 1: the ACK carries the entry's flags (LogEntryFlag); left out by hosts before it (same as 0)
+    Opcode.LOG_LIST: Layout("HB", ("index", "with_flags"), optional=1),
     Opcode.LOG_DOWNLOAD: Layout("HI", ("session_id", "from_block")),
     Opcode.LOG_ERASE: Layout("HI", ("session_id", "confirm")),  # confirm 0 asks; the ACK's token erases
     Opcode.CAL_UPLOAD: Layout("HH", ("total_len", "offset"), tail="chunk"),
@@ -252,7 +268,8 @@ ACK_LAYOUTS: dict[Opcode, Layout] = {op: EMPTY for op in Opcode} | {
     Opcode.INFO: Layout("BBBBBBHHBB", ("proto_version", "fw_major", "fw_minor", "fw_patch", "board_id", "imu_id",
                                        "rate_hz", "battery_mv", "battery_pct", "state_flags")),
     Opcode.BACKFILL: Layout("IH", ("first_seq", "count")),
-    Opcode.LOG_LIST: Layout("HHII", ("n_sessions", "session_id", "start_time_s", "n_blocks")),
+    # flags (LogEntryFlag) only when the command asked with_flags=1: firmware before it sends 16 bytes
+    Opcode.LOG_LIST: Layout("HHIIB", ("n_sessions", "session_id", "start_time_s", "n_blocks", "flags"), optional=1),
     Opcode.LOG_DOWNLOAD: Layout("I", ("n_blocks",)),
     Opcode.LOG_ERASE: Layout("I", ("confirm",)),  # nonzero: send LOG_ERASE again with it to erase; 0: erased
 }
@@ -272,6 +289,8 @@ EVENT_HEADER = Layout("BBII", ("kind", "code", "t_us", "seq"))
 
 
 def _pack(layout: Layout, fields: dict, what: str) -> bytes:
+    if layout.optional and not set(layout.names[-layout.optional:]) & set(fields):
+        layout = layout.short()  # the shorter form: none of the optional fields given
     expected = layout.field_names
     if set(fields) != set(expected):
         raise BadFieldError(f"{what} takes fields {list(expected)}, got {sorted(fields)}")
@@ -290,6 +309,8 @@ def _pack(layout: Layout, fields: dict, what: str) -> bytes:
 
 
 def _unpack(layout: Layout, payload: bytes, what: str) -> dict:
+    if layout.optional and len(payload) == layout.short().fixed_len:
+        layout = layout.short()  # an older peer's shorter form: the optional fields are absent from the result
     fixed_len = layout.fixed_len
     if len(payload) < fixed_len:
         raise TruncatedPacketError(f"{what}: {len(payload)} payload bytes, needs {fixed_len}")
@@ -467,6 +488,8 @@ def command_status(packet: bytes) -> Status:
         case Opcode.SET_THRESHOLDS if f["enable_mask"] & ~0x0F or f["hysteresis_pct"] > 100:
             return Status.OUT_OF_RANGE
         case Opcode.BACKFILL if f["max_samples"] == 0:
+            return Status.OUT_OF_RANGE
+        case Opcode.LOG_LIST if f.get("with_flags", 0) > 1:
             return Status.OUT_OF_RANGE
         case Opcode.CAL_UPLOAD if f["total_len"] != CAL_PROFILE_LEN:
             return Status.BAD_LENGTH

@@ -182,7 +182,12 @@ def build() -> None:
     add_control("cmd_info", "INFO", cmd, dict(opcode=Opcode.INFO, token=10))
     add_control("cmd_backfill", "BACKFILL from seq 74565, at most 3000 samples", cmd,
                 dict(opcode=Opcode.BACKFILL, token=11, from_seq=74_565, max_samples=3000))
-    add_control("cmd_log_list", "LOG_LIST entry 2", cmd, dict(opcode=Opcode.LOG_LIST, token=12, index=2))
+    add_control("cmd_log_list", "LOG_LIST entry 2 (the short form: no with_flags, the ACK has no flags byte)", cmd,
+                dict(opcode=Opcode.LOG_LIST, token=12, index=2))
+    add_control("cmd_log_list_flags", "LOG_LIST entry 4, with_flags 1: the ACK carries the entry's flags", cmd,
+                dict(opcode=Opcode.LOG_LIST, token=16, index=4, with_flags=1))
+    add_control("cmd_log_list_flags_bad", "LOG_LIST with_flags 2: not defined, refused", cmd,
+                dict(opcode=Opcode.LOG_LIST, token=17, index=0, with_flags=2))
     add_control("cmd_log_download", "LOG_DOWNLOAD session 7 resuming at block 130", cmd,
                 dict(opcode=Opcode.LOG_DOWNLOAD, token=13, session_id=7, from_block=130))
     add_control("cmd_log_erase_all", "LOG_ERASE all sessions, first step: confirm 0 asks for a token", cmd,
@@ -219,6 +224,9 @@ def build() -> None:
     add_control("ack_log_list", "LOG_LIST entry 2 of 5", ack,
                 dict(opcode=Opcode.LOG_LIST, token=12, status=Status.OK, n_sessions=5, session_id=7,
                      start_time_s=86_400, n_blocks=412))
+    add_control("ack_log_list_open", "LOG_LIST entry 4 of 5 asked with_flags: the session being written (OPEN)",
+                ack, dict(opcode=Opcode.LOG_LIST, token=16, status=Status.OK, n_sessions=5, session_id=9,
+                          start_time_s=90_061, n_blocks=37, flags=p.LogEntryFlag.OPEN))
     add_control("ack_log_download", "LOG_DOWNLOAD accepted: the session has 412 blocks", ack,
                 dict(opcode=Opcode.LOG_DOWNLOAD, token=13, status=Status.OK, n_blocks=412))
     add_control("ack_log_erase_token", "LOG_ERASE asked: nothing erased yet; send it again with this token", ack,

@@ -59,11 +59,13 @@ class SyncInterrupted(SessionError):
 
 
 class FlashSession(NamedTuple):
-    """One LOG_LIST entry."""
+    """One LOG_LIST entry. ``open``: the sensor is writing this session now (LOG_LIST's OPEN flag): it grows, a
+    later sync continues it, it is not erased; None when the firmware does not say (before the flag)."""
 
     session_id: int
     start_time_s: int
     n_blocks: int
+    open: bool | None = None
 
     @property
     def name(self) -> str:
@@ -277,6 +279,7 @@ class SessionReport:
     erased: bool = False
     note: str = ""  # why it was not erased, or what was moved aside
     account: dict | None = None  # the .hclog's (blocks_to_hclog), when it was written in this run
+    open: bool | None = None  # the sensor is still recording it (FlashSession.open)
 
 
 @dataclass
@@ -347,17 +350,27 @@ class LogSync:
             self.commands.cancel_all()
 
     async def list_sessions(self) -> list[FlashSession]:
-        """LOG_LIST from index 0 until the count the device gives."""
+        """LOG_LIST from index 0 until the count the device gives, each entry with its flags (OPEN). Firmware from
+        before the flags answers that form BAD_LENGTH: then it is asked in the short form and ``open`` is None."""
         entries = []
         index = 0
+        with_flags = True
         while True:
-            ack = await self._command(Opcode.LOG_LIST, index=index)
+            if with_flags:
+                ack = await self._command(Opcode.LOG_LIST, index=index, with_flags=1)
+                if ack.status == Status.BAD_LENGTH:
+                    with_flags = False
+                    continue
+            else:
+                ack = await self._command(Opcode.LOG_LIST, index=index)
             if ack.status == Status.UNAVAILABLE:
                 return entries
             if ack.status != Status.OK:
                 raise CommandError(f"LOG_LIST refused by the sensor: {Status(ack.status).name}", Status(ack.status))
             f = ack.fields
-            entries.append(FlashSession(f["session_id"], f["start_time_s"], f["n_blocks"]))
+            flags = f.get("flags")
+            is_open = None if flags is None else bool(flags & protocol.LogEntryFlag.OPEN)
+            entries.append(FlashSession(f["session_id"], f["start_time_s"], f["n_blocks"], is_open))
             index += 1
             if index >= f["n_sessions"]:
                 return entries
@@ -387,7 +400,8 @@ class LogSync:
         self.progress(copy)
         note = f"another session's old copy moved to {copy.replaced[-1].name}" if copy.replaced else ""
         return SessionReport(copy.name, entry.session_id, copy.n_blocks, copy.verified - copy.had,
-                             list(copy.damaged), copy.blocks_path, copy.hclog, note=note, account=account)
+                             list(copy.damaged), copy.blocks_path, copy.hclog, note=note, account=account,
+                             open=entry.open)
 
     async def _wait_for_chunks(self, copy: SessionCopy) -> None:
         """Until the next request is due: the copy asked for a block again, no chunk came for idle_s, the link
@@ -451,7 +465,11 @@ class LogSync:
 
     # ------------------------------------------------------------------------------------------------ erase
     async def _erase(self, report: SessionReport) -> None:
-        """The two-step LOG_ERASE of a session whose whole copy was verified in this run, without damage."""
+        """The two-step LOG_ERASE of a session whose whole copy was verified in this run, without damage, and that
+        the sensor is not recording (an open session is never asked for)."""
+        if report.open:
+            report.note = report.note or "not erased: the sensor is still recording it"
+            return
         if report.blocks_path is None or report.damaged:
             report.note = report.note or "not erased: " + (
                 f"damaged blocks {report.damaged} (kept on the sensor)" if report.damaged else "the copy is not whole")
@@ -563,8 +581,8 @@ def progress_printer(out=print, interval_s: float = 0.5) -> Callable[[SessionCop
             return
         last[key] = "done" if done else now
         pct = 100.0 * copy.verified / copy.n_blocks if copy.n_blocks else 100.0
-        out(f"{copy.name}: {copy.verified}/{copy.n_blocks} blocks verified ({pct:.0f} %)"
-            + (", copy whole" if done else ""))
+        whole = ", copied as far as it goes (still being recorded)" if copy.entry.open else ", copy whole"
+        out(f"{copy.name}: {copy.verified}/{copy.n_blocks} blocks verified ({pct:.0f} %)" + (whole if done else ""))
 
     return show
 
@@ -575,6 +593,8 @@ def report_lines(reports: list[SessionReport]) -> list[str]:
     for r in reports:
         what = f"{r.new_blocks} new blocks" if r.new_blocks else "already copied"
         lines.append(f"{r.name}: {r.n_blocks} blocks, {what} -> {r.hclog}"
+                     + ("; still being recorded on the sensor: copied and verified as far as it goes, the next "
+                        "sync continues it" if r.open else "")
                      + (f"; damaged on the sensor's flash: blocks {r.damaged} (their samples marked lost)"
                         if r.damaged else "")
                      + ("; erased on the sensor" if r.erased else "") + (f"; {r.note}" if r.note else ""))
