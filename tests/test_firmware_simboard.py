@@ -65,6 +65,7 @@ def session(walk_csv, tmp_path_factory):
                                            tilt_cdeg=800, hysteresis_pct=25, refractory_ms=1000)
         answers["log_list"] = sb.command(Opcode.LOG_LIST, index=0)
         answers["log_list_none"] = sb.command(Opcode.LOG_LIST, index=5)
+        answers["log_list_flags"] = sb.command(Opcode.LOG_LIST, index=0, with_flags=1)
         bad_profile = bytes(79)  # CRC of zeros does not match
         cal = protocol.cal_upload_commands(bad_profile, 100)
         answers["cal"] = [_raw_command(sb, c, c[2]) for c in cal]
@@ -148,6 +149,11 @@ def test_commands_answered_while_streaming(session):
     assert a["thresholds"].status == Status.OK
     assert a["backfill_gone"].status == Status.UNAVAILABLE
     assert a["log_list"].status == Status.OK and a["log_list"].fields["n_sessions"] == 1
+    assert "flags" not in a["log_list"].fields  # the short form an older host asks: the 16-byte answer it reads
+    # asked with_flags: the session the board writes now is OPEN
+    assert a["log_list_flags"].status == Status.OK
+    assert a["log_list_flags"].fields["flags"] == protocol.LogEntryFlag.OPEN
+    assert a["log_list_flags"].fields["session_id"] == a["log_list"].fields["session_id"]
     assert a["log_list_none"].status == Status.UNAVAILABLE
     assert [c.status for c in a["cal"]] == [Status.OK] * (len(a["cal"]) - 1) + [Status.CRC_ERROR]
     # the corrupted frame: counted by the device's deframer, never answered
