@@ -64,7 +64,7 @@ def test_set_mode_swaps_the_stage_and_keeps_the_rest():
 
 
 def test_set_mode_records_come_in_the_pipelines_samples():
-    """Bridges counted after a switch to bridge mode 5 s into the stream carry the stream's sample numbers: the
+    """Bridges counted after a switch to bridge mode 1.5 s into the stream carry the stream's sample numbers: the
     reps of a pipeline in bridge mode from the start, to a sample or two; a user-started hold after a switch to hold
     mode is keyed, timed and dated as one started in a pipeline in hold mode from the start."""
     bridge = simulate_bridge(reps=3, fs_hz=100.0, seed=2, up_s=1.0, down_s=2.0, rest_s=3.0)
