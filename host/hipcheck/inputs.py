@@ -257,6 +257,75 @@ def _inclination_fit(acc, gyr, fs_hz, lag, smooth, static_tolerance_m_s2):
     return windows, power, change, product, residual
 
 
+# Per-row facts of ``_row_facts`` (bits).
+_ROW_FINITE = 1  # acc and gyr all finite
+_ROW_ACC_FINITE = 2
+_ROW_SATURATED = 4  # a reading within SATURATION_FRACTION of a full scale
+_ROW_INFINITE = 8
+_ROW_REPEATS = 16  # all six readings equal to the row before's
+
+
+class _Rows:
+    """What the checks read from every row, found in one pass (``_row_facts``): an hour's checks took as long as
+    the pelvis stage when each was a numpy pass of its own."""
+
+    def __init__(self, acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray):
+        acc = np.ascontiguousarray(acc_m_s2, dtype=np.float64)
+        gyr = np.ascontiguousarray(gyr_rad_s, dtype=np.float64)
+        self.facts = np.empty(len(acc), dtype=np.uint8)
+        self.acc_norm = np.empty(len(acc))  # NaN where acc is not finite
+        self.gyr_norm = np.empty(len(acc))  # NaN where gyr is not finite
+        self.largest_rates = np.empty(GYR_GLITCH_SAMPLES + 1)  # the largest finite |gyr| readings, descending
+        self.finite_rates = _row_facts(acc, gyr, SATURATION_FRACTION * ACC_FULL_SCALE_G * GRAVITY_M_S2,
+                                       SATURATION_FRACTION * GYR_FULL_SCALE_DPS * RAD_PER_DEG, self.facts,
+                                       self.acc_norm, self.gyr_norm, self.largest_rates)
+
+    def has(self, bit: int) -> np.ndarray:
+        return (self.facts & bit) != 0
+
+
+@numba.njit(cache=True)
+def _row_facts(acc, gyr, acc_limit, gyr_limit, facts, acc_norm, gyr_norm, largest_rates):
+    """The ``_Rows`` of acc, gyr (n, 3); returns how many gyro readings are finite."""
+    largest_rates[:] = -np.inf
+    top = largest_rates.shape[0]
+    finite_rates = 0
+    for i in range(acc.shape[0]):
+        bits = 0
+        acc_ok = math.isfinite(acc[i, 0]) and math.isfinite(acc[i, 1]) and math.isfinite(acc[i, 2])
+        gyr_ok = math.isfinite(gyr[i, 0]) and math.isfinite(gyr[i, 1]) and math.isfinite(gyr[i, 2])
+        if acc_ok:
+            bits |= _ROW_ACC_FINITE
+            if gyr_ok:
+                bits |= _ROW_FINITE
+        acc_norm[i] = math.sqrt(acc[i, 0] * acc[i, 0] + acc[i, 1] * acc[i, 1] + acc[i, 2] * acc[i, 2]) \
+            if acc_ok else math.nan
+        gyr_norm[i] = math.sqrt(gyr[i, 0] * gyr[i, 0] + gyr[i, 1] * gyr[i, 1] + gyr[i, 2] * gyr[i, 2]) \
+            if gyr_ok else math.nan
+        repeats = i > 0
+        for k in range(3):
+            a, g = acc[i, k], gyr[i, k]
+            if abs(a) >= acc_limit or abs(g) >= gyr_limit:
+                bits |= _ROW_SATURATED
+            if math.isinf(a) or math.isinf(g):
+                bits |= _ROW_INFINITE
+            if repeats and not (a == acc[i - 1, k] and g == gyr[i - 1, k]):
+                repeats = False
+            if math.isfinite(g):
+                finite_rates += 1
+                rate = abs(g)
+                if rate > largest_rates[top - 1]:  # insert, keeping the largest first
+                    j = top - 1
+                    while j > 0 and largest_rates[j - 1] < rate:
+                        largest_rates[j] = largest_rates[j - 1]
+                        j -= 1
+                    largest_rates[j] = rate
+        if repeats:
+            bits |= _ROW_REPEATS
+        facts[i] = bits
+    return finite_rates
+
+
 def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m/s2",
                  gyr_unit: str = "rad/s", fs_hz: float | None = None) -> str | None:
     """What looks wrong with the units of data converted from ``acc_unit``/``gyr_unit``, with the option to fix it.
@@ -264,9 +333,13 @@ def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m
     Acceleration: gravity's magnitude. Angular rate: the range of real gyroscopes, then (given ``fs_hz``) the
     gyro's integral against the accelerometer's change of inclination (``gyro_scale_from_inclination``), which
     tells rad/s from °/s at any speed of movement."""
-    finite = np.all(np.isfinite(acc_m_s2), axis=1)
-    if finite.any():
-        gravity = float(np.median(np.linalg.norm(acc_m_s2[finite], axis=1)))
+    return _unit_problem(acc_m_s2, gyr_rad_s, acc_unit, gyr_unit, fs_hz, _Rows(acc_m_s2, gyr_rad_s))
+
+
+def _unit_problem(acc_m_s2, gyr_rad_s, acc_unit: str, gyr_unit: str, fs_hz: float | None, rows: _Rows) -> str | None:
+    norms = rows.acc_norm[rows.has(_ROW_ACC_FINITE)]
+    if len(norms):
+        gravity = float(np.median(norms))
         if 0.5 < gravity < 2.0 and acc_unit != "g":
             return f"gravity reads {gravity:.2f} m/s²: the data seems to be in g; pass --acc-unit g"
         if 5.0 * GRAVITY_M_S2 < gravity < 15.0 * GRAVITY_M_S2 and acc_unit == "g":
@@ -277,20 +350,20 @@ def unit_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, acc_unit: str = "m
             return (f"gravity reads {gravity:.3g} m/s² (expected about {GRAVITY_M_S2:.2f}): check the "
                     "accelerometer's unit and scale")
     # The tenth largest reading, not the largest: one corrupted sample is a glitch, not a unit.
-    finite_gyr = np.abs(gyr_rad_s[np.isfinite(gyr_rad_s)])
-    rank = min(finite_gyr.size, GYR_GLITCH_SAMPLES + 1)
-    peak = float(np.partition(finite_gyr, finite_gyr.size - rank)[finite_gyr.size - rank]) if rank else 0.0
+    rank = min(rows.finite_rates, GYR_GLITCH_SAMPLES + 1)
+    peak = float(rows.largest_rates[rank - 1]) if rank else 0.0
     if peak > GYR_PLAUSIBLE_MAX_RAD_S and gyr_unit == "rad/s":
         return (f"the angular rate reaches {peak:.0f} rad/s, beyond any IMU's range: the data seems to be in °/s; "
                 "pass --gyr-unit deg/s")
-    return None if fs_hz is None else _gyro_scale_problem(acc_m_s2, gyr_rad_s, fs_hz, gyr_unit)
+    return None if fs_hz is None else _gyro_scale_problem(acc_m_s2, gyr_rad_s, fs_hz, gyr_unit, rows)
 
 
-def _gyro_scale_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float, gyr_unit: str) -> str | None:
+def _gyro_scale_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float, gyr_unit: str,
+                        rows: _Rows) -> str | None:
     estimate = gyro_scale_from_inclination(acc_m_s2, gyr_rad_s, fs_hz)
     factor = estimate.unit_factor()
     if not math.isfinite(factor):
-        return _still_gyro_problem(acc_m_s2, gyr_rad_s, gyr_unit)
+        return _still_gyro_problem(rows, gyr_unit)
     if factor == 1.0:
         return None
     seen = (f"the gyroscope read as {gyr_unit} turns the sensor {1.0 / estimate.scale:.3g} times as far as the "
@@ -302,14 +375,14 @@ def _gyro_scale_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: floa
     return f"{seen}: check the gyroscope's unit and scale (--gyr-unit rad/s or deg/s)"
 
 
-def _still_gyro_problem(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, gyr_unit: str) -> str | None:
+def _still_gyro_problem(rows: _Rows, gyr_unit: str) -> str | None:
     """A body that moves (ACC_MOVING_RMS_M_S2) with a gyro that hardly turns (GYR_MOVING_MIN_RAD_S)."""
-    finite = np.all(np.isfinite(acc_m_s2), axis=1) & np.all(np.isfinite(gyr_rad_s), axis=1)
+    finite = rows.has(_ROW_FINITE)
     if finite.sum() <= GYR_GLITCH_SAMPLES:
         return None
-    norm = np.linalg.norm(acc_m_s2[finite], axis=1)
+    norm = rows.acc_norm[finite]
     moving = float(np.sqrt(np.mean((norm - np.median(norm)) ** 2)))
-    rates = np.linalg.norm(gyr_rad_s[finite], axis=1)
+    rates = rows.gyr_norm[finite]
     peak = float(np.partition(rates, len(rates) - GYR_GLITCH_SAMPLES - 1)[len(rates) - GYR_GLITCH_SAMPLES - 1])
     if moving < ACC_MOVING_RMS_M_S2 or peak >= GYR_MOVING_MIN_RAD_S:
         return None
@@ -335,35 +408,31 @@ def check_imu(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_hz: float, *, min_
     if n / fs_hz < min_seconds:
         raise InputError(f"the recording lasts {n / fs_hz:.2f} s; this analysis needs at least {min_seconds:g} s")
 
-    nan_rows = ~(np.all(np.isfinite(acc), axis=1) & np.all(np.isfinite(gyr), axis=1))
+    rows = _Rows(acc, gyr)
+    nan_rows = ~rows.has(_ROW_FINITE)
     if nan_rows.all():
         raise InputError("every sample holds NaN or infinite values: nothing to analyse")
-    problem = unit_problem(acc, gyr, fs_hz=fs_hz)
+    problem = _unit_problem(acc, gyr, "m/s2", "rad/s", fs_hz, rows)
     if problem:
         raise InputError(problem)
 
-    acc_limit = SATURATION_FRACTION * ACC_FULL_SCALE_G * GRAVITY_M_S2
-    gyr_limit = SATURATION_FRACTION * GYR_FULL_SCALE_DPS * RAD_PER_DEG
-    with np.errstate(invalid="ignore"):
-        saturated = (np.any(np.abs(acc) >= acc_limit, axis=1) | np.any(np.abs(gyr) >= gyr_limit, axis=1)) & ~nan_rows
-    stuck = _stuck_samples(np.concatenate([acc, gyr], axis=1), max(2, int(round(STUCK_RUN_S * fs_hz))))
+    saturated = rows.has(_ROW_SATURATED) & ~nan_rows
+    stuck = _stuck_samples(rows.has(_ROW_REPEATS), max(2, int(round(STUCK_RUN_S * fs_hz))))
     if stuck.all():
         raise InputError("every sample reads the same values: the sensor is stuck or the file holds a constant")
     bad = nan_rows | stuck
     if bad.mean() > MAX_BAD_FRACTION:
         raise InputError(f"{100.0 * bad.mean():.0f} % of the samples are NaN or stuck; too little is left to measure")
-    infinite = np.any(np.isinf(acc), axis=1) | np.any(np.isinf(gyr), axis=1)
-    return InputReport(n, int(nan_rows.sum()), int(saturated.sum()), int(stuck.sum()), int(infinite.sum()))
+    return InputReport(n, int(nan_rows.sum()), int(saturated.sum()), int(stuck.sum()),
+                       int(rows.has(_ROW_INFINITE).sum()))
 
 
-def _stuck_samples(values: np.ndarray, min_run: int) -> np.ndarray:
-    """Samples inside runs of at least ``min_run`` rows identical on every column."""
-    n = len(values)
-    same = np.zeros(n, dtype=bool)
-    if n > 1:
-        same[1:] = np.all(values[1:] == values[:-1], axis=1)
+def _stuck_samples(repeats: np.ndarray, min_run: int) -> np.ndarray:
+    """Samples inside runs of at least ``min_run`` rows identical on every column (repeats: each row equals the
+    one before)."""
+    n = len(repeats)
     # Run starts are rows that differ from the previous one; a run's length is the distance to the next start.
-    starts = np.flatnonzero(~same)
+    starts = np.flatnonzero(~repeats)
     lengths = np.diff(np.append(starts, n))
     stuck = np.zeros(n, dtype=bool)
     for start, length in zip(starts[lengths >= min_run], lengths[lengths >= min_run]):
