@@ -34,8 +34,6 @@ and all of its samples have arrived, so the concatenated output does not depend 
 
 from __future__ import annotations
 
-import bisect
-import collections
 import math
 
 import numpy as np
@@ -181,9 +179,9 @@ class StrideAnalyzer:
         self.samples_seen = 0
         self.strides_lost = 0
         self._events = np.zeros(0, EVENT_DTYPE)  # recent events, sorted by sample
-        self._event_lists: tuple[list, list, list] = ([], [], [])  # the same as lists: _stride reads a few per stride
+        self._event_columns = _columns(self._events)  # the same as contiguous columns, for the kernel
         # Closing ICs (sample, side) not yet measured, in sample order (events arrive in sample order).
-        self._waiting: collections.deque[tuple[int, int]] = collections.deque()
+        self._waiting = np.zeros((0, 2), np.int64)
         self._previous_stride_s = np.nan
 
     def update(self, angles_pelvis_deg, acc_level_m_s2, events=None) -> np.ndarray:
@@ -197,18 +195,19 @@ class StrideAnalyzer:
         # Settle the waiting strides before a long block (a whole recording) pushes their samples out of the ring:
         # the oldest waiting stride starts at most max_stride_samples before its end, so the ring can take samples
         # up to a ring's length after that start before it must be measured. The results do not depend on blocks.
-        settled = self._settle()
+        out = np.zeros(len(self._waiting), STRIDE_DTYPE)  # at most a stride per closing IC
+        n_out = self._settle(out, 0)
         pos = 0
         room = len(self._ring) - self.max_stride_samples
         while pos < len(angles):
             take = len(angles) - pos
-            if self._waiting:
-                take = min(take, self._waiting[0][0] + room - self.samples_seen)
+            if len(self._waiting):
+                take = min(take, int(self._waiting[0, 0]) + room - self.samples_seen)
             self._append_samples(angles[pos:pos + take], acc[pos:pos + take])
             pos += take
-            settled += self._settle()
+            n_out = self._settle(out, n_out)
         self._forget_old_events()
-        return np.array(settled, dtype=STRIDE_DTYPE) if settled else np.zeros(0, STRIDE_DTYPE)
+        return out[:n_out]
 
     # -- internals
 
@@ -240,76 +239,117 @@ class StrideAnalyzer:
         if len(self._events) and events["sample"][0] < self._events["sample"][-1]:
             raise InvalidValueError("events must arrive in sample order across calls")
         ics = events[events["kind"] == IC]
-        self._waiting.extend(zip(ics["sample"].tolist(), ics["side"].tolist()))
+        self._waiting = np.concatenate([self._waiting, np.stack([ics["sample"], ics["side"]], axis=1)])
         self._events = np.concatenate([self._events, events])
-        self._list_events()
+        self._event_columns = _columns(self._events)
 
     def _forget_old_events(self) -> None:
         """Keep what a stride still waiting or still to come could need: back to the longest stride before the
         oldest end that can still be measured. Events arrive in sample order, so a closing IC not received yet lies
         at or after the last event received, however far the samples have run ahead of it (a detector's
         look-ahead): measured from the samples instead, a block boundary could forget a stride's opening IC."""
-        oldest_end = self._waiting[0][0] if self._waiting else self.samples_seen
+        oldest_end = int(self._waiting[0, 0]) if len(self._waiting) else self.samples_seen
         if len(self._events):
             oldest_end = min(oldest_end, int(self._events["sample"][-1]))
         horizon = min(oldest_end, self.samples_seen) - self.max_stride_samples - 1
-        self._events = self._events[self._events["sample"] >= horizon]
-        self._list_events()
+        keep = self._events["sample"] >= horizon
+        if not keep.all():
+            self._events = self._events[keep]
+            self._event_columns = _columns(self._events)
 
-    def _list_events(self) -> None:
-        self._event_lists = tuple(self._events[name].tolist() for name in ("sample", "kind", "side"))
+    def _settle(self, out: np.ndarray, n_out: int) -> int:
+        """Measure the waiting strides whose samples have all arrived, into out from row n_out; returns the rows
+        of out now written."""
+        settled, n_out, self._previous_stride_s, lost = _settle_strides(
+            self._ring, self.samples_seen, self._waiting, *self._event_columns, self.min_stride_samples,
+            self.max_stride_samples, self.fs_hz, self.steady_time_change, self.steady_turn_deg,
+            self._previous_stride_s, out, n_out)
+        self.strides_lost += lost
+        if settled:
+            self._waiting = self._waiting[settled:]
+        return n_out
 
-    def _settle(self) -> list[tuple]:
-        """Measure the waiting strides whose samples have all arrived."""
-        out = []
-        while self._waiting and self._waiting[0][0] < self.samples_seen:
-            end, side = self._waiting.popleft()
-            stride = self._stride(end, side)
-            if stride is not None:
-                out.append(stride)
-        return out
 
-    def _stride(self, end: int, side: int):
-        # Only the events of the longest possible stride before ``end`` matter (events are sorted by sample). Plain
-        # lists: a stride's window holds a handful of events, and an hour of walking thousands of strides.
-        samples, kinds, sides = self._event_lists
-        first = bisect.bisect_left(samples, end - self.max_stride_samples)
-        window = range(first, bisect.bisect_left(samples, end, first))
-        start = next((samples[i] for i in reversed(window) if kinds[i] == IC and sides[i] == side), None)
-        if start is None:
-            return None
+def _columns(events: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.ascontiguousarray(events[name]) for name in ("sample", "kind", "side"))
+
+
+@njit(cache=True)
+def _settle_strides(ring, samples_seen, waiting, ev_sample, ev_kind, ev_side, min_stride, max_stride, fs_hz,
+                    steady_time_change, steady_turn_deg, previous_stride_s, out, n_out):
+    """Measure the waiting strides (closing IC sample, side; in sample order) whose samples have all arrived
+    (end < samples_seen), from the recent events (sorted by sample) and the ring of samples. Writes a row of out
+    per stride formed, from row n_out; returns (waiting settled, rows of out written, the last stride time, strides
+    lost: their start had left the ring). One call per block: per stride from Python this was a third of an
+    hour's analysis."""
+    settled = 0
+    lost = 0
+    for settled in range(waiting.shape[0] + 1):
+        if settled == waiting.shape[0] or waiting[settled, 0] >= samples_seen:
+            break
+        end, side = waiting[settled, 0], waiting[settled, 1]
+        # Only the events of the longest possible stride before end matter: [first, last).
+        first = np.searchsorted(ev_sample, end - max_stride)
+        last = first + np.searchsorted(ev_sample[first:], end)
+        start = -1
+        for i in range(last - 1, first - 1, -1):
+            if ev_kind[i] == IC and ev_side[i] == side:
+                start = ev_sample[i]
+                break
+        if start < 0:
+            continue
         length = end - start
-        if not self.min_stride_samples <= length <= self.max_stride_samples:
-            return None
-        if start < self.samples_seen - len(self._ring):
-            self.strides_lost += 1
-            return None
+        if not min_stride <= length <= max_stride:
+            continue
+        if start < samples_seen - ring.shape[0]:
+            lost += 1
+            continue
         other = 1 - side
-        inside = [i for i in window if start < samples[i] < end]
-        opposite_ics = [samples[i] for i in inside if kinds[i] == IC and sides[i] == other]
-        opposite = opposite_ics[0] if len(opposite_ics) == 1 else -1
-        windows = {RIGHT: (-1, -1), LEFT: (-1, -1)}
+        opposite = -1
+        opposite_count = 0
+        for i in range(first, last):
+            if start < ev_sample[i] < end and ev_kind[i] == IC and ev_side[i] == other:
+                opposite_count += 1
+                if opposite_count == 1:
+                    opposite = ev_sample[i]
+        if opposite_count != 1:
+            opposite = -1
+        windows = np.full((2, 2), -1, np.int64)  # by side (LEFT, RIGHT): single support lo, hi
         if opposite >= 0:
-            fc_other = [samples[i] for i in inside if kinds[i] == FC and sides[i] == other and samples[i] < opposite]
-            fc_same = [samples[i] for i in inside if kinds[i] == FC and sides[i] == side and samples[i] > opposite]
-            windows[side] = (fc_other[0] if fc_other else start, opposite)
-            windows[other] = (fc_same[0] if fc_same else opposite, end)
-        m = stride_metrics(self._ring, start, end, windows[RIGHT][0], windows[RIGHT][1], windows[LEFT][0],
-                           windows[LEFT][1], self.fs_hz)
+            fc_other, fc_same = -1, -1
+            for i in range(first, last):
+                if start < ev_sample[i] < end and ev_kind[i] == FC:
+                    if fc_other < 0 and ev_side[i] == other and ev_sample[i] < opposite:
+                        fc_other = ev_sample[i]
+                    if fc_same < 0 and ev_side[i] == side and ev_sample[i] > opposite:
+                        fc_same = ev_sample[i]
+            windows[side, 0], windows[side, 1] = (fc_other if fc_other >= 0 else start), opposite
+            windows[other, 0], windows[other, 1] = (fc_same if fc_same >= 0 else opposite), end
         (drop_r, drop_r_at, drop_l, drop_l_at, obl_range, tilt_mean, tilt_range, rot_range, sway, vertical,
-         rot_mean) = m
-        stride_s = length / self.fs_hz
-        step_s = (opposite - start) / self.fs_hz if opposite >= 0 else np.nan
-        next_step_s = (end - opposite) / self.fs_hz if opposite >= 0 else np.nan
-        regular = (math.isfinite(self._previous_stride_s)
-                   and abs(stride_s - self._previous_stride_s) <= self.steady_time_change * self._previous_stride_s)
-        straight = math.isfinite(rot_mean) and abs(2.0 * rot_mean) < self.steady_turn_deg
+         rot_mean) = stride_metrics(ring, start, end, windows[RIGHT, 0], windows[RIGHT, 1], windows[LEFT, 0],
+                                    windows[LEFT, 1], fs_hz)
+        stride_s = length / fs_hz
+        step_s = (opposite - start) / fs_hz if opposite >= 0 else np.nan
+        next_step_s = (end - opposite) / fs_hz if opposite >= 0 else np.nan
+        regular = (math.isfinite(previous_stride_s)
+                   and abs(stride_s - previous_stride_s) <= steady_time_change * previous_stride_s)
+        straight = math.isfinite(rot_mean) and abs(2.0 * rot_mean) < steady_turn_deg
         finite = math.isfinite(drop_r + drop_l + obl_range + tilt_range + sway + vertical)  # NaN or inf propagates
-        self._previous_stride_s = stride_s
-        return (start, end, side, opposite, stride_s, step_s, next_step_s, 120.0 / stride_s,
-                drop_r, drop_r_at, drop_l, drop_l_at, obl_range, tilt_mean, tilt_range, rot_range, sway, vertical,
-                min(step_s, next_step_s) / max(step_s, next_step_s) if opposite >= 0 else np.nan,
-                drop_r - drop_l, bool(regular and straight and finite and opposite >= 0), False)
+        previous_stride_s = stride_s
+        row = out[n_out]
+        row.start_sample, row.end_sample, row.side, row.opposite_ic_sample = start, end, side, opposite
+        row.stride_time_s, row.step_time_s, row.next_step_time_s = stride_s, step_s, next_step_s
+        row.cadence_spm = 120.0 / stride_s
+        row.drop_right_stance_deg, row.drop_right_stance_sample = drop_r, drop_r_at
+        row.drop_left_stance_deg, row.drop_left_stance_sample = drop_l, drop_l_at
+        row.obliquity_range_deg, row.tilt_mean_deg, row.tilt_range_deg = obl_range, tilt_mean, tilt_range
+        row.rotation_range_deg, row.sway_pp_cm, row.vertical_excursion_cm = rot_range, sway, vertical
+        row.step_time_symmetry = min(step_s, next_step_s) / max(step_s, next_step_s) if opposite >= 0 else np.nan
+        row.drop_symmetry_deg = drop_r - drop_l
+        row.steady = regular and straight and finite and opposite >= 0
+        row.aligned = False
+        n_out += 1
+    return settled, n_out, previous_stride_s, lost
 
 
 def analyze_strides(angles_pelvis_deg, acc_level_m_s2, events, fs_hz: float) -> np.ndarray:
