@@ -28,7 +28,9 @@ Applying (``apply_profile``): the gyroscope bias and the accelerometer correctio
 sensor (``gyr - gyro_bias_rad_s``, ``acc_matrix @ (acc - acc_bias_m_s2)``), except on the samples of a session log
 the sensor already corrected (flag ACC_CALIBRATED: it held an uploaded profile); the mounting becomes the pipeline's
 ``alignment``; the neutral standing tilt centres the tilt detector's thresholds, the sitting one (else the
-standing one) is the posture mode's neutral, both only with the mount calibration they were measured in.
+standing one) is the posture mode's neutral, both only with the mount calibration they were measured in. That rule
+is ``calibration_of`` (a ``DeviceCalibration``), the one place analyze and review (``for_analysis``) and live and
+record (``hipcheck.live``) take it from.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ from hipcheck.protocol import SampleFlag
 __all__ = ["PROFILE_VERSION", "KINDS", "ENV_CONFIG_DIR", "ProfileError", "Profile", "Applied", "config_dir",
            "profile_path", "check_device_id", "load_profile", "save_profile", "record_calibration",
            "reset_profile", "profile_from_json", "profile_to_json", "device_blob", "apply_profile", "now_iso",
-           "device_ids", "for_analysis", "matrix_fault", "jsonable"]
+           "device_ids", "for_analysis", "matrix_fault", "jsonable", "DeviceCalibration", "calibration_of",
+           "load_calibration", "NEUTRAL_LEFT_OUT"]
 
 PROFILE_VERSION = 1
 ENV_CONFIG_DIR = "HIPCHECK_CONFIG_DIR"
@@ -423,6 +426,72 @@ def device_blob(profile: Profile) -> bytes:
         q_sensor_to_pelvis=tuple(mount.get("q_sensor_to_pelvis", (1.0, 0.0, 0.0, 0.0)))))
 
 
+NEUTRAL_LEFT_OUT = "neutral left out: it belongs to a mount calibration the profile no longer holds"
+
+
+@dataclass(frozen=True)
+class DeviceCalibration:
+    """What a sensor's profile gives an analysis of that sensor's samples (module docstring, "Applying"), by one rule
+    for every command: ``for_analysis`` (analyze, review) and ``hipcheck.live`` (live, record) take it from
+    ``calibration_of``."""
+
+    profile: Profile
+    alignment: np.ndarray | None  # q_sensor_to_pelvis: the pipeline's pelvis frame (None: found from the walk)
+    standing_tilt_deg: float | None  # the neutral standing tilt: the tilt detector's thresholds centre on it
+    sitting_tilt_deg: float | None
+    neutral_left_out: bool  # the profile holds a neutral but not the mount calibration it was measured in
+
+    @property
+    def posture_tilt_deg(self) -> float | None:
+        """The posture mode's neutral: the sitting tilt, else the standing one."""
+        return self.sitting_tilt_deg if self.sitting_tilt_deg is not None else self.standing_tilt_deg
+
+    @property
+    def corrects_samples(self) -> bool:
+        return bool(self.profile.values("gyro") or self.profile.values("accel"))
+
+    def used(self) -> str:
+        """The calibrations the profile holds, with their dates ("gyro of 2026-12-03, mount of ..."; "empty")."""
+        profile = self.profile
+        return ", ".join(f"{k} of {profile.calibrations[k]['date'][:10]}" for k in KINDS
+                         if k in profile.calibrations) or "empty"
+
+    def correct(self, acc_m_s2, gyr_rad_s, flags=None) -> Applied:
+        """The gyroscope and accelerometer corrections on the raw samples (``apply_profile``)."""
+        return apply_profile(self.profile, acc_m_s2, gyr_rad_s, flags)
+
+    def centre_tilt_thresholds(self, detector_settings: dict) -> None:
+        """The tilt detector's thresholds (``hipcheck.detect`` settings) centred on the neutral standing tilt, in
+        place (nothing without one)."""
+        standing = self.standing_tilt_deg
+        if standing is not None and "tilt_anterior_deg" in detector_settings:
+            detector_settings["tilt_anterior_deg"] += standing
+            detector_settings["tilt_posterior_deg"] += standing
+
+    def posture_settings(self) -> dict | None:
+        """The posture mode's settings for its neutral (None: the profile has none)."""
+        neutral = self.posture_tilt_deg
+        return None if neutral is None else {"neutral_tilt_deg": neutral}
+
+
+def calibration_of(profile: Profile) -> DeviceCalibration:
+    """The profile as an analysis uses it: the mounting as the pelvis frame, and the neutral only with the mount
+    calibration it was measured in (the neutral tilt is an angle of the calibrated pelvis frame: without that frame it
+    means nothing)."""
+    mount, neutral = profile.values("mount"), profile.values("neutral") or {}
+    if not mount:
+        return DeviceCalibration(profile, None, None, None, neutral_left_out=bool(neutral))
+    return DeviceCalibration(profile, np.asarray(mount["q_sensor_to_pelvis"], dtype=float),
+                             neutral.get("neutral_standing_tilt_deg"), neutral.get("neutral_sitting_tilt_deg"),
+                             neutral_left_out=False)
+
+
+def load_calibration(device_id: str) -> DeviceCalibration | None:
+    """``calibration_of`` the sensor's profile; None when it has none; ProfileError for one that cannot be used."""
+    profile = load_profile(check_device_id(device_id))
+    return None if profile is None else calibration_of(profile)
+
+
 @dataclass
 class Applied:
     """What a profile did to a recording (``apply_profile``)."""
@@ -430,7 +499,7 @@ class Applied:
     acc_m_s2: np.ndarray
     gyr_rad_s: np.ndarray
     alignment: np.ndarray | None  # q_sensor_to_pelvis for the pipeline
-    standing_tilt_deg: float | None
+    standing_tilt_deg: float | None  # the neutral, as calibration_of keeps it
     sitting_tilt_deg: float | None
     corrected: int  # samples corrected on the host
     by_sensor: int  # samples the sensor had already corrected (left as they are)
@@ -439,11 +508,11 @@ class Applied:
 
 def apply_profile(profile: Profile, acc_m_s2, gyr_rad_s, flags=None) -> Applied:
     """The profile on raw samples (module docstring); flags: the session log's per-sample SampleFlag bits (None: a
-    CSV, every sample raw)."""
+    CSV, every sample raw). The mounting and the neutral are those of ``calibration_of``."""
     acc = np.array(acc_m_s2, dtype=np.float64)
     gyr = np.array(gyr_rad_s, dtype=np.float64)
     raw = np.ones(len(acc), bool) if flags is None else (np.asarray(flags) & SampleFlag.ACC_CALIBRATED) == 0
-    gyro, accel, mount, neutral = (profile.values(k) for k in KINDS)
+    gyro, accel = profile.values("gyro"), profile.values("accel")
     if (gyro or accel) and raw.any():
         if gyro:
             gyr[raw] -= np.asarray(gyro["gyro_bias_rad_s"], dtype=float)
@@ -451,16 +520,16 @@ def apply_profile(profile: Profile, acc_m_s2, gyr_rad_s, flags=None) -> Applied:
             m = np.asarray(accel["acc_matrix"], dtype=float)
             acc[raw] = (acc[raw] - np.asarray(accel["acc_bias_m_s2"], dtype=float)) @ m.T
     corrected = int(raw.sum()) if (gyro or accel) else 0
-    used = [f"{k} of {profile.calibrations[k]['date'][:10]}" for k in KINDS if k in profile.calibrations]
-    line = f"calibration profile of device {profile.device_id} ({profile.path}): " + (", ".join(used) or "empty")
+    calibration = calibration_of(profile)
+    line = f"calibration profile of device {profile.device_id} ({profile.path}): " + calibration.used()
     if gyro or accel:
         line += (f"; {corrected} samples corrected on this computer" if corrected else "")
         if int((~raw).sum()):
             line += f"{';' if corrected else ''} {int((~raw).sum())} already corrected by the sensor"
-    neutral = neutral or {}
-    return Applied(acc, gyr, None if not mount else np.asarray(mount["q_sensor_to_pelvis"], dtype=float),
-                   neutral.get("neutral_standing_tilt_deg"), neutral.get("neutral_sitting_tilt_deg"), corrected,
-                   int((~raw).sum()), line)
+    if calibration.neutral_left_out:
+        line += "; " + NEUTRAL_LEFT_OUT
+    return Applied(acc, gyr, calibration.alignment, calibration.standing_tilt_deg, calibration.sitting_tilt_deg,
+                   corrected, int((~raw).sum()), line)
 
 
 def device_ids() -> list[str]:
@@ -484,24 +553,17 @@ def for_analysis(recording, detector_settings: dict, mode_arguments: dict, *, ax
         line = None if session is None else ("no calibration profile used: the log does not name its sensor "
                                              "(recorded before device ids, over serial, or its header was lost)")
         return (*unchanged, line)
-    profile = load_profile(check_device_id(device_id))
-    if profile is None:
+    calibration = load_calibration(device_id)
+    if calibration is None:
         return (*unchanged, f"no calibration profile for device {device_id}: analysed uncalibrated (`hipcheck "
                             "calibrate mount` makes one)")
-    if axes_given and profile.values("mount"):
+    if axes_given and calibration.alignment is not None:
         raise ProfileError(f"--axes and the calibration profile of device {device_id} both say how the sensor sits: "
                            "leave out --axes, or give --no-profile to use it")
     rows = session.samples
-    applied = apply_profile(profile, recording.acc_m_s2, recording.gyr_rad_s, rows[~rows["gap"]]["flags"])
-    if applied.alignment is None and profile.values("neutral"):
-        # the neutral tilt was measured in the calibrated pelvis frame: without it, it means nothing
-        applied.standing_tilt_deg = applied.sitting_tilt_deg = None
-        applied.line += "; neutral left out: it belongs to a mount calibration the profile no longer holds"
-    standing = applied.standing_tilt_deg
-    if standing is not None and "tilt_anterior_deg" in detector_settings:
-        detector_settings["tilt_anterior_deg"] += standing
-        detector_settings["tilt_posterior_deg"] += standing
-    neutral = applied.sitting_tilt_deg if applied.sitting_tilt_deg is not None else standing
-    if mode_arguments.get("mode") == "posture" and mode_arguments.get("mode_settings") is None and neutral is not None:
-        mode_arguments["mode_settings"] = {"neutral_tilt_deg": neutral}
-    return applied.acc_m_s2, applied.gyr_rad_s, applied.alignment, applied.line
+    applied = calibration.correct(recording.acc_m_s2, recording.gyr_rad_s, rows[~rows["gap"]]["flags"])
+    calibration.centre_tilt_thresholds(detector_settings)
+    posture = calibration.posture_settings()
+    if mode_arguments.get("mode") == "posture" and mode_arguments.get("mode_settings") is None and posture:
+        mode_arguments["mode_settings"] = posture
+    return applied.acc_m_s2, applied.gyr_rad_s, calibration.alignment, applied.line

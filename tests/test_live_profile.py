@@ -109,3 +109,58 @@ def test_the_profiles_neutral_centres_the_tilt_thresholds_and_the_posture_mode(s
     assert (thresholds["tilt_anterior_deg"], thresholds["tilt_posterior_deg"]) == (11.0, -5.0)
     assert analysis.pipeline.posture.settings["neutral_tilt_deg"][0] == -9.0
     np.testing.assert_allclose(analysis.pipeline.pelvis.alignment, SENSOR.q_sensor_to_pelvis)
+
+
+@pytest.mark.parametrize("kinds", [("mount", "standing", "sitting"), ("mount", "standing"), ("gyro", "mount"),
+                                   ("gyro", "standing", "sitting"), ("gyro",)])
+def test_live_and_analyze_take_a_profile_by_one_rule(sim_profile, kinds):
+    """live (device_calibration -> LiveAnalysis) and analyze (for_analysis) use the same pelvis frame, tilt
+    thresholds and posture neutral of a profile, and both leave out a neutral whose mount calibration is gone."""
+    from hipcheck.device.reassembly import BLOCK_DTYPE, SampleBlock
+
+    profiles.reset_profile("sim")
+    if "gyro" in kinds:
+        profiles.record_calibration("sim", "gyro", {"gyro_bias_rad_s": list(GYRO_BIAS)}, {}, "test")
+    if "mount" in kinds:
+        profiles.record_calibration("sim", "mount", {"q_sensor_to_pelvis": [float(v) for v in
+                                                                          SENSOR.q_sensor_to_pelvis]}, {}, "test")
+    neutral = {"neutral_standing_tilt_deg": 3.0} if "standing" in kinds else {}
+    neutral.update({"neutral_sitting_tilt_deg": -9.0} if "sitting" in kinds else {})
+    if neutral:
+        profiles.record_calibration("sim", "neutral", neutral, {}, "test")
+
+    class Session:
+        header = {"device_id": "sim"}
+        samples = np.zeros(10, [("flags", np.uint8), ("gap", bool)])
+
+    class Recording:
+        acc_m_s2, gyr_rad_s, session = np.tile([0.0, 0.0, 9.81], (10, 1)), np.zeros((10, 3)), Session()
+
+    calibration, live_line = device_calibration("sim")
+    rows = np.zeros(10, BLOCK_DTYPE)
+    rows["acc_m_s2"][:, 2] = 9.81
+    live = LiveAnalysis(lambda line: None, mode="posture", calibration=calibration)
+    live.update(SampleBlock(rows, 10_000))
+    settings = live.policy.settings.detector_settings()
+    mode = {"mode": "posture", "mode_settings": None}
+    acc, gyr, alignment, line = profiles.for_analysis(Recording(), settings, mode)
+    thresholds = live.pipeline.detectors.thresholds
+    assert (thresholds["tilt_anterior_deg"], thresholds["tilt_posterior_deg"]) == \
+        (settings["tilt_anterior_deg"], settings["tilt_posterior_deg"])
+    shift = 3.0 if "mount" in kinds and "standing" in kinds else 0.0
+    defaults = live.policy.settings.detector_settings()
+    assert settings["tilt_anterior_deg"] == defaults["tilt_anterior_deg"] + shift
+    posture = live.pipeline.posture.settings["neutral_tilt_deg"][0]
+    if "mount" in kinds and neutral:
+        assert mode["mode_settings"] == {"neutral_tilt_deg": posture} == {"neutral_tilt_deg": -9.0 if "sitting" in
+                                                                           kinds else 3.0}
+    else:
+        assert mode["mode_settings"] is None and calibration.posture_tilt_deg is None
+    if "mount" in kinds:
+        np.testing.assert_allclose(alignment, live.pipeline.pelvis.alignment, atol=1e-12)  # the pipeline normalises
+        np.testing.assert_allclose(alignment, SENSOR.q_sensor_to_pelvis)
+    else:
+        assert alignment is None and calibration.alignment is None
+    left_out = bool(neutral) and "mount" not in kinds
+    assert ("neutral left out" in line) == ("neutral left out" in live_line) == left_out, (line, live_line)
+    np.testing.assert_array_equal(gyr[0], -np.asarray(GYRO_BIAS) if "gyro" in kinds else np.zeros(3))

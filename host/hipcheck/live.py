@@ -26,7 +26,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from hipcheck.errors import InvalidValueError
 from hipcheck.exercises import segment_angles_deg
 from hipcheck.hold import HOLD_DTYPE
 from hipcheck.pipeline import MODES, Pipeline, sort_decisions
+
+if TYPE_CHECKING:  # imported where used: the calibration package is only needed with a profile
+    from hipcheck.calibration.profile import DeviceCalibration
 
 _NO_ROTATION = np.array([1.0, 0.0, 0.0, 0.0])  # the live pipeline's segment frame: the sensor's own axes
 DROP_PATTERN = {LEFT: "drop_left", RIGHT: "drop_right"}  # stance side of a DROP -> firmware vibration pattern
@@ -65,45 +68,26 @@ class LinkOptions:
         return self.replay is not None
 
 
-@dataclass(frozen=True)
-class DeviceCalibration:
-    """What the connected sensor's calibration profile (``hipcheck.calibration.profile``) gives the live analysis,
-    as ``hipcheck analyze`` applies it to that sensor's logs (``for_analysis``): see ``device_calibration``."""
-
-    profile: object  # the Profile: its gyroscope and accelerometer corrections act on the raw samples
-    alignment: np.ndarray | None  # q_sensor_to_pelvis: the pipeline's pelvis frame (None: found from the walk)
-    standing_tilt_deg: float | None  # the neutral standing tilt: the tilt detector's thresholds centre on it
-    posture_tilt_deg: float | None  # the posture mode's neutral (the sitting tilt, else the standing one)
-
-    @property
-    def corrects_samples(self) -> bool:
-        return bool(self.profile.values("gyro") or self.profile.values("accel"))
-
-
 def device_calibration(device_id: str | None) -> tuple[DeviceCalibration | None, str]:
     """The calibration profile of the sensor a link names (its ``device_id``: a BLE name, ``sim``, a replayed log's
-    sensor), taken as ``hipcheck analyze`` takes the profile of the sensor a log names, and one line saying what is
-    applied. ProfileError (``hipcheck.calibration.profile``) when that sensor's profile cannot be used."""
-    from hipcheck.calibration import profile as profiles
+    sensor), taken by the rule ``hipcheck analyze`` takes the profile of the sensor a log names
+    (``hipcheck.calibration.profile.calibration_of``), and one line saying what is applied. ProfileError when that
+    sensor's profile cannot be used."""
+    from hipcheck.calibration.profile import NEUTRAL_LEFT_OUT, load_calibration
 
     if device_id is None:
         return None, ("no calibration profile used: the link does not name its sensor (a serial port, or a "
                       "replayed log without a device id)")
-    profile = profiles.load_profile(profiles.check_device_id(device_id))
-    if profile is None:
+    calibration = load_calibration(device_id)
+    if calibration is None:
         return None, (f"no calibration profile for device {device_id}: live analysis uncalibrated (`hipcheck "
                       "calibrate mount` makes one)")
-    mount, neutral = profile.values("mount"), profile.values("neutral") or {}
-    used = [f"{k} of {profile.calibrations[k]['date'][:10]}" for k in profiles.KINDS if k in profile.calibrations]
-    line = f"calibration profile of device {device_id} ({profile.path}) applied: " + (", ".join(used) or "empty")
-    standing = sitting = None
-    if mount:
+    line = f"calibration profile of device {device_id} ({calibration.profile.path}) applied: " + calibration.used()
+    if calibration.alignment is not None:
         line += "; the pelvis frame is its mounting"
-        standing, sitting = neutral.get("neutral_standing_tilt_deg"), neutral.get("neutral_sitting_tilt_deg")
-    elif neutral:  # the neutral tilt was measured in the calibrated pelvis frame: without it, it means nothing
-        line += "; neutral left out: it belongs to a mount calibration the profile no longer holds"
-    alignment = None if not mount else np.asarray(mount["q_sensor_to_pelvis"], dtype=float)
-    return DeviceCalibration(profile, alignment, standing, sitting if sitting is not None else standing), line
+    elif calibration.neutral_left_out:
+        line += "; " + NEUTRAL_LEFT_OUT
+    return calibration, line
 
 
 @dataclass
@@ -178,10 +162,8 @@ class LiveAnalysis:
         self._t_host[(first + np.arange(len(t_host))) % T_HOST_KEEP] = t_host
         acc, gyr = block.acc_m_s2[valid], block.gyr_rad_s[valid]
         if self.calibration is not None and self.calibration.corrects_samples:
-            from hipcheck.calibration.profile import apply_profile
-
             # as analyze corrects a log: the raw samples only (not those the sensor corrected with its own copy)
-            applied = apply_profile(self.calibration.profile, acc, gyr, block.flags[valid])
+            applied = self.calibration.correct(acc, gyr, block.flags[valid])
             acc, gyr = applied.acc_m_s2, applied.gyr_rad_s
         result = self.pipeline.update(acc, gyr)
         if len(result.strides):
@@ -202,9 +184,8 @@ class LiveAnalysis:
         self.fs_hz = fs_hz
         settings = self.policy.settings.detector_settings()
         calibration = self.calibration
-        if calibration is not None and calibration.standing_tilt_deg is not None:
-            settings["tilt_anterior_deg"] += calibration.standing_tilt_deg
-            settings["tilt_posterior_deg"] += calibration.standing_tilt_deg
+        if calibration is not None:
+            calibration.centre_tilt_thresholds(settings)
         self.pipeline = Pipeline(fs_hz, alignment=None if calibration is None else calibration.alignment,
                                  detector_settings=settings, mode=self.mode,
                                  mode_settings=self._mode_settings(self.mode))
