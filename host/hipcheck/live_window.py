@@ -45,6 +45,7 @@ from matplotlib.figure import Figure
 
 from hipcheck import detect
 from hipcheck.gait import LEFT, RIGHT
+from hipcheck.pipeline import MODES  # the coaching modes, in the order c steps through them
 
 WINDOW_S = 10.0  # the angle plots' span
 RING_S = 20.0  # samples kept: twice the window, so a frame that comes late still finds all of its window
@@ -56,7 +57,6 @@ FPS = 40.0  # the draw timer: within the 30–60 frames/s a live view needs, lea
 GIL_SWITCH_S = 0.001  # while the window runs (run_tk)
 MAX_POINTS = 1100  # per angle line drawn (see LiveWindow._update)
 STATUS_EVERY_S = 0.5  # the status line's figures change this often (a text redrawn per frame costs a frame)
-MODES = ("walk", "hold", "posture", "bridge", "clamshell")
 HOLD_LIMIT_S = 60.0  # the hold timer's full scale
 ANGLE_LIMITS_DEG = {"obliquity": 15.0, "tilt": 25.0, "rotation": 25.0}  # fixed, so that blitting needs no rescale
 ANGLE_COLUMN = {"rotation": 0, "obliquity": 1, "tilt": 2}  # columns of Block.angles_pelvis_deg
