@@ -205,3 +205,28 @@ def test_only_the_hold_key_starts_a_hold():
     assert seen[9] == ("hold", "hold", "countdown"), seen
     started = [line for line in lines if "hold started" in line]
     assert len(started) == 1 and 3.9 < float(started[0].split()[0]) < 4.2, lines
+
+
+def test_a_mode_switch_during_a_user_hold_says_the_hold_stopped():
+    """2 starts a hold; c while it counts down switches to posture and drops it: one line says so, in place of the
+    mode line. A switch with no hold under way (hold mode idle, or another mode) says only the mode."""
+    window, lines = _window()
+    analysis = LiveAnalysis(lines.append)
+    stand = simulate_stand(duration_s=4.0, fs_hz=100.0, seed=3)
+    seen = []
+
+    def note(w):
+        guided = analysis.pipeline.guided
+        seen.append((analysis.pipeline.mode, guided.phase if guided is not None else None))
+
+    presses = [(0.5, _press("2")), (1.5, _press("c")), (2.0, _press("2")), (2.4, _press("3")), (3.0, _press("c")),
+               (3.4, _press("1"))]
+    _drive(window, analysis, stand, presses, taken=note)
+    assert seen == [("hold", "countdown"), ("posture", None), ("hold", "countdown"), ("posture", None),
+                    ("bridge", None), ("walk", None)], seen
+    job = [line.split(None, 2) for line in lines if line[:7].strip().replace(".", "").isdigit()]  # the job's lines
+    switched = [(float(t), what) for t, _, what in job if what.startswith(("mode ", "hold stopped"))]
+    assert [what for _, what in switched] == [
+        "mode hold", "hold stopped: mode switched to posture", "mode hold", "hold stopped: mode switched to posture",
+        "mode bridge", "mode walk"], lines
+    np.testing.assert_allclose([t for t, _ in switched], [0.5, 1.5, 2.0, 2.4, 3.0, 3.4], atol=0.05)

@@ -17,7 +17,8 @@ The live window's keys reach the job (``LiveAnalysis.command``, between two bloc
 in the session log at the newest sample; neutral takes the wearer's neutral tilt and obliquity from the last
 ``NEUTRAL_S`` if they stood still (else a line says why not, and nothing changes) and uses it in the posture mode,
 the tilt detector and the window's plot; a mode switches the pipeline's coaching mode (``Pipeline.set_mode``) and
-nothing else; the hold key switches to the hold mode and starts a user-started hold there.
+nothing else (a user-started hold under way is dropped with the hold mode: its line says "hold stopped"); the hold
+key switches to the hold mode and starts a user-started hold there.
 """
 
 from __future__ import annotations
@@ -267,15 +268,20 @@ class LiveAnalysis:
 
     def set_mode(self, mode: str) -> None:
         """Switch the pipeline's coaching mode after the newest sample (``Pipeline.set_mode``). It starts nothing:
-        in hold mode a hold begins with the hold key (``start_hold``) or a double tap on the sensor."""
+        in hold mode a hold begins with the hold key (``start_hold``) or a double tap on the sensor. A user-started
+        hold under way (counting down, waiting for the lift, held) is dropped with the hold mode's stage: the one
+        line says so."""
         if mode not in MODES:
             raise InvalidValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
         if mode == self.mode:
             return
+        guided = self.pipeline.guided if self.pipeline is not None else None
+        dropped = guided is not None and guided.phase != "idle"
         self.mode = mode
         if self.pipeline is not None:
             self.pipeline.set_mode(mode, self._mode_settings(mode))
-        self.out(f"{self._now_s():7.2f} s  mode {mode}")
+        said = f"hold stopped: mode switched to {mode}" if dropped else f"mode {mode}"
+        self.out(f"{self._now_s():7.2f} s  {said}")
 
     def start_hold(self) -> None:
         """The hold key: hold mode (switched to if need be), and a user-started hold from the next sample on."""
