@@ -141,10 +141,12 @@ def read_imu_csv(
 
     if not body.strip():
         raise ImuCsvError(f"{path}: holds no samples after the header line")
-    try:
-        table = np.loadtxt(io.StringIO(body), delimiter=",", usecols=indices, ndmin=2, dtype=np.float64)
-    except ValueError:
-        raise ImuCsvError(f"{path}: {_describe_bad_line(body, indices)}") from None
+    table = _fast_table(body, indices, len(columns))
+    if table is None:
+        try:
+            table = np.loadtxt(io.StringIO(body), delimiter=",", usecols=indices, ndmin=2, dtype=np.float64)
+        except ValueError:
+            raise ImuCsvError(f"{path}: {_describe_bad_line(body, indices)}") from None
     if len(table) < 2:
         raise ImuCsvError(f"{path}: holds {len(table)} sample(s); a recording needs at least two")
 
@@ -156,9 +158,9 @@ def read_imu_csv(
     if infinite_rows.any():
         notes.append(f"{int(infinite_rows.sum())} samples hold an infinite value (inf): read as missing")
         table[:, 1:][np.isinf(table[:, 1:])] = np.nan
-    acc = table[:, 1:4] @ rotation.T * acc_scale
-    gyr = table[:, 4:7] @ rotation.T * gyr_scale
-    mag = table[:, 7:10] @ rotation.T * mag_scale if has_mag else None
+    acc = _to_ours(table[:, 1:4], rotation, acc_scale)
+    gyr = _to_ours(table[:, 4:7], rotation, gyr_scale)
+    mag = _to_ours(table[:, 7:10], rotation, mag_scale) if has_mag else None
     grid = regrid(t_s, acc, gyr, mag)
     if grid.refusal:
         raise ImuCsvError(f"{path}: {grid.refusal}")
@@ -172,6 +174,29 @@ def read_imu_csv(
         _check_units(path, grid.acc, grid.gyr, acc_unit, gyr_unit, nominal_fs_hz)
     return ImuRecording(grid.t_s, grid.acc, grid.gyr, grid.mag, float(nominal_fs_hz), str(path), time_unit, notes,
                         grid.observed)
+
+
+def _fast_table(body: str, indices: list[int], n_columns: int) -> np.ndarray | None:
+    """The used columns as float64, read by pandas' C parser (a third of np.loadtxt's time, the same values), or
+    None where it cannot vouch for the same result as np.loadtxt: a field that is not a plain number (NaN text,
+    blank, a comment), a row with another number of fields. np.loadtxt then reads the file and names the line."""
+    import pandas
+
+    try:
+        frame = pandas.read_csv(io.StringIO(body), header=None, na_filter=False, engine="c")
+    except (ValueError, pandas.errors.ParserError):
+        return None
+    if frame.shape[1] != n_columns or any(frame.dtypes.iloc[k].kind not in "fi" for k in indices):
+        return None
+    table = frame.iloc[:, indices].to_numpy(dtype=np.float64)
+    return None if np.isnan(table).any() else table  # NaN here is a short row pandas filled in
+
+
+def _to_ours(values: np.ndarray, rotation: np.ndarray, scale: float) -> np.ndarray:
+    """A sensor's columns in our axes and SI units (no product where the axes and unit are ours already)."""
+    if not np.array_equal(rotation, np.eye(3)):
+        values = values @ rotation.T
+    return values * scale if scale != 1.0 else np.ascontiguousarray(values)
 
 
 def write_imu_csv(

@@ -277,16 +277,22 @@ def _on_dask(address: str, sessions, settings, done) -> None:
             done(index[future.key], future.result())
 
 
+_WARMED: set[bool] = set()  # the offline flags this process has warmed up for: its kernels stay loaded
+
+
 def warm_up(offline: bool = False) -> float:
     """Run the pipeline over a few seconds of simulated walking so that its numba kernels are compiled, or loaded
-    from the cache, before the sessions start (a process pool's workers then load them from the cache). The
-    command's line on a cold cache is hipcheck.compile_notice's. Returns the seconds it took."""
+    from the cache, before the sessions start (a process pool's workers then load them from the cache); once per
+    process. The command's line on a cold cache is hipcheck.compile_notice's. Returns the seconds it took."""
+    if offline in _WARMED:
+        return 0.0
     from hipcheck.motion import SensorModel, simulate_walk
     from hipcheck.pipeline import analyze_arrays
 
     trace = simulate_walk(duration_s=8.0, seed=0, sensor=SensorModel.ideal())
     t0 = time.perf_counter()
     analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz, offline=offline)
+    _WARMED.add(offline)
     return time.perf_counter() - t0
 
 
