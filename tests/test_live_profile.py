@@ -1,8 +1,9 @@
-"""`hipcheck live` and `hipcheck record` apply the connected sensor's calibration profile (hipcheck.live,
-device_calibration) as `hipcheck analyze` applies it to that sensor's logs: on the simulated sensor (the firmware in
-the unix port, device id "sim") worn with a known mounting, a single-leg hold (no walking, so no mounting can be
-found from the data) names its standing leg only with the profile's mounting; --no-profile leaves it out; the live
-figures equal analyze's of the log recorded."""
+"""`hipcheck live` and `hipcheck record` apply the calibration profile of the sensor the link names (hipcheck.live,
+device_calibration) as `hipcheck analyze` applies it to that sensor's logs: on a log of the simulated sensor (the
+firmware in the unix port, device id "sim") worn with a known mounting and replayed, a single-leg hold (no walking, so
+no mounting can be found from the data) names its standing leg only with the profile's mounting; --no-profile leaves
+it out; the live figures equal analyze's of the log. `--sim FILE` replays a file, not the calibrated sensor: no
+profile is applied to it."""
 
 from __future__ import annotations
 
@@ -48,14 +49,35 @@ def _cli(argv):
     return code, stdout.getvalue(), stderr.getvalue()
 
 
-def test_record_uses_the_profiles_mounting_and_matches_analyze(hold_csv, sim_profile, tmp_path):
-    """record --sim: one line names the profile applied; the pipeline's pelvis frame is the profile's mounting, the
-    hold's standing leg (right) is named, and analyze of the log recorded (the same profile) gives the same hold."""
+@pytest.fixture(scope="module")
+def hold_log(hold_csv, tmp_path_factory):
+    """The hold recorded from the simulated sensor without a profile: a session log that names device "sim"."""
+    log = tmp_path_factory.mktemp("log") / "hold.hclog"
+    run_record(LinkOptions(sim=hold_csv), output=log, use_profile=False, out=lambda line: None)
+    return log
+
+
+def test_sim_replays_a_file_and_applies_no_profile(hold_csv, sim_profile):
+    """live --sim FILE with a profile of device "sim" on this computer: none is applied to the file replayed (its
+    sensor is not the one calibrated), one line says so, and the hold's leg is not named (no mounting known)."""
+    lines = []
+    result = run_record(LinkOptions(sim=hold_csv), out=lines.append)
+    said = [line for line in lines if "calibration profile" in line]
+    assert said == ["no calibration profile used: --sim replays a file (hold.csv), not a calibrated sensor; live "
+                    "analysis uncalibrated"], lines
+    assert result.alignment is None or not np.allclose(result.alignment, SENSOR.q_sensor_to_pelvis, atol=1e-3)
+    assert not result.side_known and len(result.holds) == 1 and result.summary["weak_side"] is None, result.summary
+    assert any("unknown leg" in line for line in lines)
+
+
+def test_replay_uses_the_profiles_mounting_and_matches_analyze(hold_log, sim_profile):
+    """live --replay of a log that names device "sim": one line names the profile applied; the pipeline's pelvis
+    frame is the profile's mounting, the hold's standing leg (right) is named, and analyze of the log (the same
+    profile) gives the same hold."""
     from hipcheck.api import analyze
 
     lines = []
-    log = tmp_path / "hold.hclog"
-    result = run_record(LinkOptions(sim=hold_csv), output=log, out=lines.append)
+    result = run_record(LinkOptions(replay=hold_log), out=lines.append)
     said = [line for line in lines if "calibration profile" in line]
     assert said == [f"calibration profile of device sim ({sim_profile.path}) applied: gyro of "
                     f"{sim_profile.calibrations['gyro']['date'][:10]}, mount of "
@@ -63,24 +85,25 @@ def test_record_uses_the_profiles_mounting_and_matches_analyze(hold_csv, sim_pro
     np.testing.assert_allclose(result.alignment, SENSOR.q_sensor_to_pelvis, atol=1e-12)
     assert result.side_known and len(result.holds) == 1 and result.holds["side"][0] == RIGHT, result.holds
     assert result.summary["weak_side"] == "right"
-    offline = analyze(log)  # the log names device "sim": analyze applies the same profile
+    offline = analyze(hold_log)  # the log names device "sim": analyze applies the same profile
     np.testing.assert_allclose(offline.analysis.alignment, SENSOR.q_sensor_to_pelvis, atol=1e-12)
     np.testing.assert_array_equal(offline.analysis.holds, result.holds)
     np.testing.assert_array_equal(offline.analysis.decisions, result.decisions)
 
 
-def test_no_profile_and_no_profile_file(hold_csv, sim_profile, tmp_path, monkeypatch):
+def test_no_profile_and_no_profile_file(hold_log, sim_profile, tmp_path, monkeypatch):
     """live --no-profile: nothing applied and nothing said, the mounting is not found from a hold and its leg is
-    not named (as before); without a profile for the device, one line says so."""
-    code, out, err = _cli(["live", "--sim", str(hold_csv), "--headless", "--no-profile"])
+    not named (as before); without a profile for the device, one line says so; a profile that cannot be used
+    refuses the command."""
+    code, out, err = _cli(["live", "--replay", str(hold_log), "--headless", "--no-profile"])
     assert code == 0, err
     assert "calibration profile" not in out
     assert "the standing leg of a hold cannot be named" in out and "unknown leg" in out
-    code, out, err = _cli(["live", "--sim", str(hold_csv), "--headless"])
+    code, out, err = _cli(["live", "--replay", str(hold_log), "--headless"])
     assert code == 0, err
     assert f"calibration profile of device sim ({sim_profile.path}) applied" in out and "right leg" in out
     monkeypatch.setenv(profiles.ENV_CONFIG_DIR, str(tmp_path / "empty"))
-    code, out, err = _cli(["record", "--sim", str(hold_csv), "-o", str(tmp_path / "x.hclog")])
+    code, out, err = _cli(["record", "--replay", str(hold_log), "-o", str(tmp_path / "x.hclog")])
     assert code == 0, err
     assert "no calibration profile for device sim: live analysis uncalibrated" in out
     assert "unknown leg" in out
@@ -88,7 +111,7 @@ def test_no_profile_and_no_profile_file(hold_csv, sim_profile, tmp_path, monkeyp
     broken = tmp_path / "empty" / "profiles" / "sim.json"
     broken.parent.mkdir(parents=True)
     broken.write_text("{")
-    code, out, err = _cli(["live", "--sim", str(hold_csv), "--headless"])
+    code, out, err = _cli(["live", "--replay", str(hold_log), "--headless"])
     assert code == 1 and len(err.strip().splitlines()) == 1 and str(broken) in err, (code, err)
 
 

@@ -69,13 +69,19 @@ class LinkOptions:
         return self.replay is not None
 
 
-def device_calibration(device_id: str | None) -> tuple[DeviceCalibration | None, str]:
-    """The calibration profile of the sensor a link names (its ``device_id``: a BLE name, ``sim``, a replayed log's
-    sensor), taken by the rule ``hipcheck analyze`` takes the profile of the sensor a log names
+def device_calibration(device_id: str | None, *,
+                       replays: Path | None = None) -> tuple[DeviceCalibration | None, str]:
+    """The calibration profile of the sensor a link names (its ``device_id``: a BLE name, a replayed log's sensor),
+    taken by the rule ``hipcheck analyze`` takes the profile of the sensor a log names
     (``hipcheck.calibration.profile.calibration_of``), and one line saying what is applied. ProfileError when that
-    sensor's profile cannot be used."""
+    sensor's profile cannot be used. replays: the file the simulated sensor plays (``--sim``): none is applied, for
+    that file's numbers come from whatever sensor recorded (or simulated) it, not from the sensor device "sim"'s
+    profile was calibrated on."""
     from hipcheck.calibration.profile import NEUTRAL_LEFT_OUT, load_calibration
 
+    if replays is not None:
+        return None, (f"no calibration profile used: --sim replays a file ({Path(replays).name}), not a calibrated "
+                      "sensor; live analysis uncalibrated")
     if device_id is None:
         return None, ("no calibration profile used: the link does not name its sensor (a serial port, or a "
                       "replayed log without a device id)")
@@ -354,7 +360,7 @@ def warm_up_pipeline(out=None) -> None:
 async def run_live(link, *, record=None, seconds: float | None = None, start_seq: int | None = None,
                    alerts: bool = True, device_alerts_off: bool = True, out=print, passive: bool = False,
                    header: dict | None = None, policy: AlertPolicy | None = None, observer=None, commands=None,
-                   mode: str = "walk", use_profile: bool = False) -> LiveResult:
+                   mode: str = "walk", use_profile: bool = False, replays: Path | None = None) -> LiveResult:
     """The live job on a link (module docstring): until the link ends or ``seconds`` of device time. Returns what
     it found; prints as it goes. record: the session log to write (None: none); device_alerts_off: switch the
     sensor's own detector off so that every vibration is one the host sent; passive: only listen (a replay);
@@ -366,7 +372,8 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
     block (``LiveAnalysis.command``; None: no keys);
     mode: the coaching mode the pipeline starts in (``hipcheck.pipeline.MODES``);
     use_profile: apply the calibration profile of the sensor the link names (``device_calibration``: its mounting,
-    sample corrections and neutral, as analyze applies them to the log), and say which in one line."""
+    sample corrections and neutral, as analyze applies them to the log), and say which in one line; replays: the
+    file a simulated link plays (``--sim``), to which no profile is applied (the line says so)."""
     t0 = time.perf_counter()
     latencies: list[float] = []
     sends: list[asyncio.Future] = []
@@ -398,7 +405,7 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
 
         calibration = None
         if use_profile:
-            calibration, line = device_calibration(link.device_id)
+            calibration, line = device_calibration(link.device_id, replays=replays)
             out(line)
         analysis = LiveAnalysis(out, vibrate if alerts and not passive else None, policy, mode=mode,
                                 calibration=calibration)
@@ -501,7 +508,7 @@ def run_record(options: LinkOptions, *, output: Path | None = None, seconds: flo
     """``hipcheck record`` and ``hipcheck live``: the live job on the named link, the session kept in ``output``
     (None: not kept), until the link ends or ``seconds`` of device time; then the closing lines. window: with the
     live window (``hipcheck.live_window``; headless when no display can show it); use_profile: the connected
-    sensor's calibration profile applied (run_live; False: --no-profile)."""
+    sensor's calibration profile applied (run_live; False: --no-profile; none to the file --sim plays)."""
     async def job(window=None):
         async with await make_link(options, seconds) as link:
             damage = link.damage if options.replay is not None else None  # the replayed log's account
@@ -511,7 +518,7 @@ def run_record(options: LinkOptions, *, output: Path | None = None, seconds: flo
                                     device_alerts_off=alerts and not options.passive, passive=options.passive,
                                     start_seq=0 if options.sim is not None else None, out=out,
                                     observer=window and window.observe, commands=window and window.commands,
-                                    use_profile=use_profile)
+                                    use_profile=use_profile, replays=options.sim)
             result.log_damage = damage
             return result
 
