@@ -524,12 +524,13 @@ def _long_step(settings, buffer, lo, hi, c_lo, c_hi):
             basis[j, k] = (2.0 * k / (n - 1) - 1.0) ** j
         for _ in range(2):
             for i in range(j):
-                d = np.dot(basis[i], basis[j])
-                basis[j] -= d * basis[i]
-        basis[j] /= math.sqrt(np.dot(basis[j], basis[j]))
+                _subtract_scaled(basis[j], np.dot(basis[i], basis[j]), basis[i])
+        norm = math.sqrt(np.dot(basis[j], basis[j]))
+        for k in range(n):
+            basis[j, k] /= norm
     r = x.copy()
     for j in range(n_poly):
-        r -= np.dot(basis[j], x) * basis[j]
+        _subtract_scaled(r, np.dot(basis[j], x), basis[j])
     rise = settings["step_rise_s"] * fs
     step = np.empty(n)
     best = 0.0
@@ -540,7 +541,7 @@ def _long_step(settings, buffer, lo, hi, c_lo, c_hi):
             u = min(max((lo + k - c) / rise + 0.5, 0.0), 1.0)
             step[k] = u * u * u * (10.0 - 15.0 * u + 6.0 * u * u)
         for j in range(n_poly):
-            step -= np.dot(basis[j], step) * basis[j]
+            _subtract_scaled(step, np.dot(basis[j], step), basis[j])
         norm = np.dot(step, step)
         if norm <= 0.0:
             continue
@@ -550,6 +551,14 @@ def _long_step(settings, buffer, lo, hi, c_lo, c_hi):
             at = c
             shift = proj / norm
     return at, shift
+
+
+@numba.njit(cache=True, inline="always")
+def _subtract_scaled(y, a, x):
+    """y -= a · x, element by element: numba's whole-array form checks the shapes and compiles the formatting of
+    its error message, seconds of every cold start."""
+    for k in range(y.shape[0]):
+        y[k] -= a * x[k]
 
 
 @numba.njit(cache=True)

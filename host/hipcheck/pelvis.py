@@ -300,6 +300,13 @@ def _heading(R, left):
 
 
 @njit(cache=True, inline="always")
+def _copy3(dst, src):
+    """dst[:] = src for 3-vectors, element by element: numba's slice assignment checks the shapes and compiles the
+    formatting of its error message, seconds of every cold start."""
+    dst[0], dst[1], dst[2] = src[0], src[1], src[2]
+
+
+@njit(cache=True, inline="always")
 def _cos_between(a, b):
     na = math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
     nb = math.sqrt(b[0] * b[0] + b[1] * b[1] + b[2] * b[2])
@@ -346,7 +353,7 @@ def _track_still(s, st, f0, f1, f2, R, acc_earth):
     """Still and quasi-static runs before walking, from acc_sensor_m_s2 (f0, f1, f2): candidates for the stand."""
     if st.finite_samples == 0:
         st.acc_ema[0], st.acc_ema[1], st.acc_ema[2] = f0, f1, f2
-        st.mean_earth[:] = acc_earth
+        _copy3(st.mean_earth, acc_earth)
     d = math.sqrt((f0 - st.acc_ema[0]) ** 2 + (f1 - st.acc_ema[1]) ** 2 + (f2 - st.acc_ema[2]) ** 2)
     st.acc_ema[0] += s.still_alpha * (f0 - st.acc_ema[0])
     st.acc_ema[1] += s.still_alpha * (f1 - st.acc_ema[1])
@@ -387,7 +394,7 @@ def _choose_stand(s, st):
         ss = st.still_sum
         cos_up = ss[2] / math.sqrt(ss[0] * ss[0] + ss[1] * ss[1] + ss[2] * ss[2])
         if cos_up >= s.upright_min_cos:
-            st.stand_sum[:] = ss
+            _copy3(st.stand_sum, ss)
             st.has_stand = True
             st.stand_strict = True
             st.stand_run = st.still_run
@@ -395,7 +402,7 @@ def _choose_stand(s, st):
         ss = st.quasi_sum
         cos_up = ss[2] / math.sqrt(ss[0] * ss[0] + ss[1] * ss[1] + ss[2] * ss[2])
         if cos_up >= s.upright_min_cos:
-            st.stand_sum[:] = ss
+            _copy3(st.stand_sum, ss)
             st.has_stand = True
             st.stand_run = st.quasi_run
 
@@ -568,15 +575,15 @@ def _update_alignment(s, st):
         return
     walk_up = st.ref_axes_sensor_sum[:, 2]
     if s.given == 1:
-        st.up[:] = s.given_up
+        _copy3(st.up, s.given_up)
         st.vertical_source = VERTICAL_GIVEN
     elif st.has_stand and not (st.walk_count >= s.vertical_walk_samples
                                and _cos_between(st.stand_sum, walk_up) < s.stand_walk_min_cos):
-        st.up[:] = st.stand_sum
+        _copy3(st.up, st.stand_sum)
         st.vertical_source = VERTICAL_STAND
     elif st.walk_count >= s.vertical_walk_samples:
         # No stand, or a "stand" far from the walking posture: it was sitting or lying, not neutral standing.
-        st.up[:] = walk_up
+        _copy3(st.up, walk_up)
         st.vertical_source = VERTICAL_WALK
     else:
         st.vertical_source = VERTICAL_NONE
@@ -594,7 +601,7 @@ def _update_alignment(s, st):
         for k in range(3):
             fwd[k] = st.ref_axes_sensor_sum[k, 0] * c + st.ref_axes_sensor_sum[k, 1] * sn
     elif st.has_x_ref:
-        fwd[:] = st.x_ref
+        _copy3(fwd, st.x_ref)
     else:
         fwd[0], fwd[1], fwd[2] = 1.0, 0.0, 0.0
     dot = fwd[0] * up[0] + fwd[1] * up[1] + fwd[2] * up[2]
