@@ -248,7 +248,6 @@ class LogReader:
     def __init__(self, path):
         self.path = Path(path)
         self._data = self.path.read_bytes()
-        self._view = memoryview(self._data)  # CRCs over slices without copying them
         self._data_limit: int | None = None  # where _resync stops looking (None: the end of the file)
         # where records begin: after MAGIC, or where the first good one is when the start of the file was lost
         self.records_start = len(MAGIC)
@@ -304,7 +303,7 @@ class LogReader:
         end = pos + _HEAD_LEN + length + _CRC_LEN
         if length > MAX_RECORD_LEN or end > n:
             return None
-        if zlib.crc32(self._view[pos:end - _CRC_LEN]) != _CRC.unpack_from(data, end - _CRC_LEN)[0]:
+        if zlib.crc32(data[pos:end - _CRC_LEN]) != _CRC.unpack_from(data, end - _CRC_LEN)[0]:
             return None
         return rtype, t, data[pos + _HEAD_LEN:end - _CRC_LEN], end
 
