@@ -135,19 +135,25 @@ def gyro_scale_from_inclination(acc_m_s2: np.ndarray, gyr_rad_s: np.ndarray, fs_
     smooth = max(1, int(round(SCALE_SMOOTH_S * fs_hz)))
     if n < lag + smooth + 2:
         return GyroScale(math.nan, math.inf, 0.0, 0.0, 0)
-    windows, power, change, product, residual = _inclination_fit(
-        np.ascontiguousarray(acc), np.ascontiguousarray(gyr), fs_hz, lag, smooth,
-        SCALE_STATIC_FRACTION * GRAVITY_M_S2)
-    if windows == 0:
+    measured, predicted = _window_changes(np.ascontiguousarray(acc), np.ascontiguousarray(gyr), fs_hz, lag, smooth,
+                                          SCALE_STATIC_FRACTION * GRAVITY_M_S2)
+    if not len(measured):
         return GyroScale(math.nan, math.inf, 0.0, 0.0, 0)
-    motion_deg = math.degrees(math.sqrt(change / windows))
+    # A constant gyro bias b adds about -(b × g)·window to every prediction while the posture holds: fitted as an
+    # offset (both sides centred), it cannot pass for a scale.
+    measured = measured - measured.mean(axis=0)
+    predicted = predicted - predicted.mean(axis=0)
+    power = float(np.sum(predicted * predicted))
+    change = float(np.sum(measured * measured))
+    motion_deg = math.degrees(math.sqrt(change / len(measured)))
     if power <= 0.0 or change <= 0.0:
-        return GyroScale(math.nan, math.inf, 0.0, motion_deg, windows)
-    scale = product / power
+        return GyroScale(math.nan, math.inf, 0.0, motion_deg, len(measured))
+    scale = float(np.sum(measured * predicted)) / power
+    residual = float(np.sum((measured - scale * predicted) ** 2))
     # Overlapping windows are not independent: about one per window-plus-smoothing span of the recording is.
-    independent = max(2.0, windows / (lag + smooth))
+    independent = max(2.0, len(measured) / (lag + smooth))
     spread = math.sqrt(residual / (3.0 * power * independent))
-    return GyroScale(scale, spread, max(0.0, 1.0 - residual / change), motion_deg, windows)
+    return GyroScale(scale, spread, max(0.0, 1.0 - residual / change), motion_deg, len(measured))
 
 
 def _block_mean(values: np.ndarray, block: int) -> np.ndarray:
@@ -176,14 +182,14 @@ def _centred_moving_mean(values, width, out):
 
 
 @numba.njit(cache=True)
-def _inclination_fit(acc, gyr, fs_hz, lag, smooth, static_tolerance_m_s2):
-    """The regression of ``gyro_scale_from_inclination``: (windows used, power = Σ|p|², change = Σ|m|², Σ m·p,
-    residual Σ|m − k·p|² at the fitted k), m the measured and p the predicted change of the gravity direction over
-    each usable window, both centred (a constant gyro bias adds about −(b × g)·window to every prediction while the
-    posture holds: fitted as an offset, it cannot pass for a scale)."""
+def _window_changes(acc, gyr, fs_hz, lag, smooth, static_tolerance_m_s2):
+    """The change of the gravity direction over each usable window of ``lag`` rows, as measured (the smoothed
+    accelerometer's direction) and as the gyro predicts it: (measured (w, 3), predicted (w, 3)). Where the
+    acceleration is gravity alone, g obeys dg/dt = -ω × g (``gyro_scale_from_inclination``)."""
     n = acc.shape[0]
     finite = np.empty(n, dtype=np.bool_)
     zeroed = np.empty((n, 3))
+    finite_share_in = np.empty((n, 1))
     for i in range(n):
         finite[i] = True
         for k in range(3):
@@ -191,6 +197,7 @@ def _inclination_fit(acc, gyr, fs_hz, lag, smooth, static_tolerance_m_s2):
                 finite[i] = False
         for k in range(3):
             zeroed[i, k] = acc[i, k] if finite[i] else 0.0
+        finite_share_in[i, 0] = 1.0 if finite[i] else 0.0
     acc_lp = np.empty((n, 3))
     _centred_moving_mean(zeroed, smooth, acc_lp)
     g_hat = np.empty((n, 3))
@@ -202,7 +209,7 @@ def _inclination_fit(acc, gyr, fs_hz, lag, smooth, static_tolerance_m_s2):
             g_hat[i, k] = acc_lp[i, k] / scale
     # The gyro's prediction of g as a running sum, smoothed exactly as the measured g: the accelerations of each step
     # average out of both alike, and a window's change is a difference of two smoothed values.
-    integral = np.zeros((n, 3))
+    integral = np.empty((n, 3))
     total = np.zeros(3)
     for i in range(n):
         wx, wy, wz = (gyr[i, 0], gyr[i, 1], gyr[i, 2]) if finite[i] else (0.0, 0.0, 0.0)
@@ -214,47 +221,26 @@ def _inclination_fit(acc, gyr, fs_hz, lag, smooth, static_tolerance_m_s2):
             integral[i, k] = total[k]
     predicted_g = np.empty((n, 3))
     _centred_moving_mean(integral, smooth, predicted_g)
-    # A window is used only if no NaN falls in its smoothing spans and the mean acceleration is gravity alone.
+    # A window is used only if no NaN falls in its smoothing spans and the mean acceleration is gravity alone, at
+    # both ends, and no NaN falls inside it.
     finite_share = np.empty((n, 1))
-    _centred_moving_mean(finite.astype(np.float64).reshape(n, 1), smooth, finite_share)
+    _centred_moving_mean(finite_share_in, smooth, finite_share)
     static = np.empty(n, dtype=np.bool_)
     for i in range(n):
         static[i] = finite_share[i, 0] > 0.999 and abs(norm[i] - GRAVITY_M_S2) < static_tolerance_m_s2
     bad_before = np.zeros(n + 1, dtype=np.int64)  # non-finite rows before each row
     for i in range(n):
         bad_before[i + 1] = bad_before[i] + (0 if finite[i] else 1)
+    measured = np.empty((max(n - lag, 0), 3))
+    predicted = np.empty((max(n - lag, 0), 3))
     windows = 0
-    mean_m = np.zeros(3)
-    mean_p = np.zeros(3)
     for s in range(n - lag):
         if static[s] and static[s + lag] and bad_before[s + lag + 1] == bad_before[s]:
+            for k in range(3):
+                measured[windows, k] = g_hat[s + lag, k] - g_hat[s, k]
+                predicted[windows, k] = predicted_g[s + lag, k] - predicted_g[s, k]
             windows += 1
-            for k in range(3):
-                mean_m[k] += g_hat[s + lag, k] - g_hat[s, k]
-                mean_p[k] += predicted_g[s + lag, k] - predicted_g[s, k]
-    if windows == 0:
-        return 0, 0.0, 0.0, 0.0, 0.0
-    mean_m /= windows
-    mean_p /= windows
-    power, change, product = 0.0, 0.0, 0.0
-    for s in range(n - lag):
-        if static[s] and static[s + lag] and bad_before[s + lag + 1] == bad_before[s]:
-            for k in range(3):
-                m = g_hat[s + lag, k] - g_hat[s, k] - mean_m[k]
-                p = predicted_g[s + lag, k] - predicted_g[s, k] - mean_p[k]
-                power += p * p
-                change += m * m
-                product += m * p
-    residual = 0.0
-    if power > 0.0:
-        k_fit = product / power
-        for s in range(n - lag):
-            if static[s] and static[s + lag] and bad_before[s + lag + 1] == bad_before[s]:
-                for k in range(3):
-                    m = g_hat[s + lag, k] - g_hat[s, k] - mean_m[k]
-                    p = predicted_g[s + lag, k] - predicted_g[s, k] - mean_p[k]
-                    residual += (m - k_fit * p) ** 2
-    return windows, power, change, product, residual
+    return measured[:windows], predicted[:windows]
 
 
 # Per-row facts of ``_row_facts`` (bits).
