@@ -274,6 +274,20 @@ def _columns(events: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.ascontiguousarray(events[name]) for name in ("sample", "kind", "side"))
 
 
+@njit(cache=True, inline="always")
+def _bisect_left(values, x, lo):
+    """The first index ≥ lo whose value is ≥ x in the sorted values (len(values) if none): np.searchsorted's
+    answer, without the seconds its generic version adds to a cold compile."""
+    hi = values.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @njit(cache=True)
 def _settle_strides(ring, samples_seen, waiting, ev_sample, ev_kind, ev_side, min_stride, max_stride, fs_hz,
                     steady_time_change, steady_turn_deg, previous_stride_s, out, n_out):
@@ -289,8 +303,8 @@ def _settle_strides(ring, samples_seen, waiting, ev_sample, ev_kind, ev_side, mi
             break
         end, side = waiting[settled, 0], waiting[settled, 1]
         # Only the events of the longest possible stride before end matter: [first, last).
-        first = np.searchsorted(ev_sample, end - max_stride)
-        last = first + np.searchsorted(ev_sample[first:], end)
+        first = _bisect_left(ev_sample, end - max_stride, 0)
+        last = _bisect_left(ev_sample, end, first)
         start = -1
         for i in range(last - 1, first - 1, -1):
             if ev_kind[i] == IC and ev_side[i] == side:
