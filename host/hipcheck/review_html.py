@@ -9,6 +9,7 @@ strides (as ``analyze --json`` lists them, by column) for a program to read back
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -46,7 +47,17 @@ STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1250px}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;
 text-align:right}th{background:#eee}td.t{text-align:left}img{max-width:100%;display:block;margin:0.3em 0}
 h2{border-top:2px solid #888;padding-top:0.4em}.err{color:#b00}.note{color:#555;font-size:0.85em}
-.words{font-family:inherit;font-size:1.05em;white-space:pre-wrap;background:#f4f4f4;padding:0.5em}"""
+.key{color:#999;font-size:0.85em}.words{font-family:inherit;font-size:1.05em;white-space:pre-wrap;background:#f4f4f4;padding:0.5em}"""
+
+
+@functools.cache
+def summary_labels() -> dict[str, str]:
+    """Each summary figure in words with its unit, for a person: the JSON schema's description of its key (the one
+    place the JSON's meanings are written); the key itself follows in grey for the researcher."""
+    from hipcheck.api import schema
+
+    properties = schema()["$defs"]["summary"]["properties"]
+    return {key: spec["description"] for key, spec in properties.items() if "description" in spec}
 
 
 @dataclass
@@ -149,7 +160,9 @@ def session_section(r, folder: Path, written: Written) -> str:
     if r.error:
         return f'<h2>{title}</h2><p class="err">not analysed: {html.escape(r.error)}</p>'
     summary = r.json["summary"]
-    rows = "".join(f'<tr><td class=t>{html.escape(k)}</td><td data-key="{html.escape(k)}">{cell(v)}</td></tr>'
+    labels = summary_labels()
+    rows = "".join(f'<tr><td class=t>{html.escape(labels.get(k, k))} <span class=key>{html.escape(k)}</span></td>'
+                   f'<td data-key="{html.escape(k)}">{cell(v)}</td></tr>'
                    for k, v in summary.items() if not isinstance(v, (dict, list)))
     parts = [f'<h2 id="{html.escape(safe_name(r.session.key))}">{title}</h2>',
              f'<p class="note">{html.escape(r.session.path)}: {r.json["duration_s"]} s at {r.json["fs"]:g} Hz, '
