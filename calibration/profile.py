@@ -30,7 +30,10 @@ the sensor already corrected (flag ACC_CALIBRATED: it held an uploaded profile);
 ``alignment``; the neutral standing tilt centres the tilt detector's thresholds, the sitting one (else the
 standing one) is the posture mode's neutral, both only with the mount calibration they were measured in. That rule
 is ``calibration_of`` (a ``DeviceCalibration``), the one place analyze and review (``for_analysis``) and live and
-record (``hipcheck.live``) take it from.
+record (``hipcheck.live``) take it from. Samples that replay a file through the simulated sensor (``live``/``record
+--sim FILE``; their log's header names the file, ``replayed_file``) take no profile at all (``replayed_file``): the
+file's numbers come from whatever sensor recorded or simulated it, not from the sensor device ``sim`` was calibrated
+on.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ __all__ = ["PROFILE_VERSION", "KINDS", "ENV_CONFIG_DIR", "ProfileError", "Profil
            "profile_path", "check_device_id", "load_profile", "save_profile", "record_calibration",
            "reset_profile", "profile_from_json", "profile_to_json", "device_blob", "apply_profile", "now_iso",
            "device_ids", "for_analysis", "matrix_fault", "jsonable", "DeviceCalibration", "calibration_of",
-           "load_calibration", "NEUTRAL_LEFT_OUT"]
+           "load_calibration", "NEUTRAL_LEFT_OUT", "replayed_file", "replayed_file_line"]
 
 PROFILE_VERSION = 1
 ENV_CONFIG_DIR = "HIPCHECK_CONFIG_DIR"
@@ -492,6 +495,20 @@ def load_calibration(device_id: str) -> DeviceCalibration | None:
     return None if profile is None else calibration_of(profile)
 
 
+def replayed_file(header) -> str | None:
+    """The file a session log's samples replay through the simulated sensor (its header's ``replayed_file``, written
+    by ``live``/``record --sim FILE``), or None: the samples are a sensor's own. Such a log takes no device profile,
+    whatever its ``device_id`` says (``sim``): the live run that recorded it applied none either."""
+    name = header.get("replayed_file") if isinstance(header, dict) else None
+    return None if name is None else str(name)
+
+
+def replayed_file_line(name: str) -> str:
+    """The one line that says why a log that replays a file (``replayed_file``) is analysed without a profile."""
+    return (f"no calibration profile used: the log replays a file ({name}) through the simulated sensor, not a "
+            "calibrated sensor")
+
+
 @dataclass
 class Applied:
     """What a profile did to a recording (``apply_profile``)."""
@@ -545,10 +562,14 @@ def for_analysis(recording, detector_settings: dict, mode_arguments: dict, *, ax
     sensor in its header) applied for ``hipcheck analyze``: (acc, gyr, alignment, line). The tilt detector's
     thresholds in ``detector_settings`` are centred on the neutral standing tilt and the posture mode's neutral in
     ``mode_arguments`` set (unless given), in place. line says what was used (None: a CSV, which names no sensor).
-    ProfileError when the sensor's profile cannot be used."""
+    A log that replays a file through the simulated sensor (``replayed_file``) is left as it is. ProfileError when
+    the sensor's profile cannot be used."""
     session = getattr(recording, "session", None)
     device_id = None if session is None else session.header.get("device_id")
     unchanged = (recording.acc_m_s2, recording.gyr_rad_s, None)
+    replayed = None if session is None else replayed_file(session.header)
+    if replayed is not None:  # not the samples of the sensor device_id names: no profile is even read
+        return (*unchanged, replayed_file_line(replayed))
     if device_id is None:
         line = None if session is None else ("no calibration profile used: the log does not name its sensor "
                                              "(recorded before device ids, over serial, or its header was lost)")

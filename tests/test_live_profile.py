@@ -3,10 +3,12 @@ device_calibration) as `hipcheck analyze` applies it to that sensor's logs: on a
 firmware in the unix port, device id "sim") worn with a known mounting and replayed, a single-leg hold (no walking, so
 no mounting can be found from the data) names its standing leg only with the profile's mounting; --no-profile leaves
 it out; the live figures equal analyze's of the log. `--sim FILE` replays a file, not the calibrated sensor: no
-profile is applied to it."""
+profile is applied to it, nor later to the log it records (its header names the file, `replayed_file`), by analyze,
+export or live --replay."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 
@@ -19,17 +21,23 @@ from hipcheck.gait import RIGHT
 from hipcheck.imu_csv import write_imu_csv
 from hipcheck.live import LinkOptions, LiveAnalysis, device_calibration, run_record
 from hipcheck.motion import SensorModel, simulate_hold
+from hipcheck.record import LogReader
 
 GYRO_BIAS = (0.02, -0.015, 0.01)  # rad/s: the simulated chip's, which the profile's gyro calibration knows
 SENSOR = SensorModel.realistic(seed=6, mounting_rpy_deg=(8.0, -20.0, 12.0), gyr_bias_rad_s=GYRO_BIAS)
 
 
 @pytest.fixture(scope="module")
-def hold_csv(tmp_path_factory):
+def hold_trace():
     """A 14 s right-leg hold (weak right hip: the free side drops 7°), worn with SENSOR's mounting."""
-    trace = simulate_hold(duration_s=14.0, fs_hz=100.0, seed=2, side="right", drop_deg=7.0, sensor=SENSOR)
+    return simulate_hold(duration_s=14.0, fs_hz=100.0, seed=2, side="right", drop_deg=7.0, sensor=SENSOR)
+
+
+@pytest.fixture(scope="module")
+def hold_csv(hold_trace, tmp_path_factory):
+    """The hold as a file (``--sim FILE`` replays it)."""
     path = tmp_path_factory.mktemp("hold") / "hold.csv"
-    write_imu_csv(path, trace.t_s, trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
+    write_imu_csv(path, hold_trace.t_s, hold_trace.acc_sensor_m_s2, hold_trace.gyr_sensor_rad_s)
     return path
 
 
@@ -50,32 +58,75 @@ def _cli(argv):
 
 
 @pytest.fixture(scope="module")
-def hold_log(hold_csv, tmp_path_factory):
-    """The hold recorded from the simulated sensor without a profile: a session log that names device "sim"."""
+def hold_log(hold_trace, tmp_path_factory):
+    """The hold as the simulated sensor itself records it (its own samples, as the demo's person or calibrate
+    --sim's; not a file it replays): a session log that names device "sim" and no replayed file."""
+    from hipcheck.device import DeviceSession, SessionSettings
+    from hipcheck.links.sim import SimLink
+
     log = tmp_path_factory.mktemp("log") / "hold.hclog"
-    run_record(LinkOptions(sim=hold_csv), output=log, use_profile=False, out=lambda line: None)
+
+    async def record():
+        async with SimLink(hold_trace) as link:
+            async with DeviceSession(link, SessionSettings(start_seq=0), record=log) as session:
+                async for _ in session.blocks():
+                    pass
+
+    asyncio.run(record())
     return log
 
 
-def test_sim_replays_a_file_and_applies_no_profile(hold_csv, sim_profile):
-    """live --sim FILE with a profile of device "sim" on this computer: none is applied to the file replayed (its
-    sensor is not the one calibrated), one line says so, and the hold's leg is not named (no mounting known)."""
+def test_sim_replays_a_file_and_applies_no_profile_now_or_to_its_log(hold_csv, sim_profile, tmp_path):
+    """record --sim FILE with a profile of device "sim" on this computer: none is applied to the file replayed (its
+    sensor is not the one calibrated), one line says so, and the hold's leg is not named (no mounting known). Its
+    log names the file; analyze, export and live --replay of that log apply no profile either and say why in one
+    line, and analyze's decisions and holds are the live run's, bit for bit; a recording of the replay keeps the
+    file's name."""
+    from hipcheck.api import analyze
+    from hipcheck.calibration.profile import replayed_file_line
+
     lines = []
-    result = run_record(LinkOptions(sim=hold_csv), out=lines.append)
+    log = tmp_path / "hold.hclog"
+    result = run_record(LinkOptions(sim=hold_csv), output=log, out=lines.append)
     said = [line for line in lines if "calibration profile" in line]
     assert said == ["no calibration profile used: --sim replays a file (hold.csv), not a calibrated sensor; live "
                     "analysis uncalibrated"], lines
     assert result.alignment is None or not np.allclose(result.alignment, SENSOR.q_sensor_to_pelvis, atol=1e-3)
     assert not result.side_known and len(result.holds) == 1 and result.summary["weak_side"] is None, result.summary
     assert any("unknown leg" in line for line in lines)
+    header = LogReader(log).header
+    assert (header["device_id"], header["replayed_file"]) == ("sim", "hold.csv")
+    why = "no calibration profile used: the log replays a file (hold.csv) through the simulated sensor, not a " \
+          "calibrated sensor"
+    assert replayed_file_line("hold.csv") == why
+    # analyze of the log: the same one line on stderr, no profile, the live run's decisions and holds
+    code, out, err = _cli(["analyze", str(log)])
+    assert code == 0 and err.splitlines() == [f"hipcheck analyze: {why}"], (code, err)
+    offline = analyze(log)
+    assert offline.analysis.alignment is None or not np.allclose(offline.analysis.alignment,
+                                                                 SENSOR.q_sensor_to_pelvis, atol=1e-3)
+    np.testing.assert_array_equal(offline.analysis.decisions, result.decisions)
+    np.testing.assert_array_equal(offline.analysis.holds, result.holds)
+    code, out, err = _cli(["export", str(log), "-o", str(tmp_path / "tables")])
+    assert code == 0 and err.splitlines() == [f"hipcheck export: {why}"], (code, err)
+    # live --replay of the log: the same line, the same figures; its own recording still names the file
+    lines = []
+    again = tmp_path / "again.hclog"
+    replayed = run_record(LinkOptions(replay=log), output=again, out=lines.append)
+    assert [line for line in lines if "calibration profile" in line] == [why], lines
+    np.testing.assert_array_equal(replayed.decisions, result.decisions)
+    np.testing.assert_array_equal(replayed.holds, result.holds)
+    assert LogReader(again).header["replayed_file"] == "hold.csv"
 
 
 def test_replay_uses_the_profiles_mounting_and_matches_analyze(hold_log, sim_profile):
     """live --replay of a log that names device "sim": one line names the profile applied; the pipeline's pelvis
     frame is the profile's mounting, the hold's standing leg (right) is named, and analyze of the log (the same
-    profile) gives the same hold."""
+    profile) gives the same hold. The log is the simulated sensor's own (no replayed file): the profile applies."""
     from hipcheck.api import analyze
 
+    header = LogReader(hold_log).header
+    assert header["device_id"] == "sim" and "replayed_file" not in header, header
     lines = []
     result = run_record(LinkOptions(replay=hold_log), out=lines.append)
     said = [line for line in lines if "calibration profile" in line]

@@ -119,15 +119,37 @@ def test_analyze_refuses_a_log_whose_sensor_profile_is_corrupted(config, tmp_pat
     assert len(stderr.strip().splitlines()) == 1
 
 
-def _sim_log(tmp_path):
-    """A short session log as the device session writes it for the simulated sensor (its header names it: 'sim')."""
+def test_a_log_replaying_a_file_takes_no_profile(config, tmp_path):
+    """A log of `record --sim FILE` (header `replayed_file`): analyze reads no profile of device 'sim' (even a
+    corrupted one does not stop it), says why in one line and analyses the samples as recorded; the simulated
+    sensor's own log (no `replayed_file`) still takes that profile."""
+    plain, replay = _sim_log(tmp_path), _sim_log(tmp_path, replayed_file="hold.csv")
+    path = config / "profiles" / "sim.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    code, out, stderr = run("analyze", str(replay), "--json")
+    assert code == 0 and stderr.splitlines() == ["hipcheck analyze: no calibration profile used: the log replays a "
+                                                 "file (hold.csv) through the simulated sensor, not a calibrated "
+                                                 "sensor"], stderr
+    path.unlink()
+    profiles.record_calibration("sim", "gyro", GYRO, {}, "t")
+    code, out_replay, stderr = run("analyze", str(replay), "--json")
+    assert code == 0 and "replays a file (hold.csv)" in stderr and json.loads(out_replay) == json.loads(out)
+    code, out_plain, stderr = run("analyze", str(plain), "--json")
+    assert code == 0 and "calibration profile of device sim" in stderr and "300 samples corrected" in stderr, stderr
+    assert json.loads(out_plain) != json.loads(out_replay)  # the same samples, the gyro bias taken off
+
+
+def _sim_log(tmp_path, **header):
+    """A short session log as the device session writes it for the simulated sensor (its header names it: 'sim');
+    header: more fields (replayed_file: as for a file the simulated sensor replays)."""
     from hipcheck.record import LogWriter
 
     trace = motion.simulate_stand(duration_s=3.0, seed=2)
     q14, acc, gyr, flags = protocol.to_wire(np.tile([1.0, 0.0, 0.0, 0.0], (len(trace.t_s), 1)),
                                            trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
-    path = tmp_path / "stand.hclog"
-    with LogWriter(path, {"link": "sim", "device": None, "device_id": "sim"}) as log:
+    path = tmp_path / ("replay.hclog" if header else "stand.hclog")
+    with LogWriter(path, {"link": "sim", "device": None, "device_id": "sim", **header}) as log:
         for i, packet in enumerate(protocol.encode_data_packets(0, 0, 10_000, q14, acc, gyr, flags,
                                                                 samples_per_packet=10)):
             log.packet("data", packet, i * 0.1)

@@ -69,19 +69,22 @@ class LinkOptions:
         return self.replay is not None
 
 
-def device_calibration(device_id: str | None, *,
-                       replays: Path | None = None) -> tuple[DeviceCalibration | None, str]:
+def device_calibration(device_id: str | None, *, replays: Path | None = None,
+                       replayed: str | None = None) -> tuple[DeviceCalibration | None, str]:
     """The calibration profile of the sensor a link names (its ``device_id``: a BLE name, a replayed log's sensor),
     taken by the rule ``hipcheck analyze`` takes the profile of the sensor a log names
     (``hipcheck.calibration.profile.calibration_of``), and one line saying what is applied. ProfileError when that
     sensor's profile cannot be used. replays: the file the simulated sensor plays (``--sim``): none is applied, for
     that file's numbers come from whatever sensor recorded (or simulated) it, not from the sensor device "sim"'s
-    profile was calibrated on."""
-    from hipcheck.calibration.profile import NEUTRAL_LEFT_OUT, load_calibration
+    profile was calibrated on. replayed: the file a replayed log's samples replay so (its header's
+    ``replayed_file``): none either, as analyze takes that log (``hipcheck.calibration.profile.replayed_file``)."""
+    from hipcheck.calibration.profile import NEUTRAL_LEFT_OUT, load_calibration, replayed_file_line
 
     if replays is not None:
         return None, (f"no calibration profile used: --sim replays a file ({Path(replays).name}), not a calibrated "
                       "sensor; live analysis uncalibrated")
+    if replayed is not None:
+        return None, replayed_file_line(replayed)
     if device_id is None:
         return None, ("no calibration profile used: the link does not name its sensor (a serial port, or a "
                       "replayed log without a device id)")
@@ -405,7 +408,8 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
 
         calibration = None
         if use_profile:
-            calibration, line = device_calibration(link.device_id, replays=replays)
+            calibration, line = device_calibration(link.device_id, replays=replays,
+                                                   replayed=getattr(link, "replayed_file", None))
             out(line)
         analysis = LiveAnalysis(out, vibrate if alerts and not passive else None, policy, mode=mode,
                                 calibration=calibration)

@@ -129,8 +129,11 @@ class DeviceSession:
             self._next_sync = time.monotonic() + self.settings.sync_interval_s
             if not self.device_info["state_flags"] & protocol.StateFlag.STREAMING:
                 await self.start_streaming()
-        self.recording.open({"link": self.link.name, "device": self.device_info, "device_id": self.link.device_id,
-                             **self.header})
+        head = {"link": self.link.name, "device": self.device_info, "device_id": self.link.device_id}
+        replayed = getattr(self.link, "replayed_file", None)  # the samples replay a file (SimLink): no device profile
+        if replayed is not None:
+            head["replayed_file"] = replayed
+        self.recording.open({**head, **self.header})
         self._tasks.append(asyncio.create_task(self._guard(self._housekeeping()), name="session-housekeeping"))
         return self.device_info
 

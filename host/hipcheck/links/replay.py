@@ -114,6 +114,13 @@ class ReplayLink(Link):
         device_id = self.header.get("device_id") if isinstance(self.header, dict) else None
         return device_id if isinstance(device_id, str) else None
 
+    @property
+    def replayed_file(self) -> str | None:
+        """The file the replayed log's samples themselves replay through the simulated sensor (its header's
+        ``replayed_file``: ``record --sim FILE``), once open; a recording of this replay keeps it."""
+        name = self.header.get("replayed_file") if isinstance(self.header, dict) else None
+        return None if name is None else str(name)
+
     async def close(self) -> None:
         if self._closed:
             return

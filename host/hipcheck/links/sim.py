@@ -60,13 +60,13 @@ STDIO_MTU = 247  # the stdio link's MTU (firmware/link_serial.SERIAL_MTU): 11 sa
 class SimLink(Link):
     """The firmware's sim board as a link. trace: an IMU CSV (``hipcheck simulate``), a chip trace (``.hct``) or a
     ``hipcheck.motion`` Trace. chip, rate_hz: the emulated IMU; seconds: device time to simulate (default: the
-    trace's length); alerts: the firmware's own alert detector on at boot; workdir: where the trace, the
+    trace's length; a file is a replay, ``replayed_file``); alerts: the firmware's own alert detector on at boot; workdir: where the trace, the
     firmware's stderr and record go (default: a temporary folder, removed by close()); drop_data, cuts, seed:
     injected loss (module docstring); queue_packets: packets held for ``receive`` before the pipe is left unread.
     """
 
     name = "sim"
-    device_id = "sim"  # the one simulated sensor: its calibration profile is the profile of device "sim"
+    device_id = "sim"  # the one simulated sensor: its calibration profile is the profile of device "sim"...
     can_reconnect = True
 
     def __init__(self, trace, *, chip: str = "LSM6DSOX", rate_hz: int = 100, seconds: float | None = None,
@@ -76,6 +76,12 @@ class SimLink(Link):
         if not 0.0 <= drop_data < 1.0:
             raise InvalidValueError(f"drop_data {drop_data}: a fraction from 0 to below 1")
         self.trace = trace
+        # ... unless it replays a file (``live``/``record --sim FILE``): that file's numbers come from whatever sensor
+        # recorded or simulated it, not from the simulated sensor device "sim" was calibrated on. The session log
+        # names the file (header ``replayed_file``, docs/log-format.md) and no device profile is applied to it
+        # (hipcheck.calibration.profile.replayed_file). A Trace (the demo's person, calibrate --sim's) is the
+        # simulated sensor's own: None.
+        self.replayed_file = Path(trace).name if isinstance(trace, (str, os.PathLike)) else None
         self.chip = chip
         self.rate_hz = rate_hz
         self.seconds = seconds
