@@ -319,10 +319,11 @@ class Alert:
         tuple."""
         return self._s[_S_EV + 4 * j + f]
 
-    def dispatch(self, n, seq, t_us, period_us, queue=None, haptics=None, start=0):
+    def dispatch(self, n, seq, t_us, period_us, queue=None, haptics=None, start=0, t_hi=0):
         """After update(..., start) fired n alerts: queue each as an ALERT EVENT (``queue.alert(kind, side, value,
-        t_us, seq)``, as ``transmit.ControlQueue.alert``) and buzz its built-in pattern (``haptics.alert``). seq
-        and t_us are those of sample `start`. Allocates nothing (with a haptics player already running)."""
+        t_us, seq, t_hi)``, as ``transmit.ControlQueue.alert``) and buzz its built-in pattern (``haptics.alert``).
+        seq and the device time t_hi * 2^30 + t_us are those of sample `start` (sampling.Sampling passes a tick
+        whose later samples' times stay below 2^30). Allocates nothing (with a haptics player already running)."""
         s = self._s
         b = _S_EV
         for _ in range(n):
@@ -332,7 +333,7 @@ class Alert:
             if haptics is not None:
                 haptics.alert(kind, side)
             if queue is not None:
-                queue.alert(kind, side, s[b + 2], t_us + i * period_us, seq + i)
+                queue.alert(kind, side, s[b + 2], t_us + i * period_us, seq + i, t_hi)
             b += 4
 
     @property

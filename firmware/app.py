@@ -199,7 +199,7 @@ class App:
         """Run the link, the sampler and any extra tasks until stop()."""
         self.running = True
         if self.session_log is not None:
-            self.session_log.begin(self.now_us() // 1000000)
+            self.session_log.begin(self.clock.seconds())
         t_link = asyncio.create_task(self.link.run())
         own = [asyncio.create_task(self.sampler())]
         for t in tasks:

@@ -20,8 +20,8 @@ import packet
 from limits import TokenBucket
 from packet import (BACKFILL, CAL_UPLOAD, INFO, LOG_DOWNLOAD, LOG_ERASE, LOG_LIST, SET_RATE, SET_THRESHOLDS, START,
                     STOP, TIME_SYNC, VIBRATE)
+from sampling import tick_add
 
-_U32 = const(0xFFFFFFFF)
 _ALL_SESSIONS = const(0xFFFF)
 COMMAND_BURST = const(40)
 COMMAND_PER_S = const(40)  # a host sends a few a second (pings, an alert's VIBRATE, BACKFILL per hole): 10x that
@@ -104,10 +104,10 @@ class Commands:
                 return
             ack(op, token, app.alert.set_thresholds(*f))
         elif op == TIME_SYNC:
-            now = app.now_us()
+            now = app.now_us()  # ticks (sampling.DeviceClock): the u32 by clock.wire
             s = app.sampling
-            t_next = s.t_last + s.period_us if s.t_last >= 0 else now
-            ack(op, token, ok, f[0], now & _U32, app.ring.next_seq, t_next & _U32)
+            t_next = tick_add(s.t_last, s.period_us) if s.t_last >= 0 else now
+            ack(op, token, ok, f[0], app.clock.wire(now), app.ring.next_seq, app.clock.wire(t_next))
         elif op == INFO:
             self._info(token)
         elif op == BACKFILL:

@@ -8,12 +8,14 @@ at a deadline computed from the pattern's start, so steps do not drift by the sc
 at the end of a pattern and on stop().
 
 The player task is created once (at the first pattern) and runs for good: it sleeps until the current step's
-deadline, at most POLL_MS at a time, and looks at the pattern state when it wakes, so that a pattern started by
-`play` (a flag and a deadline, no message) is picked up within POLL_MS. Steps are multiples of 10 ms, so with
-POLL_MS = 10 no step ends late for it. Nothing is allocated per pattern: no task, coroutine, memoryview or
-tuple is made after the first `play` (an asyncio.Event or a cancelled task would allocate an awaitable or an
-exception each time; `asyncio.sleep_ms` does not). The price: the task wakes every POLL_MS while idle, next to
-the sampler's own wake-up every interval (20 ms).
+deadline, or IDLE_MS while nothing plays (a wearable's battery: a few wake-ups a minute when idle, `wakeups`
+counts them), and looks at the pattern state when it wakes. `play` (a flag and a deadline, no message) wakes it
+at once: it brings the sleeping task forward to now in asyncio's run queue, as asyncio's own Task.cancel does
+with a sleeping task (asyncio/core.py: ``_task_queue.remove``, ``push``), so the new pattern's steps are timed
+from the start. Nothing is allocated per pattern: no task, coroutine, memoryview or tuple is made after the first
+`play` (an asyncio.Event's wait() or a cancelled task would allocate a coroutine or an exception each time;
+`asyncio.sleep_ms` returns a singleton). `play` and `stop` are called from tasks of the loop the player runs on
+(the sampler, the link), never from an interrupt.
 
 Motor safety, whatever asks (a host's VIBRATE, the on-device alert): docs/protocol.md, "Motor safety".
     MAX_PATTERN_MS   a pattern plays at most 4 s (on and off, every repeat); a longer one is cut there
@@ -75,7 +77,7 @@ _ALERT_PATTERNS = (None, None, None, None, "drop_left", "drop_right", "sway", No
 _PLAYABLE = {}
 for _name, _p in list(PATTERNS.items()) + list(CUES.items()):
     _PLAYABLE[_name] = (_p[0], _p[1], _p[2], memoryview(_p)[3:])
-POLL_MS = const(10)  # longest the player sleeps before it looks at the pattern state again
+IDLE_MS = const(5000)  # the player's sleep while nothing plays (play wakes it at once)
 
 
 class Haptics:
@@ -87,6 +89,8 @@ class Haptics:
         self._scale = max_intensity_pct
         self._steps = bytearray(2 * MAX_STEPS)
         self._task = None  # the player (created at the first pattern)
+        self._sleeping = False  # the player sleeps in asyncio's run queue (play may bring it forward)
+        self.wakeups = 0  # times the player woke up
         self.budget = budget if budget is not None else TokenBucket(BUDGET_MS, BUDGET_REFILL_MS_PER_S)
         # the pattern under way: state the player reads when it wakes
         self._active = False
@@ -144,6 +148,8 @@ class Haptics:
         task = self._task
         if task is None or task.done():
             self._task = asyncio.create_task(self._player())  # once (again only if it ever ended)
+        elif self._sleeping:
+            _wake(task)
         return _OK
 
     def play_pattern(self, name):
@@ -234,7 +240,8 @@ class Haptics:
                     return
 
     async def _player(self):
-        # the one task: wakes at the deadline of the part under way (at most POLL_MS later) and moves on
+        # the one task: wakes at the deadline of the part under way and moves on; sleeps IDLE_MS while nothing
+        # plays; play() wakes it early (_wake)
         while True:
             if self._active:
                 wait = time.ticks_diff(self._deadline, time.ticks_ms())
@@ -246,6 +253,18 @@ class Haptics:
                     else:
                         self._enter()
                     continue
-                await asyncio.sleep_ms(wait if wait < POLL_MS else POLL_MS)
             else:
-                await asyncio.sleep_ms(POLL_MS)
+                wait = IDLE_MS
+            self._sleeping = True
+            await asyncio.sleep_ms(wait)
+            self._sleeping = False
+            self.wakeups += 1
+
+
+def _wake(task):
+    # A task sleeping in asyncio.sleep_ms, brought forward to now: out of the run queue and back in with no time,
+    # as asyncio's Task.cancel does; its sleep returns early. The queue is looked up now: a new event loop makes a
+    # new one.
+    q = asyncio.core._task_queue
+    q.remove(task)
+    q.push(task)

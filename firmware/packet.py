@@ -119,11 +119,14 @@ def samples_per_packet(mtu):
 
 
 @micropython.viper
-def encode_data(buf, seq: int, t_us: int, period_us: int, quat, acc, gyr, flags, start: int, n: int,
+def encode_data(buf, seq: int, t_us: int, t_hi: int, period_us: int, quat, acc, gyr, flags, start: int, n: int,
                 extra: int) -> int:
     """Full-form DATA packet into buf from samples start .. start + n - 1 of the sample arrays (quat 4 x i16,
     acc and gyr 3 x i16, flags u8 per sample), wrapping at the arrays' end (a ring); extra is OR'ed into every
-    flags byte (BACKFILLED). seq and t_us are taken modulo 2^32. Returns the length, 12 + 21 n."""
+    flags byte (BACKFILLED). The device time is t_hi * 2^30 + t_us (a tick and its wraps, so that a 32-bit port
+    passes small ints; or t_hi 0 and the whole time); it and seq are taken modulo 2^32. Returns the length,
+    12 + 21 n."""
+    t_us += t_hi << 30  # machine words: only the low 32 bits are written
     p = ptr8(buf)
     pq = ptr8(quat)
     pa = ptr8(acc)
@@ -220,20 +223,27 @@ def encode_ack(buf, opcode, token, status, *fields):
     return 4 + struct.calcsize(fmt)
 
 
-def encode_event(buf, code, t_us, seq, *fields):
-    """EVENT into buf: code, device time, seq of the latest sample, then EVENT_LAYOUTS[code] fields."""
-    struct.pack_into("<BBII", buf, 0, KIND_EVENT, code, t_us & 0xFFFFFFFF, seq & 0xFFFFFFFF)
+def encode_event(buf, code, t_us, seq, *fields, t_hi=0):
+    """EVENT into buf: code, device time t_hi * 2^30 + t_us (as encode_data), seq of the latest sample, then
+    EVENT_LAYOUTS[code] fields."""
+    struct.pack_into("<BBHHI", buf, 0, KIND_EVENT, code, t_us & 0xFFFF, _time_high16(t_us, t_hi), seq)
     fmt = EVENT_LAYOUTS[code][0]
     struct.pack_into(fmt, buf, 10, *fields)
     return 10 + struct.calcsize(fmt)
 
 
-def encode_alert(buf, t_us, seq, kind, side, value):
-    """EVENT ALERT into buf, as encode_event(buf, EV_ALERT, t_us, seq, kind, side, value) writes it, without its
-    tuple of fields: the on-device alert path allocates nothing. Returns 14."""
-    struct.pack_into("<BBIIBBh", buf, 0, KIND_EVENT, EV_ALERT, t_us & 0xFFFFFFFF, seq & 0xFFFFFFFF, kind, side,
-                     value)
+def encode_alert(buf, t_us, seq, kind, side, value, t_hi=0):
+    """EVENT ALERT into buf, as encode_event(buf, EV_ALERT, t_us, seq, kind, side, value, t_hi=t_hi) writes it,
+    without its tuple of fields: the on-device alert path allocates nothing, on a 32-bit port too (small ints
+    only: the time in two u16 halves, seq packed modulo 2^32 by struct). Returns 14."""
+    struct.pack_into("<BBHHIBBh", buf, 0, KIND_EVENT, EV_ALERT, t_us & 0xFFFF, _time_high16(t_us, t_hi), seq, kind,
+                     side, value)
     return 14
+
+
+def _time_high16(t_us, t_hi):
+    # bits 16-31 of the u32 t_hi * 2^30 + t_us, from small ints (t_hi's low 2 bits are all the u32 keeps)
+    return ((t_us >> 16) + ((t_hi & 3) << 14)) & 0xFFFF
 
 
 def encode_log_chunk(buf, session_id, block, offset, data):

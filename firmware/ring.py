@@ -46,17 +46,20 @@ class Ring:
             st[i] = 0
         _set_u32(st, _NEXT, seq)
 
-    def append(self, quat, acc, gyr, flags, n, t_last_us, period_us, start=0):
+    def append(self, quat, acc, gyr, flags, n, t_last_us, period_us, start=0, t_hi=0):
         """Take n samples from the batch arrays (positions start ..), the last one taken at device time
-        t_last_us, the others period_us apart before it. No allocation."""
+        t_hi * 2^30 + t_last_us (a tick and its wraps, sampling.DeviceClock; or t_hi 0 and the whole time), the
+        others period_us apart before it. No allocation."""
         _append(self._st, self.quat, self.acc, self.gyr, self.flags, self.t_us, self.period_us,
-                quat, acc, gyr, flags, n, start, t_last_us, period_us)
+                quat, acc, gyr, flags, n, start, t_last_us, period_us, t_hi)
 
     # -- state (Python ints; these allocate on a 32-bit port when seq >= 2^30)
     @property
     def next_seq(self):
-        """Sequence number the next appended sample gets (TIME_SYNC's next_seq)."""
-        return _get_u32(self._st, _NEXT)
+        """Sequence number the next appended sample gets (TIME_SYNC's next_seq). Below 2^30 (the first 31 days
+        at 400 Hz) a small int made with no big-int operation, so the sampling step may read it."""
+        v = self._st[_NEXT]
+        return v if v >= 0 else _u32(v)
 
     @property
     def count(self):
@@ -99,8 +102,8 @@ class Ring:
 
     def encode_next(self, buf, max_n):
         """The oldest unsent samples (at most max_n, all of one period: a packet never spans a rate change) as a
-        DATA packet into buf, marked sent; returns its length, 0 when nothing waits. No allocation on a 64-bit
-        port; on a 32-bit one seq and t_us >= 2^30 are boxed once per packet."""
+        DATA packet into buf, marked sent; returns its length, 0 when nothing waits. No allocation (on a 32-bit
+        port seq >= 2^30, after 31 days at 400 Hz, is boxed once per packet)."""
         st = self._st
         unsent = st[_UNSENT]
         if unsent == 0:
@@ -110,8 +113,9 @@ class Ring:
             slot += self.capacity
         n = _run(self.period_us, slot, min(unsent, max_n))
         st[_UNSENT] = unsent - n
-        return encode_data(buf, st[_NEXT] - unsent, self.t_us[slot], self.period_us[slot], self.quat, self.acc,
-                           self.gyr, self.flags, slot, n, 0)
+        rt = self.t_us  # the u32 time read as 30 + 2 bits: never a big int
+        return encode_data(buf, st[_NEXT] - unsent, _tick_at(rt, slot), _wraps_at(rt, slot), self.period_us[slot],
+                           self.quat, self.acc, self.gyr, self.flags, slot, n, 0)
 
     def encode_compact_next(self, buf):
         """The oldest unsent sample as a compact packet (MTU 23) into buf, marked sent; 20, or 0 if none."""
@@ -133,8 +137,9 @@ class Ring:
             return 0, 0
         newer = (self.next_seq - seq) & _U32
         n = _run(self.period_us, slot, min(newer, max_n))
-        return encode_data(buf, seq, self.t_us[slot], self.period_us[slot], self.quat, self.acc, self.gyr,
-                           self.flags, slot, n, BACKFILLED), n
+        rt = self.t_us
+        return encode_data(buf, seq, _tick_at(rt, slot), _wraps_at(rt, slot), self.period_us[slot], self.quat,
+                           self.acc, self.gyr, self.flags, slot, n, BACKFILLED), n
 
     def encode_backfill_compact(self, buf, seq):
         """Sample seq as a compact packet (MTU 23: no room for a full one, and no flag byte; the host knows a
@@ -153,12 +158,27 @@ def _set_u32(st, i, v):
     st[i] = v - (1 << 32) if v > 0x7FFFFFFF else v
 
 
-def _get_u32(st, i):
-    return st[i] & _U32
+def _u32(v):
+    # v's residue modulo 2^32 (a big int on a 32-bit port: seq >= 2^31 only)
+    return v & _U32
 
 
 @micropython.viper
-def _append(st, rq, ra, rg, rf, rt, rp, quat, acc, gyr, flags, n: int, start: int, t_last: int, period: int):
+def _tick_at(rt, slot: int) -> int:
+    # the low 30 bits of a stored time (packet.encode_data's t_us)
+    return int(ptr32(rt)[slot]) & 0x3FFFFFFF
+
+
+@micropython.viper
+def _wraps_at(rt, slot: int) -> int:
+    # its top 2 bits (encode_data's t_hi)
+    return (int(ptr32(rt)[slot]) >> 30) & 3
+
+
+@micropython.viper
+def _append(st, rq, ra, rg, rf, rt, rp, quat, acc, gyr, flags, n: int, start: int, t_last: int, period: int,
+            t_hi: int):
+    t_last += t_hi << 30  # machine words: the u32 wraps on store
     s = ptr32(st)
     q16 = ptr16(rq)
     a16 = ptr16(ra)

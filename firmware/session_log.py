@@ -28,7 +28,7 @@ class SessionLog:
         from store import BLOCK_SIZE, copy_bytes  # here: a board with logging off never loads store
         self._copy_bytes = copy_bytes
         self.store = store
-        self._now_us = clock.now_us
+        self._clock = clock
         self.active = False
         self._buf = bytearray(packet.DATA_HEADER_LEN + packet.WIRE_SAMPLE_LEN * packet.MAX_SAMPLES_PER_PACKET)
         self.downloading = None  # in progress: [session_id, block, offset, n_blocks]
@@ -48,15 +48,17 @@ class SessionLog:
         """A packet (an EVENT) into the session."""
         self.store.write(buf, n)
 
-    def write_samples(self, seq, t_us, period_us, quat, acc, gyr, flags, n):
-        """n samples of the batch arrays as DATA packets: the first one seq at t_us, period_us apart."""
+    def write_samples(self, seq, t_us, t_hi, period_us, quat, acc, gyr, flags, n):
+        """n samples of the batch arrays as DATA packets: the first one seq at device time t_hi * 2^30 + t_us (as
+        packet.encode_data), period_us apart."""
         buf = self._buf
         k = 0
         while k < n:
             m = n - k
             if m > packet.MAX_SAMPLES_PER_PACKET:
                 m = packet.MAX_SAMPLES_PER_PACKET
-            L = packet.encode_data(buf, seq + k, t_us + k * period_us, period_us, quat, acc, gyr, flags, k, m, 0)
+            L = packet.encode_data(buf, seq + k, t_us + k * period_us, t_hi, period_us, quat, acc, gyr, flags, k, m,
+                                   0)
             self.store.write(buf, L)
             k += m
 
@@ -95,7 +97,7 @@ class SessionLog:
             # the session being written cannot be erased (StoreError, an OSError): BUSY; else the flash failed
             return (packet.BUSY if type(e).__name__ == "StoreError" else packet.STORAGE_ERROR,)
         if self.active and store.session_id < 0:
-            store.begin(self._now_us() // 1000000)
+            store.begin(self._clock.seconds())
         return (packet.OK if found else packet.UNAVAILABLE,)
 
     def cancel_download(self):

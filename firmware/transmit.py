@@ -10,6 +10,7 @@ and is tried again at the next pump; the ring keeps sampling meanwhile. The pump
 from micropython import const
 
 import packet
+from sampling import tick_diff
 
 _U32 = const(0xFFFFFFFF)
 _CTRL_SLOTS = const(16)  # ACK/EVENT packets waiting for the link
@@ -32,7 +33,7 @@ class ControlQueue:
 
     def __init__(self, ring, clock, session_log=None, log=None):
         self.ring = ring
-        self._now_us = clock.now_us
+        self._clock = clock
         self.session_log = session_log
         self._log = log
         self._buf = bytearray(_CTRL_SLOTS * _CTRL_LEN)
@@ -45,25 +46,28 @@ class ControlQueue:
         self._lost_first = 0
         self.unannounced = 0  # lost samples not announced yet
 
-    def event(self, code, *fields, t_us=None, seq=None):
-        """Queue an EVENT (sent before data at the next pump)."""
+    def event(self, code, *fields, t_us=None, seq=None, t_hi=0):
+        """Queue an EVENT (sent before data at the next pump); at device time t_hi * 2^30 + t_us (as
+        packet.encode_event), now when t_us is None."""
         if t_us is None:
-            t_us = self._now_us()
+            t_us = self._clock.now_us()
+            t_hi = self._clock.wraps
         if seq is None:
             seq = (self.ring.next_seq - 1) & _U32
         i = self._slot()
         if i >= 0:
-            n = self._len[i] = packet.encode_event(self._mv[i], code, t_us & _U32, seq, *fields)
+            n = self._len[i] = packet.encode_event(self._mv[i], code, t_us, seq, *fields, t_hi=t_hi)
             log = self.session_log
             if log is not None and log.active:
                 log.write(self._mv[i], n)
 
-    def alert(self, kind, side, value, t_us, seq):
-        """Queue an ALERT EVENT of sample seq at t_us (``alert.Alert.dispatch``); logged like any event. Allocates
-        nothing: no tuple of fields, the packet is encoded in its slot."""
+    def alert(self, kind, side, value, t_us, seq, t_hi=0):
+        """Queue an ALERT EVENT of sample seq at device time t_hi * 2^30 + t_us (``alert.Alert.dispatch``; as
+        packet.encode_alert); logged like any event. Allocates nothing: no tuple of fields, no big int, the packet
+        is encoded in its slot."""
         i = self._slot()
         if i >= 0:
-            n = self._len[i] = packet.encode_alert(self._mv[i], t_us & _U32, seq & _U32, kind, side, value)
+            n = self._len[i] = packet.encode_alert(self._mv[i], t_us, seq, kind, side, value, t_hi)
             log = self.session_log
             if log is not None and log.active:
                 log.write(self._mv[i], n)
@@ -86,7 +90,7 @@ class ControlQueue:
         """n samples from seq first left the ring before the link took them: one announcement for the whole run."""
         self.lost_tx += n
         if self.unannounced == 0:
-            self._lost_first = first
+            self._lost_first = first & _U32
         self.unannounced += n
 
     def announce_lost(self):
@@ -284,7 +288,7 @@ class Transmit:
         if unsent >= self._spp or self.paused:
             return True
         s = self.sampling
-        age = self._now_us() - (s.t_last - (unsent - 1) * s.period_us)
+        age = tick_diff(self._now_us(), s.t_last) + (unsent - 1) * s.period_us
         return age >= self.max_latency_us
 
     def _pump_live(self, tx):

@@ -148,6 +148,80 @@ def test_stop_turns_the_motor_off(haptics_run):
     assert pwm[-1][1] == 0
 
 
+
+# The player idle: it must sleep (a wearable's battery), and still time a pattern that comes after a long idle
+# stretch exactly, without allocating. The motor records into preallocated arrays (its list of tuples would
+# allocate and count here).
+IDLE_SCRIPT = r"""import asyncio, gc, time, machine
+from array import array
+from haptics import Haptics
+
+
+class Motor(machine.PWM):
+    def __init__(self, pin):
+        self.n = 0
+        self.duties = array("i", bytes(4 * 64))
+        self.times = array("i", bytes(4 * 64))
+        super().__init__(pin, freq=20000, duty_u16=0)
+
+    def _log(self):
+        if self.n < 64:
+            self.duties[self.n] = self._duty
+            self.times[self.n] = time.ticks_ms()
+        self.n += 1
+
+
+motor = Motor(machine.Pin(1))
+h = Haptics(motor)
+out = array("i", [0] * 8)
+
+
+async def main():
+    h.play_pattern("sway")  # makes the player; 480 ms
+    await asyncio.sleep_ms(700)
+    w0 = h.wakeups
+    await asyncio.sleep_ms(10000)  # idle
+    out[0] = h.wakeups - w0
+    gc.collect()
+    a0 = gc.mem_alloc()
+    w0 = h.wakeups
+    n0 = motor.n
+    out[2] = time.ticks_ms()
+    h.play_pattern("drop_right")  # 250 on, 150 off, 250 on: the player wakes for it at once
+    await asyncio.sleep_ms(450)
+    h.alert(2, 0)  # sway replaces it in its second buzz (three 80 ms buzzes)
+    await asyncio.sleep_ms(700)
+    out[1] = gc.mem_alloc() - a0
+    out[3] = h.wakeups - w0
+    out[4] = n0
+
+
+asyncio.run(main())
+print("idle_wakeups", out[0], "alloc", out[1], "pattern_wakeups", out[3], "t0", out[2])
+print("motor", *[motor.duties[j] for j in range(out[4], min(motor.n, 64))])
+print("motor_ms", *[motor.times[j] - out[2] for j in range(out[4], min(motor.n, 64))])
+"""
+
+
+def test_the_idle_player_sleeps_and_wakes_for_the_next_pattern(tmp_path):
+    out = run_mpy(tmp_path, IDLE_SCRIPT)
+    lines = {w[0]: w[1:] for w in (line.split() for line in out.splitlines())}
+    head = lines["idle_wakeups"]
+    idle, alloc, during = int(head[0]), int(head[2]), int(head[4])
+    print(f"player wake-ups: {idle} in 10 s idle, {during} for two patterns (1 s); {alloc} B")
+    # 10 s idle: a wake-up every IDLE_MS (5 s), where a 10 ms poll woke 1000 times
+    assert idle <= 3, idle
+    # the patterns after it: timed from their start, nothing allocated, woken per step and per new pattern only
+    assert alloc == 0
+    duties = [int(x) for x in lines["motor"]]
+    t = [int(x) for x in lines["motor_ms"]]
+    sway = 80 * 65535 // 100
+    # (this Motor logs every setting: the end of a pattern sets 0 again after its last off step)
+    assert duties[:9] == [65535, 0, 65535] + [sway, 0] * 3 and not any(duties[9:]), duties
+    assert np.allclose(t[:3], [0, 250, 400], atol=15), t
+    assert np.allclose(t[3] - 450, 0, atol=15) and np.allclose(np.diff(t[3:9]), 80, atol=15), t
+    assert during <= 14, during  # one per step's end and per new pattern: 10 (a 10 ms poll: about 100)
+
 # -------------------------------------------------------------------------------------------------------- alert
 
 ALERT_SCRIPT = r"""

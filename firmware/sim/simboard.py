@@ -27,6 +27,12 @@
 # --pair-window-s S sets how long the window stays open; --press-button-s S presses the board's button (held
 # 1.5 s) S seconds after boot.
 #
+# --t0-us N starts the device clock at N µs (sampling.DeviceClock.start_at: a board up for a while, e.g. just below
+# 2^30 µs, where a 32-bit port's small ints end, or 2^32, where the wire's u32 wraps); the sim clock the emulated
+# chip runs on still starts at 0, and --seconds counts from there. --check-small-ints reads, between steps, every
+# int held by the clock, the sampling step, the ring and the sending parts, and puts each one's largest magnitude
+# in the record ("small_ints": |v|, or -v - 1 for a negative v: a 32-bit port's small ints need it below 2^30).
+#
 # --radio PATH (stdio and serial links; e.g. /dev/fd/N, a pipe the host passes): the radio between host and sensor.
 # Each byte read there is the connection's new state as the sensor's BLE stack would report it: b"d" the host is
 # gone (out of range: the supervision timeout), b"u" a host connected again. In between the link reads not
@@ -35,6 +41,7 @@
 import json
 import sys
 import time
+from array import array
 
 if ".frozen" not in sys.path:
     sys.path.append(".frozen")  # MICROPYPATH replaces the default path, which holds the frozen asyncio
@@ -50,22 +57,47 @@ CHIPS = {  # name: (emulator module, class, WHO_AM_I, driver module, I2C address
 USAGE = ("usage: simboard.py TRACE [--chip LSM6DSOX|LSM6DS3TR-C|MPU-6050|MPU-6886] [--rate HZ] [--seconds S] "
          "[--realtime] [--interval-ms MS] [--record FILE.json] [--log FILE] [--profile FILE] [--no-autostart] "
          "[--no-alerts] [--link stdio|serial|ble] [--mtu N] [--ble-record PATH|-] [--bonds FILE] [--pair] "
-         "[--pair-window-s S] [--press-button-s S] [--radio PATH]")
+         "[--pair-window-s S] [--press-button-s S] [--radio PATH] [--t0-us N] [--check-small-ints]")
 
 _pwms = []
+_MOTOR_EVENTS = 8192  # duty changes kept per PWM (a 60 s run of alerts makes a few hundred)
 
 
 class _RecordingPWM(machine.PWM):
     # every PWM the firmware makes is kept, so that the motor record can be written at the end; each event also
-    # gets the wall-clock time, since patterns play in real time while the sim clock may run faster
+    # gets the wall-clock time, since patterns play in real time while the sim clock may run faster. The events go
+    # into preallocated arrays, not machine.PWM's list of tuples: an alert starts its pattern inside the measured
+    # sampling step, and the emulator's own allocation would count as the firmware's
     def __init__(self, *args, **kw):
-        self.wall_us = []
+        self.n_events = 0
+        self._rec = [array("q", bytes(8 * _MOTOR_EVENTS)) for _ in range(4)]  # sim t_us, duty, freq, wall t_us
         super().__init__(*args, **kw)
         _pwms.append(self)
 
     def _log(self):
-        super()._log()
-        self.wall_us.append(time.ticks_diff(time.ticks_us(), _T0_US))
+        k = self.n_events
+        if k < _MOTOR_EVENTS:
+            r = self._rec
+            r[0][k] = machine.clock.ticks_us()
+            r[1][k] = self._duty
+            r[2][k] = self._freq
+            r[3][k] = time.ticks_diff(time.ticks_us(), _T0_US)
+        self.n_events = k + 1
+
+    def duty_u16(self, value=None):
+        # as machine.PWM's (a change is logged, and the first setting), with the count of events kept here
+        if value is None:
+            return self._duty
+        if not 0 <= value <= 65535:
+            raise ValueError("duty_u16 must be 0..65535")
+        if value != self._duty or not self.n_events:
+            self._duty = value
+            self._log()
+
+    def record(self):
+        """[[t_sim_us, duty_u16, freq, t_wall_us], ...]: the events kept."""
+        r = self._rec
+        return [[r[0][k], r[1][k], r[2][k], r[3][k]] for k in range(min(self.n_events, _MOTOR_EVENTS))]
 
 
 _T0_US = time.ticks_us()
@@ -79,12 +111,12 @@ def parse(argv):
     opts = {"trace": None, "chip": "LSM6DSOX", "rate": 100, "seconds": None, "realtime": False, "interval_ms": 20,
             "record": None, "autostart": True, "log": None, "profile": None, "alerts": True, "link": "stdio",
             "mtu": 247, "ble_record": "-", "bonds": None, "pair": False, "pair_window_s": 120,
-            "press_button_s": None, "radio": None}
+            "press_button_s": None, "radio": None, "t0_us": 0, "check_small_ints": False}
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("--chip", "--rate", "--seconds", "--interval-ms", "--record", "--log", "--profile", "--link", "--mtu",
-                 "--ble-record", "--bonds", "--pair-window-s", "--press-button-s", "--radio"):
+                 "--ble-record", "--bonds", "--pair-window-s", "--press-button-s", "--radio", "--t0-us"):
             if i + 1 >= len(argv):
                 raise ValueError("%s needs a value\n%s" % (a, USAGE))
             v = argv[i + 1]
@@ -99,6 +131,8 @@ def parse(argv):
                 opts["seconds"] = float(v)
             elif a == "--interval-ms":
                 opts["interval_ms"] = int(v)
+            elif a == "--t0-us":
+                opts["t0_us"] = int(v)
             elif a == "--pair-window-s":
                 opts["pair_window_s"] = int(v)
             elif a == "--press-button-s":
@@ -120,6 +154,8 @@ def parse(argv):
             opts["autostart"] = False
         elif a == "--no-alerts":
             opts["alerts"] = False
+        elif a == "--check-small-ints":
+            opts["check_small_ints"] = True
         elif a.startswith("-"):
             raise ValueError("unknown option %s\n%s" % (a, USAGE))
         elif opts["trace"] is None:
@@ -232,6 +268,43 @@ async def radio(path, link):
         await asyncio.sleep_ms(20)
 
 
+_CHECKED = ("clock", "sampling", "tx", "ctrl", "backfill", "ring", "session_log")
+
+
+def check_small_ints(app, seen):
+    """--check-small-ints: the largest magnitude of every int attribute (properties included) of the parts that keep
+    time and run per sample, into seen["part.name"]; -v - 1 for a negative v, so that < 2^30 means a small int on a
+    32-bit port. Allocates (dir, the keys): call it between steps, outside the measured step."""
+    for part in _CHECKED:
+        obj = getattr(app, part, None)
+        if obj is None:
+            continue
+        for name in dir(obj):
+            if name.startswith("__"):
+                continue
+            v = getattr(obj, name, None)
+            if type(v) is int:
+                key = part + "." + name
+                m = v if v >= 0 else -v - 1
+                if m > seen.get(key, -1):
+                    seen[key] = m
+
+
+def write_record(path, o, app, link, emu, wall_s, small_ints):
+    """--record: the run's JSON (motor events, app and link counters, speed, the device clock at the end)."""
+    rec = {"chip": o["chip"], "rate_hz": app.rate_hz, "period_us": app.period_us,
+           "sim_s": machine.clock.ticks_us() / 1e6, "wall_s": wall_s,
+           "samples_per_s": app.samples / wall_s if wall_s > 0 else None,
+           "app": app.stats(), "link": link_stats(link, o["link"]), "imu_samples_produced": emu.samples_produced,
+           "motor": [e for p in _pwms for e in p.record()],
+           "motor_events_dropped": sum(max(0, p.n_events - _MOTOR_EVENTS) for p in _pwms),
+           "clock": {"tick": app.clock.tick, "wraps": app.clock.wraps}}
+    if small_ints is not None:
+        rec["small_ints"] = small_ints
+    with open(path, "w") as f:
+        f.write(json.dumps(rec))
+
+
 async def press_button(link, after_s):
     """--press-button-s: the board's button (the pairing window's pin) held 1.5 s, after_s seconds after boot."""
     await asyncio.sleep_ms(int(after_s * 1000))
@@ -272,8 +345,12 @@ def main(argv):
     end_us = None if o["seconds"] is None else int(o["seconds"] * 1000000)
     state = {"app": None, "wall0": time.ticks_ms(), "wall_end": None}
 
+    small_ints = {} if o["check_small_ints"] else None
+
     async def pace(ms):
         app = state["app"]
+        if small_ints is not None:
+            check_small_ints(app, small_ints)
         if end_us is not None and clock.ticks_us() >= end_us:
             if state["wall_end"] is None:
                 state["wall_end"] = time.ticks_ms()
@@ -326,18 +403,15 @@ def main(argv):
     except (OSError, ValueError) as e:
         _err("the firmware did not start: %s" % e)
         return 1
+    if o["t0_us"]:
+        app.clock.start_at(o["t0_us"])
     state["app"] = app
     asyncio.run(app.run(watch(), *(() if link is stream else (radio(o["radio"], link),))))
     app.pump()
     wall_end = state["wall_end"] if state["wall_end"] is not None else time.ticks_ms()
     wall_s = time.ticks_diff(wall_end, state["wall0"]) / 1000
-    rec = {"chip": o["chip"], "rate_hz": app.rate_hz, "period_us": app.period_us, "sim_s": clock.ticks_us() / 1e6,
-           "wall_s": wall_s, "samples_per_s": app.samples / wall_s if wall_s > 0 else None,
-           "app": app.stats(), "link": link_stats(link, o["link"]), "imu_samples_produced": emu.samples_produced,
-           "motor": [[t, d, f, w] for p in _pwms for (t, d, f), w in zip(p.events, p.wall_us)]}
     if o["record"]:
-        with open(o["record"], "w") as f:
-            f.write(json.dumps(rec))
+        write_record(o["record"], o, app, link, emu, wall_s, small_ints)
     return 0
 
 
