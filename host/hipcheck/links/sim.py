@@ -59,10 +59,11 @@ STDIO_MTU = 247  # the stdio link's MTU (firmware/link_serial.SERIAL_MTU): 11 sa
 
 class SimLink(Link):
     """The firmware's sim board as a link. trace: an IMU CSV (``hipcheck simulate``), a chip trace (``.hct``) or a
-    ``hipcheck.motion`` Trace. chip, rate_hz: the emulated IMU; seconds: device time to simulate (default: the
-    trace's length; a file is a replay, ``replayed_file``); alerts: the firmware's own alert detector on at boot; workdir: where the trace, the
-    firmware's stderr and record go (default: a temporary folder, removed by close()); drop_data, cuts, seed:
-    injected loss (module docstring); queue_packets: packets held for ``receive`` before the pipe is left unread.
+    ``hipcheck.motion`` Trace (a file is a replay: ``replayed_file``). chip, rate_hz: the emulated IMU; seconds:
+    device time to simulate (default: the trace's length); alerts: the firmware's own alert detector on at boot;
+    workdir: where the trace, the firmware's stderr and record go (default: a temporary folder, removed by close());
+    drop_data, cuts, seed: injected loss (module docstring); queue_packets: packets held for ``receive`` before the
+    pipe is left unread.
     """
 
     name = "sim"
