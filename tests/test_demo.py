@@ -6,6 +6,7 @@ import re
 import pytest
 
 from hipcheck import cli
+from hipcheck.calibration import profile as profiles
 from hipcheck.record import LogReader, log_samples
 from hipcheck.links.simboard import SimBoardError, micropython_binary
 
@@ -20,7 +21,11 @@ def run(capsys, *args):
     return code, capsys.readouterr().out
 
 
-def test_demo_finds_the_right_stance_weakness_and_vibrates(capsys, tmp_path):
+def test_demo_finds_the_right_stance_weakness_and_vibrates(capsys, tmp_path, monkeypatch):
+    # a profile of the sensor `calibrate --sim` calibrates: the demo's person wears another simulated sensor, so
+    # neither the live run nor a later analyze of its log may apply it
+    monkeypatch.setenv(profiles.ENV_CONFIG_DIR, str(tmp_path / "config"))
+    profiles.record_calibration("sim", "gyro", {"gyro_bias_rad_s": [0.1, -0.1, 0.1]}, {}, "t")
     log = tmp_path / "demo.hclog"
     code, out = run(capsys, "--headless", "--seconds", "30", "--record", str(log))
     assert code == 0, out
@@ -34,6 +39,10 @@ def test_demo_finds_the_right_stance_weakness_and_vibrates(capsys, tmp_path):
     samples = log_samples(log)
     assert len(samples) >= 3100 and (samples["seq"] == range(len(samples))).all()
     assert LogReader(log).header["demo"]["activity"] == "walk"
+    assert LogReader(log).header["device_id"] == "sim-demo"
+    assert cli.main(["analyze", str(log)]) == 0
+    err = capsys.readouterr().err
+    assert "no calibration profile for device sim-demo" in err and "profile of device sim " not in err
 
 
 def test_healthy_walk_fires_no_drop_alert_and_names_no_weak_side(capsys, tmp_path):

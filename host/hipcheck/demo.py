@@ -28,6 +28,7 @@ from hipcheck.live import LiveResult, print_closing, run_live, warm_up_pipeline
 
 WALK_DROP_LEFT_DEG = 4.0  # healthy left hip
 WALK_DROP_RIGHT_DEG = 8.0  # a weak right hip: the demo's finding
+DEMO_DEVICE_ID = "sim-demo"  # the demo's own simulated sensor (see run_demo)
 
 
 def default_record_path() -> Path:
@@ -67,7 +68,10 @@ def run_demo(*, seconds: float = 60.0, drop_left: float | None = None, drop_righ
         if k.startswith(("drop_", "cadence", "sway", "side"))))
     out(f"starting the simulated sensor: the firmware in the MicroPython unix port, "
         f"{'real time' if realtime else 'as fast as possible'}")
-    link = SimLink(trace, seconds=seconds, realtime=realtime)
+    # The demo's simulated person wears a simulated sensor of its own (its own errors and mounting), not the one
+    # `calibrate --sim` calibrates (device "sim"): its logs name another device, so that no profile of that sensor
+    # is applied to them later (the live run applies none either).
+    link = SimLink(trace, seconds=seconds, realtime=realtime, device_id=DEMO_DEVICE_ID)
     header = {"demo": {"activity": activity, "seconds": seconds, "seed": seed, "truth": truth}}
 
     async def job(window=None):

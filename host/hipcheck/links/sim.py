@@ -73,10 +73,11 @@ class SimLink(Link):
     def __init__(self, trace, *, chip: str = "LSM6DSOX", rate_hz: int = 100, seconds: float | None = None,
                  realtime: bool = False, alerts: bool = True, interval_ms: int = 20, workdir=None,
                  drop_data: float = 0.0, cuts=(), seed: int = 0, queue_packets: int = 512,
-                 extra_args: tuple = (), radio: bool = False):
+                 extra_args: tuple = (), radio: bool = False, device_id: str = "sim"):
         if not 0.0 <= drop_data < 1.0:
             raise InvalidValueError(f"drop_data {drop_data}: a fraction from 0 to below 1")
         self.trace = trace
+        self.device_id = device_id
         # ... unless it replays a file (``live``/``record --sim FILE``): that file's numbers come from whatever sensor
         # recorded or simulated it, not from the simulated sensor device "sim" was calibrated on. The session log
         # names the file (header ``replayed_file``, docs/log-format.md) and no device profile is applied to it
