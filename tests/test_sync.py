@@ -502,3 +502,22 @@ def test_sync_with_firmware_from_before_the_open_flag(recorded, tmp_path, monkey
     assert by_id[0].erased and (tmp_path / "copies" / f"{by_id[0].name}.blocks").read_bytes() == closed
     assert not by_id[1].erased and "recording it now" in by_id[1].note
     assert not any("still being recorded" in line for line in report_lines(reports))
+
+
+def test_a_sim_sync_while_replaying_a_file_names_it_and_its_copy_takes_no_profile(recorded, tmp_path, monkeypatch):
+    """`sync --sim FLASH --sim-trace FILE`: the copy's header names the file the simulated sensor replays (as a
+    live session's log does), so a later analyze applies no profile of device 'sim' to it, and says why."""
+    from hipcheck.calibration import profile as profiles
+
+    monkeypatch.setenv(profiles.ENV_CONFIG_DIR, str(tmp_path / "config"))
+    profiles.record_calibration("sim", "gyro", {"gyro_bias_rad_s": [0.1, -0.1, 0.1]}, {}, "t")
+    flash0, _, csv = recorded
+    flash = tmp_path / "flash.bin"
+    shutil.copy(flash0, flash)
+    done = run_cli("sync", "--sim", str(flash), "--sim-trace", str(csv), "-o", str(tmp_path / "copies"))
+    assert done.returncode == 0, done.stderr
+    copies = sorted((tmp_path / "copies").glob("*.hclog"))
+    assert copies and LogReader(copies[0]).header["replayed_file"] == csv.name
+    analysed = run_cli("analyze", str(copies[0]))
+    assert analysed.returncode == 0, analysed.stderr
+    assert f"the log replays a file ({csv.name})" in analysed.stderr and "profile of device sim " not in analysed.stderr

@@ -393,7 +393,11 @@ class LogSync:
                     raise
                 raise SyncInterrupted(self._interrupted(copy)) from error
             # as a live session's log: the INFO and the sensor's name (the key of its calibration profile)
-            account = copy.finish({"device": self.device_info, "device_id": self.link.device_id})
+            head = {"device": self.device_info, "device_id": self.link.device_id}
+            replayed = getattr(self.link, "replayed_file", None)  # as DeviceSession's header: no device profile
+            if replayed is not None:
+                head["replayed_file"] = replayed
+            account = copy.finish(head)
         finally:
             state.copy = None
             copy.close()
