@@ -207,10 +207,15 @@ def calibrate_file(kind: str, path, *, device_id: str | None = None, posture: st
 
     recording = read_recording(path, **(read_options or {}))
     flags = None
+    replayed = None
     if recording.session is not None:
         rows = recording.session.samples
         flags = rows[~rows["gap"]]["flags"]
-        device_id = device_id or recording.session.header.get("device_id")
+        # A log that replays a file through the simulated sensor names device 'sim', but its numbers come from
+        # whatever sensor recorded the file: kept only for a device named with --device, as a CSV is.
+        replayed = profiles.replayed_file(recording.session.header)
+        if replayed is None:
+            device_id = device_id or recording.session.header.get("device_id")
     if device_id is not None:
         profiles.check_device_id(device_id)
     profile = profiles.load_profile(device_id) if device_id is not None else None
@@ -218,6 +223,8 @@ def calibrate_file(kind: str, path, *, device_id: str | None = None, posture: st
     out(f"calibrating {kind} from {path} ({len(acc)} samples at {recording.fs_hz:g} Hz)")
     calibration = estimate(kind, acc, gyr, recording.fs_hz, profile=profile, posture=posture)
     notes: list[str] = []
+    if replayed is not None and device_id is None:
+        notes.append(f"the log replays a file ({replayed}) through the simulated sensor: it names no sensor of its own")
     figures, saved = _keep(kind, device_id, calibration, f"file {Path(path).name}", notes)
     if saved is not None:
         notes.append("the sensor still holds its previous profile: `hipcheck calibrate upload` sends this one")

@@ -140,12 +140,13 @@ def test_a_log_replaying_a_file_takes_no_profile(config, tmp_path):
     assert json.loads(out_plain) != json.loads(out_replay)  # the same samples, the gyro bias taken off
 
 
-def _sim_log(tmp_path, **header):
+def _sim_log(tmp_path, trace=None, **header):
     """A short session log as the device session writes it for the simulated sensor (its header names it: 'sim');
-    header: more fields (replayed_file: as for a file the simulated sensor replays)."""
+    trace: its samples (default: a 3 s stand); header: more fields (replayed_file: as for a file the simulated sensor
+    replays)."""
     from hipcheck.record import LogWriter
 
-    trace = motion.simulate_stand(duration_s=3.0, seed=2)
+    trace = trace if trace is not None else motion.simulate_stand(duration_s=3.0, seed=2)
     q14, acc, gyr, flags = protocol.to_wire(np.tile([1.0, 0.0, 0.0, 0.0], (len(trace.t_s), 1)),
                                            trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s)
     path = tmp_path / ("replay.hclog" if header else "stand.hclog")
@@ -253,6 +254,21 @@ def test_calibrate_from_a_recording_and_bad_input_names_what_to_redo(config, tmp
     assert code == EXIT_REFUSED and "one leg" in stderr and "redo the mount step" in stderr
     assert len(stderr.strip().splitlines()) == 1
     assert set(profiles.load_profile("bench-1").calibrations) == {"gyro"}
+
+
+def test_calibrate_from_a_log_replaying_a_file_keeps_nothing_for_device_sim(config, tmp_path):
+    """A log whose samples replay a file through the simulated sensor (header replayed_file) names device 'sim',
+    but its numbers are another sensor's: the estimate is printed, kept only for a device given with --device."""
+    sensor = motion.SensorModel.with_errors(seed=5)
+    still = motion.simulate_calibration_poses(poses=("z up",), pose_s=8.0, sensor=sensor, seed=1)
+    log = _sim_log(tmp_path, still, replayed_file="still.csv")
+    code, stdout, stderr = run("calibrate", "gyro", "--from", str(log), "--json")
+    assert code == 0, stderr
+    assert json.loads(stdout)["profile"] is None and profiles.load_profile("sim") is None
+    code, stdout, stderr = run("calibrate", "gyro", "--from", str(log))
+    assert "replays a file (still.csv)" in stdout + stderr and "not saved" in stdout + stderr
+    code, stdout, stderr = run("calibrate", "gyro", "--from", str(log), "--device", "bench-4", "--json")
+    assert code == 0 and json.loads(stdout)["profile"].endswith("bench-4.json")
 
 
 def test_neutral_from_a_recording_needs_the_mounting_first(tmp_path):
