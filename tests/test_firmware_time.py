@@ -17,7 +17,9 @@ steps, every int the clock, the sampling step, the ring and the sending parts ho
 
 import ast
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -160,6 +162,217 @@ def test_step_and_pump_allocate_nothing_per_sample_or_alert_across_the_wrap(wrap
     assert app["alerts"] >= 5 and app["alloc_samples"] > 1200, app
     # one-time costs only, as on a run from 0: the haptics player made at the first alert (192 B)
     assert app["alloc_bytes"] <= 256, app
+
+
+# --------------------------------------------------------------------------------- the parts, without emulators
+
+# The firmware's parts as main.build wires them (fusion, ring, alert with the config's thresholds, haptics, session
+# log, transmit), fed by a stand-in driver that hands over 2 samples of a weak-right walk (wire scales) per 20 ms
+# step, on a board clock that wraps at 2^30 µs as a 32-bit port's time.ticks_us does. Nothing else runs in the
+# measured step: no I2C emulator (whose ns arithmetic would make big ints on a 32-bit build), the motor records into
+# preallocated arrays, the link copies each packet into one preallocated buffer. So the same script measures the
+# firmware alone on a 32-bit build of the unix port too (run_parts(..., binary=...); firmware/README.md, "Device
+# time", has the figures: 0 B there as here, where the firmware before ticks took 68 B/sample past 2^30).
+PARTS_SCRIPT = r"""import sys, gc, asyncio, time, machine
+from array import array
+
+import config
+import main
+from sampling import tick_add, tick_diff
+
+data = open(sys.argv[1], "rb").read()
+n_in = int(sys.argv[2])
+t0 = int(sys.argv[3])
+log_path = sys.argv[4]
+acc_in = array("h", data[:6 * n_in])
+gyr_in = array("h", data[6 * n_in:12 * n_in])
+STEPS = 800  # 16 s
+PER_STEP = 2  # samples per 20 ms step at 100 Hz
+
+
+class Imu:
+    # the driver interface over the walk's samples: PER_STEP samples a read, the next read none
+    imu_id = 1
+    name = "walk"
+    lost = 0
+    overflows = 0
+
+    def __init__(self):
+        self.period_us = 10000
+        self.pos = 0
+        self.due = 0
+
+    def configure(self, rate_hz, *args, **kw):
+        self.period_us = 1000000 // rate_hz
+
+    def read(self, acc, gyr):
+        n = self.due
+        self.due = 0
+        for k in range(3 * n):
+            acc[k] = acc_in[3 * self.pos + k]
+            gyr[k] = gyr_in[3 * self.pos + k]
+        self.pos += n
+        return n
+
+
+class Motor(machine.PWM):
+    def __init__(self, *args, **kw):
+        self.n_changes = 0
+        self.duties = array("i", bytes(4 * 512))
+        super().__init__(*args, **kw)
+
+    def _log(self):
+        if self.n_changes < 512:
+            self.duties[self.n_changes] = self._duty
+        self.n_changes += 1
+
+
+class Link:
+    # every packet into one buffer, its length into another: no allocation per packet
+    connected = True
+    mtu = 247
+
+    def __init__(self):
+        self.buf = bytearray(200000)
+        self.lens = array("H", bytes(2 * 4000))
+        self.n = 0
+        self.used = 0
+        self.on_packet = None
+
+    def send(self, buf, n):
+        u = self.used
+        for j in range(n):  # a slice of buf would be a new memoryview
+            self.buf[u + j] = buf[j]
+        self.used = u + n
+        self.lens[self.n] = n
+        self.n += 1
+        return True
+
+    async def run(self):
+        pass
+
+
+board_t = array("i", [0])  # the board's microsecond ticks, wrapping at 2^30
+
+
+def ticks_us():
+    return board_t[0]
+
+
+machine.PWM = Motor
+imu = Imu()
+link = Link()
+cfg = config.check({"board": "sim", "rate_hz": 100, "autostart": True, "log_path": log_path, "profile_path": None},
+                   "parts")
+app = main.build(cfg=cfg, board=config.board(cfg), link=link, imu=imu, ticks_us=ticks_us, ticks_diff=tick_diff)
+app.clock.start_at(t0)
+PARTS = ("clock", "sampling", "tx", "ctrl", "backfill", "ring", "session_log")
+seen = {}
+out = array("i", [0] * 4)  # bytes allocated, samples measured, steps measured, collections seen
+
+
+def check():
+    for part in PARTS:
+        obj = getattr(app, part)
+        for name in dir(obj):
+            if not name.startswith("__"):
+                v = getattr(obj, name, None)
+                if type(v) is int:
+                    m = v if v >= 0 else -v - 1
+                    key = part + "." + name
+                    if m > seen.get(key, -1):
+                        seen[key] = m
+
+
+async def run():
+    app.running = True
+    app.session_log.begin(app.clock.seconds())
+    step = app.sampling.step
+    pump = app.tx.pump
+    for i in range(STEPS):
+        board_t[0] = tick_add(board_t[0], 20000)
+        imu.due = PER_STEP
+        warm = i < 50 or app.sampling.alerts == 0  # until the first alert has made the haptics player (once)
+        a = gc.mem_alloc()
+        n = step()
+        pump()
+        d = gc.mem_alloc() - a
+        if not warm:
+            if d < 0:
+                out[3] += 1  # a collection ran: nothing to learn from this step
+            else:
+                out[0] += d
+                out[1] += n
+                out[2] += 1
+        check()
+        await asyncio.sleep_ms(0)
+    app.session_log.end()
+
+
+asyncio.run(run())
+print("alloc", out[0], "samples", out[1], "steps", out[2], "collections", out[3], "alerts", app.sampling.alerts,
+      "tick", app.clock.tick, "wraps", app.clock.wraps)
+print("seen", " ".join("%s=%d" % kv for kv in seen.items()))
+u = 0
+for j in range(link.n):
+    m = link.lens[j]
+    print("pkt", bytes(link.buf[u:u + m]).hex())
+    u += m
+"""
+
+
+def run_parts(tmp_path, weak_right, t0_us, binary=None):
+    """PARTS_SCRIPT from device time t0_us on the unix port (binary: another build of it); the parsed output."""
+    from hipcheck import protocol as p
+
+    _, acc, gyr, _ = p.to_wire(weak_right.truth.q_sensor_to_earth, weak_right.acc_sensor_m_s2,
+                               weak_right.gyr_sensor_rad_s)
+    n = len(acc)
+    (tmp_path / "in.bin").write_bytes(acc.astype("<i2").tobytes() + gyr.astype("<i2").tobytes())
+    script = tmp_path / "parts.py"
+    script.write_text(PARTS_SCRIPT)
+    env = dict(os.environ, MICROPYPATH=f"{ROOT / 'firmware' / 'sim'}:{ROOT / 'firmware'}:.frozen")
+    r = subprocess.run([binary or MICROPYTHON, str(script), str(tmp_path / "in.bin"), str(n), str(t0_us),
+                        str(tmp_path / "log.bin")], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    lines = [line.split() for line in r.stdout.splitlines()]
+    head = next(w for w in lines if w[0] == "alloc")
+    res = {head[i]: int(head[i + 1]) for i in range(0, len(head), 2)}
+    res["seen"] = {k: int(v) for k, v in (x.split("=") for x in next(w for w in lines if w[0] == "seen")[1:])}
+    res["packets"] = [bytes.fromhex(w[1]) for w in lines if w[0] == "pkt"]
+    return res
+
+
+@pytest.fixture(scope="module")
+def weak_right():
+    from hipcheck.motion import SensorModel, simulate_walk
+
+    return simulate_walk(duration_s=17, seed=1, sensor=SensorModel.realistic(seed=1), drop_right_deg=9)
+
+
+@pytest.mark.parametrize("boundary", [SMALL, U32], ids=["small_int", "u32"])
+def test_the_parts_across_the_wrap_hold_small_ints_allocate_nothing_and_decode(tmp_path, weak_right, boundary):
+    t0 = boundary - BEFORE_WRAP_US
+    res = run_parts(tmp_path, weak_right, t0)
+    print({k: v for k, v in res.items() if k not in ("seen", "packets")})
+    # (a) every int the parts hold stayed a 32-bit port's small int, with the time at the top of the range
+    assert {k: v for k, v in res["seen"].items() if v >= SMALL} == {}
+    assert res["seen"]["clock.tick"] >= SMALL - 20_000 and res["seen"]["sampling.t_last"] >= SMALL - 20_000
+    assert res["wraps"] == boundary >> 30 and res["tick"] == 8_000_000
+    # (c) nothing allocated per sample or per alert
+    assert res["alerts"] >= 5 and res["samples"] > 1200
+    assert res["alloc"] == 0, res
+    # (b) the host decodes times going on by exactly the period across the wrap, alerts at their samples' times
+    data = [pk for pk in res["packets"] if protocol.packet_type(pk) == protocol.PacketType.DATA]
+    samples, _ = protocol.decode_data_packets(data)
+    t = samples["t_us"]
+    assert np.array_equal(samples["seq"], np.arange(len(t))) and t[0] < boundary < t[-1]
+    assert np.all(np.diff(t) == 10_000) and t0 < t[0] < t0 + 40_000
+    t_of = dict(zip(samples["seq"].tolist(), t.tolist()))
+    alerts = [protocol.decode_packet(pk) for pk in res["packets"] if protocol.packet_type(pk) == protocol.PacketType.EVENT]
+    alerts = [e for e in alerts if e.code == EventCode.ALERT]
+    assert len(alerts) == res["alerts"] and min(t_of[e.seq] for e in alerts) < boundary < max(t_of[e.seq] for e in alerts)
+    assert all(e.t_us == t_of[e.seq] % U32 for e in alerts)
 
 
 # ------------------------------------------------------------------------------------------- the code itself
