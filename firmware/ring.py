@@ -73,6 +73,13 @@ class Ring:
     def unsent(self):
         return self._st[_UNSENT]
 
+    def unsent_slot(self):
+        """Array position of the oldest unsent sample (the next live one; meaningful while ``unsent``). No
+        big-int operation, unlike ``slot``: the live compact path asks it per packet."""
+        st = self._st
+        i = st[_HEAD] - st[_UNSENT]
+        return i + self.capacity if i < 0 else i
+
     def take_lost(self):
         """Samples overwritten before they were sent live since the last call (a BUFFER_OVERRUN event, source
         TX_RING: first lost seq = the oldest unsent seq minus this number), and zero the counter."""

@@ -301,7 +301,7 @@ class Transmit:
                 n = ring.encode_next(tx, spp)
                 if n and not (tx[10] | tx[11]):
                     continue  # placeholders of an IMU FIFO gap (period 0): announced lost, never sent
-            elif ring.unsent and ring.period_us[_slot_of_next(ring)] == 0:
+            elif ring.unsent and ring.period_us[ring.unsent_slot()] == 0:
                 ring.encode_compact_next(tx)
                 continue
             else:
@@ -311,9 +311,3 @@ class Transmit:
             if not link.send(tx, n):
                 return n
 
-
-def _slot_of_next(ring):
-    # the slot of the oldest unsent sample (compact path only)
-    s = ring.next_seq - ring.unsent
-    k = ring.slot(s & _U32)
-    return k if k >= 0 else 0

@@ -382,7 +382,8 @@ def test_the_parts_across_the_wrap_hold_small_ints_allocate_nothing_and_decode(t
 # appear there. Viper code is left out: its ints are machine words.
 HOT = {
     "sampling.py": ["tick_add", "tick_diff", "DeviceClock.now_us", "DeviceClock.wraps_of", "Sampling.step"],
-    "ring.py": ["Ring.append", "Ring.next_seq", "Ring.unsent", "Ring.take_lost", "Ring.encode_next"],
+    "ring.py": ["Ring.append", "Ring.next_seq", "Ring.unsent", "Ring.take_lost", "Ring.encode_next",
+                "Ring.encode_compact_next", "Ring.unsent_slot"],
     "alert.py": ["Alert.dispatch"],
     "transmit.py": ["ControlQueue.alert", "ControlQueue.drain", "ControlQueue._slot", "Transmit.pump",
                     "Transmit._hold", "Transmit._pump_live"],
