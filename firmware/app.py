@@ -17,6 +17,8 @@ import gc
 from micropython import const
 
 import cal_profile
+import packet
+from battery import Monitor
 from commands import Commands
 from sampling import DeviceClock, Sampling
 from session_log import SessionLog
@@ -38,7 +40,8 @@ class App:
     (firmware/README.md, "Links"); fusion, ring: ``fusion.Fusion``, ``ring.Ring``; haptics, alert, store: optional
     role modules' objects (None: the command answers UNAVAILABLE). ticks_us/ticks_diff: the board clock (default
     ``time``); pace: ``async pace(ms)`` between sampling steps (default ``asyncio.sleep_ms``; the sim board
-    advances its virtual clock there). battery: () -> (mv, pct), or None (reported as 0, 0). log: a callable
+    advances its virtual clock there). battery: () -> (mv, pct), or None (reported as 0, 0); read every
+    battery.POLL_MS by a battery.Monitor (BLE Battery Level, LOW_BATTERY). log: a callable
     taking a message (stderr on the sim board), or None. max_latency_ms: see ``transmit.Transmit``.
     """
 
@@ -73,6 +76,9 @@ class App:
         self.alloc_bytes = 0
         self.alloc_samples = 0
         link.on_packet = self.commands.on_packet
+        # the battery every battery.POLL_MS of sampling: BLE Battery Level, LOW_BATTERY once on the way down
+        self.battery_monitor = None if battery is None else Monitor(battery, self._low_battery,
+                                                                     getattr(link, "set_battery", None))
         self.set_rate(rate_hz)
 
     # ------------------------------------------------------------------------------------------------ the parts
@@ -104,6 +110,11 @@ class App:
             if self.alert is not None and hasattr(self.alert, "set_mounting"):
                 self.alert.set_mounting(q_sensor_to_pelvis)
         self.sampling.set_calibration(cal)
+
+    def _low_battery(self, mv, pct):
+        self.ctrl.event(packet.EV_LOW_BATTERY, mv, pct)
+        if self.log:
+            self.log("battery low: %d mV, %d %%" % (mv, pct))
 
     def state_flags(self):
         """INFO state_flags: streaming, logging, profile in use, alerts on."""
@@ -169,6 +180,7 @@ class App:
         self._tell_alert(was_connected)
         step = self.sampling.step
         pump = tx.pump
+        battery = self.battery_monitor
         warm = 50
         while self.running:
             await pace(self.interval_ms)
@@ -194,6 +206,8 @@ class App:
             else:
                 step()
                 pump()
+            if battery is not None:  # a reading every battery.POLL_MS; outside the measured step
+                battery.tick(self.interval_ms)
 
     async def run(self, *tasks):
         """Run the link, the sampler and any extra tasks until stop()."""
@@ -228,6 +242,9 @@ class App:
                 "alloc_per_sample": self.alloc_bytes / self.alloc_samples if self.alloc_samples else None,
                 "commands_limited": self.commands.limited, "backfill_sent": self.backfill.sent,
                 "backfill_paced": self.backfill.paced,
+                "battery": None if self.battery_monitor is None else {
+                    "mv": self.battery_monitor.mv, "pct": self.battery_monitor.pct,
+                    "events": self.battery_monitor.events, "readings": self.battery_monitor.readings},
                 "haptics": None if self.haptics is None else {
                     "capped": self.haptics.capped, "budget_cuts": self.haptics.budget_cuts,
                     "on_ms": self.haptics.on_ms}}

@@ -16,6 +16,7 @@ import time
 from micropython import const
 
 import cal_profile
+import ident
 import packet
 from limits import TokenBucket
 from packet import (BACKFILL, CAL_UPLOAD, INFO, LOG_DOWNLOAD, LOG_ERASE, LOG_LIST, SET_RATE, SET_THRESHOLDS, START,
@@ -109,7 +110,7 @@ class Commands:
             t_next = tick_add(s.t_last, s.period_us) if s.t_last >= 0 else now
             ack(op, token, ok, f[0], app.clock.wire(now), app.ring.next_seq, app.clock.wire(t_next))
         elif op == INFO:
-            self._info(token)
+            self._info(token, len(f) > 0 and f[0] == 1)
         elif op == BACKFILL:
             r = app.backfill.start(f[0], f[1])
             if r is None:
@@ -123,12 +124,16 @@ class Commands:
         elif op == CAL_UPLOAD:
             self._cal_upload(token, f)
 
-    def _info(self, token):
+    def _info(self, token, with_id):
+        # with_id: a host that reads name_id (the sensor's identity: ident.name_id); an older host gets the short form
         app = self.app
         mv, pct = app.battery() if app.battery is not None else (0, 0)
         fw = app.fw_version
-        app.ctrl.ack(INFO, token, packet.OK, packet.PROTOCOL_VERSION, fw[0], fw[1], fw[2], app.board_id,
-                     app.imu.imu_id, app.rate_hz, mv, pct, app.state_flags())
+        fields = (packet.PROTOCOL_VERSION, fw[0], fw[1], fw[2], app.board_id, app.imu.imu_id, app.rate_hz, mv, pct,
+                  app.state_flags())
+        if with_id:
+            fields += (ident.name_id(),)
+        app.ctrl.ack(INFO, token, packet.OK, *fields)
 
     def _log_command(self, op, token, f):
         log = self.app.session_log

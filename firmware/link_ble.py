@@ -34,6 +34,7 @@ import time
 from array import array
 from micropython import const
 
+import ident
 import packet
 from bonds import Bonds
 
@@ -41,7 +42,7 @@ SERVICE_UUID = "8f3c0001-4b7e-4a8d-9e62-3d5a1c7b0e91"
 DATA_CHAR_UUID = "8f3c0002-4b7e-4a8d-9e62-3d5a1c7b0e91"
 CONTROL_CHAR_UUID = "8f3c0003-4b7e-4a8d-9e62-3d5a1c7b0e91"
 LOG_CHAR_UUID = "8f3c0004-4b7e-4a8d-9e62-3d5a1c7b0e91"
-DEVICE_NAME_PREFIX = "hipcheck-"  # + the last two bytes of the BLE address in hex: hipcheck-XXXX
+DEVICE_NAME_PREFIX = "hipcheck-"  # + ident.name_id() in hex: hipcheck-XXXX
 MANUFACTURER = "hipcheck"
 
 _IRQ_CENTRAL_CONNECT = const(1)
@@ -116,8 +117,10 @@ def advertising_payloads(name):
 class LinkBle:
     """The BLE transport. ``LinkBle(fw_version, board, imu, battery_pct)``, then ``asyncio.create_task(link.run())``.
 
-    Device Information: manufacturer "hipcheck", model number = board name, serial number = BLE address (hex),
-    firmware revision = fw_version, hardware revision = IMU name. Battery level: ``set_battery(pct)``.
+    Name: hipcheck-XXXX, XXXX = ``ident.name_id()`` (what INFO's name_id says on any link). Device Information:
+    manufacturer "hipcheck", model number = board name, serial number = BLE address (hex), firmware revision =
+    fw_version, hardware revision = IMU name. Battery level: ``set_battery(pct)`` (app.App's battery monitor calls
+    it when the percentage changes, not per sample).
     bonds: a ``bonds.Bonds`` (default: in RAM, its window open at start, as at a first power-on); window: a
     ``bonds.Window`` (cues, button), run by ``run()``. Counters: notifies, enomem (refusals by the stack), deferred
     (sends refused during the back-off), tx_errors, refused (writes longer than MTU - 3), rx_overflows, ctrl_dropped
@@ -300,7 +303,7 @@ class LinkBle:
         ble = self._ble
         ble.active(True)
         mac = ble.config("mac")[1]
-        self.name = DEVICE_NAME_PREFIX + "%02X%02X" % (mac[-2], mac[-1])
+        self.name = DEVICE_NAME_PREFIX + "%04X" % ident.name_id()  # as INFO's name_id says it on every link
         self._serial = "".join("%02X" % b for b in mac)
         ble.config(gap_name=self.name, mtu=self._pref_mtu)
         try:

@@ -80,7 +80,7 @@ COMMAND_LAYOUTS = {
     SET_THRESHOLDS: ("<BHHHBH", ("enable_mask", "drop_cdeg", "sway_mm", "tilt_cdeg", "hysteresis_pct",
                                  "refractory_ms")),
     TIME_SYNC: ("<I", ("host_token",)),
-    INFO: ("", ()),
+    INFO: ("<B", ("with_id",)),  # with_id optional (COMMAND_OPTIONAL); 1: the ACK has name_id
     BACKFILL: ("<IH", ("from_seq", "max_samples")),
     LOG_LIST: ("<HB", ("index", "with_flags")),  # with_flags optional (COMMAND_OPTIONAL); 1: the ACK has flags
     LOG_DOWNLOAD: ("<HI", ("session_id", "from_block")),
@@ -89,17 +89,17 @@ COMMAND_LAYOUTS = {
 }
 ACK_LAYOUTS = {  # payload of an OK ACK; other opcodes have none
     TIME_SYNC: ("<IIII", ("host_token", "device_t_us", "next_seq", "next_t_us")),
-    INFO: ("<BBBBBBHHBB", ("proto_version", "fw_major", "fw_minor", "fw_patch", "board_id", "imu_id", "rate_hz",
-                           "battery_mv", "battery_pct", "state_flags")),
+    INFO: ("<BBBBBBHHBBH", ("proto_version", "fw_major", "fw_minor", "fw_patch", "board_id", "imu_id", "rate_hz",
+                            "battery_mv", "battery_pct", "state_flags", "name_id")),  # name_id: if asked
     BACKFILL: ("<IH", ("first_seq", "count")),
     LOG_LIST: ("<HHIIB", ("n_sessions", "session_id", "start_time_s", "n_blocks", "flags")),  # flags: if asked
     LOG_DOWNLOAD: ("<I", ("n_blocks",)),
     LOG_ERASE: ("<I", ("confirm",)),  # nonzero: send LOG_ERASE again with it to erase; 0: erased
 }
 # Trailing fields of a layout that may be left out together (one format letter each): the shorter form of an older
-# host's command, and the ACK answering it (docs/protocol.md, LOG_LIST)
-COMMAND_OPTIONAL = {LOG_LIST: 1}
-ACK_OPTIONAL = {LOG_LIST: 1}
+# host's command, and the ACK answering it (docs/protocol.md, LOG_LIST and INFO)
+COMMAND_OPTIONAL = {LOG_LIST: 1, INFO: 1}
+ACK_OPTIONAL = {LOG_LIST: 1, INFO: 1}
 EVENT_LAYOUTS = {
     EV_BUTTON: ("<B", ("press",)),
     EV_ALERT: ("<BBh", ("alert_kind", "side", "value")),
@@ -306,6 +306,8 @@ def _check_fields(opcode, f):
     if opcode == BACKFILL and f[1] == 0:
         return OUT_OF_RANGE
     if opcode == LOG_LIST and len(f) > 1 and f[1] > 1:
+        return OUT_OF_RANGE
+    if opcode == INFO and f and f[0] > 1:
         return OUT_OF_RANGE
     if opcode == CAL_UPLOAD:
         if f[0] != CAL_PROFILE_LEN:

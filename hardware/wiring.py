@@ -64,6 +64,9 @@ class Build:
     imu: str  # the IMU chip and where it sits
     imu_wiring: tuple[tuple[str, str, str], ...]  # (board pad, signal, where it goes) for an IMU off the board
     power_wiring: tuple[tuple[str, str, str], ...]  # battery and supply wires (not pins of the pin file)
+    battery_node: str = ""  # where the battery-sense divider takes the cell's voltage
+    battery_note: str = ""  # what the divider draws while the sensor is off
+    adc_pins: frozenset = frozenset()  # GPIOs with an ADC input usable with the radio on
 
 
 BUILDS = (
@@ -71,14 +74,23 @@ BUILDS = (
           XIAO_ESP32S3_PADS, ESP32S3_RESERVED, imu="LSM6DSOX on the breakout (Adafruit 4438)",
           imu_wiring=(("3V3", "3.3 V", "IMU breakout VIN"), ("GND", "ground", "IMU breakout GND")),
           power_wiring=(("BAT+ (underside pad)", "battery +", "SW1 (slide switch) → J1 red lead → cell +"),
-                        ("BAT− (underside pad)", "battery −", "J1 black lead → cell −"))),
+                        ("BAT− (underside pad)", "battery −", "J1 black lead → cell −")),
+          battery_node="the XIAO's BAT+ pad (after SW1)",
+          battery_note="It sits after SW1, so it draws nothing while the sensor is off.",
+          # ESP32-S3 ADC1 (GPIO1-10; ADC2 is shared with the Wi-Fi/BLE radio): ESP32-S3 datasheet, Table 2-8
+          adc_pins=frozenset(range(1, 11))),
     Build("b", "nano-rp2040-connect", "nano_rp2040_connect", "Arduino Nano RP2040 Connect (on-board LSM6DSOX)",
           NANO_RP2040_CONNECT_PADS, {}, imu="LSM6DSOX on the board",
           imu_wiring=(),
           power_wiring=(("VIN", "5 V in", "U3 PowerBoost 500C 5V output"),
                         ("GND", "ground", "U3 PowerBoost 500C GND"),
                         ("—", "power switch", "U3 EN → SW1 → U3 GND (closed = off; the cell still charges)"),
-                        ("—", "battery", "cell JST-PH plug → U3 BAT socket"))),
+                        ("—", "battery", "cell JST-PH plug → U3 BAT socket")),
+          battery_node="U3's BAT pin",
+          battery_note="U3's BAT pin stays on the cell when SW1 turns the boost off, so it draws this while the "
+                       "sensor is off too: years to empty a 500 mAh cell, slower than the cell's self-discharge.",
+          # RP2040 ADC inputs 0-3 (GPIO26-29, the Nano's A0-A3; its A4-A7 belong to the NINA module)
+          adc_pins=frozenset(range(26, 30))),
 )
 
 # How each netlist terminal is named on the real part: (subcircuit or kind, terminal index) -> label.
@@ -132,6 +144,12 @@ def check_board(build: Build, board, net: netlist.Netlist) -> None:
         raise WiringError(f"{build.module}.py: NAME is {board.NAME!r}, expected {build.board_name!r}")
     used = {"I2C_SDA": board.I2C_SDA, "I2C_SCL": board.I2C_SCL, "MOTOR_PIN": board.MOTOR_PIN,
             "LED_PIN": board.LED_PIN}
+    if getattr(board, "BATTERY_ADC_PIN", None) is not None:
+        used["BATTERY_ADC_PIN"] = board.BATTERY_ADC_PIN
+        if build.adc_pins and board.BATTERY_ADC_PIN not in build.adc_pins:
+            raise WiringError(f"{build.module}.py: BATTERY_ADC_PIN = GPIO{board.BATTERY_ADC_PIN} is not an ADC input "
+                              "the firmware can read with the radio on; pick one of "
+                              + ", ".join(f"GPIO{g}" for g in sorted(build.adc_pins)))
     seen = {}
     for constant, gpio in used.items():
         pad(build, gpio)
@@ -266,6 +284,10 @@ def build_section(build: Build, net: netlist.Netlist) -> str:
                f"`LED_PIN = {board.LED_PIN}` |")
     for where, signal, to in build.power_wiring:
         out.append(f"| {where} | {signal} | {to} | — |")
+    if getattr(board, "BATTERY_ADC_PIN", None) is not None:
+        out.append(f"| {_pin(build, board.BATTERY_ADC_PIN)} | battery sense (ADC) | divider midpoint: R3, R4, C1 "
+                   f"(below) | `BATTERY_ADC_PIN = {board.BATTERY_ADC_PIN}` |")
+        out += battery_section(build, board)
     out += ["", "### Motor driver (`hardware/motor_driver.cir`)", "", "| net | board pad | soldered to |",
             "| --- | --- | --- |"]
     out += [f"| `{node}` | {where} | {what} |" for node, where, what in driver_nets(build, board, net)]
@@ -274,6 +296,29 @@ def build_section(build: Build, net: netlist.Netlist) -> str:
             f"`AXES = {board.AXES}` (rows: board axes, columns: chip axes), so when worn:", ""]
     out += axes_lines(board)
     return "\n".join(out)
+
+
+def _kohm(ohms: int) -> str:
+    return f"{ohms / 1000:g} kΩ"
+
+
+def battery_section(build: Build, board) -> list[str]:
+    """The battery-sense divider (firmware/battery.py reads it): what it is soldered to and what the pin sees."""
+    r_top, r_bottom = board.BATTERY_DIVIDER
+    ratio = r_bottom / (r_top + r_bottom)
+    return ["", "### Battery sense", "",
+            f"The cell's voltage through a divider to {_pin(build, board.BATTERY_ADC_PIN)}, which the firmware reads "
+            "now and then (`firmware/battery.py`: INFO's battery, the BLE Battery Level, the LOW_BATTERY event).", "",
+            "| part | soldered between |", "| --- | --- |",
+            f"| R3 ({_kohm(r_top)}) | {build.battery_node} and the divider midpoint |",
+            f"| R4 ({_kohm(r_bottom)}) | the divider midpoint and GND |",
+            "| C1 (100 nF) | the divider midpoint and GND (beside R4: the ADC samples a capacitor, not "
+            f"{_kohm(r_top * r_bottom // (r_top + r_bottom))} of source resistance) |",
+            f"| wire | the divider midpoint and {_pin(build, board.BATTERY_ADC_PIN)} |", "",
+            f"`BATTERY_DIVIDER = {board.BATTERY_DIVIDER}`: the pin sees {ratio:g} of the cell, "
+            f"{3.0 * ratio:.2f}-{4.2 * ratio:.2f} V for a cell at 3.0-4.2 V; the divider draws "
+            f"{4.2 / (r_top + r_bottom) * 1e6:.1f} µA from a full cell (nothing against the 30-80 mA of "
+            "[power.md](power.md)). " + build.battery_note]
 
 
 def render() -> str:

@@ -64,7 +64,9 @@ def test_walk_streams_whole_through_the_firmwares_gatt_server_and_commands_are_a
                 await link.pair()
                 st = link.status()
                 assert st.connected and st.mtu == 247 and st.address == sensor.address
-                assert st.battery_pct == 100  # read from the firmware's battery characteristic (its gatts_write)
+                # read from the firmware's battery characteristic: the full emulated cell (sim/machine.py) through
+                # the firmware's ADC and discharge curve, less the sag while the pairing cue runs the motor
+                assert 98 <= st.battery_pct <= 100
                 t0 = time.monotonic()
                 async with DeviceSession(link, SessionSettings(start_seq=0)) as session:
                     info = session.device_info

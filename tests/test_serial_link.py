@@ -7,7 +7,8 @@ between frames, a lost delimiter, a run longer than any frame) and keeps both th
 The link must deliver exactly the clean packets that were not damaged, in order, byte for byte (so no corrupted
 sample), count the damage as a fresh ``Deframer`` counts the damaged stream, get every command answered, and have
 the samples of the trace. Then: the port vanishing mid-stream, a port that comes back, a port that does not exist,
-a silent port (watchdog), a command too long.
+a silent port (watchdog), a command too long. The link asks INFO with_id at open: its device_id is the name the
+firmware advertises over BLE, and a port that comes back asks again (another sensor may be on it).
 """
 
 import asyncio
@@ -69,6 +70,7 @@ class Relay(threading.Thread):
         self.out = bytearray()
         self.lost: set[int] = set()
         self.kinds: Counter = Counter()
+        self.damage_at: dict[int, str] = {}  # frame index -> the damage done to it
         self.n_frames = 0
         self.n_damaged = 0
         self._held = None  # (index, frame) waiting to lose its delimiter to the next frame, if that is DATA
@@ -102,10 +104,11 @@ class Relay(threading.Thread):
             return
         kind = KINDS[self.n_damaged % len(KINDS)]  # each kind in turn
         self.n_damaged += 1
+        self.damage_at[i] = kind
         f = bytearray(f)
         if kind in ("flip", "flip2"):
-            for _ in range(1 if kind == "flip" else 2):
-                pos = self.rng.randrange(len(f) - 1)
+            # two distinct bytes for flip2: the same bit flipped twice would leave the frame whole
+            for pos in self.rng.sample(range(len(f) - 1), 1 if kind == "flip" else 2):
                 f[pos] ^= 1 << self.rng.randrange(8)
                 if f[pos] == 0:
                     f[pos] = 0xA5  # a flip to 0x00 would split the frame: still damage, but keep it one frame
@@ -252,6 +255,7 @@ def session(trace, tmp_path_factory):
                 break
             last = state
         out["last_pong"] = pong
+        out["device_id"] = link.device_id
         out["status"] = link.status()
         out["counters"] = link.counters()
         await link.close()
@@ -281,10 +285,15 @@ def test_every_undamaged_packet_arrives_in_order_and_no_damaged_one(session):
     assert (clean_d.crc_errors, clean_d.cobs_errors, clean_d.oversize_dropped) == (0, 0, 0)
     assert relay.clean[:1] == b"\x00"  # the firmware's announcing 0x00 passed through, harmless
     assert all(relay.kinds[k] >= 3 for k in KINDS), relay.kinds
-    # frame index i of the stream is packet i - 1 (frame 0 is the lone 0x00)
-    expected = [p for i, p in enumerate(clean, start=1) if i not in relay.lost]
+    # frame index i of the stream is packet i - 1 (frame 0 is the lone 0x00); the answer to the link's own INFO
+    # (token 0, asked at open) is the link's: it names the sensor and is not delivered
+    identity = [p for p in clean if p[:3] == bytes([0x23, Opcode.INFO, 0])]
+    assert len(identity) == 1
+    expected = [p for i, p in enumerate(clean, start=1) if i not in relay.lost and p != identity[0]]
     got = [x.packet for x in c.items]
     assert got == expected
+    # the name the firmware advertises over BLE (test_firmware_bumble), told by INFO's name_id over serial
+    assert out["device_id"] == "hipcheck-4D01"
     assert len(got) < len(clean)
     times = [x.host_time_s for x in c.items]
     assert times == sorted(times)
@@ -423,17 +432,26 @@ def test_a_port_that_comes_back_is_reopened(tmp_path):
         while not (link.status().connected and link.status().reconnects == 1):
             assert await link.receive(timeout_s=0.05) is None
             assert time.monotonic() < deadline, "the link did not reopen the port"
-        assert os.read(m2, 16) == b"\x00"  # the link's own 0x00: the device's deframer starts clean
-        os.write(m2, b"\x00" + protocol.frame(protocol.encode_ack(Opcode.START, 7, Status.OK)))
-        second = await link.receive(timeout_s=2.0)
+        # the link's own 0x00 (the device's deframer starts clean), then INFO with_id: which sensor is it now?
+        sent = os.read(m2, 64)
+        assert sent[:1] == b"\x00"
+        assert protocol.Deframer().feed(sent) == [protocol.encode_command(Opcode.INFO, 0, with_id=1)]
+        assert link.device_id is None  # the first device never said
+        info = dict(proto_version=1, fw_major=0, fw_minor=4, fw_patch=0, board_id=1, imu_id=1, rate_hz=100,
+                    battery_mv=3900, battery_pct=65, state_flags=1)
+        os.write(m2, b"\x00" + protocol.frame(protocol.encode_ack(Opcode.INFO, 0, Status.OK, **info, name_id=0x3F2A))
+                 + protocol.frame(protocol.encode_ack(Opcode.START, 7, Status.OK)))
+        second = await link.receive(timeout_s=2.0)  # the INFO answer is the link's own: not delivered
+        device_id = link.device_id
         await link.close()
-        return first, second
+        return first, second, device_id
 
     try:
-        first, second = run(main(), 20)
+        first, second, device_id = run(main(), 20)
     finally:
         for fd in fds:
             os.close(fd)
+    assert device_id == "hipcheck-3F2A"
     assert first.channel == CONTROL and protocol.decode_packet(first.packet).token == 1
     assert second.packet == protocol.encode_ack(Opcode.START, 7, Status.OK)
 

@@ -488,7 +488,7 @@ def test_sync_with_firmware_from_before_the_open_flag(recorded, tmp_path, monkey
     packet = old / "packet.py"
     text = packet.read_text()
     for new, before in (('LOG_LIST: ("<HB", ("index", "with_flags")),', 'LOG_LIST: ("<H", ("index",)),'),
-                        ("COMMAND_OPTIONAL = {LOG_LIST: 1}", "COMMAND_OPTIONAL = {}")):
+                        ("COMMAND_OPTIONAL = {LOG_LIST: 1, INFO: 1}", "COMMAND_OPTIONAL = {INFO: 1}")):
         assert new in text
         text = text.replace(new, before)
     packet.write_text(text)

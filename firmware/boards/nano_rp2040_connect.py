@@ -22,3 +22,22 @@ MOTOR_PWM_HZ = 20000  # above hearing
 LED_PIN = 6
 # No user button on this board (BUTTON_PIN unset): the BLE pairing window opens at the first power-on and over USB
 # (main.run(pair=True)).
+
+# Battery sense (hardware/wiring.md): the cell's + (the PowerBoost 500C's BAT pin) through R3 to A0 = GPIO26 (ADC0),
+# R4 from there to GND, C1 across R4. Half the cell's 3.0-4.2 V is 1.5-2.1 V, inside the RP2040 ADC's 3.3 V range
+# (its reference is the 3.3 V rail: read_u16 over 3300 mV); the pair draws 10 uA from the cell.
+BATTERY_ADC_PIN = 26  # A0
+BATTERY_DIVIDER = (200000, 200000)  # R3 (cell + to the pin), R4 (the pin to GND), ohms
+BATTERY_VREF_MV = 3300
+
+
+def battery():
+    """(mv, pct) of the cell: battery.Cell through the divider (the ADC is made at the first call)."""
+    global _cell
+    if _cell is None:
+        from battery import Cell
+        _cell = Cell(BATTERY_ADC_PIN, BATTERY_DIVIDER, BATTERY_VREF_MV)
+    return _cell.read()
+
+
+_cell = None

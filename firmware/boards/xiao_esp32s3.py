@@ -22,3 +22,21 @@ MOTOR_PWM_HZ = 20000  # above hearing
 LED_PIN = 21
 LED_ACTIVE_LOW = True
 BUTTON_PIN = 0  # the BOOT button (reads 0 when pressed): held 1 s after boot, it opens the BLE pairing window
+
+# Battery sense (hardware/wiring.md): the cell's + (the BAT+ pad, after the switch) through R3 to D1 = GPIO2
+# (ADC1 channel 1: ADC1 works while the radio is on), R4 from there to GND, C1 across R4. Half the cell's 3.0-4.2 V
+# is 1.5-2.1 V, inside the 11 dB range of the ESP32-S3's ADC; the pair draws 10 uA from the cell.
+BATTERY_ADC_PIN = 2  # D1
+BATTERY_DIVIDER = (200000, 200000)  # R3 (cell + to the pin), R4 (the pin to GND), ohms
+
+
+def battery():
+    """(mv, pct) of the cell: battery.Cell through the divider (the ADC is made at the first call)."""
+    global _cell
+    if _cell is None:
+        from battery import Cell
+        _cell = Cell(BATTERY_ADC_PIN, BATTERY_DIVIDER)
+    return _cell.read()
+
+
+_cell = None

@@ -166,18 +166,29 @@ class Pin:
 
 class PWM:
     """machine.PWM on a recording motor: every change of duty or frequency is appended to `events` as
-    (t_us on the sim clock, duty_u16, freq_hz)."""
+    (t_us on the sim clock, duty_u16, freq_hz). The duty is what the emulated cell (`battery`) sees the motor
+    draw: each change settles the cell's charge up to now first."""
 
     def __init__(self, dest, *, freq=1000, duty_u16=0, duty_ns=None, invert=False):
         self.pin = dest
         self._freq = freq
-        self._duty = 0
+        self._d = 0
+        battery.motors.append(self)
         self.events = []
         self._active = True
         if duty_ns is not None:
             self.duty_ns(duty_ns)
         else:
             self.duty_u16(duty_u16)
+
+    @property
+    def _duty(self):
+        return self._d
+
+    @_duty.setter
+    def _duty(self, value):
+        battery.settle()  # the charge used at the old duty, up to now
+        self._d = value
 
     def _log(self):
         self.events.append((clock.ticks_us(), self._duty, self._freq))
@@ -219,6 +230,117 @@ class PWM:
         if self._duty:
             self._duty = 0
             self._log()
+
+
+# --------------------------------------------------------------------------------------- battery and ADC
+
+# The emulated cell's open-circuit voltage (mV) at 100, 90, ..., 0 % state of charge: the single-cell LiPo curve the
+# firmware reads its percentage from (firmware/battery.py, after Meshtastic's src/power.h OCV_ARRAY). Interpolated.
+_OCV_MV = (4190, 4050, 3990, 3890, 3800, 3720, 3630, 3530, 3420, 3300, 3100)
+
+
+class SimBattery:
+    """A LiPo cell powering the emulated board: its charge (µC, an int) drains on the sim clock at the board's own
+    current plus the motor's current times its PWM duty (every PWM made here is a motor: `motors`); its terminal
+    voltage is the open-circuit voltage at the state of charge (`_OCV_MV`) less the current through its internal
+    resistance. Defaults: build (a)'s 350 mAh cell streaming (hardware/power.md: 35.9 mA; the motor 66 mA at full
+    duty), 150 mΩ. `configure` sets them (the sim board's --battery); `wire` puts it behind a divider on an ADC pin.
+    Integer arithmetic only: a PWM change inside the measured sampling step must not allocate."""
+
+    def __init__(self):
+        self.motors = []
+        self.configure()
+        self.pin = None
+
+    def configure(self, capacity_mah=350, soc_pct=100, base_ua=35900, motor_ua=66000, r_mohm=150):
+        self.capacity_uc = capacity_mah * 3600 * 1000  # mAh -> µC
+        self.charge_uc = self.capacity_uc * soc_pct // 100
+        self.base_ua = base_ua
+        self.motor_ua = motor_ua
+        self.r_mohm = r_mohm
+        self.used_motor_uc = 0  # charge the motor took
+        self._t_us = clock.ticks_us()
+
+    def wire(self, pin, r_top, r_bottom):
+        """Behind a divider (r_top from the cell's + to the pin, r_bottom to ground) on ADC pin `pin`."""
+        self.pin = pin
+        self.r_top = r_top
+        self.r_bottom = r_bottom
+
+    def current_ua(self):
+        ua = self.base_ua
+        for m in self.motors:
+            ua += self.motor_ua * m._d // 65535
+        return ua
+
+    def settle(self):
+        """Take the charge used since the last call (the current in between was constant: the duty changes call
+        this first)."""
+        now = clock.ticks_us()
+        dt = now - self._t_us
+        if dt <= 0:
+            return
+        self._t_us = now
+        motor = 0
+        for m in self.motors:
+            motor += self.motor_ua * m._d // 65535
+        motor = motor * dt // 1000000
+        self.used_motor_uc += motor
+        self.charge_uc = max(0, self.charge_uc - self.base_ua * dt // 1000000 - motor)
+
+    def soc_permille(self):
+        return self.charge_uc * 1000 // self.capacity_uc
+
+    def ocv_mv(self):
+        p = self.soc_permille()  # 0..1000
+        if p >= 1000:
+            return _OCV_MV[0]
+        i = 10 - p // 100  # between _OCV_MV[i] (at 100 (10 - i) %) and _OCV_MV[i - 1]
+        lo = _OCV_MV[i]
+        hi = _OCV_MV[i - 1]
+        return lo + (hi - lo) * (p % 100) // 100
+
+    def mv(self):
+        """Terminal voltage now, mV."""
+        self.settle()
+        return max(0, self.ocv_mv() - self.current_ua() * self.r_mohm // 1000000)
+
+    def summary(self):
+        return {"mv": self.mv(), "ocv_mv": self.ocv_mv(), "soc_pct": self.soc_permille() / 10,
+                "charge_mah": self.charge_uc / 3600000, "motor_mah": self.used_motor_uc / 3600000}
+
+
+battery = SimBattery()
+
+
+class ADC:
+    """machine.ADC as on the ESP32 (12 bits, 11 dB attenuation: 0-3.1 V full scale; ``read_uv`` calibrated, as
+    ESP-IDF's eFuse calibration gives it) at the pin the emulated cell is wired to (`battery.wire`); any other pin
+    reads 0 V (tied to ground)."""
+
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+    _FULL_UV = 3100000
+
+    def __init__(self, pin, *, atten=ATTN_11DB):
+        self.id = pin.id if isinstance(pin, Pin) else pin
+        self.atten = atten
+
+    def _code(self):
+        # the pin's voltage as the 12-bit converter's code
+        b = battery
+        if b.pin != self.id:
+            return 0
+        uv = b.mv() * 1000 * b.r_bottom // (b.r_top + b.r_bottom)
+        return min(4095, uv * 4095 // self._FULL_UV)
+
+    def read_u16(self):
+        return self._code() * 65535 // 4095
+
+    def read_uv(self):
+        return self._code() * self._FULL_UV // 4095
 
 
 def idle():

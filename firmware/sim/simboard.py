@@ -176,9 +176,41 @@ def sim_board(chip):
     board = config.board({"board": "sim"})
     board.IMU = CHIPS[chip][3]
     board.IMU_ADDRESS = CHIPS[chip][4]
-    if not hasattr(board, "battery"):
-        board.battery = lambda: (4000, 90)  # INFO: a fixed, plausible reading
     return board
+
+
+def battery_option(argv):
+    """--battery MAH:PCT[:MA]: the emulated cell (machine.battery: capacity, state of charge at boot, the board's own
+    current in mA; default 350 mAh, 100 %, 35.9 mA); --battery-record PATH: the cell at the end, as JSON (its
+    voltage, charge, what the motor took), written as the process exits. The other arguments are returned."""
+    rest = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--battery", "--battery-record"):
+            if i + 1 >= len(argv):
+                raise ValueError("%s needs a value" % a)
+            v = argv[i + 1]
+            i += 2
+            if a == "--battery-record":
+                sys.atexit(lambda path=v: _write_json(path, machine.battery.summary()))
+                continue
+            f = [float(x) for x in v.split(":")]
+            if len(f) not in (2, 3) or f[0] <= 0 or not 0 <= f[1] <= 100:
+                raise ValueError("--battery %s: MAH:PCT[:MA], a capacity > 0 and a charge of 0-100 %%" % v)
+            b = machine.battery
+            b.configure(**({"base_ua": int(f[2] * 1000)} if len(f) == 3 else {}))
+            b.capacity_uc = int(f[0] * 3600000)  # µC: a fraction of a mAh (a cell a test empties) is kept
+            b.charge_uc = int(f[0] * 36000 * f[1])
+            continue
+        rest.append(a)
+        i += 1
+    return rest
+
+
+def _write_json(path, obj):
+    with open(path, "w") as f:
+        f.write(json.dumps(obj))
 
 
 def make_link(kind, mtu=247, chip="LSM6DSOX", ble_record="-", bonds=None, pair_window_s=120):
@@ -316,6 +348,7 @@ async def press_button(link, after_s):
 
 def main(argv):
     try:
+        argv = battery_option(argv)
         o = parse(argv)
     except ValueError as e:
         _err(str(e))

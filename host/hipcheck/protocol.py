@@ -54,6 +54,7 @@ DATA_CHAR_UUID = "8f3c0002-4b7e-4a8d-9e62-3d5a1c7b0e91"  # notify: DATA (full or
 CONTROL_CHAR_UUID = "8f3c0003-4b7e-4a8d-9e62-3d5a1c7b0e91"  # write: COMMAND; notify: ACK and EVENT
 LOG_CHAR_UUID = "8f3c0004-4b7e-4a8d-9e62-3d5a1c7b0e91"  # notify: LOG_CHUNK
 DEVICE_NAME_PREFIX = "hipcheck-"  # advertised name: hipcheck-XXXX
+LOW_BATTERY_PCT = 10  # the firmware's LOW_BATTERY threshold (firmware/battery.py LOW_PCT)
 
 
 # ---------------------------------------------------------------------------------------------------------- errors
@@ -96,6 +97,11 @@ class PacketType(IntEnum):
     ACK = 3
     EVENT = 4
     LOG_CHUNK = 5
+
+
+def sensor_name(name_id: int) -> str:
+    """The sensor's name from INFO's name_id: ``hipcheck-XXXX``, as it advertises itself over BLE."""
+    return f"{DEVICE_NAME_PREFIX}{name_id:04X}"
 
 
 def kind_byte(packet_type: PacketType) -> int:
@@ -253,7 +259,8 @@ COMMAND_LAYOUTS: dict[Opcode, Layout] = {
     Opcode.SET_THRESHOLDS: Layout("BHHHBH", ("enable_mask", "drop_cdeg", "sway_mm", "tilt_cdeg",
                                              "hysteresis_pct", "refractory_ms")),
     Opcode.TIME_SYNC: Layout("I", ("host_token",)),
-    Opcode.INFO: EMPTY,
+    # with_id 1: the ACK carries name_id (the sensor's identity); left out by hosts before it (same as 0)
+    Opcode.INFO: Layout("B", ("with_id",), optional=1),
     Opcode.BACKFILL: Layout("IH", ("from_seq", "max_samples")),
     # with_flags 1: the ACK carries the entry's flags (LogEntryFlag); left out by hosts before it (same as 0)
     Opcode.LOG_LIST: Layout("HB", ("index", "with_flags"), optional=1),
@@ -265,8 +272,10 @@ COMMAND_LAYOUTS: dict[Opcode, Layout] = {
 # Payloads of ACKs with status OK; any other status carries an empty payload.
 ACK_LAYOUTS: dict[Opcode, Layout] = {op: EMPTY for op in Opcode} | {
     Opcode.TIME_SYNC: Layout("IIII", ("host_token", "device_t_us", "next_seq", "next_t_us")),
-    Opcode.INFO: Layout("BBBBBBHHBB", ("proto_version", "fw_major", "fw_minor", "fw_patch", "board_id", "imu_id",
-                                       "rate_hz", "battery_mv", "battery_pct", "state_flags")),
+    # name_id (the XXXX of the sensor's BLE name hipcheck-XXXX, ``sensor_name``) only when the command asked
+    # with_id=1: firmware before it sends 12 bytes
+    Opcode.INFO: Layout("BBBBBBHHBBH", ("proto_version", "fw_major", "fw_minor", "fw_patch", "board_id", "imu_id",
+                                        "rate_hz", "battery_mv", "battery_pct", "state_flags", "name_id"), optional=1),
     Opcode.BACKFILL: Layout("IH", ("first_seq", "count")),
     # flags (LogEntryFlag) only when the command asked with_flags=1: firmware before it sends 16 bytes
     Opcode.LOG_LIST: Layout("HHIIB", ("n_sessions", "session_id", "start_time_s", "n_blocks", "flags"), optional=1),
@@ -490,6 +499,8 @@ def command_status(packet: bytes) -> Status:
         case Opcode.BACKFILL if f["max_samples"] == 0:
             return Status.OUT_OF_RANGE
         case Opcode.LOG_LIST if f.get("with_flags", 0) > 1:
+            return Status.OUT_OF_RANGE
+        case Opcode.INFO if f.get("with_id", 0) > 1:
             return Status.OUT_OF_RANGE
         case Opcode.CAL_UPLOAD if f["total_len"] != CAL_PROFILE_LEN:
             return Status.BAD_LENGTH

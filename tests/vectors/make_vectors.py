@@ -179,7 +179,12 @@ def build() -> None:
                 dict(opcode=Opcode.SET_THRESHOLDS, token=21, enable_mask=0b1111, drop_cdeg=600, sway_mm=60,
                      tilt_cdeg=800, hysteresis_pct=33, refractory_ms=3000))
     add_control("cmd_time_sync", "TIME_SYNC ping", cmd, dict(opcode=Opcode.TIME_SYNC, token=9, host_token=0xDEADBEEF))
-    add_control("cmd_info", "INFO", cmd, dict(opcode=Opcode.INFO, token=10))
+    add_control("cmd_info", "INFO (the short form: no with_id, the ACK has no name_id)", cmd,
+                dict(opcode=Opcode.INFO, token=10))
+    add_control("cmd_info_id", "INFO with_id 1: the ACK carries name_id, the sensor's identity", cmd,
+                dict(opcode=Opcode.INFO, token=18, with_id=1))
+    add_control("cmd_info_id_bad", "INFO with_id 2: not defined, refused", cmd,
+                dict(opcode=Opcode.INFO, token=19, with_id=2))
     add_control("cmd_backfill", "BACKFILL from seq 74565, at most 3000 samples", cmd,
                 dict(opcode=Opcode.BACKFILL, token=11, from_seq=74_565, max_samples=3000))
     add_control("cmd_log_list", "LOG_LIST entry 2 (the short form: no with_flags, the ACK has no flags byte)", cmd,
@@ -219,6 +224,10 @@ def build() -> None:
                 dict(opcode=Opcode.INFO, token=10, status=Status.OK, proto_version=1, fw_major=0, fw_minor=3,
                      fw_patch=1, board_id=1, imu_id=1, rate_hz=100, battery_mv=3950, battery_pct=87,
                      state_flags=p.StateFlag.STREAMING | p.StateFlag.PROFILE_LOADED | p.StateFlag.ALERTS_ENABLED))
+    add_control("ack_info_id", "INFO asked with_id: the same, from the sensor named hipcheck-4D01 (name_id 0x4D01)",
+                ack, dict(opcode=Opcode.INFO, token=18, status=Status.OK, proto_version=1, fw_major=0, fw_minor=4,
+                          fw_patch=0, board_id=3, imu_id=1, rate_hz=100, battery_mv=3450, battery_pct=23,
+                          state_flags=p.StateFlag.STREAMING, name_id=0x4D01))
     add_control("ack_backfill", "BACKFILL accepted: 2400 samples from 74565 follow as DATA with flag bit 6", ack,
                 dict(opcode=Opcode.BACKFILL, token=11, status=Status.OK, first_seq=74_565, count=2400))
     add_control("ack_log_list", "LOG_LIST entry 2 of 5", ack,

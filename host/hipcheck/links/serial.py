@@ -34,6 +34,12 @@ Behaviour:
   and backfills it from the sensor's buffer. The thread never leaves more than one wake-up pending in the event
   loop, so a blocked loop does not pile up callbacks either.
 
+- Which sensor: ``open()`` (and a reopen of a lost port) sends INFO asking for name_id (token 0, never one of the
+  session's); the reader thread takes that one ACK out of the stream and ``device_id`` becomes the sensor's name
+  ``hipcheck-XXXX``, the name it advertises over BLE, so one sensor has one calibration profile and names its logs
+  alike on either link. Serial delivers in order, so a session's own first answer comes after it: its log header
+  has the name. Firmware before name_id (it answers BAD_LENGTH), or no answer: ``device_id`` stays None.
+
 Limits: the baud rate means nothing on USB CDC or a pty, only on a UART bridge.
 """
 
@@ -53,6 +59,8 @@ from hipcheck.links import (CONTROL, KIND_CHANNEL, RECEIVE_QUEUE_PACKETS, Link, 
 SERIAL_MTU = 247  # the firmware's serial MTU (firmware/link_serial.SERIAL_MTU): commands up to 244 bytes
 _COUNTERS = ("frames_ok", "crc_errors", "cobs_errors", "oversize_dropped", "bytes_dropped")
 _READ_TIMEOUT_S = 0.05  # a read returns at least this often: the thread sees close() and the watchdog in time
+IDENTITY_TOKEN = 0  # the token of the link's own INFO (the session's CommandChannel hands out 1-255)
+_IDENTITY_ACK = bytes([protocol.kind_byte(protocol.PacketType.ACK), protocol.Opcode.INFO, IDENTITY_TOKEN])
 
 
 @dataclass
@@ -102,8 +110,15 @@ class SerialLink(Link):
         self._status = SerialLinkStatus(mtu=SERIAL_MTU, port=self.port)
         self._error: LinkError | None = None
         self._closed = False
+        self._device_id: str | None = None
 
     # --------------------------------------------------------------------------------------------- interface
+    @property
+    def device_id(self) -> str | None:
+        """The sensor's name ``hipcheck-XXXX`` from its answer to the INFO sent at open (module docstring); None
+        before it, or from firmware that does not say it."""
+        return self._device_id
+
     async def open(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return  # open, or reopening the port by itself
@@ -113,7 +128,8 @@ class SerialLink(Link):
         self._status.error = None
         port = await asyncio.to_thread(self._open_port)  # raises LinkError with what to check
         try:
-            await asyncio.to_thread(port.write, b"\x00")  # the device's deframer starts on a frame boundary
+            # the device's deframer starts on a frame boundary; then the question of who it is
+            await asyncio.to_thread(port.write, b"\x00" + _IDENTITY_QUESTION)
         except Exception as error:
             await asyncio.to_thread(_quiet_close, port)
             raise LinkError(f"cannot write to serial port {self.port} ({error}): is the sensor still there?") from None
@@ -282,6 +298,9 @@ class SerialLink(Link):
         s = self._status
         items = []
         for packet in packets:
+            if packet[:3] == _IDENTITY_ACK:
+                self._identified(packet)
+                continue
             channel = KIND_CHANNEL.get(packet[0])
             if channel is None:
                 s.bad_packets += 1
@@ -291,6 +310,16 @@ class SerialLink(Link):
             s.packets_in += len(items)
             s.last_packet_host_s = now
         return items
+
+    def _identified(self, packet: bytes) -> None:
+        """The answer to the INFO of open(): the sensor's name, if it says it (firmware before name_id answers the
+        longer INFO with BAD_LENGTH)."""
+        try:
+            fields = protocol.decode_packet(packet).fields
+        except protocol.ProtocolError:
+            fields = {}
+        name_id = fields.get("name_id")
+        self._device_id = None if name_id is None else protocol.sensor_name(name_id)
 
     def _post(self, items) -> bool:
         """Hand items (Received, or None to wake receive()) to the event loop, dropping (counted) the packets that
@@ -345,7 +374,7 @@ class SerialLink(Link):
                 return None
             try:
                 port = self._open_port()
-                port.write(b"\x00")
+                port.write(b"\x00" + _IDENTITY_QUESTION)  # it may be another sensor now
             except Exception:
                 continue
             self._new_deframer()
@@ -366,6 +395,9 @@ class SerialLink(Link):
         if port is not None:
             _quiet_close(port)
         self._post([None])
+
+
+_IDENTITY_QUESTION = protocol.frame(protocol.encode_command(protocol.Opcode.INFO, IDENTITY_TOKEN, with_id=1))
 
 
 def _quiet_close(port) -> None:
