@@ -82,6 +82,24 @@ def _crc32_viper(buf, n: int) -> uint:
     return crc ^ uint(0xFFFFFFFF)
 
 
+@micropython.viper
+def _put_crc32(buf, n: int):
+    # CRC-32 of buf[0:n] written into buf[n:n + 4] (little-endian) without a Python int: a u32 is a big int on a
+    # 32-bit port, and this runs once per block on the sampling path
+    t = ptr32(_TABLE)
+    p = ptr8(buf)
+    crc = uint(0xFFFFFFFF)
+    i = 0
+    while i < n:
+        crc = uint(t[(crc ^ uint(p[i])) & 0xFF]) ^ (crc >> 8)
+        i += 1
+    crc = crc ^ uint(0xFFFFFFFF)
+    p[n] = crc
+    p[n + 1] = crc >> 8
+    p[n + 2] = crc >> 16
+    p[n + 3] = crc >> 24
+
+
 def crc32(view, use_c=True):
     """CRC-32 (zlib's) of the bytes of ``view``: binascii.crc32 where the port has it, else a table in viper. Pass a
     memoryview made once: slicing here would allocate for every block."""
@@ -362,7 +380,7 @@ class Store:
         blk = self._blk
         _zero(blk, HEADER_SIZE + fill, PAYLOAD_SIZE - fill)
         struct.pack_into(_HEADER, blk, 0, MAGIC, VERSION, 0, self._session, fill, self._block, self._start_s)
-        struct.pack_into("<I", blk, _CRC_AT, crc32(self._head, self._use_c))
+        _put_crc32(blk, _CRC_AT)  # what crc32() computes, written without making an int (32-bit ports)
         f = self._f
         slot = self._end
         f.seek(slot * BLOCK_SIZE)
