@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from hipcheck import detect, report
+from hipcheck import detect, protocol, report
 from hipcheck.alerts import AlertPolicy, HandOver
 from hipcheck.device import DeviceSession, SessionSettings
 from hipcheck.gait import LEFT, RIGHT, STRIDE_DTYPE
-from hipcheck.errors import InvalidValueError
+from hipcheck.errors import HipcheckError, InvalidValueError
 from hipcheck.exercises import segment_angles_deg
 from hipcheck.hold import HOLD_DTYPE
 from hipcheck.pipeline import MODES, Pipeline, sort_decisions
@@ -67,6 +67,61 @@ class LinkOptions:
     def passive(self) -> bool:
         """A replay answers no command: the session only listens."""
         return self.replay is not None
+
+
+def battery_words(mv: int, pct: int) -> str:
+    """'3.71 V, 45 %' (a board that cannot read its cell reports 0 mV: '-')."""
+    return f"{mv / 1000:.2f} V, {pct} %" if mv else "-"
+
+
+def low_battery_line(mv: int, pct: int) -> str:
+    """The one line a wearer sees when the sensor's battery is low (its LOW_BATTERY event, or INFO at connect)."""
+    return f"sensor battery low: {battery_words(mv, pct)}: charge it after this session"
+
+
+def _battery_low(info: dict | None) -> bool:
+    return bool(info) and bool(info["battery_mv"]) and info["battery_pct"] <= protocol.LOW_BATTERY_PCT
+
+
+class BatteryWatch:
+    """The sensor's battery as the session learns it: INFO (at connect, and when asked again) and LOW_BATTERY
+    events. A low battery is said once a session, in one line through ``out``: at once if INFO at connect is
+    already low, else when the event comes. ``on_event`` chains to the session's earlier handler (make it after
+    ``HandOver``, which sets its own)."""
+
+    def __init__(self, session: DeviceSession, out: Callable[[str], None]):
+        self.session = session
+        self.out = out
+        info = session.device_info
+        self.reading = (info["battery_mv"], info["battery_pct"]) if info else None
+        self.said_low = False
+        self._forward = session.on_event
+        session.on_event = self.on_event
+        if _battery_low(info):
+            self._say_low()
+
+    def _say_low(self) -> None:
+        if not self.said_low:
+            self.said_low = True
+            self.out(low_battery_line(*self.reading))
+
+    def on_event(self, event) -> None:
+        if event.code == protocol.EventCode.LOW_BATTERY:
+            self.reading = (event.fields["battery_mv"], event.fields["battery_pct"])
+            self._say_low()
+        if self._forward is not None:
+            self._forward(event)
+
+    async def refresh(self) -> tuple[int, int] | None:
+        """Ask INFO again (the newest reading); the last one known if the sensor cannot answer now."""
+        if not self.session.link.status().connected:
+            return self.reading
+        try:
+            info = await self.session.info()
+            self.reading = (info["battery_mv"], info["battery_pct"])
+        except HipcheckError:
+            pass
+        return self.reading
 
 
 def device_calibration(device_id: str | None, *, replays: Path | None = None,
@@ -117,6 +172,7 @@ class LiveResult:
     side_known: bool = True  # the sensor's mounting was found (or given): holds may name the standing leg
     log_damage: object = None  # hipcheck.record.LogDamage of a replayed log (None for a live link)
     alignment: np.ndarray | None = None  # the pelvis frame in use at the end (q_sensor_to_pelvis; None: none found)
+    battery: tuple[int, int] | None = None  # the sensor's (mV, %) at the end (None: not known, a replay)
 
 
 class LiveAnalysis:
@@ -384,8 +440,9 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
     async with session:
         info = session.device_info
         if info is not None:
-            out(f"sensor: {info['board']} board, {info['imu']}, firmware {info['firmware']}, {info['rate_hz']} Hz, "
-                f"battery {info['battery_pct']} %")
+            name = f" {link.device_id}" if link.device_id else ""
+            out(f"sensor{name}: {info['board']} board, {info['imu']}, firmware {info['firmware']}, "
+                f"{info['rate_hz']} Hz, battery {battery_words(info['battery_mv'], info['battery_pct'])}")
             if device_alerts_off:
                 await session.set_thresholds(enable=())
                 out("the sensor's own alerts are off: the host decides and sends VIBRATE")
@@ -419,6 +476,7 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
             hand_over = HandOver(session, analysis.policy, out, device_off=device_alerts_off)
             session.on_event = hand_over.device_event
             hand_over.task = asyncio.ensure_future(hand_over.run())
+        battery = BatteryWatch(session, out) if not passive else None  # after HandOver: it chains to its handler
         async for block in session.blocks(until_device_s=seconds):
             t_arrival = time.monotonic()
             result = analysis.update(block)
@@ -435,6 +493,7 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
         for reason, count in undelivered.items():
             if count > 1:
                 out(f"  ({count} vibrations in all not delivered: {reason})")
+        battery_end = None if battery is None else await battery.refresh()
     strides, decisions, holds = analysis.results()
     mounting = analysis.pipeline.mounting if analysis.pipeline is not None else None
     side_known = mounting is None or mounting.ok  # as Analysis.side_refused: a hold alone cannot find forward
@@ -445,7 +504,8 @@ async def run_live(link, *, record=None, seconds: float | None = None, start_seq
                       handover={} if hand_over is None else hand_over.counts(), strides=strides,
                       decisions=decisions, holds=holds, session=session.summary(), vibrations_sent=len(sends),
                       vibrate_latency_ms=latencies, fs_hz=analysis.fs_hz, wall_s=time.perf_counter() - t0,
-                      device_info=session.device_info, record_path=None if record is None else str(record))
+                      device_info=session.device_info, record_path=None if record is None else str(record),
+                      battery=battery_end)
 
 
 def print_closing(result: LiveResult, out=print) -> None:
@@ -470,6 +530,9 @@ def print_closing(result: LiveResult, out=print) -> None:
     if s.get("link_packets_dropped"):
         out(f"  the host fell behind: {s['link_packets_dropped']} packets dropped at the link's receive queue "
             "(their samples are in the gaps above: backfilled, or lost and marked)")
+    if result.battery is not None and result.battery[0]:
+        out(f"sensor battery: {battery_words(*result.battery)}"
+            + (": low, charge it" if result.battery[1] <= protocol.LOW_BATTERY_PCT else ""))
     if result.record_path:
         out(f"recording: {result.record_path}")
     if result.log_damage is not None:
@@ -546,22 +609,37 @@ def run_connect(options: LinkOptions, *, seconds: float | None = None, out=print
                 damage = link.damage if options.replay is not None else None  # the replayed log's account
                 if damage is not None:
                     out(damage.line())
-                if session.device_info is not None:
-                    out("device: " + ", ".join(f"{k} {v}" for k, v in session.device_info.items()))
+                info = session.device_info
+                if info is not None:
+                    out("device: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+                    out(f"sensor {link.device_id or '(its name unknown on this link)'}: battery "
+                        f"{battery_words(info['battery_mv'], info['battery_pct'])}")
+                watch = None if options.passive else BatteryWatch(session, out)
                 started = time.monotonic()
+                ticks = 0
                 while seconds is None or time.monotonic() - started < seconds:
                     await asyncio.sleep(1.0)
+                    ticks += 1
+                    if watch is not None and ticks % _BATTERY_REFRESH_S == 0:
+                        await watch.refresh()
                     status = link.status()
-                    out(f"{time.monotonic() - started:6.1f} s  " + _status_line(status, session))
+                    out(f"{time.monotonic() - started:6.1f} s  " + _status_line(status, session, watch))
                     if not status.connected and link.ended:
                         break
 
     asyncio.run(job())
 
 
-def _status_line(st, session: DeviceSession) -> str:
-    """The link's live figures and the session's sample count, for ``hipcheck connect``."""
+_BATTERY_REFRESH_S = 10  # hipcheck connect asks INFO this often for the battery line (any link: serial has no GATT)
+
+
+def _status_line(st, session: DeviceSession, watch: BatteryWatch | None = None) -> str:
+    """The link's live figures and the session's sample count, for ``hipcheck connect``; the battery as INFO and
+    LOW_BATTERY last gave it (V and %), else the BLE Battery Level."""
+    reading = None if watch is None else watch.reading
+    battery = (battery_words(*reading) if reading and reading[0]
+               else "-" if st.battery_pct is None else f"{st.battery_pct} %")
     return (f"connected {st.connected}  packets {st.packets_in}  CRC errors {st.crc_errors}  "
             f"reconnects {st.reconnects}  RSSI {'-' if st.rssi_dbm is None else f'{st.rssi_dbm:.0f} dBm'}  "
-            f"battery {'-' if st.battery_pct is None else f'{st.battery_pct} %'}  "
+            f"battery {battery}  "
             f"samples live {session.stats.samples_live}  holes {len(session.stats.holes)}")
