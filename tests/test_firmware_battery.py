@@ -71,6 +71,12 @@ cell.configure(capacity_mah=1, soc_pct=14)     # 1 mAh at 35.9 mA: 1 % every 1.0
 r = {"curve": [battery.percent(v) for v in (4300, 4190, 4120, 4050, 3800, 3475, 3300, 3200, 3100, 2900)]}
 mv, pct = board.battery()
 r["first"] = [mv, pct, cell.mv()]
+class Rp2Adc:  # the same emulated converter as the RP2040 port offers it: read_u16 only, no calibrated read_uv
+    def __init__(self, adc):
+        self.read_u16 = adc.read_u16
+rp2 = battery.Cell(board.BATTERY_ADC_PIN, board.BATTERY_DIVIDER, 3100)  # vref: the emulated converter's full scale
+rp2._adc = Rp2Adc(machine.ADC(machine.Pin(board.BATTERY_ADC_PIN)))
+r["rp2"] = rp2.read()[0]
 events, levels = [], []
 mon = battery.Monitor(board.battery, lambda mv, pct: events.append([mv, pct, cell.soc_permille()]), levels.append)
 def run(seconds):
@@ -106,6 +112,7 @@ print(json.dumps(r))
     assert abs(mv - model_mv) <= 2  # 12 bits over 3.1 V at the pin, times 2 for the divider: 1.5 mV a step
     assert abs(mv - (3300 + 0.4 * 120 - 35.9 * 0.150)) <= 2  # 14 % on the curve, less 35.9 mA x 150 mOhm
     assert pct == 13  # the cell's voltage under the board's load reads a little below its state of charge
+    assert abs(out["rp2"] - model_mv) <= 2  # read_u16 over the reference, as on the RP2040
     assert out["after_fall"][:2] == [1, False] and out["after_fall"][2] <= 6  # 2 %, seen ~4 s late
     assert out["no_rearm"] == [1, False]
     assert out["rearmed"] is True
@@ -232,3 +239,58 @@ def test_record_over_serial_says_the_battery_and_names_the_sensor(walk_csv, tmp_
     from hipcheck.record import LogReader
 
     assert LogReader(log).header["device_id"] == "hipcheck-4D01"
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pty")
+def test_connect_over_serial_to_firmware_without_name_id(walk_csv, tmp_path, monkeypatch, capsys):
+    """Firmware from before INFO's name_id (it answers the 4-byte INFO with BAD_LENGTH): `hipcheck connect --serial`
+    works as before, says it cannot name the sensor on this link, and shows the battery in V and % on its lines."""
+    old = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE, old)
+    packet = old / "packet.py"
+    text = packet.read_text()
+    for new, before in (('INFO: ("<B", ("with_id",)),', 'INFO: ("", ()),'),
+                        ("COMMAND_OPTIONAL = {LOG_LIST: 1, INFO: 1}", "COMMAND_OPTIONAL = {LOG_LIST: 1}")):
+        assert new in text
+        text = text.replace(new, before)
+    packet.write_text(text)
+    monkeypatch.setenv("HIPCHECK_FIRMWARE", str(old))
+    trace = tmp_path / "trace.hct"
+    prepare_trace(walk_csv, trace, "LSM6DSOX", 100)
+    args, env = firmware_command(trace, "--link", "serial", "--realtime", "--battery", "350:60")
+    assert str(old) in env["MICROPYPATH"]
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen(args, stdin=master, stdout=master, stderr=err, env=env, cwd=tmp_path)
+    os.close(master)
+    try:
+        code = cli_main(["connect", "--serial", os.ttyname(slave), "--seconds", "2.5"])
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(slave)
+    out = capsys.readouterr().out
+    assert code == 0, (tmp_path / "stderr.txt").read_text(errors="replace")
+    lines = out.splitlines()
+    assert "sensor (its name unknown on this link): battery 3.7" in out and "low" not in out, out
+    status = [line for line in lines if "connected True" in line]
+    assert len(status) >= 2 and all(re.search(r"battery 3\.7\d V, 5\d %", line) for line in status), status
+
+
+def test_wiring_refuses_a_battery_pin_without_an_adc():
+    """hardware/wiring.py holds the pin files' battery-sense pin to an ADC input the firmware can read with the
+    radio on (ESP32-S3 ADC1, RP2040 ADC0-3)."""
+    sys.path.insert(0, str(ROOT / "hardware"))
+    try:
+        import netlist
+        import wiring
+    finally:
+        sys.path.pop(0)
+    net = netlist.read(wiring.NETLIST)
+    for build in wiring.BUILDS:
+        board = wiring.load_board(build.module)
+        wiring.check_board(build, board, net)  # the real pin files pass
+        board.BATTERY_ADC_PIN = board.LED_PIN  # no ADC there (GPIO21 on the XIAO, GPIO6 on the Nano)
+        with pytest.raises(wiring.WiringError, match="not an ADC input"):
+            wiring.check_board(build, board, net)

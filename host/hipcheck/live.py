@@ -97,7 +97,10 @@ class BatteryWatch:
         self.said_low = False
         self._forward = session.on_event
         session.on_event = self.on_event
-        if _battery_low(info):
+        for event in session.events:  # one that came while the session started (before this handler)
+            if event.code == protocol.EventCode.LOW_BATTERY:
+                self.reading = (event.fields["battery_mv"], event.fields["battery_pct"])
+        if _battery_low(info) or any(e.code == protocol.EventCode.LOW_BATTERY for e in session.events):
             self._say_low()
 
     def _say_low(self) -> None:
