@@ -22,7 +22,7 @@ from hipcheck.cli import main as cli_main
 from hipcheck.motion.chip_trace import chip_rate_hz
 from hipcheck.protocol import EventCode, Opcode, SampleFlag, Status
 from hipcheck.rotation import inclination_error_rad
-from hipcheck.links.simboard import SimBoard, expected_wire
+from hipcheck.links.simboard import SimBoard, SimBoardError, expected_wire
 
 MICROPYTHON = shutil.which("micropython", path=str(Path(sys.executable).parent)) or shutil.which("micropython")
 pytestmark = pytest.mark.skipif(MICROPYTHON is None, reason="micropython unix port not installed")
@@ -223,3 +223,15 @@ def test_alerting_allocates_nothing_per_alert(walk_csv, tmp_path):
                for e in alerts)
     assert app["alloc_samples"] > 2500
     assert app["alloc_bytes"] <= 256, app
+
+
+def test_an_old_ack_with_a_token_used_again_does_not_answer_a_new_command(walk_csv):
+    """Tokens repeat every 256 commands: ``command`` waits for an ACK that arrives after it was sent, not for the
+    one that answered the same token 256 commands before."""
+    board = SimBoard(walk_csv)  # not started: its receive side is fed by hand
+    old = protocol.decode_packet(protocol.encode_ack(Opcode.TIME_SYNC, 7, Status.OK, host_token=1, device_t_us=0,
+                                                     next_seq=0, next_t_us=0))
+    board.acks.append(old)
+    with pytest.raises(SimBoardError, match="no ACK for token 7"):
+        board.wait_ack(7, timeout_s=0.2, opcode=Opcode.TIME_SYNC, after=1)
+    assert board.wait_ack(7, timeout_s=0.2, opcode=Opcode.TIME_SYNC) is old  # sent before: the old one answers

@@ -317,12 +317,13 @@ class SimBoard:
         self._token = (self._token + 1) & 0xFF
         return self._token
 
-    def wait_ack(self, token: int, timeout_s: float = 10.0, opcode=None) -> Ack:
-        """The ACK with this token (and opcode, when given) that arrives, or SimBoardError after timeout_s."""
+    def wait_ack(self, token: int, timeout_s: float = 10.0, opcode=None, after: int = 0) -> Ack:
+        """The ACK with this token (and opcode, when given) among those received from the ``after``-th on, or
+        SimBoardError after timeout_s."""
         deadline = time.monotonic() + timeout_s
         with self._cv:
             while True:
-                for a in reversed(self.acks):
+                for a in reversed(self.acks[after:]):
                     if a.token == token and (opcode is None or int(a.opcode) == int(opcode)):
                         return a
                 left = deadline - time.monotonic()
@@ -335,8 +336,10 @@ class SimBoard:
     def command(self, opcode, token: int | None = None, timeout_s: float = 10.0, **fields) -> Ack:
         """Send a COMMAND (``protocol.encode_command``) and wait for its ACK."""
         token = self.next_token() if token is None else token
+        with self._cv:
+            sent_after = len(self.acks)  # tokens repeat every 256 commands: only an ACK that comes after it answers
         self.send_packet(protocol.encode_command(opcode, token, **fields))
-        return self.wait_ack(token, timeout_s, opcode)
+        return self.wait_ack(token, timeout_s, opcode, after=sent_after)
 
     def wait_samples(self, n: int, timeout_s: float = 60.0) -> int:
         """Wait until at least n live samples arrived; returns how many did."""
