@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from hipcheck import protocol
 from hipcheck.cli import main as cli_main
 from hipcheck.links import within
 from hipcheck.links.ble import BATTERY_LEVEL_UUID, BleLink
@@ -142,12 +141,11 @@ def test_sim_board_info_event_motor_and_alloc(walk_csv, tmp_path):
         t_vibrate = time.monotonic()  # the pattern plays 0.3 s of wall time (the sim clock runs faster)
         last = None
         while True:  # to the end of the trace: the clock stops, the cell's voltage with it
-            sb.wait_samples(sb.live_samples + 1, timeout_s=2.0) if sb.live_samples < 1000 else None
             pong = sb.command(Opcode.TIME_SYNC, host_token=1)
             if pong.fields["next_seq"] == last:
                 break
             last = pong.fields["next_seq"]
-            time.sleep(0.05)
+            time.sleep(0.1)
         time.sleep(max(0.0, t_vibrate + 0.5 - time.monotonic()))  # the motor off: no sag in the last reading
         end = sb.command(Opcode.INFO)
         result = sb.finish()
