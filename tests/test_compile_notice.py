@@ -71,7 +71,7 @@ from hipcheck.pipeline import analyze_arrays
 warmup.compile_later_stages()
 trace = simulate_walk(duration_s=8.0, seed=1)
 analyze_arrays(trace.acc_sensor_m_s2, trace.gyr_sensor_rad_s, trace.fs_hz)
-kernels = [hold.hold_update, detect.detect_update_samples, detect.detect_update_strides, strides.stride_metrics]
+kernels = [hold.hold_update, detect.detect_update_samples, detect.detect_update_strides, strides._settle_strides]
 print([len(k.signatures) for k in kernels])
 """
 

@@ -206,4 +206,7 @@ def test_set_rate_mid_session_keeps_every_sample_and_the_new_period(walk_csv):
     assert np.all(dt > 0)
     settling = np.count_nonzero((dt != 9600) & (dt != 4800))  # the first reads after the change re-anchor the time
     assert settling <= 4
-    assert dt[0] == 9600 and dt[-1] == 4800 and np.count_nonzero(dt == 4800) > 1000
+    # (how far the fast simulation ran before the change depends on the machine's load: at least 1 s at the new
+    # rate, and once it is there the old period never comes back)
+    assert dt[0] == 9600 and dt[-1] == 4800 and np.count_nonzero(dt == 4800) > 200
+    assert not np.any(dt[np.argmax(dt == 4800):] == 9600)
