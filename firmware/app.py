@@ -24,7 +24,7 @@ from sampling import DeviceClock, Sampling
 from session_log import SessionLog
 from transmit import Backfill, ControlQueue, Transmit
 
-FW_VERSION = (0, 4, 0)
+FW_VERSION = (0, 5, 0)  # 0.5: INFO tells the sensor's name (name_id), the board reads its battery
 
 # INFO state_flags (hipcheck.protocol.StateFlag)
 _ST_STREAMING = const(1)

@@ -521,7 +521,7 @@ def _add_calibrate(commands) -> None:
         source = step.add_mutually_exclusive_group(required=True)
         source.add_argument("--sim", action="store_true",
                             help="the simulated sensor (real firmware on the sim board) worn by a simulated person")
-        source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial (give --device too)")
+        source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial (it names itself; firmware before 0.5: give --device too)")
         source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
         source.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
                             help="a recording made earlier: IMU CSV or session log (.hclog)")
@@ -553,7 +553,7 @@ def _add_calibrate(commands) -> None:
     upload = actions.add_parser("upload", help="send a sensor's profile to it (CAL_UPLOAD)")
     source = upload.add_mutually_exclusive_group(required=True)
     source.add_argument("--sim", action="store_true", help="the simulated sensor")
-    source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial (give --device too)")
+    source.add_argument("--serial", metavar="PORT", help="a sensor on USB serial (it names itself; firmware before 0.5: give --device too)")
     source.add_argument("--ble", metavar="NAME|ADDRESS", help="a sensor over Bluetooth LE")
     upload.add_argument("--device", metavar="ID", help="the profile to send (default: the sensor's own)")
     upload.add_argument("--sim-flash", type=Path, metavar="DIR", help="--sim: the simulated sensor's flash folder")

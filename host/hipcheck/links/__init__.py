@@ -98,8 +98,9 @@ class Link(abc.ABC):
     @property
     def device_id(self) -> str | None:
         """A stable name of the sensor on the other end, kept in the session log's header (``device_id``) and the
-        key of its calibration profile (``hipcheck.calibration.profile``): the BLE name ``hipcheck-XXXX`` (else the
-        address) once connected; None when the link cannot tell (a serial port, a replay)."""
+        key of its calibration profile (``hipcheck.calibration.profile``): the name ``hipcheck-XXXX`` the sensor
+        advertises over BLE (else the address) once connected, and tells over serial; None when the link cannot tell
+        (firmware that does not tell its name, a replay without one)."""
         status = self.status()
         return getattr(status, "name", None) or getattr(status, "address", None)
 
