@@ -326,4 +326,7 @@ def sort_decisions(decisions: np.ndarray) -> np.ndarray:
 
 
 def _concat(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    # Empty blocks left out: numpy checks a structured dtype field by field for every array it joins, and most
+    # small blocks hold no stride, event or decision.
+    arrays = [a for a in arrays if len(a)]
     return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)

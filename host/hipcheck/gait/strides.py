@@ -260,6 +260,8 @@ class StrideAnalyzer:
     def _settle(self, out: np.ndarray, n_out: int) -> int:
         """Measure the waiting strides whose samples have all arrived, into out from row n_out; returns the rows
         of out now written."""
+        if not len(self._waiting) or self._waiting[0, 0] >= self.samples_seen:
+            return n_out  # nothing ready (most live blocks): no kernel call
         settled, n_out, self._previous_stride_s, lost = _settle_strides(
             self._ring, self.samples_seen, self._waiting, *self._event_columns, self.min_stride_samples,
             self.max_stride_samples, self.fs_hz, self.steady_time_change, self.steady_turn_deg,
