@@ -7,7 +7,8 @@ in-tree __pycache__ is not read then). In it: the import of hipcheck.pipeline, t
 20 s simulated walk in each mode `hipcheck analyze` has (walk causal, walk offline review, hold, bridge, posture: each
 mode reaches kernels the others do not; --walk-only: walk causal, a plain `hipcheck analyze`), then the same again
 warm. The cold compile is the first pass minus the warm one. Two ways per run: "serial", numba alone (one core
-compiles everything; what the CLI does by default), and "ahead", as the CLI does with HIPCHECK_COMPILE_AHEAD=1
+compiles everything; what the CLI does on a busy machine), and "ahead", as the CLI does where a core is idle or with
+HIPCHECK_COMPILE_AHEAD=1
 (hipcheck.compile_notice starts hipcheck.warmup at the first compile, which compiles the pipeline from its end on the
 other core; the two meet in the on-disk cache).
 numba's compile events (numba.core.event "numba:compile") give each function's own compile time, nested
@@ -24,7 +25,9 @@ Measured on the shared 2-core machine (other jobs' load average 1.5-6; CPU time 
   39.8 s (99 compiles), CPU 47.9/50.7 -> 36.1/39.1 s;
 - walk, ahead (HIPCHECK_COMPILE_AHEAD=1): 30.2 s against 37.1 s serial at load 1.6, but 52.6 against 43.5 at
   load 2.2 and 53-56 against 36-37 at load 4-5: the second process shortens the wait only when a core is idle
-  (the command's own compile CPU falls 35-42 -> 25 s either way). Hence off by default.
+  (the command's own compile CPU falls 35-42 -> 25 s either way); after the session of 2026-12-03 (no shape-error
+  formatting compiled in the pelvis and hold kernels), walk at load 0.7-1.0: serial 34.3 s, ahead 19.8 s. Hence
+  ahead only where the load average leaves half a core spare (hipcheck.compile_notice.ahead_wanted).
 What dominates (own time, serial walk): pelvis.pelvis_update 10-14 s (its 21 helpers are inline="always", kept
 for speed: un-inlined, the stage ran 14 % slower), the causal fusion's update and window kernels about 9 s, the hold
 analyser's kernels about 11 s, the gait events' about 9 s (figures of a run at load 6: about 1.4 times an idle

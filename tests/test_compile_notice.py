@@ -86,3 +86,19 @@ def test_the_compile_ahead_process_compiles_the_kernels_the_pipeline_calls():
     done = subprocess.run([sys.executable, "-c", WARMUP_CHECK], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-4:] == ["[1,", "1,", "1,", "1]"]
+
+
+@pytest.mark.parametrize("asked, load, cores, wanted", [
+    ("1", 9.0, 2, True), ("0", 0.0, 8, False),  # the variable decides when set
+    (None, 0.7, 2, True), (None, 1.5, 2, True), (None, 2.2, 2, False), (None, 3.0, 8, True), (None, 0.0, 1, False),
+])
+def test_the_compile_ahead_process_starts_where_a_core_is_idle(monkeypatch, asked, load, cores, wanted):
+    """Unset, HIPCHECK_COMPILE_AHEAD follows the load: the second process shortened the wait at load 0.7-1.6 on 2
+    cores and lengthened it from 2.2 on (benchmarks/compile.py)."""
+    if asked is None:
+        monkeypatch.delenv(compile_notice.ENV_AHEAD, raising=False)
+    else:
+        monkeypatch.setenv(compile_notice.ENV_AHEAD, asked)
+    monkeypatch.setattr(compile_notice.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(compile_notice.os, "cpu_count", lambda: cores)
+    assert compile_notice.ahead_wanted() is wanted

@@ -8,12 +8,13 @@ none, so the line is printed exactly when the cache is cold, once per process. I
 terminal (a person waiting), or when ``HIPCHECK_COMPILE_NOTICE=1``; a script reading stderr gets no extra line (the
 CLI's contract is one line per failure, docs/cli.md).
 
-With ``HIPCHECK_COMPILE_AHEAD=1`` it also starts, at that first compile, ``python -m hipcheck.warmup``, which
-compiles the pipeline's stages from the end while this process compiles them from the start; each finds in numba's
-on-disk cache what the other compiled, and it is ended when this process exits. Off by default: on the shared
-2-core machine it was measured on (benchmarks/compile.py, load average 4-5) the command's own compile CPU fell from
-35 to 26 s but its wait grew from 36 to 55 s, the second process taking the command's core rather than an idle one;
-it pays only where a core is free.
+Where a core is idle it also starts, at that first compile, ``python -m hipcheck.warmup``, which compiles the
+pipeline's stages from the end while this process compiles them from the start; each finds in numba's on-disk cache
+what the other compiled, and it is ended when this process exits. It pays only where a core is free
+(benchmarks/compile.py, walk, 2 cores: 19.8 s against 34.3 s alone at load 0.7-1.0, 30.2 against 37.1 at 1.6, but
+52.6 against 43.5 at 2.2 and 53-56 against 36-37 at 4-5, the second process then taking the command's own core), so
+it starts when the 1-minute load average leaves half a core spare (``AHEAD_SPARE_CORES``);
+``HIPCHECK_COMPILE_AHEAD=1`` or ``0`` decides instead.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import os
 import subprocess
 import sys
 
-# The cold compile of the whole pipeline in a fresh process on 2 cores (benchmarks/compile.py, best of 3 on a
-# machine shared with other jobs): the wait announced.
-COLD_COMPILE_S = 40
+# The cold compile of a walk's pipeline in a fresh process on 2 cores (benchmarks/compile.py: 34 s alone, 20 s with
+# the compile-ahead process, a `hipcheck analyze` 28 s, on a quiet machine): the wait announced.
+COLD_COMPILE_S = 30
 ENV_FORCE = "HIPCHECK_COMPILE_NOTICE"
 ENV_AHEAD = "HIPCHECK_COMPILE_AHEAD"
+AHEAD_SPARE_CORES = 0.5  # the compile-ahead process starts while the load average is this far below the cores
 
 _listener = None
 _helper: subprocess.Popen | None = None
@@ -41,12 +43,12 @@ def notice_line(command: str) -> str:
 def announce_compiles(command: str, out=None, *, ahead: bool | None = None) -> bool:
     """At numba's first compile in this process: say so once through ``out`` (a line on stderr by default, when
     stderr is a terminal or ``HIPCHECK_COMPILE_NOTICE=1``) and start the compile-ahead process (``ahead``; default:
-    ``HIPCHECK_COMPILE_AHEAD=1``). Returns whether the line will be said."""
+    ``ahead_wanted()``). Returns whether the line will be said."""
     global _listener
     if out is None and (os.environ.get(ENV_FORCE) == "1" or sys.stderr.isatty()):
         out = _print_stderr
     if ahead is None:
-        ahead = os.environ.get(ENV_AHEAD) == "1"
+        ahead = ahead_wanted()
     if _listener is not None or (out is None and not ahead):
         return out is not None
     from numba.core import event
@@ -68,6 +70,20 @@ def announce_compiles(command: str, out=None, *, ahead: bool | None = None) -> b
     _listener = _Notice()
     event.register("numba:compile", _listener)
     return out is not None
+
+
+def ahead_wanted() -> bool:
+    """Compile ahead in a second process? ``HIPCHECK_COMPILE_AHEAD`` 1 or 0; unset, when a core is idle: the
+    1-minute load average at least AHEAD_SPARE_CORES below the number of cores (module docstring)."""
+    asked = os.environ.get(ENV_AHEAD)
+    if asked in ("0", "1"):
+        return asked == "1"
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this system: leave the cores to the command
+        return False
+    cores = os.cpu_count() or 1
+    return cores > 1 and load <= cores - AHEAD_SPARE_CORES
 
 
 def start_compile_ahead() -> subprocess.Popen | None:
