@@ -116,7 +116,7 @@ def _legend(ax, **options) -> None:
         ax.text(0.5, 0.5, "no strides", transform=ax.transAxes, ha="center", va="center", color="0.5")
 
 
-def _cycle_panel(ax, curves: np.ndarray, strides: np.ndarray, label: str) -> None:
+def _cycle_panel(ax, curves: np.ndarray, strides: np.ndarray, label: str, legend: bool = True) -> None:
     pct = np.linspace(0.0, 100.0, CYCLE_POINTS)
     for side in (LEFT, RIGHT):
         rows = curves[strides["side"] == side]
@@ -128,7 +128,8 @@ def _cycle_panel(ax, curves: np.ndarray, strides: np.ndarray, label: str) -> Non
         ax.fill_between(pct, mean - sd, mean + sd, color=SIDE_COLOR[side], alpha=0.2, lw=0)
     ax.axhline(0.0, color="0.7", lw=0.5)
     ax.set(xlabel="% gait cycle (initial contact to the next, same foot)", ylabel=label, xlim=(0, 100))
-    _legend(ax)
+    if legend:
+        _legend(ax)
 
 
 def _drops_panels(ax_time, ax_hist, strides: np.ndarray, fs: float, threshold_deg: float) -> None:
@@ -243,9 +244,9 @@ def cycle_figure(result):
     analysis = result.analysis
     used = used_strides(analysis)
     figure = _fixed_figure(3.6, top_in=0.45, right_in=0.35, wspace=0.3)
-    for col, (k, label) in enumerate(ANGLES):
+    for col, (k, label) in enumerate(ANGLES):  # one legend: the three panels share their sides and counts
         _cycle_panel(figure.add_subplot(1, 3, col + 1), stride_normalised(analysis.angles_pelvis_deg[:, k], used),
-                     used, label)
+                     used, label, legend=col == 0)
     figure.suptitle("pelvic angles over the gait cycle, mean ± SD per side (cycle named by the foot that starts it)",
                     fontsize=10)
     return figure
