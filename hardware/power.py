@@ -57,6 +57,9 @@ FIGURES = {
     "nina_rx": Figure(100.0, f"{ESP32}, Table 5-4: receive BT/BLE, 95-100 mA (upper end)"),
     "motor": Figure(0.0, "Adafruit 1201 product page: 60 mA at 3 V, 80 mA at 4 V; interpolated at 3.3 V"),
     "nano_led": Figure(1.5, "estimate: the Nano's green power LED, always on (not in Arduino's datasheet)"),
+    "battery_divider": Figure(round(3.7 / 400e3 * 1e3, 4), "Ohm's law: the battery-sense divider (R3 + R4 = "
+                                                         "400 kOhm, wiring.md) across the cell at 3.7 V, in every "
+                                                         "state; 10.5 µA at a full 4.2 V"),
 }
 
 
@@ -213,10 +216,11 @@ def rail_ma(build: str, state: State, rate_hz: int = 100) -> dict[str, float]:
 
 def cell_ma(build: str, rail: float) -> float:
     """What the cell gives for `rail` mA at 3.3 V: through the XIAO's linear regulator the same current; through
-    the boost to 5 V and the Nano's buck back to 3.3 V, the same power over both efficiencies."""
+    the boost to 5 V and the Nano's buck back to 3.3 V, the same power over both efficiencies; plus the battery-sense
+    divider across the cell."""
     if build == "a":
-        return rail
-    return rail * 3.3 / (a("boost_efficiency") * a("buck_efficiency") * a("cell_v"))
+        return rail + f("battery_divider")
+    return rail * 3.3 / (a("boost_efficiency") * a("buck_efficiency") * a("cell_v")) + f("battery_divider")
 
 
 def hours(build: str, state: State, cell_mah: float, rate_hz: int = 100) -> float:
