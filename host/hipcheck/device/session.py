@@ -119,7 +119,7 @@ class DeviceSession:
         if not self.link.status().connected:
             await self.link.open()
         self._connected.set()
-        self._tasks.append(asyncio.create_task(self._guard(self._rx_loop()), name="session-rx"))
+        self._tasks.append(asyncio.create_task(self._guard(self._rx_loop), name="session-rx"))
         if not self.passive:
             self.device_info = await self.info()
             for _ in range(3):
@@ -134,7 +134,7 @@ class DeviceSession:
         if replayed is not None:
             head["replayed_file"] = replayed
         self.recording.open({**head, **self.header})
-        self._tasks.append(asyncio.create_task(self._guard(self._housekeeping()), name="session-housekeeping"))
+        self._tasks.append(asyncio.create_task(self._guard(self._housekeeping), name="session-housekeeping"))
         return self.device_info
 
     async def close(self) -> None:
@@ -258,9 +258,11 @@ class DeviceSession:
             self._on_data(packet, t)
 
     # ---------------------------------------------------------------------------------------------- receive
-    async def _guard(self, coro) -> None:
+    async def _guard(self, job) -> None:
+        # job is called here, not by the caller: a task cancelled before it first runs (a session refused right
+        # after start) then leaves no coroutine that was never awaited
         try:
-            await coro
+            await job()
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a failure ends the stream with the error, never a silent hang
