@@ -259,8 +259,7 @@ class DeviceSession:
 
     # ---------------------------------------------------------------------------------------------- receive
     async def _guard(self, job) -> None:
-        # job is called here, not by the caller: a task cancelled before it first runs (a session refused right
-        # after start) then leaves no coroutine that was never awaited
+        # job called here: a task cancelled before its first run leaves no coroutine that was never awaited
         try:
             await job()
         except asyncio.CancelledError:
