@@ -5,9 +5,7 @@ other end, --replay of a log that `record --sim` wrote. (--sim itself: test_cli_
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tty
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.bleak_bumble import Air  # noqa: E402
+from support.firmware_pty import firmware_on_pty  # noqa: E402
 from support.emulated_sensor import EmulatedSensor  # noqa: E402
 
 from hipcheck import protocol  # noqa: E402
@@ -95,18 +94,9 @@ def test_record_over_serial_pty(walk_csv, tmp_path, capsys):
     trace = tmp_path / "trace.hct"
     prepare_trace(walk_csv, trace, "LSM6DSOX", 100)
     args, env = firmware_command(trace, "--link", "serial", "--seconds", repr(WALK_S - 2), "--realtime")
-    master, slave = os.openpty()
-    tty.setraw(slave)  # raw before the firmware's first byte, as pyserial would make it
     log = tmp_path / "serial.hclog"
-    with open(tmp_path / "stderr.txt", "wb") as err:
-        proc = subprocess.Popen(args, stdin=master, stdout=master, stderr=err, env=env, cwd=tmp_path)
-    os.close(master)
-    try:
-        code = main(["record", "--serial", os.ttyname(slave), "-o", str(log), "--seconds", "12"])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(slave)
+    with firmware_on_pty(args, env, tmp_path) as port:
+        code = main(["record", "--serial", port, "-o", str(log), "--seconds", "12"])
     out = capsys.readouterr().out
     assert code == 0, (tmp_path / "stderr.txt").read_text(errors="replace")
     assert "weak side: right" in out

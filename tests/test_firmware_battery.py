@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import tty
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from hipcheck.links import within
 from hipcheck.links.ble import BATTERY_LEVEL_UUID, BleLink
 from hipcheck.links.simboard import SimBoard, firmware_command, prepare_trace
 from hipcheck.protocol import EventCode, Opcode, Status
+from support.firmware_pty import firmware_on_pty
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
@@ -209,18 +209,9 @@ def test_record_over_serial_says_the_battery_and_names_the_sensor(walk_csv, tmp_
     # 2 mAh at 14 %: 0.5 % a second, through 10 % after ~8 s of the 16 s walk (the sim clock runs on a little
     # before the host reads: what the pty holds)
     args, env = firmware_command(trace, "--link", "serial", "--no-alerts", "--battery", "2:14")
-    master, slave = os.openpty()
-    tty.setraw(slave)  # raw before the firmware's first byte, as pyserial would make it
     log = tmp_path / "serial.hclog"
-    with open(tmp_path / "stderr.txt", "wb") as err:
-        proc = subprocess.Popen(args, stdin=master, stdout=master, stderr=err, env=env, cwd=tmp_path)
-    os.close(master)
-    try:
-        code = cli_main(["record", "--serial", os.ttyname(slave), "-o", str(log), "--no-profile", "--seconds", "15"])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(slave)
+    with firmware_on_pty(args, env, tmp_path) as port:
+        code = cli_main(["record", "--serial", port, "-o", str(log), "--no-profile", "--seconds", "15"])
     out = capsys.readouterr().out
     assert code == 0, (tmp_path / "stderr.txt").read_text(errors="replace")
     lines = out.splitlines()
@@ -257,17 +248,8 @@ def test_connect_over_serial_to_firmware_without_name_id(walk_csv, tmp_path, mon
     prepare_trace(walk_csv, trace, "LSM6DSOX", 100)
     args, env = firmware_command(trace, "--link", "serial", "--realtime", "--battery", "350:60")
     assert str(old) in env["MICROPYPATH"]
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    with open(tmp_path / "stderr.txt", "wb") as err:
-        proc = subprocess.Popen(args, stdin=master, stdout=master, stderr=err, env=env, cwd=tmp_path)
-    os.close(master)
-    try:
-        code = cli_main(["connect", "--serial", os.ttyname(slave), "--seconds", "2.5"])
-    finally:
-        proc.kill()
-        proc.wait()
-        os.close(slave)
+    with firmware_on_pty(args, env, tmp_path) as port:
+        code = cli_main(["connect", "--serial", port, "--seconds", "2.5"])
     out = capsys.readouterr().out
     assert code == 0, (tmp_path / "stderr.txt").read_text(errors="replace")
     lines = out.splitlines()
