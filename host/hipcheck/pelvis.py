@@ -69,7 +69,7 @@ import numpy as np
 from numba import njit
 
 from hipcheck.errors import InvalidValueError
-from hipcheck.rotation import matrix_from_quat, quat_conjugate, quat_from_matrix, quat_multiply, quat_normalize
+from hipcheck.rotation import matrix_from_quat, quat_from_matrix, quat_normalize
 from hipcheck.settings import merged_settings
 from hipcheck.units import GRAVITY_M_S2
 
