@@ -113,7 +113,8 @@ def _legend(ax, **options) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, **options)
     else:
-        ax.text(0.5, 0.5, "no strides", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        ax.text(0.5, 0.5, "no strides", transform=ax.transAxes, ha="center", va="center", color="0.5",
+                bbox={"facecolor": "white", "edgecolor": "none"})
 
 
 def _cycle_panel(ax, curves: np.ndarray, strides: np.ndarray, label: str, legend: bool = True) -> None:
@@ -140,7 +141,7 @@ def _drops_panels(ax_time, ax_hist, strides: np.ndarray, fs: float, threshold_de
     for (side, name), finite in zip(names.items(), values):
         ok = np.isfinite(strides[name])
         ax_time.plot(strides["start_sample"][ok] / fs, strides[name][ok], _style(len(strides)), lw=0.6, ms=4,
-                     color=SIDE_COLOR[side], label=f"{SIDE_WORD[side]} stance")
+                     color=SIDE_COLOR[side], label=f"{SIDE_WORD[side]} stance" if ok.any() else None)
         # One filled outline per side, not a bar patch per bin: the same picture, drawn much faster.
         ax_hist.stairs(np.histogram(finite, bins=bins)[0], bins, fill=True, color=SIDE_COLOR[side], alpha=0.5,
                        label=f"{SIDE_WORD[side]} stance: median {np.median(finite):.1f}°" if len(finite) else None)
